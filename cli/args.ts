@@ -1,0 +1,33 @@
+// Shared argument parsing for the commands: node's parseArgs, strict, with readable errors.
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+
+export class UsageError extends Error {
+  readonly code = 'ERR_USAGE';
+}
+
+export function parse<T extends NonNullable<ParseArgsConfig['options']>>(argv: string[], options: T, allowPositionals = false) {
+  try {
+    return parseArgs({ args: argv, options, strict: true, allowPositionals, allowNegative: false });
+  } catch (err) {
+    throw new UsageError((err as Error).message.replace(/\. To specify .*$/s, ''));
+  }
+}
+
+/** A whole number option within [min, max]. */
+export function intOption(name: string, value: string | undefined, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback;
+  if (!/^[0-9]+$/.test(value) || Number(value) < min || Number(value) > max) {
+    throw new UsageError(`--${name} must be a whole number from ${min} to ${max}, not "${value}"`);
+  }
+  return Number(value);
+}
+
+/** A duration option in seconds (decimals allowed) within (0, max], returned in milliseconds. */
+export function secondsOption(name: string, value: string | undefined, fallbackMs: number, max = 7 * 24 * 3600): number {
+  if (value === undefined) return fallbackMs;
+  const n = Number(value);
+  if (!/^[0-9]+(\.[0-9]+)?$/.test(value) || n <= 0 || n > max) {
+    throw new UsageError(`--${name} must be a number of seconds greater than 0, not "${value}"`);
+  }
+  return Math.round(n * 1000);
+}

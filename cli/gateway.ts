@@ -1,0 +1,102 @@
+// `codex-egress gateway`: run the gateway in the current network namespace until SIGTERM.
+import { readFile } from 'node:fs/promises';
+import { parse, intOption, secondsOption, UsageError } from './args.js';
+import { defaultConfig, parseConfig, resolvConfUpstreams, ConfigError, effectivePath, type GatewayConfigInput } from '../proxy/config.js';
+import { startGateway, type FirewallFactory } from '../proxy/gateway.js';
+
+export const GATEWAY_USAGE = `Usage: codex-egress gateway [options]
+
+Runs the DNS resolver, the HTTP/CONNECT proxy, the firewall and the audit log in the current
+network namespace until SIGTERM or SIGINT. SIGHUP re-reads the allowlist file (so does editing it).
+
+Options:
+  --listen IP             address to listen on (default 0.0.0.0)
+  --dns-port N            DNS port, UDP and TCP (default 53)
+  --proxy-port N          HTTP/CONNECT proxy port (default 3128)
+  --upstream IP[:PORT]    upstream DNS resolver, repeatable, tried in order (default: /etc/resolv.conf)
+  --allowlist FILE        the allowlist file, watched for changes (default /etc/codex/allowed_domains.txt);
+                          the merged allowlist is written beside it as <name>.effective.json
+  --allow RULE            allow a rule, repeatable (also: OPENAI_ALLOWED_DOMAINS)
+  --no-defaults           leave out the built-in OpenAI rules
+  --audit-log FILE|-      where audit events go, one JSON line each (default - : standard output)
+  --firewall              apply and verify the kernel firewall before serving (default)
+  --no-firewall           no kernel firewall: development only, said loudly in the log and /healthz
+  --dns-timeout SECONDS   per-upstream DNS timeout (default 2)
+  --connect-timeout SECONDS   upstream TCP connect timeout (default 10)
+  --idle-timeout SECONDS  close tunnels and connections idle this long in both directions (default 900)
+  --hello-timeout SECONDS time a CONNECT client has to send its TLS ClientHello (default 10)
+  --max-connections N     concurrent connections per client address (default 512)
+  -h, --help              this help`;
+
+export async function gatewayCommand(argv: string[], makeFirewall?: FirewallFactory): Promise<number> {
+  const { values: v } = parse(argv, {
+    listen: { type: 'string' },
+    'dns-port': { type: 'string' },
+    'proxy-port': { type: 'string' },
+    upstream: { type: 'string', multiple: true },
+    allowlist: { type: 'string' },
+    allow: { type: 'string', multiple: true },
+    'no-defaults': { type: 'boolean' },
+    'audit-log': { type: 'string' },
+    firewall: { type: 'boolean' },
+    'no-firewall': { type: 'boolean' },
+    'dns-timeout': { type: 'string' },
+    'connect-timeout': { type: 'string' },
+    'idle-timeout': { type: 'string' },
+    'hello-timeout': { type: 'string' },
+    'max-connections': { type: 'string' },
+  });
+  if (v.firewall && v['no-firewall']) throw new UsageError('--firewall and --no-firewall contradict each other');
+  const d = defaultConfig();
+  let upstreams = v.upstream ?? [];
+  if (upstreams.length === 0) upstreams = resolvConfUpstreams(await readFile('/etc/resolv.conf', 'utf8').catch(() => ''));
+  const input: GatewayConfigInput = {
+    ...d,
+    listen: v.listen ?? d.listen,
+    dnsPort: intOption('dns-port', v['dns-port'], d.dnsPort, 0, 65535),
+    proxyPort: intOption('proxy-port', v['proxy-port'], d.proxyPort, 0, 65535),
+    upstreams,
+    allowlistPath: v.allowlist ?? d.allowlistPath,
+    allow: v.allow ?? [],
+    defaults: !v['no-defaults'],
+    auditLog: v['audit-log'] ?? d.auditLog,
+    firewall: !v['no-firewall'],
+    dnsTimeoutMs: secondsOption('dns-timeout', v['dns-timeout'], d.dnsTimeoutMs, 60),
+    limits: {
+      ...d.limits,
+      connectTimeoutMs: secondsOption('connect-timeout', v['connect-timeout'], d.limits.connectTimeoutMs),
+      idleTimeoutMs: secondsOption('idle-timeout', v['idle-timeout'], d.limits.idleTimeoutMs),
+      helloTimeoutMs: secondsOption('hello-timeout', v['hello-timeout'], d.limits.helloTimeoutMs),
+      maxConnectionsPerClient: intOption('max-connections', v['max-connections'], d.limits.maxConnectionsPerClient, 1, 1_000_000),
+    },
+  };
+  let gateway;
+  try {
+    const cfg = parseConfig(input);
+    gateway = await startGateway(cfg, makeFirewall);
+    process.stderr.write(
+      `codex-egress: gateway up: dns ${cfg.listen}:${gateway.dns.udp.port}, proxy ${cfg.listen}:${gateway.proxy.address.port}, ` +
+        `${gateway.allowlist().rules.length} rules (effective list: ${effectivePath(cfg.allowlistPath)})\n`,
+    );
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`codex-egress gateway: invalid configuration:\n  ${err.errors.join('\n  ')}\n`);
+      return 1;
+    }
+    process.stderr.write(`codex-egress gateway: cannot start: ${(err as Error).message}\n`);
+    return 1;
+  }
+  const g = gateway;
+  return new Promise<number>((resolve) => {
+    const stop = (signal: NodeJS.Signals) => {
+      process.stderr.write(`codex-egress: ${signal}: stopping\n`);
+      g.stop(signal).then(
+        () => resolve(0),
+        () => resolve(1),
+      );
+    };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+    process.on('SIGHUP', () => void g.reload());
+  });
+}

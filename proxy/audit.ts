@@ -1,0 +1,82 @@
+// The audit log: one JSON line per decision, written by pino asynchronously (never blocks the proxy path).
+import { pino, type Logger } from 'pino';
+import type { Decision } from './policy/allowlist.js';
+
+/** Schema version carried in every line as `v`. Bump on any incompatible change (README: Audit log). */
+export const AUDIT_SCHEMA_VERSION = 1;
+
+type RuleRef = Decision['rule'];
+
+export type AuditEvent =
+  | {
+      event: 'dns';
+      client: string;
+      name: string;
+      qtype: string;
+      decision: 'allow' | 'deny';
+      reason: Decision['reason'] | 'upstream-failed' | 'nxdomain' | 'firewall-failed';
+      rcode: string;
+      answers: string[];
+      rule?: RuleRef;
+      ms: number;
+    }
+  | {
+      event: 'connect' | 'http';
+      client: string;
+      host: string;
+      port: number;
+      ip?: string;
+      method?: string;
+      decision: 'allow' | 'deny' | 'error';
+      reason: Decision['reason'] | 'upstream-connect-failed' | 'upstream-error';
+      rule?: RuleRef;
+      status?: number;
+      detail?: string;
+    }
+  | {
+      event: 'tunnel_close';
+      client: string;
+      host: string;
+      port: number;
+      ip: string;
+      bytes_up: number;
+      bytes_down: number;
+      ms: number;
+      closed_by: 'client' | 'upstream' | 'idle-timeout' | 'policy-reload' | 'shutdown' | 'sni-mismatch' | 'tls-required' | 'error';
+    }
+  | { event: 'reload'; ok: boolean; rules: number; added: string[]; removed: string[]; errors?: string[]; closed_tunnels?: number }
+  | { event: 'start'; dns: string; proxy: string; firewall: boolean; rules: number; upstreams: string[] }
+  | { event: 'stop'; signal?: string }
+  | { event: 'firewall'; [key: string]: unknown };
+
+export interface Audit {
+  write(e: AuditEvent): void;
+  /** Flush what is buffered and close the destination. */
+  close(): Promise<void>;
+}
+
+/** An audit log to a file path, or to standard output with '-'. */
+export function createAudit(path: string): Audit {
+  const dest = pino.destination({ dest: path === '-' ? 1 : path, sync: false, mkdir: path !== '-' });
+  const logger: Logger = pino(
+    {
+      base: { v: AUDIT_SCHEMA_VERSION },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    dest,
+  );
+  // A failing log destination (disk full, closed pipe) must not take the gateway down.
+  dest.on('error', (err: Error) => process.stderr.write(`codex-egress: audit log: ${err.message}\n`));
+  return {
+    write: (e) => (e.event === 'reload' && !e.ok ? logger.error(e) : logger.info(e)),
+    close: () =>
+      new Promise((resolve) => {
+        dest.flush((_err?: Error) => {
+          if (path === '-') return resolve();
+          dest.end();
+          resolve();
+        });
+      }),
+  };
+}

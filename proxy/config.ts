@@ -1,0 +1,122 @@
+// The gateway's configuration, validated with zod. Also the allowlist file and its companion. Small I/O only.
+import { readFile, writeFile, rename } from 'node:fs/promises';
+import { dirname, basename, join } from 'node:path';
+import { isIPv4 } from 'node:net';
+import { z } from 'zod';
+import { mergeSources, type Allowlist } from './policy/allowlist.js';
+import { parseRuleFile, type RulesResult } from './policy/rules.js';
+import { DEFAULT_LIMITS, type ProxyLimits } from './http/proxy.js';
+import type { Upstream } from './dns/upstream.js';
+
+export class ConfigError extends Error {
+  readonly code = 'ERR_CONFIG';
+  constructor(readonly errors: string[]) {
+    super(errors.join('\n'));
+  }
+}
+
+const upstream = z.string().transform((s, ctx): Upstream => {
+  const m = /^([0-9.]+)(?::([0-9]{1,5}))?$/.exec(s.trim());
+  const port = m?.[2] === undefined ? 53 : Number(m[2]);
+  if (!m || !isIPv4(m[1]!) || port < 1 || port > 65535) {
+    ctx.addIssue({ code: 'custom', message: `upstream "${s}" must be an IPv4 address with an optional :port` });
+    return z.NEVER;
+  }
+  return { host: m[1]!, port };
+});
+
+const port = z.number().int().min(0).max(65535);
+
+export const gatewayConfig = z.object({
+  listen: z.string().refine(isIPv4, 'listen address must be an IPv4 address'),
+  dnsPort: port,
+  proxyPort: port,
+  upstreams: z.array(upstream).min(1, 'no upstream DNS resolver: give --upstream or a nameserver in /etc/resolv.conf'),
+  allowlistPath: z.string().min(1),
+  allow: z.array(z.string()),
+  defaults: z.boolean(),
+  envAllowed: z.string().optional(),
+  auditLog: z.string().min(1),
+  firewall: z.boolean(),
+  dnsTimeoutMs: z.number().int().min(50).max(60_000),
+  limits: z.object({
+    connectTimeoutMs: z.number().int().positive(),
+    headersTimeoutMs: z.number().int().positive(),
+    idleTimeoutMs: z.number().int().positive(),
+    helloTimeoutMs: z.number().int().positive(),
+    maxHeaderBytes: z.number().int().min(1024).max(1024 * 1024),
+    maxConnectionsPerClient: z.number().int().positive(),
+  }),
+});
+export type GatewayConfig = z.output<typeof gatewayConfig>;
+export type GatewayConfigInput = z.input<typeof gatewayConfig>;
+
+export const DEFAULT_ALLOWLIST_PATH = '/etc/codex/allowed_domains.txt';
+
+export const defaultConfig = (): Omit<GatewayConfigInput, 'upstreams'> => ({
+  listen: '0.0.0.0',
+  dnsPort: 53,
+  proxyPort: 3128,
+  allowlistPath: DEFAULT_ALLOWLIST_PATH,
+  allow: [],
+  defaults: true,
+  envAllowed: process.env.OPENAI_ALLOWED_DOMAINS,
+  auditLog: '-',
+  firewall: true,
+  dnsTimeoutMs: 2000,
+  limits: { ...DEFAULT_LIMITS } satisfies ProxyLimits,
+});
+
+export function parseConfig(input: GatewayConfigInput): GatewayConfig {
+  const r = gatewayConfig.safeParse(input);
+  if (!r.success) {
+    throw new ConfigError(r.error.issues.map((i) => (i.path.length ? `${i.path.join('.')}: ${i.message}` : i.message)));
+  }
+  return r.data;
+}
+
+/** IPv4 nameservers listed in a resolv.conf. */
+export function resolvConfUpstreams(content: string): string[] {
+  return content
+    .split('\n')
+    .map((l) => /^\s*nameserver\s+(\S+)/.exec(l)?.[1])
+    .filter((ip): ip is string => !!ip && isIPv4(ip));
+}
+
+/** Read the allowlist file; a missing file is an empty list (it may be created later). */
+export async function readRuleFile(path: string): Promise<RulesResult> {
+  let content: string;
+  try {
+    content = await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { ok: true, rules: [] };
+    return { ok: false, errors: [`${path}: ${(err as Error).message}`] };
+  }
+  return parseRuleFile(content, path);
+}
+
+/** Build the merged allowlist from the configuration and the file's current content. */
+export async function loadAllowlist(cfg: GatewayConfig): Promise<Allowlist> {
+  const r = mergeSources({ defaults: cfg.defaults, env: cfg.envAllowed, flags: cfg.allow, file: await readRuleFile(cfg.allowlistPath) });
+  if (!r.ok) throw new ConfigError(r.errors);
+  return r.allowlist;
+}
+
+/** The companion file the effective allowlist is written to: allowed_domains.txt → allowed_domains.effective.json */
+export function effectivePath(allowlistPath: string): string {
+  const base = basename(allowlistPath).replace(/\.txt$/, '');
+  return join(dirname(allowlistPath), `${base}.effective.json`);
+}
+
+/** Write the merged allowlist with provenance, atomically, for people and `codex-egress domains` to read. */
+export async function writeEffective(allowlistPath: string, allowlist: Allowlist): Promise<string> {
+  const path = effectivePath(allowlistPath);
+  const body = {
+    generated: new Date().toISOString(),
+    rules: allowlist.rules.map((r) => ({ rule: r.text, source: r.source, origin: r.origin })),
+  };
+  const tmp = `${path}.${process.pid}.tmp`;
+  await writeFile(tmp, `${JSON.stringify(body, null, 2)}\n`);
+  await rename(tmp, path);
+  return path;
+}

@@ -1,0 +1,164 @@
+// Wiring: configuration → firewall → DNS and proxy servers; live reload; graceful stop.
+import { watch, type FSWatcher } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { dirname, basename } from 'node:path';
+import { createAudit, type Audit } from './audit.js';
+import { loadAllowlist, writeEffective, ConfigError, type GatewayConfig } from './config.js';
+import { Resolver, type OnResolved } from './dns/resolver.js';
+import { UpstreamClient } from './dns/upstream.js';
+import { startDnsServer, type DnsServer } from './dns/server.js';
+import { startProxy, type ProxyServer } from './http/proxy.js';
+import type { Allowlist } from './policy/allowlist.js';
+
+/** What the gateway needs from the kernel firewall (firewall/). */
+export interface Firewall {
+  /** Add served addresses to the allow set before the answer leaves. */
+  onResolved: OnResolved;
+  /** The allowlist changed: drop set entries of names no longer allowed. */
+  onReload(allowlist: Allowlist): Promise<void>;
+  /** For /healthz: is the ruleset in place, and its drop counters. */
+  status(): { up: boolean; [k: string]: unknown };
+  stop(): Promise<void>;
+}
+
+export type FirewallFactory = (cfg: GatewayConfig, audit: Audit) => Promise<Firewall>;
+
+export interface Gateway {
+  dns: DnsServer;
+  proxy: ProxyServer;
+  allowlist(): Allowlist;
+  /** Re-read the allowlist file; returns false (old policy kept) when it is invalid. */
+  reload(): Promise<boolean>;
+  stop(signal?: string): Promise<void>;
+}
+
+export async function startGateway(cfg: GatewayConfig, makeFirewall?: FirewallFactory): Promise<Gateway> {
+  let allowlist = await loadAllowlist(cfg);
+  const audit = createAudit(cfg.auditLog);
+  let firewall: Firewall | undefined;
+  if (cfg.firewall) {
+    if (!makeFirewall) throw new ConfigError(['--firewall was asked for, but this build has no firewall: refusing to start (fail closed)']);
+    // Fail closed: the firewall is applied and verified before anything listens.
+    firewall = await makeFirewall(cfg, audit);
+  } else {
+    process.stderr.write('codex-egress: WARNING: --no-firewall: the kernel does not enforce the allowlist (development only)\n');
+  }
+  const resolver = new Resolver(new UpstreamClient(cfg.upstreams, { timeoutMs: cfg.dnsTimeoutMs }), {
+    onResolved: firewall?.onResolved,
+  });
+  const current = () => allowlist;
+  let dns: DnsServer | undefined;
+  let proxy: ProxyServer | undefined;
+  const health = () => {
+    const fw = firewall ? firewall.status() : { up: false, disabled: true, warning: 'firewall disabled (--no-firewall): development only' };
+    const up = { dns: !!dns, proxy: !!proxy, firewall: fw };
+    return { healthy: up.dns && up.proxy && (!firewall || fw.up), rules: allowlist.rules.length, ...up };
+  };
+  try {
+    dns = await startDnsServer(cfg.listen, cfg.dnsPort, { allowlist: current, resolver, audit });
+    proxy = await startProxy(cfg.listen, cfg.proxyPort, { allowlist: current, resolver, audit, limits: cfg.limits, health });
+  } catch (err) {
+    await dns?.close();
+    await firewall?.stop();
+    await audit.close();
+    throw err;
+  }
+  const dnsServer = dns;
+  const proxyServer = proxy;
+  await writeEffective(cfg.allowlistPath, allowlist).catch((err: Error) =>
+    process.stderr.write(`codex-egress: could not write the effective allowlist: ${err.message}\n`),
+  );
+  audit.write({
+    event: 'start',
+    dns: `${cfg.listen}:${dnsServer.udp.port}`,
+    proxy: `${cfg.listen}:${proxyServer.address.port}`,
+    firewall: !!firewall,
+    rules: allowlist.rules.length,
+    upstreams: cfg.upstreams.map((u) => `${u.host}:${u.port}`),
+  });
+
+  let reloading: Promise<boolean> = Promise.resolve(true);
+  async function reloadOnce(): Promise<boolean> {
+    let next: Allowlist;
+    try {
+      next = await loadAllowlist(cfg);
+    } catch (err) {
+      const errors = err instanceof ConfigError ? err.errors : [(err as Error).message];
+      audit.write({ event: 'reload', ok: false, rules: allowlist.rules.length, added: [], removed: [], errors });
+      process.stderr.write(`codex-egress: allowlist not reloaded, the previous one stays in force:\n  ${errors.join('\n  ')}\n`);
+      return false;
+    }
+    const before = new Set(allowlist.rules.map((r) => r.text));
+    const after = new Set(next.rules.map((r) => r.text));
+    const added = [...after].filter((t) => !before.has(t));
+    const removed = [...before].filter((t) => !after.has(t));
+    if (!added.length && !removed.length) return true;
+    allowlist = next;
+    resolver.forget((name) => !next.decide(name, 'dns').allow);
+    let closed = 0;
+    for (const t of [...proxyServer.tunnels]) {
+      if (!next.decide(t.host, 'connect', t.port).allow) {
+        t.close('policy-reload');
+        closed++;
+      }
+    }
+    await firewall?.onReload(next);
+    await writeEffective(cfg.allowlistPath, next).catch(() => undefined);
+    audit.write({ event: 'reload', ok: true, rules: next.rules.length, added, removed, closed_tunnels: closed });
+    return true;
+  }
+  const reload = () => (reloading = reloading.then(reloadOnce, reloadOnce));
+
+  const stopWatching = watchFile(cfg.allowlistPath, () => void reload());
+
+  let stopping: Promise<void> | undefined;
+  const stop = (signal?: string) =>
+    (stopping ??= (async () => {
+      stopWatching();
+      await Promise.all([dnsServer.close(), proxyServer.close()]);
+      await firewall?.stop();
+      audit.write({ event: 'stop', signal });
+      await audit.close();
+    })());
+
+  return { dns: dnsServer, proxy: proxyServer, allowlist: current, reload, stop };
+}
+
+/**
+ * Call `onChange` when the file changes, including an atomic replace (rename over it) and creation.
+ * fs.watch on the directory reacts at once; a 1 s stat poll backs it up where events are not delivered
+ * (some bind mounts and network file systems).
+ */
+function watchFile(path: string, onChange: () => void): () => void {
+  let last = '';
+  let timer: NodeJS.Timeout | undefined;
+  const check = async (event: boolean) => {
+    const s = await stat(path).catch(() => undefined);
+    const sig = s ? `${s.ino}:${s.size}:${s.mtimeMs}` : 'missing';
+    const first = last === '';
+    const changed = sig !== last;
+    last = sig;
+    if (!first && (changed || event)) onChange();
+  };
+  const debounced = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => void check(true), 50);
+  };
+  void check(false);
+  let watcher: FSWatcher | undefined;
+  try {
+    watcher = watch(dirname(path), (_event, file) => {
+      if (!file || file.toString() === basename(path)) debounced();
+    });
+    watcher.on('error', () => undefined);
+  } catch {
+    // The directory may not exist yet: the poll still notices the file when it appears.
+  }
+  const poll = setInterval(() => void check(false), 1000);
+  poll.unref();
+  return () => {
+    watcher?.close();
+    clearInterval(poll);
+    clearTimeout(timer);
+  };
+}

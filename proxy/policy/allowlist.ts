@@ -1,0 +1,123 @@
+// The allowlist: merged rules with provenance, matched through a reversed-label trie, and the one
+// decide() every layer asks. Deny always wins. No I/O.
+import { normalizeName } from './names.js';
+import { parseRuleList, splitList, type Rule, type RulesResult } from './rules.js';
+
+/** How the name is being used: a DNS lookup, a CONNECT tunnel, or a plain-HTTP request. */
+export type Via = 'dns' | 'connect' | 'http';
+
+/** The closed list of reasons a request is refused (also the `x-codex-egress-deny` header values). */
+export const DENY_REASONS = [
+  'not-allowlisted',
+  'denied-by-rule',
+  'port-not-allowed',
+  'ip-literal',
+  'invalid-host',
+  'private-address',
+  'resolve-failed',
+  'sni-mismatch',
+  'tls-required',
+  'host-mismatch',
+  'bad-request',
+  'policy-reload',
+] as const;
+export type DenyReason = (typeof DENY_REASONS)[number];
+
+export interface Decision {
+  allow: boolean;
+  reason: 'allowed' | DenyReason;
+  /** The normalised host the decision is about (when the input was a valid name). */
+  host?: string;
+  /** The rule that decided, with its provenance. */
+  rule?: Pick<Rule, 'text' | 'source' | 'origin'>;
+}
+
+export const DEFAULT_RULES = ['api.openai.com', 'auth.openai.com', 'chatgpt.com'] as const;
+export const DEFAULT_PORT: Record<Exclude<Via, 'dns'>, number> = { connect: 443, http: 80 };
+
+interface Node {
+  children: Map<string, Node>;
+  /** Rules matching exactly this name. */
+  here: Rule[];
+  /** Rules matching any name strictly below this one. */
+  below: Rule[];
+}
+
+const newNode = (): Node => ({ children: new Map(), here: [], below: [] });
+
+function portMatches(rule: Rule, via: Via, port: number | undefined): boolean {
+  if (rule.deny) return rule.port === undefined || (via !== 'dns' && rule.port === port);
+  if (via === 'dns') return true;
+  return rule.port === undefined ? port === DEFAULT_PORT[via] : rule.port === port;
+}
+
+const ruleRef = (r: Rule): Decision['rule'] => ({ text: r.text, source: r.source, origin: r.origin });
+
+export class Allowlist {
+  readonly rules: readonly Rule[];
+  private readonly root: Node = newNode();
+
+  constructor(rules: readonly Rule[]) {
+    this.rules = rules;
+    for (const rule of rules) {
+      let node = this.root;
+      for (const label of rule.name.split('.').reverse()) {
+        let next = node.children.get(label);
+        if (!next) node.children.set(label, (next = newNode()));
+        node = next;
+      }
+      if (rule.scope !== 'subdomains') node.here.push(rule);
+      if (rule.scope !== 'exact') node.below.push(rule);
+    }
+  }
+
+  /** The rules that match a normalised name, whatever their port; cost grows with the name's labels only. */
+  private matching(name: string): Rule[] {
+    const labels = name.split('.').reverse();
+    const found: Rule[] = [];
+    let node: Node | undefined = this.root;
+    for (let i = 0; i < labels.length && node; i++) {
+      node = node.children.get(labels[i]!);
+      if (!node) break;
+      if (i === labels.length - 1) found.push(...node.here);
+      else found.push(...node.below);
+    }
+    return found;
+  }
+
+  /** Decide whether `host` may be used `via` DNS, CONNECT or plain HTTP on `port`. */
+  decide(host: string, via: Via, port?: number): Decision {
+    const n = normalizeName(host);
+    if (!n.ok) return { allow: false, reason: n.reason };
+    const rules = this.matching(n.name);
+    const deny = rules.find((r) => r.deny && portMatches(r, via, port));
+    if (deny) return { allow: false, reason: 'denied-by-rule', host: n.name, rule: ruleRef(deny) };
+    const allows = rules.filter((r) => !r.deny);
+    const allow = allows.find((r) => portMatches(r, via, port));
+    if (allow) return { allow: true, reason: 'allowed', host: n.name, rule: ruleRef(allow) };
+    if (allows.length) return { allow: false, reason: 'port-not-allowed', host: n.name, rule: ruleRef(allows[0]!) };
+    return { allow: false, reason: 'not-allowlisted', host: n.name };
+  }
+}
+
+export interface AllowlistSources {
+  defaults: boolean;
+  /** OPENAI_ALLOWED_DOMAINS */
+  env?: string;
+  flags: readonly string[];
+  /** The parsed allowlist file (already read), or nothing when there is none. */
+  file?: RulesResult;
+}
+
+/** Merge the four sources, in order default, env, flag, file, each rule keeping its provenance. */
+export function mergeSources(s: AllowlistSources): { ok: true; allowlist: Allowlist } | { ok: false; errors: string[] } {
+  const parts: RulesResult[] = [
+    s.defaults ? parseRuleList(DEFAULT_RULES, 'default', 'built-in default') : { ok: true, rules: [] },
+    parseRuleList(splitList(s.env), 'env', 'OPENAI_ALLOWED_DOMAINS'),
+    parseRuleList(s.flags, 'flag', '--allow'),
+    s.file ?? { ok: true, rules: [] },
+  ];
+  const errors = parts.flatMap((p) => (p.ok ? [] : p.errors));
+  if (errors.length) return { ok: false, errors };
+  return { ok: true, allowlist: new Allowlist(parts.flatMap((p) => (p.ok ? p.rules : []))) };
+}
