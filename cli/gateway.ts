@@ -25,6 +25,7 @@ Options:
   --connect-timeout SECONDS   upstream TCP connect timeout (default 10)
   --idle-timeout SECONDS  close tunnels and connections idle this long in both directions (default 900)
   --hello-timeout SECONDS time a CONNECT client has to send its TLS ClientHello (default 10)
+  --headers-timeout SECONDS   time a client has to send complete request headers (default 10)
   --max-connections N     concurrent connections per client address (default 512)
   -h, --help              this help`;
 
@@ -44,6 +45,7 @@ export async function gatewayCommand(argv: string[], makeFirewall?: FirewallFact
     'connect-timeout': { type: 'string' },
     'idle-timeout': { type: 'string' },
     'hello-timeout': { type: 'string' },
+    'headers-timeout': { type: 'string' },
     'max-connections': { type: 'string' },
   });
   if (v.firewall && v['no-firewall']) throw new UsageError('--firewall and --no-firewall contradict each other');
@@ -67,6 +69,7 @@ export async function gatewayCommand(argv: string[], makeFirewall?: FirewallFact
       connectTimeoutMs: secondsOption('connect-timeout', v['connect-timeout'], d.limits.connectTimeoutMs),
       idleTimeoutMs: secondsOption('idle-timeout', v['idle-timeout'], d.limits.idleTimeoutMs),
       helloTimeoutMs: secondsOption('hello-timeout', v['hello-timeout'], d.limits.helloTimeoutMs),
+      headersTimeoutMs: secondsOption('headers-timeout', v['headers-timeout'], d.limits.headersTimeoutMs),
       maxConnectionsPerClient: intOption('max-connections', v['max-connections'], d.limits.maxConnectionsPerClient, 1, 1_000_000),
     },
   };

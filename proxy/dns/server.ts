@@ -1,10 +1,10 @@
-// The DNS server the sandbox uses (dns2, UDP and TCP). Denied names are answered here and never forwarded.
-import { createTCPServer, createUDPServer } from 'dns2';
-import type { AddressInfo } from 'node:net';
+// The DNS server the sandbox uses (UDP and TCP; dns2's codec). Denied names are answered here and never forwarded.
+import dgram from 'node:dgram';
+import net, { type AddressInfo } from 'node:net';
 import type { Allowlist } from '../policy/allowlist.js';
 import type { Audit, AuditEvent } from '../audit.js';
 import type { Resolver } from './resolver.js';
-import { buildResponse, RCODE, rcodeName, TYPE, typeName, type Packet } from './wire.js';
+import { buildResponse, parse, RCODE, rcodeName, TYPE, typeName, type Packet } from './wire.js';
 
 export interface DnsServerOptions {
   allowlist: () => Allowlist;
@@ -69,40 +69,114 @@ export interface DnsServer {
   close(): Promise<void>;
 }
 
-/** Listen on UDP and TCP at host:port. Malformed packets are dropped; nothing a client sends can crash it. */
+/**
+ * Listen on UDP and TCP at host:port. Every message is screened on the wire before dns2 parses it
+ * (a query has exactly one question and no records but an optional OPT), so a packet claiming 65535
+ * records costs nothing; responses sent to us are dropped; nothing a client sends can crash the server.
+ */
 export async function startDnsServer(host: string, port: number, opts: DnsServerOptions): Promise<DnsServer> {
-  const udp = createUDPServer();
-  const tcp = createTCPServer();
+  const respond = async (msg: Buffer, client: string): Promise<Buffer | undefined> => {
+    const screened = screenQuery(msg);
+    if (screened !== 'ok') return screened === 'drop' ? undefined : screened;
+    const req = parse(msg);
+    if (!req) return formErr(msg);
+    const res = await answerQuery(req, client, opts);
+    return res?.toBuffer();
+  };
+  const fail = (err: Error) => process.stderr.write(`codex-egress: dns: ${err.stack ?? err.message}\n`);
+
+  const udp = dgram.createSocket('udp4');
+  udp.on('message', (msg, rinfo) => {
+    respond(msg, rinfo.address).then((out) => {
+      if (!out) return;
+      // Our answers are small (A records of one name); a client without EDNS gets at most 512 bytes.
+      udp.send(out.length > 512 ? truncated(out) : out, rinfo.port, rinfo.address);
+    }, fail);
+  });
+
+  const sockets = new Set<net.Socket>();
+  const tcp = net.createServer({ allowHalfOpen: true }, (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => s.destroy());
+    s.setTimeout(TCP_IDLE_MS, () => s.destroy());
+    let buf: Buffer = Buffer.alloc(0);
+    let pending = 0;
+    let ended = false;
+    const maybeEnd = () => ended && pending === 0 && s.end();
+    s.on('data', (chunk: Buffer) => {
+      buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
+      while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
+        const msg = buf.subarray(2, 2 + buf.readUInt16BE(0));
+        buf = buf.subarray(2 + msg.length);
+        if (pending >= MAX_TCP_PIPELINE) return void s.destroy();
+        pending++;
+        respond(msg, s.remoteAddress ?? '').then(
+          (out) => {
+            pending--;
+            if (out && s.writable) {
+              const len = Buffer.alloc(2);
+              len.writeUInt16BE(out.length);
+              s.write(Buffer.concat([len, out]));
+            }
+            maybeEnd();
+          },
+          (err: Error) => {
+            fail(err);
+            s.destroy();
+          },
+        );
+      }
+    });
+    s.on('end', () => {
+      ended = true;
+      if (buf.length) s.destroy(); // a message cut short
+      else maybeEnd();
+    });
+  });
   tcp.maxConnections = opts.maxTcpConnections ?? 256;
-  const handle =
-    (clientOf: (c: unknown) => string) =>
-    (req: Packet, send: (p: Packet) => unknown, c: unknown): void => {
-      answerQuery(req, clientOf(c), opts).then(
-        (res) => {
-          if (res) Promise.resolve(send(res)).catch(() => undefined);
-        },
-        (err: Error) => process.stderr.write(`codex-egress: dns: ${err.stack ?? err.message}\n`),
-      );
-    };
-  udp.on('request', handle((c) => `${(c as { address: string }).address}`));
-  tcp.on('request', handle((c) => `${(c as { remoteAddress?: string }).remoteAddress ?? ''}`));
-  // Garbage, truncated or hostile packets surface here: drop them.
-  udp.on('requestError', () => undefined);
-  tcp.on('requestError', () => undefined);
-  tcp.on('connection', (s) => s.on('error', () => undefined));
+
   await Promise.all([listenOn(udp, () => udp.bind(port, host)), listenOn(tcp, () => tcp.listen(port, host))]);
   return {
     udp: udp.address(),
     tcp: tcp.address() as AddressInfo,
     close: async () => {
-      await Promise.all([
-        new Promise<void>((r) => udp.close(() => r())),
-        new Promise<void>((r) => {
-          tcp.close(() => r());
-        }),
-      ]);
+      for (const s of sockets) s.destroy();
+      await Promise.all([new Promise<void>((r) => udp.close(() => r())), new Promise<void>((r) => tcp.close(() => r()))]);
     },
   };
+}
+
+const TCP_IDLE_MS = 10_000;
+const MAX_TCP_PIPELINE = 32;
+const MAX_QUERY_BYTES = 4096;
+
+/** Check a message's header before parsing: 'ok', 'drop' (never answer), or a ready FORMERR/NOTIMP reply. */
+function screenQuery(msg: Buffer): 'ok' | 'drop' | Buffer {
+  if (msg.length < 12) return 'drop';
+  const flags = msg.readUInt16BE(2);
+  if (flags & 0x8000) return 'drop'; // a response: answering would make a reflection loop
+  if (msg.length > MAX_QUERY_BYTES) return formErr(msg);
+  const [qd, an, ns, ar] = [4, 6, 8, 10].map((o) => msg.readUInt16BE(o));
+  if (qd !== 1 || an !== 0 || ns !== 0 || ar! > 1) return formErr(msg);
+  return 'ok';
+}
+
+/** A header-only error reply to a message we will not parse (id and opcode copied, RD kept). */
+function formErr(msg: Buffer, rcode: number = RCODE.FORMERR): Buffer {
+  const out = Buffer.alloc(12);
+  msg.copy(out, 0, 0, 2);
+  const flags = msg.length >= 4 ? msg.readUInt16BE(2) : 0;
+  out.writeUInt16BE(0x8000 | (flags & 0x7900) | 0x0080 | rcode, 2); // QR, opcode, RD; RA; rcode
+  return out;
+}
+
+/** The header of an answer with TC set and every count zeroed: the client retries over TCP. */
+function truncated(out: Buffer): Buffer {
+  const t = Buffer.from(out.subarray(0, 12));
+  t.writeUInt16BE(t.readUInt16BE(2) | 0x0200, 2);
+  t.fill(0, 4, 12);
+  return t;
 }
 
 function listenOn(server: NodeJS.EventEmitter, start: () => void): Promise<void> {

@@ -17,9 +17,17 @@ export class UpstreamError extends Error {
 }
 
 const MAX_TCP_MESSAGE = 65535;
+const MAX_RECORDS = 512;
 const label = (u: Upstream) => `${u.host}:${u.port}`;
 
 /** Does this message answer our query (id, response bit, same question)? */
+/** Parse an upstream reply, refusing one that claims more records than an A answer can need (parse cost). */
+function parseReply(msg: Buffer): Packet | undefined {
+  if (msg.length < 12) return undefined;
+  const records = [4, 6, 8, 10].reduce((n, o) => n + msg.readUInt16BE(o), 0);
+  return records > MAX_RECORDS ? undefined : parse(msg);
+}
+
 function answers(p: Packet | undefined, id: number, name: string): p is Packet {
   const q = p?.questions[0];
   return !!p && p.header.id === id && p.header.qr === 1 && !!q && q.name.toLowerCase() === name.toLowerCase() && q.type === 1;
@@ -40,7 +48,7 @@ function queryUdp(u: Upstream, name: string, timeoutMs: number): Promise<Packet>
     // Only a reply from the upstream's own address and port, to our id and question, counts (anti-spoofing).
     sock.on('message', (msg, rinfo) => {
       if (rinfo.address !== u.host || rinfo.port !== u.port) return;
-      const p = parse(msg);
+      const p = parseReply(msg);
       if (answers(p, id, name)) done(null, p);
     });
     sock.send(bytes, u.port, u.host, (err) => err && done(err));
@@ -69,7 +77,7 @@ function queryTcp(u: Upstream, name: string, timeoutMs: number): Promise<Packet>
       buf = Buffer.concat([buf, chunk]);
       if (buf.length > MAX_TCP_MESSAGE + 2) return done(new UpstreamError(`${label(u)} (tcp): oversized answer`));
       if (buf.length < 2 || buf.length < 2 + buf.readUInt16BE(0)) return;
-      const p = parse(buf.subarray(2, 2 + buf.readUInt16BE(0)));
+      const p = parseReply(buf.subarray(2, 2 + buf.readUInt16BE(0)));
       if (answers(p, id, name)) done(null, p);
       else done(new UpstreamError(`${label(u)} (tcp): answer does not match the query`));
     });

@@ -316,6 +316,8 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
     headersTimeout: limits.headersTimeoutMs,
     requestTimeout: 0,
     keepAliveTimeout: 5_000,
+    // How often the headers timeout is enforced (Node's default, 30 s, would let a slow client linger).
+    connectionsCheckingInterval: Math.min(1_000, limits.headersTimeoutMs),
   });
   server.timeout = limits.idleTimeoutMs;
   server.on('connection', (socket: net.Socket) => {
