@@ -28,6 +28,8 @@ export interface GatewayOptions {
   nodeFlags?: string[];
   extraArgs?: string[];
   allowlistFile?: string;
+  /** Start with --firewall instead of --no-firewall. */
+  firewall?: boolean;
 }
 
 export interface Env {
@@ -201,7 +203,7 @@ export async function createEnv(opts: { peers: boolean }): Promise<Env> {
       const allowlist = g.allowlistFile ?? join(dir, 'allowed_domains.txt');
       if (!existsSync(allowlist)) writeFileSync(allowlist, '');
       const args = [
-        ...(g.nodeFlags ?? []), CLI, 'gateway', '--no-firewall', '--listen', LISTEN,
+        ...(g.nodeFlags ?? []), CLI, 'gateway', g.firewall ? '--firewall' : '--no-firewall', '--listen', LISTEN,
         '--dns-port', String(PORTS.gatewayDns), '--proxy-port', String(PORTS.gatewayProxy), '--upstream', UPSTREAM_DNS,
         '--no-defaults', '--allow', `.${DOMAIN}`, '--allowlist', allowlist, '--audit-log', join(dir, 'audit.jsonl'),
         '--max-connections', '100000', ...(g.extraArgs ?? []),

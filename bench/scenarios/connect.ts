@@ -1,0 +1,47 @@
+// Connection cost: new tunnels per second and time to first answer byte (connect → CONNECT → ClientHello → answer).
+import { CONN } from '../env.js';
+import { OURS, type Row, type ScenarioResult } from '../table.js';
+import { proxies, type Ctx } from './common.js';
+
+interface ConnectResult {
+  perSec: number;
+  errors: number;
+  lastError: string;
+  latencyMs: { p50: number; p99: number; n: number };
+}
+
+export async function connect({ env, preset, log }: Ctx): Promise<ScenarioResult> {
+  const paths = [...proxies(env), { name: 'direct', via: 'direct' }];
+  const columns = [OURS, 'direct', ...paths.filter((p) => p.name !== OURS && p.name !== 'direct').map((p) => p.name)];
+  const rows: Row[] = [];
+  const notes: string[] = [];
+  for (const c of preset.concurrency) {
+    const res: Record<string, ConnectResult> = {};
+    for (const p of paths) {
+      const r = await env.node<ConnectResult>(
+        'loadgen.js',
+        { mode: 'connect', via: p.via, target: `${CONN.ip}:${CONN.port}`, name: CONN.name, concurrency: c, durationMs: preset.connectMs },
+        preset.connectMs + 60_000,
+      );
+      res[p.name] = r;
+      log(`connect c=${c} ${p.name}: ${r.perSec.toFixed(0)}/s p50 ${r.latencyMs.p50.toFixed(3)} ms p99 ${r.latencyMs.p99.toFixed(3)} ms errors ${r.errors}`);
+      if (r.errors) notes.push(`c=${c} ${p.name}: ${r.errors} failed connections (last: ${r.lastError})`);
+      await new Promise((r2) => setTimeout(r2, 500));
+    }
+    const pick = (f: (r: ConnectResult) => number) => Object.fromEntries(Object.entries(res).map(([k, v]) => [k, f(v)]));
+    const direct50 = res.direct!.latencyMs.p50;
+    const added = Object.fromEntries(Object.entries(res).map(([k, v]) => [k, k === 'direct' ? null : v.latencyMs.p50 - direct50]));
+    const addedOurs = added[OURS]!;
+    rows.push(
+      { metric: `new tunnels/s, c=${c}`, unit: '/s', better: 'higher', values: pick((r) => r.perSec) },
+      { metric: `latency p50, c=${c}`, unit: 'ms', better: 'lower', values: pick((r) => r.latencyMs.p50) },
+      { metric: `latency p99, c=${c}`, unit: 'ms', better: 'lower', values: pick((r) => r.latencyMs.p99) },
+      { metric: `added p50 over direct, c=${c}`, unit: 'ms', better: 'lower', values: added, ...(c === 1 ? { target: '≤ 1 ms', met: addedOurs <= 1 } : {}) },
+    );
+  }
+  notes.unshift(
+    `Each worker loops for ${preset.connectMs / 1000} s: TCP connect → CONNECT ${CONN.name}:443 → 200 → ClientHello → first answer byte → close. Load generator: ours (bench/loadgen.ts, one Node process).`,
+    'The gateway resolves through its cache (warm after the first tunnel), checks SNI and writes one audit line per tunnel and one on close.',
+  );
+  return { id: 'connect', title: 'Connection cost (new CONNECT tunnels)', columns, rows, notes };
+}

@@ -1,0 +1,38 @@
+// Tunnel throughput: one bulk download through a CONNECT tunnel vs the same download over plain TCP.
+import { BULK } from '../env.js';
+import { median } from '../stats.js';
+import { OURS, type ScenarioResult } from '../table.js';
+import { proxies, type Ctx } from './common.js';
+
+export async function tunnel({ env, preset, log }: Ctx): Promise<ScenarioResult> {
+  const paths = [...proxies(env), { name: 'direct', via: 'direct' }];
+  const runs: Record<string, number[]> = {};
+  for (let rep = 0; rep < preset.bulkReps; rep++) {
+    for (const p of paths) {
+      const r = await env.node<{ MBps: number }>('loadgen.js', { mode: 'bulk', via: p.via, target: `${BULK.ip}:${BULK.port}`, name: BULK.name, bytes: preset.bulkBytes }, 120_000);
+      (runs[p.name] ??= []).push(r.MBps);
+      log(`tunnel ${p.name} rep ${rep + 1}: ${r.MBps.toFixed(0)} MB/s`);
+    }
+  }
+  const values = Object.fromEntries(Object.entries(runs).map(([k, v]) => [k, median(v)]));
+  const ours = values[OURS]!;
+  return {
+    id: 'tunnel',
+    title: `Tunnel throughput (${preset.bulkBytes / 2 ** 20} MiB download, median of ${preset.bulkReps})`,
+    columns: [OURS, 'direct', ...paths.filter((p) => p.name !== OURS && p.name !== 'direct').map((p) => p.name)],
+    rows: [
+      {
+        metric: 'throughput',
+        unit: 'MB/s',
+        better: 'higher',
+        values,
+        target: '≥ 0.9× direct and ≥ squid',
+        met: ours >= 0.9 * values.direct! && (values.squid === undefined || ours >= values.squid),
+      },
+    ],
+    notes: [
+      'One TCP stream: loadgen (Node) ⇄ proxy ⇄ bulk server (Node), all on the namespace loopback; "direct" is the same client and server without a proxy.',
+      'Port-443 tunnel: the client sends a ClientHello naming the host first (the gateway checks SNI), then the server streams.',
+    ],
+  };
+}

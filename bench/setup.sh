@@ -1,0 +1,18 @@
+#!/bin/sh
+# Install the programs `npm run bench` compares against and drives (Debian 12). Their own system services
+# are not started (the benchmark runs each one by hand inside its namespace, with its own config file).
+set -eu
+PKGS="squid tinyproxy dnsmasq-base unbound wrk dnsperf ipset iproute2 dnsutils"
+if [ -x /usr/sbin/policy-rc.d ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $PKGS
+else
+  # Keep the packages' services from starting (and from listening in the root namespace).
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $PKGS
+fi
+for s in squid tinyproxy unbound; do
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$s" 2>/dev/null; then
+    systemctl disable --now "$s" || true
+  fi
+done
