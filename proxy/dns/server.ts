@@ -4,7 +4,7 @@ import net, { type AddressInfo } from 'node:net';
 import type { Allowlist } from '../policy/allowlist.js';
 import type { Audit, AuditEvent } from '../audit.js';
 import type { Resolver } from './resolver.js';
-import { buildResponse, parse, RCODE, rcodeName, TYPE, typeName, type Packet } from './wire.js';
+import { buildResponse, encodeResponseFast, parse, parseQueryFast, RCODE, rcodeName, TYPE, typeName, type Packet } from './wire.js';
 
 export interface DnsServerOptions {
   allowlist: () => Allowlist;
@@ -78,10 +78,10 @@ export async function startDnsServer(host: string, port: number, opts: DnsServer
   const respond = async (msg: Buffer, client: string): Promise<Buffer | undefined> => {
     const screened = screenQuery(msg);
     if (screened !== 'ok') return screened === 'drop' ? undefined : screened;
-    const req = parse(msg);
+    const req = parseQueryFast(msg) ?? parse(msg);
     if (!req) return formErr(msg);
     const res = await answerQuery(req, client, opts);
-    return res?.toBuffer();
+    return res && encodeResponseFast(res);
   };
   const fail = (err: Error) => process.stderr.write(`codex-egress: dns: ${err.stack ?? err.message}\n`);
 

@@ -78,3 +78,114 @@ export function buildResponse(request: Packet, rcode: number, ips: readonly stri
   }
   return res;
 }
+
+// ---- Fast paths for the server's hot loop ---------------------------------------------------------
+// dns2's codec reads and writes bit by bit, which dominated the cost of a cached answer. The two
+// functions below handle the common shapes directly and give the very same result as dns2 (checked
+// byte for byte by test/wire.test.ts); anything else falls back to dns2.
+
+const SIMPLE_NAME = /^[^.]+(?:\.[^.]+)*$/;
+type Header = Packet['header'] & { ad: number; cd: number };
+/** dns2's header constructor (not in its type declarations). */
+const HeaderOf = (Packet as unknown as { Header: new (h: Omit<Header, 'toBuffer'>) => Header }).Header;
+const MAX_WIRE_NAME = 255;
+
+/**
+ * Parse a query already screened by the server (one question, no answer or authority records), as
+ * dns2's Packet.parse would: header and question. Additional records (an EDNS OPT at most) are not
+ * read: answering never uses them. Returns undefined when the question is not a plain sequence of
+ * labels (compression pointer, bad length, truncated): the caller then uses dns2's parse.
+ */
+export function parseQueryFast(msg: Buffer): Packet | undefined {
+  if (msg.length < 12) return undefined;
+  const labels: string[] = [];
+  let off = 12;
+  let octets = 1;
+  for (;;) {
+    if (off >= msg.length) return undefined;
+    const len = msg[off]!;
+    if (len === 0) break;
+    if (len & 0xc0) return undefined;
+    octets += len + 1;
+    if (octets > MAX_WIRE_NAME || off + 1 + len > msg.length) return undefined;
+    labels.push(msg.toString('latin1', off + 1, off + 1 + len));
+    off += 1 + len;
+  }
+  off++;
+  if (off + 4 > msg.length) return undefined;
+  const flags = msg.readUInt16BE(2);
+  const p = new Packet();
+  p.header = new HeaderOf({
+    id: msg.readUInt16BE(0),
+    qr: (flags >> 15) as 0 | 1,
+    opcode: (flags >> 11) & 0xf,
+    aa: ((flags >> 10) & 1) as 0 | 1,
+    tc: ((flags >> 9) & 1) as 0 | 1,
+    rd: ((flags >> 8) & 1) as 0 | 1,
+    ra: ((flags >> 7) & 1) as 0 | 1,
+    z: (flags >> 6) & 1,
+    ad: (flags >> 5) & 1,
+    cd: (flags >> 4) & 1,
+    rcode: flags & 0xf,
+    qdcount: msg.readUInt16BE(4),
+    ancount: msg.readUInt16BE(6),
+    nscount: msg.readUInt16BE(8),
+    arcount: msg.readUInt16BE(10),
+  });
+  p.questions.push({ name: labels.join('.'), type: msg.readUInt16BE(off), class: msg.readUInt16BE(off + 2) } as Question);
+  return p;
+}
+
+/**
+ * Encode a response made by buildResponse() (one question, A answers for that name, nothing else)
+ * exactly as dns2's toBuffer() would, name compression included; any other packet goes to dns2.
+ */
+export function encodeResponseFast(res: Packet): Buffer {
+  const q = res.questions[0];
+  const h = res.header as Header;
+  const simple =
+    res.questions.length === 1 &&
+    q !== undefined &&
+    typeof q.name === 'string' &&
+    SIMPLE_NAME.test(q.name) &&
+    !res.authorities.length &&
+    !res.additionals.length &&
+    h.rcode >= 0 &&
+    h.rcode <= 0xf &&
+    res.answers.every((a) => a.name === q.name && a.type === TYPE.A && a.class === CLASS_IN && isIPv4(String(a.address)));
+  if (!simple) return res.toBuffer();
+  const labels = q.name.split('.');
+  let nameLen = 1;
+  for (const l of labels) {
+    if (l.length > 63 || /[^\u0000-\u00ff]/.test(l)) return res.toBuffer();
+    nameLen += l.length + 1;
+  }
+  if (nameLen > MAX_WIRE_NAME) return res.toBuffer();
+  const out = Buffer.allocUnsafe(12 + nameLen + 4 + res.answers.length * 16);
+  out.writeUInt16BE(h.id & 0xffff, 0);
+  const bit = (v: number, shift: number, width = 1) => (v & ((1 << width) - 1)) << shift;
+  out.writeUInt16BE(bit(h.qr, 15) | bit(h.opcode, 11, 4) | bit(h.aa, 10) | bit(h.tc, 9) | bit(h.rd, 8) | bit(h.ra, 7) | bit(h.ad, 5) | bit(h.cd, 4) | h.rcode, 2);
+  out.writeUInt16BE(1, 4);
+  out.writeUInt16BE(res.answers.length, 6);
+  out.writeUInt32BE(0, 8);
+  let off = 12;
+  for (const l of labels) {
+    out[off++] = l.length;
+    off += out.write(l, off, 'latin1');
+  }
+  out[off++] = 0;
+  out.writeUInt16BE(q.type & 0xffff, off);
+  out.writeUInt16BE(q.class & 0xffff, off + 2);
+  off += 4;
+  for (const a of res.answers) {
+    out.writeUInt16BE(0xc00c, off); // the question's name, at offset 12
+    out.writeUInt16BE(TYPE.A, off + 2);
+    out.writeUInt16BE(CLASS_IN, off + 4);
+    out.writeUInt32BE(Math.min(a.ttl >>> 0, 0x7fffffff), off + 6);
+    out.writeUInt16BE(4, off + 10);
+    const parts = String(a.address).split('.');
+    for (let i = 0; i < 4; i++) out[off + 12 + i] = Number(parts[i]);
+    off += 16;
+  }
+  return out;
+}
