@@ -92,7 +92,6 @@ export async function startGateway(cfg: GatewayConfig, makeFirewall?: FirewallFa
     const after = new Set(next.rules.map((r) => r.text));
     const added = [...after].filter((t) => !before.has(t));
     const removed = [...before].filter((t) => !after.has(t));
-    if (!added.length && !removed.length) return true;
     allowlist = next;
     resolver.forget((name) => !next.decide(name, 'dns').allow);
     let closed = 0;

@@ -306,8 +306,9 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
     void forward(req, client, (status, reason, detail) => rawReply(socket, status, reason, detail)).then((target) => {
       if (!target) return;
       log({ ...target.audit, status: 101 });
-      socket.setTimeout(limits.idleTimeoutMs, () => socket.destroy());
       proxy.ws(req, socket, head, { target: target.url });
+      // After proxy.ws, which clears socket timeouts: idle in both directions closes the stream.
+      socket.setTimeout(limits.idleTimeoutMs, () => socket.destroy());
     });
   }
 
