@@ -56,3 +56,27 @@ t.test('configuration errors name their source and stop the start', async (t) =>
     t.notMatch(r.stderr, /gateway up/, 'nothing started');
   }
 });
+
+t.test('SIGTERM stops the gateway gracefully: exit 0, open tunnels closed, log flushed', async (t) => {
+  const { startCore } = await import('./harness/core.js');
+  const core = await startCore();
+  t.teardown(() => core.close());
+  const tunnel = core.ns.spawn(process.execPath, [
+    '--input-type=module',
+    '-e',
+    `import net from 'node:net';
+     const s = net.connect(3128, '127.0.0.1');
+     s.on('data', (d) => process.stdout.write(d.toString()));
+     s.on('close', () => { console.log('TUNNEL CLOSED'); process.exit(0); });
+     s.write('CONNECT allowed.test:2222 HTTP/1.1\\r\\nHost: allowed.test:2222\\r\\n\\r\\n');
+     setTimeout(() => process.exit(1), 20000);`,
+  ]);
+  await tunnel.waitFor(/BANNER/);
+  core.gateway.proc.child.kill('SIGTERM');
+  const result = await core.gateway.proc.child;
+  t.equal(result.exitCode, 0, 'exit code 0');
+  await tunnel.waitFor(/TUNNEL CLOSED/);
+  const events = core.gateway.audit();
+  t.match(events.find((e) => e.event === 'tunnel_close'), { closed_by: 'shutdown', host: 'allowed.test' });
+  t.match(events.at(-1), { event: 'stop', signal: 'SIGTERM' }, 'the stop line is the last one written');
+});
