@@ -6,7 +6,7 @@ import type { Firewall, FirewallFactory } from '../proxy/gateway.js';
 import type { Allowlist } from '../proxy/policy/allowlist.js';
 import { AllowSet, SetFullError } from './allowset.js';
 import { applyFirewall, execDirect, FirewallError, interfaceExists, interfaceOf, setPorts, type Exec } from './apply.js';
-import { ALLOW_SET, allowedPorts, dropRules, parseCounters, parseSave, v4Rules, v6Rules, BUILTINS, type FirewallPlan } from './rules.js';
+import { ALLOW_SET, allowedPorts, dropRules, parseCounters, parseSave, v4Rules, v6Rules, BUILTINS, type Builtin, type FirewallPlan, type SavedTable } from './rules.js';
 
 export { FirewallError } from './apply.js';
 
@@ -77,6 +77,7 @@ export async function startFirewall(cfg: GatewayConfig, audit: Audit, allowlist:
   const counters = new Map<string, { packets: number; bytes: number }>();
   let intact = true;
   let problem: string | undefined;
+  let reloadProblem: string | undefined;
   const poll = async () => {
     try {
       const v4 = await exec('iptables-save', ['-c', '-t', 'filter']);
@@ -100,10 +101,9 @@ export async function startFirewall(cfg: GatewayConfig, audit: Audit, allowlist:
           });
         }
       }
-      const saved = parseSave(v4);
-      const want = v4Rules(plan);
-      intact = BUILTINS.every((b) => saved.jumps[b] === 1 && saved.rules[b].join('\n') === want[b].join('\n'));
-      problem = intact ? undefined : 'the iptables rules were changed by someone else';
+      const tampered = !unchanged(parseSave(v4), v4Rules(plan)) || !unchanged(parseSave(v6), v6Rules(), 'DROP');
+      problem = tampered ? 'the firewall rules were changed by someone else' : reloadProblem;
+      intact = !problem;
     } catch (err) {
       intact = false;
       problem = `cannot read the firewall: ${(err as Error).message}`;
@@ -128,11 +128,21 @@ export async function startFirewall(cfg: GatewayConfig, audit: Audit, allowlist:
       }
     },
     async onReload(next) {
-      const nextPorts = allowedPorts(next);
-      if (nextPorts.join(',') !== ports.join(',')) await setPorts(nextPorts, exec);
-      ports = nextPorts;
-      const flushed = await set.forget((name) => !next.decide(name, 'dns').allow);
-      audit.write({ event: 'firewall', action: 'reload', ports, flushed });
+      // A failure here leaves the kernel stricter or as before (the proxy applies the new list anyway);
+      // it is reported as unhealthy rather than taking the gateway down.
+      try {
+        const nextPorts = allowedPorts(next);
+        if (nextPorts.join(',') !== ports.join(',')) await setPorts(nextPorts, exec);
+        ports = nextPorts;
+        const flushed = await set.forget((name) => !next.decide(name, 'dns').allow);
+        reloadProblem = undefined;
+        audit.write({ event: 'firewall', action: 'reload', ports, flushed });
+      } catch (err) {
+        reloadProblem = `the firewall did not follow the last reload: ${(err as Error).message}`;
+        intact = false;
+        problem = reloadProblem;
+        process.stderr.write(`codex-egress: ${reloadProblem}\n`);
+      }
     },
     status() {
       return {
@@ -154,6 +164,13 @@ export async function startFirewall(cfg: GatewayConfig, audit: Audit, allowlist:
       audit.write({ event: 'firewall', action: 'stop', rules_kept: true });
     },
   };
+}
+
+/** Are our chains in place, once each and first, with exactly the planned rules (and policies)? */
+function unchanged(saved: SavedTable, want: Record<Builtin, string[]>, policy?: string): boolean {
+  return BUILTINS.every(
+    (b) => saved.jumps[b] === 1 && saved.jumpFirst[b] && saved.rules[b].join('\n') === want[b].join('\n') && (!policy || saved.policies[b] === policy),
+  );
 }
 
 /** The factory the `gateway` command passes to startGateway. */

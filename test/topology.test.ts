@@ -248,7 +248,8 @@ t.test('killing the gateway (SIGKILL) leaves the sandbox no way out', async (t) 
   t.equal((await iptablesSave()) + (await iptablesSave(topo.gateway, 'ip6tables-save')), rulesBefore, 'the rules stay in the kernel');
   t.not((await viaProxy('https://allowed.test/')).code, 200, 'no proxy');
   t.equal((await dig(topo.sandbox, GATEWAY, 'allowed.test')).status, 'TIMEOUT', 'no DNS');
-  for (const [name, probe] of Object.entries(directProbes)) t.equal(await probe(), false, `${name}: still blocked`);
+  const results = await Promise.all(Object.values(directProbes).map((probe) => probe()));
+  Object.keys(directProbes).forEach((name, i) => t.equal(results[i], false, `${name}: still blocked`));
 });
 
 t.test('restarting restores service with the rules re-applied exactly once', async (t) => {
@@ -273,6 +274,28 @@ t.test('a full allow set refuses new answers (SERVFAIL) instead of failing open'
   t.match(await audited(fwEvent('set-full')), { name: 'full2.test', ips: ['203.0.113.42'], set_size: 2 });
   t.notOk((await setMembers(topo.gateway, 'codex-egress-allow')).has('203.0.113.42'));
   t.equal((await dig(topo.sandbox, GATEWAY, 'allowed.test')).status, 'NOERROR', 'addresses already in the set still answer');
+});
+
+t.test('a change to the rules by anyone else makes /healthz unhealthy until it is undone', async (t) => {
+  const healthz = async () => {
+    const r = await curl(topo.sandbox, [`${PROXY}/healthz`]);
+    return { code: r.code, body: JSON.parse(r.body) as { firewall: { up: boolean; problem?: string } } };
+  };
+  const until = async (code: number) => {
+    for (let i = 0; i < 40; i++) {
+      const h = await healthz();
+      if (h.code === code) return h;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    return healthz();
+  };
+  t.equal((await healthz()).code, 200);
+  await topo.gateway.run('iptables', ['-I', 'CODEX-EGRESS-OUT', '1', '-d', '10.0.0.0/8', '-j', 'ACCEPT']);
+  const bad = await until(503);
+  t.equal(bad.code, 503);
+  t.match(bad.body.firewall, { up: false, problem: /changed by someone else/ });
+  await topo.gateway.run('iptables', ['-D', 'CODEX-EGRESS-OUT', '-d', '10.0.0.0/8', '-j', 'ACCEPT']);
+  t.equal((await until(200)).code, 200, 'healthy again once undone');
 });
 
 t.test('a graceful stop keeps the rules (the namespace stays closed)', async (t) => {
