@@ -12,6 +12,7 @@ import {
   setMembers,
   startTopology,
   tcpProbe,
+  waitIPv6Ready,
   writeAllowlist,
   DENIED_WEB,
   GATEWAY,
@@ -164,6 +165,23 @@ t.test('IPv6 is dead: ip6tables DROP everywhere and IPv6 disabled in the gateway
   t.match(save6, /-A CODEX-EGRESS-FWD -m comment --comment "codex-egress:forward6-drop" -j DROP/);
   t.equal(String((await topo.gateway.run('sysctl', ['-n', 'net.ipv6.conf.all.disable_ipv6'])).stdout).trim(), '1');
   t.match(gw!.audit().find(fwEvent('applied')), { ipv6_sysctl: true }, 'audited at start');
+
+  // The second layer alone, as where /proc/sys is read-only: IPv6 back on in the gateway namespace,
+  // addresses and routes restored, and ip6tables still drops everything (and counts it).
+  const g = topo.gateway;
+  t.teardown(() => g.run('sysctl', ['-q', '-w', 'net.ipv6.conf.all.disable_ipv6=1']));
+  await g.run('sysctl', ['-q', '-w', 'net.ipv6.conf.all.disable_ipv6=0', 'net.ipv6.conf.all.forwarding=1']);
+  await g.run('sysctl', ['-q', '-w', `net.ipv6.conf.${topo.sandboxIf}.disable_ipv6=0`, `net.ipv6.conf.${topo.outsideIf}.disable_ipv6=0`]);
+  await g.run('ip', ['-6', 'addr', 'replace', 'fd10::1/64', 'dev', topo.sandboxIf, 'nodad']);
+  await g.run('ip', ['-6', 'addr', 'replace', 'fd20::1/64', 'dev', topo.outsideIf, 'nodad']);
+  await g.run('ip', ['-6', 'route', 'replace', 'default', 'via', 'fd20::2']);
+  await waitIPv6Ready(g);
+  const before = dropTotal('in6-drop');
+  t.equal(await ping(topo.sandbox, WEB6), false, 'IPv6 ping through the gateway, IPv6 enabled: still dropped');
+  t.equal(await ping(topo.sandbox, 'fd10::1'), false, 'IPv6 ping to the gateway, IPv6 enabled: still dropped');
+  t.equal((await curl(topo.sandbox, ['-6', `http://[${WEB6}]/`], 2)).code, 0);
+  // Even neighbour discovery for the gateway's address is dropped, so nothing reaches FORWARD.
+  t.match(await droppedBy('in6-drop', before), { family: 'ipv6', chain: 'INPUT', target: 'DROP' });
 });
 
 t.test("LAN, metadata and the gateway's other addresses are unreachable", async (t) => {

@@ -43,8 +43,9 @@ export interface Topology {
   sandbox: Netns;
   gateway: Netns;
   internet: Netns;
-  /** The gateway's sandbox-facing interface. */
+  /** The gateway's sandbox-facing and internet-facing interfaces. */
   sandboxIf: string;
+  outsideIf: string;
   world: World;
   /** A banner server on the gateway's internet-side address. */
   gatewayService: World;
@@ -90,6 +91,8 @@ export async function startTopology(): Promise<Topology> {
     }
     await internet.addLoopbackAddress(`${WEB6}/128`);
 
+    for (const ns of [sandbox, gateway, internet]) await waitIPv6Ready(ns);
+
     const { cert, key } = await makeCert(tmp.path, ['allowed.test', 'denied.test', 'new.test']);
     const world = await startWorld(internet, tmp.path, {
       dns: [
@@ -103,11 +106,20 @@ export async function startTopology(): Promise<Topology> {
     worlds.push(world);
     const gatewayService = await startWorld(gateway, tmp.path, { banner: [{ ip: GATEWAY_OUTSIDE, port: GATEWAY_SERVICE_PORT }] });
     worlds.push(gatewayService);
-    return { sandbox, gateway, internet, sandboxIf: s.bIf, world, gatewayService, dir: tmp.path, cert, close };
+    return { sandbox, gateway, internet, sandboxIf: s.bIf, outsideIf: o.aIf, world, gatewayService, dir: tmp.path, cert, close };
   } catch (err) {
     await close();
     throw err;
   }
+}
+
+/** Wait (at most 5 s) until no IPv6 address of the namespace is tentative (link-local DAD after link up). */
+export async function waitIPv6Ready(ns: Netns): Promise<void> {
+  for (let i = 0; i < 50; i++) {
+    if (!String((await ns.run('ip', ['-6', 'addr'])).stdout).includes('tentative')) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${ns.name}: IPv6 addresses still tentative after 5 s`);
 }
 
 export function writeAllowlist(dir: string, rules: string[]): string {
