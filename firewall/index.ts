@@ -6,7 +6,8 @@ import type { Firewall, FirewallFactory } from '../proxy/gateway.js';
 import type { Allowlist } from '../proxy/policy/allowlist.js';
 import { AllowSet, SetFullError } from './allowset.js';
 import { applyFirewall, execDirect, FirewallError, interfaceExists, interfaceOf, setPorts, type Exec } from './apply.js';
-import { ALLOW_SET, allowedPorts, dropRules, parseCounters, parseSave, v4Rules, v6Rules, BUILTINS, type Builtin, type FirewallPlan, type SavedTable } from './rules.js';
+import { ALLOW_SET, allowedPorts, dropRules, v4Rules, v6Rules, type FirewallPlan } from './rules.js';
+import { RuleWatch } from './watch.js';
 
 export { FirewallError } from './apply.js';
 
@@ -14,7 +15,6 @@ export { FirewallError } from './apply.js';
 export const MIN_SET_TTL = 60;
 /** ... and at most this long (the resolver caches an hour at most, too). */
 export const MAX_SET_TTL = 3600;
-export const DEFAULT_SET_SIZE = 65_536;
 
 export interface FirewallOptions {
   exec?: Exec;
@@ -56,7 +56,6 @@ export async function startFirewall(cfg: GatewayConfig, audit: Audit, allowlist:
   let ports = allowedPorts(allowlist);
   const applied = await applyFirewall(plan, ports, exec);
   const set = new AllowSet({ size: plan.setSize, minTtl: MIN_SET_TTL, maxTtl: MAX_SET_TTL, exec });
-  const drops = [...dropRules(v4Rules(plan), 'ipv4'), ...dropRules(v6Rules(), 'ipv6')];
   audit.write({
     event: 'firewall',
     action: 'applied',
@@ -72,49 +71,17 @@ export async function startFirewall(cfg: GatewayConfig, audit: Audit, allowlist:
     process.stderr.write('codex-egress: note: IPv6 could not be disabled by sysctl here; ip6tables drops all IPv6 instead\n');
   }
 
-  // Drop counters: read every pollMs; an increase is a `firewall` audit event. The same read checks that
-  // our rules are still in place (anything else changing them makes /healthz unhealthy).
-  const counters = new Map<string, { packets: number; bytes: number }>();
-  let intact = true;
-  let problem: string | undefined;
+  const watch = await RuleWatch.start({
+    exec,
+    audit,
+    drops: [...dropRules(v4Rules(plan), 'ipv4'), ...dropRules(v6Rules(), 'ipv6')],
+    v4: v4Rules(plan),
+    v6: v6Rules(),
+    pollMs: opts.pollMs ?? 2000,
+  });
+  /** Set when a reload could not be followed in the kernel; cleared by the next one that is. */
   let reloadProblem: string | undefined;
-  const poll = async () => {
-    try {
-      const v4 = await exec('iptables-save', ['-c', '-t', 'filter']);
-      const v6 = await exec('ip6tables-save', ['-c', '-t', 'filter']);
-      const now = new Map([...parseCounters(v4), ...parseCounters(v6)]);
-      for (const rule of drops) {
-        const c = now.get(rule.id) ?? { packets: 0, bytes: 0 };
-        const before = counters.get(rule.id) ?? { packets: 0, bytes: 0 };
-        counters.set(rule.id, c);
-        if (c.packets > before.packets) {
-          audit.write({
-            event: 'firewall',
-            action: 'drop',
-            rule: rule.id,
-            family: rule.family,
-            chain: rule.chain,
-            target: rule.target,
-            packets: c.packets - before.packets,
-            bytes: c.bytes - before.bytes,
-            total_packets: c.packets,
-          });
-        }
-      }
-      const tampered = !unchanged(parseSave(v4), v4Rules(plan)) || !unchanged(parseSave(v6), v6Rules(), 'DROP');
-      problem = tampered ? 'the firewall rules were changed by someone else' : reloadProblem;
-      intact = !problem;
-    } catch (err) {
-      intact = false;
-      problem = `cannot read the firewall: ${(err as Error).message}`;
-    }
-  };
-  await poll();
-  let polling = Promise.resolve();
-  const timer = setInterval(() => {
-    polling = polling.then(poll);
-  }, opts.pollMs ?? 2000);
-  timer.unref();
+  const problem = () => watch.problem ?? reloadProblem;
 
   return {
     async onResolved(name, ips, ttl) {
@@ -129,7 +96,7 @@ export async function startFirewall(cfg: GatewayConfig, audit: Audit, allowlist:
     },
     async onReload(next) {
       // A failure here leaves the kernel stricter or as before (the proxy applies the new list anyway);
-      // it is reported as unhealthy rather than taking the gateway down.
+      // it is reported (stderr, /healthz unhealthy) rather than taking the gateway down.
       try {
         const nextPorts = allowedPorts(next);
         if (nextPorts.join(',') !== ports.join(',')) await setPorts(nextPorts, exec);
@@ -139,38 +106,28 @@ export async function startFirewall(cfg: GatewayConfig, audit: Audit, allowlist:
         audit.write({ event: 'firewall', action: 'reload', ports, flushed });
       } catch (err) {
         reloadProblem = `the firewall did not follow the last reload: ${(err as Error).message}`;
-        intact = false;
-        problem = reloadProblem;
         process.stderr.write(`codex-egress: ${reloadProblem}\n`);
       }
     },
     status() {
+      const p = problem();
       return {
-        up: intact,
-        ...(problem ? { problem } : {}),
+        up: !p,
+        ...(p ? { problem: p } : {}),
         interface: plan.sandboxInterface,
         ports,
         set: { name: ALLOW_SET, entries: set.size, size: plan.setSize },
         ipv6: { policy: 'DROP', sysctl_disabled: applied.ipv6Disabled },
-        drops: Object.fromEntries(drops.map((r) => [r.id, counters.get(r.id) ?? { packets: 0, bytes: 0 }])),
+        drops: watch.drops(),
       };
     },
     async stop() {
       // The rules stay: a stopped gateway leaves the namespace closed (fail closed). teardownFirewall()
-      // removes them on purpose.
-      clearInterval(timer);
-      await polling;
-      await poll();
+      // (firewall/apply.ts) removes them on purpose.
+      await watch.stop();
       audit.write({ event: 'firewall', action: 'stop', rules_kept: true });
     },
   };
-}
-
-/** Are our chains in place, once each and first, with exactly the planned rules (and policies)? */
-function unchanged(saved: SavedTable, want: Record<Builtin, string[]>, policy?: string): boolean {
-  return BUILTINS.every(
-    (b) => saved.jumps[b] === 1 && saved.jumpFirst[b] && saved.rules[b].join('\n') === want[b].join('\n') && (!policy || saved.policies[b] === policy),
-  );
 }
 
 /** The factory the `gateway` command passes to startGateway. */

@@ -39,7 +39,7 @@ export const gatewayConfig = z.object({
   auditLog: z.string().min(1),
   firewall: z.boolean(),
   /** The interface the sandbox reaches the gateway on (default: the one holding the listen address). */
-  sandboxInterface: z.string().regex(/^[A-Za-z0-9_.@-]{1,15}$/, 'not an interface name').optional(),
+  sandboxInterface: z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/, 'not an interface name (letters, digits, _ . - ; at most 15)').optional(),
   /** Most addresses the firewall's allow set holds; when full, DNS answers are refused. */
   firewallSetSize: z.number().int().min(1).max(1_000_000),
   dnsTimeoutMs: z.number().int().min(50).max(60_000),

@@ -5,6 +5,11 @@ import { Netns, link } from './harness/netns.js';
 import { CLI, startGatewayIn, tempDir } from './harness/world.js';
 import { applyFirewall, teardownFirewall, verifyFirewall, type Exec } from '../firewall/apply.js';
 import type { FirewallPlan } from '../firewall/rules.js';
+import { startFirewall } from '../firewall/index.js';
+import { defaultConfig, parseConfig } from '../proxy/config.js';
+import { parseRuleList } from '../proxy/policy/rules.js';
+import { Allowlist } from '../proxy/policy/allowlist.js';
+import type { AuditEvent } from '../proxy/audit.js';
 
 let ns: Netns;
 let peer: Netns;
@@ -93,6 +98,43 @@ t.test('verification reads back and names every difference; re-applying repairs 
     t.pass(`${what}: re-applying repairs it`);
   }
   await teardownFirewall(applied, exec);
+});
+
+const allowlist = (...rules: string[]) => {
+  const r = parseRuleList(rules, 'flag', '--allow');
+  if (!r.ok) throw new Error(r.errors.join('\n'));
+  return new Allowlist(r.rules);
+};
+
+t.test('the firewall handle: set-full audited, a reload the kernel refuses makes it unhealthy, the next one heals', async (t) => {
+  const events: AuditEvent[] = [];
+  const audit = { write: (e: AuditEvent) => void events.push(e), close: async () => undefined };
+  let ipsetFails = false;
+  const flaky: Exec = (cmd, args, input) => (ipsetFails && cmd === 'ipset' ? Promise.reject(new Error('ipset: simulated failure')) : exec(cmd, args, input));
+  const cfg = parseConfig({ ...defaultConfig(), listen: '10.30.0.1', upstreams: ['192.0.2.53'], firewallSetSize: 1 });
+  const fw = await startFirewall(cfg, audit, allowlist('a.example', 'b.example'), { exec: flaky, pollMs: 100 });
+  t.match(fw.status(), { up: true, interface: iface, ports: [80, 443], set: { entries: 0, size: 1 } });
+  t.match(events[0], { event: 'firewall', action: 'applied', interface: iface, set_size: 1 });
+
+  await fw.onResolved('a.example', ['192.0.2.1'], 30);
+  t.match(await exec('ipset', ['list', 'codex-egress-allow']), /^192\.0\.2\.1 timeout (59|60)$/m, 'in the kernel set, TTL 30 clamped to 60');
+  await t.rejects(fw.onResolved('b.example', ['192.0.2.2'], 30), { code: 'ERR_SET_FULL' });
+  t.match(events.at(-1), { event: 'firewall', action: 'set-full', name: 'b.example', ips: ['192.0.2.2'], set_size: 1 });
+
+  ipsetFails = true;
+  await fw.onReload(allowlist('b.example:8443'));
+  t.match(fw.status(), { up: false, problem: /did not follow the last reload: .*simulated failure/ });
+  ipsetFails = false;
+  await fw.onReload(allowlist('b.example:8443'));
+  t.match(fw.status(), { up: true, ports: [8443], set: { entries: 0 } });
+  t.match(events.at(-1), { event: 'firewall', action: 'reload', ports: [8443], flushed: ['192.0.2.1'] });
+  t.notMatch(await exec('ipset', ['list', 'codex-egress-allow']), /192\.0\.2\.1/, 'a.example’s address flushed from the kernel');
+
+  await fw.stop();
+  t.match(events.at(-1), { event: 'firewall', action: 'stop', rules_kept: true });
+  t.match(await exec('iptables-save', ['-t', 'filter']), /-A FORWARD -j CODEX-EGRESS-FWD/, 'rules kept after stop');
+  const namespaceDefaults = { 'net.ipv6.conf.all.disable_ipv6': '0', 'net.ipv6.conf.default.disable_ipv6': '0' };
+  await teardownFirewall({ v6Policies: { INPUT: 'ACCEPT', FORWARD: 'ACCEPT', OUTPUT: 'ACCEPT' }, sysctls: namespaceDefaults }, exec);
 });
 
 const gatewayRun = (args: string[]) =>
