@@ -164,6 +164,18 @@ t.test('the gateway refuses to start, with a clear message, when the firewall ca
   await exec('ipset', ['destroy', 'codex-egress-allow']);
 });
 
+t.test('the firewall flags are checked', async (t) => {
+  const size = await gatewayRun(['--listen', '10.30.0.1', '--firewall-set-size', '0']);
+  t.equal(size.exitCode, 2);
+  t.match(String(size.stderr), /--firewall-set-size must be a whole number from 1 to 1000000, not "0"/);
+  const name = await gatewayRun(['--listen', '10.30.0.1', '--sandbox-interface', 'eth0; reboot']);
+  t.equal(name.exitCode, 1);
+  t.match(String(name.stderr), /sandboxInterface: not an interface name/);
+  const help = await ns.run(process.execPath, [CLI, 'gateway', '--help'], { reject: false });
+  t.match(String(help.stdout), /--sandbox-interface IF/);
+  t.match(String(help.stdout), /--firewall-set-size N/);
+});
+
 t.test('--no-firewall says so loudly on stderr, in the audit log and in /healthz', async (t) => {
   const gw = await startGatewayIn(ns, dir.path, ['--no-firewall', '--no-defaults', '--listen', '127.0.0.1', '--upstream', '192.0.2.53', '--allowlist', `${dir.path}/none.txt`]);
   t.teardown(() => gw.stop());
