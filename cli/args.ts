@@ -9,7 +9,7 @@ export function parse<T extends NonNullable<ParseArgsConfig['options']>>(argv: s
   try {
     return parseArgs({ args: argv, options, strict: true, allowPositionals, allowNegative: false });
   } catch (err) {
-    throw new UsageError((err as Error).message.replace(/\. To specify .*$/s, ''));
+    throw new UsageError((err as Error).message.replace(/\s*To specify .*$/s, ''));
   }
 }
 

@@ -21,6 +21,11 @@ Options:
   --audit-log FILE|-      where audit events go, one JSON line each (default - : standard output)
   --firewall              apply and verify the kernel firewall before serving (default)
   --no-firewall           no kernel firewall: development only, said loudly in the log and /healthz
+  --sandbox-interface IF  the interface the sandbox reaches the gateway on: DNS and the proxy are
+                          accepted from it only (default: the interface holding the --listen address;
+                          with --listen 0.0.0.0 this option is required)
+  --firewall-set-size N   most addresses the firewall allows at once (default 65536); when full, new
+                          DNS answers are refused (SERVFAIL) instead of failing open
   --dns-timeout SECONDS   per-upstream DNS timeout (default 2)
   --connect-timeout SECONDS   upstream TCP connect timeout (default 10)
   --idle-timeout SECONDS  close tunnels and connections idle this long in both directions (default 900)
@@ -41,6 +46,8 @@ export async function gatewayCommand(argv: string[], makeFirewall?: FirewallFact
     'audit-log': { type: 'string' },
     firewall: { type: 'boolean' },
     'no-firewall': { type: 'boolean' },
+    'sandbox-interface': { type: 'string' },
+    'firewall-set-size': { type: 'string' },
     'dns-timeout': { type: 'string' },
     'connect-timeout': { type: 'string' },
     'idle-timeout': { type: 'string' },
@@ -63,6 +70,8 @@ export async function gatewayCommand(argv: string[], makeFirewall?: FirewallFact
     defaults: !v['no-defaults'],
     auditLog: v['audit-log'] ?? d.auditLog,
     firewall: !v['no-firewall'],
+    sandboxInterface: v['sandbox-interface'],
+    firewallSetSize: intOption('firewall-set-size', v['firewall-set-size'], d.firewallSetSize, 1, 1_000_000),
     dnsTimeoutMs: secondsOption('dns-timeout', v['dns-timeout'], d.dnsTimeoutMs, 60),
     limits: {
       ...d.limits,
@@ -84,6 +93,10 @@ export async function gatewayCommand(argv: string[], makeFirewall?: FirewallFact
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`codex-egress gateway: invalid configuration:\n  ${err.errors.join('\n  ')}\n`);
+      return 1;
+    }
+    if ((err as { code?: string }).code === 'ERR_FIREWALL') {
+      process.stderr.write(`codex-egress gateway: the firewall could not be applied, refusing to start (fail closed):\n  ${(err as Error).message}\n`);
       return 1;
     }
     process.stderr.write(`codex-egress gateway: cannot start: ${(err as Error).message}\n`);

@@ -2,6 +2,7 @@
 import { createRequire } from 'node:module';
 import { gatewayCommand, GATEWAY_USAGE } from './gateway.js';
 import { UsageError } from './args.js';
+import { firewallFactory } from '../firewall/index.js';
 
 const USAGE = `Usage: codex-egress <command> [options]
 
@@ -12,7 +13,7 @@ Run "codex-egress <command> --help" for a command's options.`;
 
 type Command = { run: (argv: string[]) => Promise<number>; usage: string };
 const COMMANDS: Record<string, Command> = {
-  gateway: { run: gatewayCommand, usage: GATEWAY_USAGE },
+  gateway: { run: (argv) => gatewayCommand(argv, firewallFactory()), usage: GATEWAY_USAGE },
 };
 
 /** Run the CLI; returns the exit code (0 ok, 1 failure, 2 bad usage). */

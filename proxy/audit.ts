@@ -47,7 +47,42 @@ export type AuditEvent =
   | { event: 'reload'; ok: boolean; rules: number; added: string[]; removed: string[]; errors?: string[]; closed_tunnels?: number }
   | { event: 'start'; dns: string; proxy: string; firewall: boolean; rules: number; upstreams: string[] }
   | { event: 'stop'; signal?: string }
-  | { event: 'firewall'; [key: string]: unknown };
+  | FirewallAuditEvent;
+
+/**
+ * What the kernel firewall did (README: Audit log, `firewall` events):
+ * - applied: the rules were applied and verified at start;
+ * - drop: a drop/reject rule's packet counter rose since the last read (`rule` is its id);
+ * - set-full: the allow set had no room for an answer's addresses, so the answer was refused;
+ * - reload: the allowlist changed: the allowed ports now, and the addresses flushed from the allow set;
+ * - stop: the gateway stopped; the rules stay in place (fail closed).
+ */
+export type FirewallAuditEvent =
+  | {
+      event: 'firewall';
+      action: 'applied';
+      interface: string;
+      ports: number[];
+      set: string;
+      set_size: number;
+      upstreams: string[];
+      ipv6_sysctl: boolean;
+      ms: number;
+    }
+  | {
+      event: 'firewall';
+      action: 'drop';
+      rule: string;
+      family: 'ipv4' | 'ipv6';
+      chain: 'INPUT' | 'FORWARD' | 'OUTPUT';
+      target: 'DROP' | 'REJECT';
+      packets: number;
+      bytes: number;
+      total_packets: number;
+    }
+  | { event: 'firewall'; action: 'set-full'; name: string; ips: string[]; set_size: number }
+  | { event: 'firewall'; action: 'reload'; ports: number[]; flushed: string[] }
+  | { event: 'firewall'; action: 'stop'; rules_kept: boolean };
 
 export interface Audit {
   write(e: AuditEvent): void;

@@ -38,6 +38,10 @@ export const gatewayConfig = z.object({
   envAllowed: z.string().optional(),
   auditLog: z.string().min(1),
   firewall: z.boolean(),
+  /** The interface the sandbox reaches the gateway on (default: the one holding the listen address). */
+  sandboxInterface: z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/, 'not an interface name (letters, digits, _ . - ; at most 15)').optional(),
+  /** Most addresses the firewall's allow set holds; when full, DNS answers are refused. */
+  firewallSetSize: z.number().int().min(1).max(1_000_000),
   dnsTimeoutMs: z.number().int().min(50).max(60_000),
   limits: z.object({
     connectTimeoutMs: z.number().int().positive(),
@@ -63,6 +67,7 @@ export const defaultConfig = (): Omit<GatewayConfigInput, 'upstreams'> => ({
   envAllowed: process.env.OPENAI_ALLOWED_DOMAINS,
   auditLog: '-',
   firewall: true,
+  firewallSetSize: 65_536,
   dnsTimeoutMs: 2000,
   limits: { ...DEFAULT_LIMITS } satisfies ProxyLimits,
 });

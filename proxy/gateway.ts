@@ -21,7 +21,7 @@ export interface Firewall {
   stop(): Promise<void>;
 }
 
-export type FirewallFactory = (cfg: GatewayConfig, audit: Audit) => Promise<Firewall>;
+export type FirewallFactory = (cfg: GatewayConfig, audit: Audit, allowlist: Allowlist) => Promise<Firewall>;
 
 export interface Gateway {
   dns: DnsServer;
@@ -39,7 +39,12 @@ export async function startGateway(cfg: GatewayConfig, makeFirewall?: FirewallFa
   if (cfg.firewall) {
     if (!makeFirewall) throw new ConfigError(['--firewall was asked for, but this build has no firewall: refusing to start (fail closed)']);
     // Fail closed: the firewall is applied and verified before anything listens.
-    firewall = await makeFirewall(cfg, audit);
+    try {
+      firewall = await makeFirewall(cfg, audit, allowlist);
+    } catch (err) {
+      await audit.close();
+      throw err;
+    }
   } else {
     process.stderr.write('codex-egress: WARNING: --no-firewall: the kernel does not enforce the allowlist (development only)\n');
   }
@@ -92,7 +97,6 @@ export async function startGateway(cfg: GatewayConfig, makeFirewall?: FirewallFa
     const after = new Set(next.rules.map((r) => r.text));
     const added = [...after].filter((t) => !before.has(t));
     const removed = [...before].filter((t) => !after.has(t));
-    if (!added.length && !removed.length) return true;
     allowlist = next;
     resolver.forget((name) => !next.decide(name, 'dns').allow);
     let closed = 0;

@@ -50,6 +50,8 @@ export interface Tunnel {
   port: number;
   ip: string;
   close(reason: 'policy-reload' | 'shutdown'): void;
+  /** Settles once the tunnel is closed and its tunnel_close line written. */
+  closed: Promise<void>;
 }
 
 export interface ProxyServer {
@@ -166,7 +168,8 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
       socket.destroy();
       upstream.destroy();
     };
-    const tunnel: Tunnel = { client, host: name, port: t.port, ip, close: (reason) => finish(reason) };
+    const closed = new Promise<void>((resolve) => socket.once('close', () => setImmediate(resolve)));
+    const tunnel: Tunnel = { client, host: name, port: t.port, ip, close: (reason) => finish(reason), closed };
     upstream.on('error', (err) => {
       if (!open) {
         log({ ...base, decision: 'error', reason: 'upstream-connect-failed', status: 502, detail: err.message });
@@ -213,6 +216,7 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
     function inspectFirstBytes(): void {
       let buf = head;
       const helloTimer = setTimeout(() => (tlsRequired ? reject('tls-required', 'no ClientHello in time') : pass()), limits.helloTimeoutMs);
+      socket.once('close', () => clearTimeout(helloTimer));
       const reject = (reason: 'sni-mismatch' | 'tls-required', detail: string) => {
         clearTimeout(helloTimer);
         log({ ...base, decision: 'deny', reason, detail });
@@ -306,8 +310,9 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
     void forward(req, client, (status, reason, detail) => rawReply(socket, status, reason, detail)).then((target) => {
       if (!target) return;
       log({ ...target.audit, status: 101 });
-      socket.setTimeout(limits.idleTimeoutMs, () => socket.destroy());
       proxy.ws(req, socket, head, { target: target.url });
+      // After proxy.ws, which clears socket timeouts: idle in both directions closes the stream.
+      socket.setTimeout(limits.idleTimeoutMs, () => socket.destroy());
     });
   }
 
@@ -362,12 +367,13 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
   return {
     address: server.address() as net.AddressInfo,
     tunnels,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        for (const t of [...tunnels]) t.close('shutdown');
-        for (const s of sockets) s.destroy();
-        agent.destroy();
-      }),
+    close: async () => {
+      const closing = new Promise<void>((resolve) => server.close(() => resolve()));
+      const open = [...tunnels];
+      for (const t of open) t.close('shutdown');
+      for (const s of sockets) s.destroy();
+      agent.destroy();
+      await Promise.all([closing, ...open.map((t) => t.closed)]);
+    },
   };
 }
