@@ -30,6 +30,8 @@ export interface GatewayOptions {
   allowlistFile?: string;
   /** Start with --firewall instead of --no-firewall. */
   firewall?: boolean;
+  /** Upstream DNS "IP[:PORT]" instead of the namespace's dnsmasq. */
+  upstream?: string;
 }
 
 export interface Env {
@@ -204,7 +206,7 @@ export async function createEnv(opts: { peers: boolean }): Promise<Env> {
       if (!existsSync(allowlist)) writeFileSync(allowlist, '');
       const args = [
         ...(g.nodeFlags ?? []), CLI, 'gateway', g.firewall ? '--firewall' : '--no-firewall', '--listen', LISTEN,
-        '--dns-port', String(PORTS.gatewayDns), '--proxy-port', String(PORTS.gatewayProxy), '--upstream', UPSTREAM_DNS,
+        '--dns-port', String(PORTS.gatewayDns), '--proxy-port', String(PORTS.gatewayProxy), '--upstream', g.upstream ?? UPSTREAM_DNS,
         '--no-defaults', '--allow', `.${DOMAIN}`, '--allowlist', allowlist, '--audit-log', join(dir, 'audit.jsonl'),
         '--max-connections', '100000', ...(g.extraArgs ?? []),
       ];
