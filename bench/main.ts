@@ -32,7 +32,8 @@ const USAGE = `Usage: npm run bench -- [--smoke | --full] [--only ${Object.keys(
 
 async function version(cmd: string, args: string[]): Promise<string> {
   const r = await execa(cmd, args, { reject: false, all: true });
-  return r.exitCode === 0 || r.all ? String(r.all ?? '').split('\n').find((l) => /\d+\.\d+/.test(l))?.trim() ?? '' : 'not installed';
+  const lines = String(r.all ?? '').split('\n');
+  return r.exitCode === 0 || r.all ? (lines.find((l) => /version \d+\.\d+/i.test(l)) ?? lines.find((l) => /\d+\.\d+/.test(l)) ?? '').trim() : 'not installed';
 }
 
 async function main(): Promise<number> {

@@ -33,7 +33,7 @@ export async function firewall(ctx: Ctx): Promise<ScenarioResult> {
   const rows: Row[] = [];
   const notes: string[] = [];
   const z = zone();
-  const names = Object.keys(z);
+  const names = Object.keys(z).slice(0, preset.fwNames);
   const file = queryFile(env.dir, 'fw', names);
   const rate = 50;
   const seconds = Math.ceil(names.length / rate) + 2;
