@@ -1,7 +1,7 @@
 // The upstream DNS client: UDP with a timeout, TCP when the answer is truncated, failover between upstreams.
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { buildQuery, parse, readAChain, RCODE, type Packet } from './wire.js';
+import { buildQuery, parse, parseAnswerFast, readAChain, RCODE, type Packet } from './wire.js';
 
 export interface Upstream {
   host: string;
@@ -25,7 +25,7 @@ const label = (u: Upstream) => `${u.host}:${u.port}`;
 function parseReply(msg: Buffer): Packet | undefined {
   if (msg.length < 12) return undefined;
   const records = [4, 6, 8, 10].reduce((n, o) => n + msg.readUInt16BE(o), 0);
-  return records > MAX_RECORDS ? undefined : parse(msg);
+  return records > MAX_RECORDS ? undefined : (parseAnswerFast(msg) ?? parse(msg));
 }
 
 function answers(p: Packet | undefined, id: number, name: string): p is Packet {

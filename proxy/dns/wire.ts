@@ -19,6 +19,8 @@ export const rcodeName = (r: number): string => RCODE_NAMES.get(r) ?? `RCODE${r}
 /** A recursive query for `name`, type A, class IN, with a random transaction id. */
 export function buildQuery(name: string): { id: number; bytes: Buffer } {
   const id = randomInt(0x10000);
+  const fast = encodeQueryFast(id, name);
+  if (fast) return { id, bytes: fast };
   const p = new Packet();
   p.header.id = id;
   p.header.rd = 1;
@@ -113,25 +115,7 @@ export function parseQueryFast(msg: Buffer): Packet | undefined {
   }
   off++;
   if (off + 4 > msg.length) return undefined;
-  const flags = msg.readUInt16BE(2);
-  const p = new Packet();
-  p.header = new HeaderOf({
-    id: msg.readUInt16BE(0),
-    qr: (flags >> 15) as 0 | 1,
-    opcode: (flags >> 11) & 0xf,
-    aa: ((flags >> 10) & 1) as 0 | 1,
-    tc: ((flags >> 9) & 1) as 0 | 1,
-    rd: ((flags >> 8) & 1) as 0 | 1,
-    ra: ((flags >> 7) & 1) as 0 | 1,
-    z: (flags >> 6) & 1,
-    ad: (flags >> 5) & 1,
-    cd: (flags >> 4) & 1,
-    rcode: flags & 0xf,
-    qdcount: msg.readUInt16BE(4),
-    ancount: msg.readUInt16BE(6),
-    nscount: msg.readUInt16BE(8),
-    arcount: msg.readUInt16BE(10),
-  });
+  const p = parseQueryHeader(msg);
   p.questions.push({ name: labels.join('.'), type: msg.readUInt16BE(off), class: msg.readUInt16BE(off + 2) } as Question);
   return p;
 }
@@ -188,4 +172,133 @@ export function encodeResponseFast(res: Packet): Buffer {
     off += 16;
   }
   return out;
+}
+
+/** buildQuery's message written directly (the same bytes dns2 writes); undefined for unusual names. */
+export function encodeQueryFast(id: number, name: string): Buffer | undefined {
+  if (!SIMPLE_NAME.test(name) || /[^\u0000-\u00ff]/.test(name)) return undefined;
+  const labels = name.split('.');
+  let nameLen = 1;
+  for (const l of labels) {
+    if (l.length > 63) return undefined;
+    nameLen += l.length + 1;
+  }
+  if (nameLen > MAX_WIRE_NAME) return undefined;
+  const out = Buffer.alloc(12 + nameLen + 4);
+  out.writeUInt16BE(id, 0);
+  out.writeUInt16BE(0x0100, 2); // RD
+  out.writeUInt16BE(1, 4);
+  let off = 12;
+  for (const l of labels) {
+    out[off++] = l.length;
+    off += out.write(l, off, 'latin1');
+  }
+  out[off++] = 0;
+  out.writeUInt16BE(TYPE.A, off);
+  out.writeUInt16BE(CLASS_IN, off + 2);
+  return out;
+}
+
+class Malformed extends Error {}
+
+/** dns2's name decoding (pointers, cycle and length checks) on byte offsets; throws Malformed. */
+function readName(msg: Buffer, start: number): { name: string; end: number } {
+  const labels: string[] = [];
+  const visited = new Set<number>();
+  let off = start;
+  let end = -1;
+  let octets = 1;
+  const byte = (at: number) => {
+    if (at >= msg.length) throw new Malformed('truncated');
+    return msg[at]!;
+  };
+  let len = byte(off++);
+  while (len) {
+    if ((len & 0xc0) === 0xc0) {
+      const pos = ((len - 0xc0) << 8) + byte(off++);
+      if (visited.has(pos)) throw new Malformed('pointer cycle');
+      visited.add(pos);
+      if (end < 0) end = off;
+      off = pos;
+      len = byte(off++);
+      continue;
+    }
+    if (len & 0xc0) throw new Malformed('bad label length');
+    octets += len + 1;
+    if (octets > MAX_WIRE_NAME) throw new Malformed('name too long');
+    if (off + len > msg.length) throw new Malformed('truncated');
+    labels.push(msg.toString('latin1', off, off + len));
+    off += len;
+    len = byte(off++);
+  }
+  return { name: labels.join('.'), end: end < 0 ? off : end };
+}
+
+/**
+ * Parse an upstream answer as dns2's Packet.parse would, for the common shape: questions and answers
+ * made of A and CNAME records, no authority or additional records. Returns undefined for anything
+ * else (other record types, SOA in the authority section, EDNS, malformed): the caller uses dns2.
+ */
+export function parseAnswerFast(msg: Buffer): Packet | undefined {
+  if (msg.length < 12) return undefined;
+  const count = (o: number) => msg.readUInt16BE(o);
+  if (count(8) !== 0 || count(10) !== 0) return undefined;
+  try {
+    const p = parseQueryHeader(msg);
+    let off = 12;
+    for (let i = count(4); i > 0; i--) {
+      const n = readName(msg, off);
+      if (n.end + 4 > msg.length) return undefined;
+      p.questions.push({ name: n.name, type: msg.readUInt16BE(n.end), class: msg.readUInt16BE(n.end + 2) } as Question);
+      off = n.end + 4;
+    }
+    for (let i = count(6); i > 0; i--) {
+      const n = readName(msg, off);
+      if (n.end + 10 > msg.length) return undefined;
+      const type = msg.readUInt16BE(n.end);
+      const r = { name: n.name, type, class: msg.readUInt16BE(n.end + 2), ttl: Math.min(msg.readUInt32BE(n.end + 4), 0x7fffffff) } as Resource;
+      const length = msg.readUInt16BE(n.end + 8);
+      const rdata = n.end + 10;
+      if (type === TYPE.A) {
+        if (rdata + length > msg.length) return undefined;
+        r.address = [...msg.subarray(rdata, rdata + length)].join('.');
+        off = rdata + length;
+      } else if (type === TYPE.CNAME) {
+        const d = readName(msg, rdata); // like dns2, the next record starts where the name ends
+        r.domain = d.name;
+        off = d.end;
+      } else {
+        return undefined;
+      }
+      p.answers.push(r);
+    }
+    return p;
+  } catch (err) {
+    if (err instanceof Malformed) return undefined;
+    throw err;
+  }
+}
+
+/** A Packet holding only the header of `msg` (at least 12 bytes), with dns2's Header object. */
+function parseQueryHeader(msg: Buffer): Packet {
+  const flags = msg.readUInt16BE(2);
+  const p = new Packet();
+  p.header = new HeaderOf({
+    id: msg.readUInt16BE(0),
+    qr: (flags >> 15) as 0 | 1,
+    opcode: (flags >> 11) & 0xf,
+    aa: ((flags >> 10) & 1) as 0 | 1,
+    tc: ((flags >> 9) & 1) as 0 | 1,
+    rd: ((flags >> 8) & 1) as 0 | 1,
+    ra: ((flags >> 7) & 1) as 0 | 1,
+    z: (flags >> 6) & 1,
+    ad: (flags >> 5) & 1,
+    cd: (flags >> 4) & 1,
+    rcode: flags & 0xf,
+    qdcount: msg.readUInt16BE(4),
+    ancount: msg.readUInt16BE(6),
+    nscount: msg.readUInt16BE(8),
+    arcount: msg.readUInt16BE(10),
+  });
+  return p;
 }
