@@ -2,7 +2,7 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { parse } from './args.js';
-import { EXIT, WORKDIR_HELP, workdirOptions, projectFrom, out, json } from './common.js';
+import { EXIT, WORKDIR_HELP, workdirOptions, projectFrom, gatewayRunning, out, json } from './common.js';
 import { readRuleFile } from '../proxy/config.js';
 import { mergeSources } from '../proxy/policy/allowlist.js';
 
@@ -27,10 +27,10 @@ interface Entry {
 
 export async function domainsCommand(argv: string[]): Promise<number> {
   const { values: v } = parse(argv, { ...workdirOptions, json: { type: 'boolean' } });
-  const { paths } = projectFrom(v);
+  const { project, paths } = projectFrom(v);
   let rules: Entry[];
   let from: string;
-  if (existsSync(paths.effective)) {
+  if (existsSync(paths.effective) && (await gatewayRunning(project))) {
     rules = (JSON.parse(await readFile(paths.effective, 'utf8')) as { rules: Entry[] }).rules;
     from = paths.effective;
   } else {

@@ -24,7 +24,7 @@ export async function statusCommand(argv: string[]): Promise<number> {
   const s = await state(p);
   const gateway = s.containers.find((c) => c.name === p.gateway);
   const h = gateway?.running ? await health(p) : undefined;
-  const effective = existsSync(paths.effective) ? (JSON.parse(await readFile(paths.effective, 'utf8')) as { rules: unknown[] }) : undefined;
+  const effective = gateway?.running && existsSync(paths.effective) ? (JSON.parse(await readFile(paths.effective, 'utf8')) as { rules: unknown[] }) : undefined;
   const counters = countDecisions((await readFrom(paths.auditLog, 0)).lines);
   const report = {
     project: p.name,

@@ -3,6 +3,7 @@
 // Prints one JSON line per probe: { id, ok, detail }. "ok" means the sandbox behaves as it must.
 import http from 'node:http';
 import net from 'node:net';
+import tls from 'node:tls';
 import dgram from 'node:dgram';
 import dns from 'node:dns/promises';
 import os from 'node:os';
@@ -36,13 +37,30 @@ function tcp(host: string, port: number): Promise<string> {
 }
 const blocked = (outcome: string) => outcome !== 'connected' && outcome !== 'ECONNREFUSED';
 
-/** CONNECT through the gateway's proxy: the status it answers (0: no answer). */
-function connectVia(target: string): Promise<{ status: number; reason: string }> {
+/**
+ * CONNECT through the gateway's proxy: the status it answers (0: no answer). With `handshake`, a 200 is
+ * followed by a TLS handshake naming the host (certificate not checked: reachability is the question),
+ * so the gateway sees a proper ClientHello rather than an idle tunnel.
+ */
+function connectVia(target: string, handshake = false): Promise<{ status: number; reason: string; tls?: string }> {
   return new Promise((resolve) => {
     const req = http.request({ host: cfg.gatewayIp, port: cfg.proxyPort, method: 'CONNECT', path: target, timeout: cfg.timeoutMs * 3 });
     req.on('connect', (res, socket) => {
-      socket.destroy();
-      resolve({ status: res.statusCode ?? 0, reason: String(res.headers['x-codex-egress-deny'] ?? '') });
+      const result = { status: res.statusCode ?? 0, reason: String(res.headers['x-codex-egress-deny'] ?? '') };
+      if (!handshake || result.status !== 200) {
+        socket.destroy();
+        return resolve(result);
+      }
+      const servername = target.slice(0, target.lastIndexOf(':'));
+      const t = tls.connect({ socket, servername, rejectUnauthorized: false });
+      const done = (what: string) => {
+        clearTimeout(timer);
+        t.destroy();
+        resolve({ ...result, tls: what });
+      };
+      const timer = setTimeout(() => done('timeout'), cfg.timeoutMs * 3);
+      t.on('secureConnect', () => done('ok'));
+      t.on('error', (e: NodeJS.ErrnoException) => done(e.code ?? e.message));
     });
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', (e) => resolve({ status: 0, reason: e.message }));
@@ -104,8 +122,12 @@ const probes: Array<() => Promise<Result>> = [
   },
   async () => {
     if (!cfg.allowedHost) return { id: 'allowed-host', ok: true, detail: 'skipped: no exact host in the allowlist' };
-    const [d, c] = await Promise.all([lookup(cfg.allowedHost), connectVia(`${cfg.allowedHost}:443`)]);
-    return { id: 'allowed-host', ok: d.startsWith('resolved') && c.status === 200, detail: `${cfg.allowedHost}: dns ${d}; CONNECT :443 ${c.status || c.reason}` };
+    const [d, c] = await Promise.all([lookup(cfg.allowedHost), connectVia(`${cfg.allowedHost}:443`, true)]);
+    return {
+      id: 'allowed-host',
+      ok: d.startsWith('resolved') && c.status === 200 && c.tls === 'ok',
+      detail: `${cfg.allowedHost}: dns ${d}; CONNECT :443 ${c.status || c.reason}${c.tls ? `; TLS ${c.tls}` : ''}`,
+    };
   },
   async () => {
     const [d, c] = await Promise.all([lookup(cfg.deniedHost), connectVia(`${cfg.deniedHost}:443`)]);
