@@ -82,6 +82,16 @@ async function run(t: Tap, engine: string) {
   // assigned in the build subtest; without the fake internet nothing else can run
   if (!world) return;
 
+  await t.test('doctor: engine, images, iptables and ipset in the gateway', async (t) => {
+    const r = await cli(['doctor', '--json']);
+    const d = JSON.parse(r.stdout) as { ok: boolean; checks: Array<{ id: string; ok: boolean; detail: string }> };
+    t.equal(r.code, 0, JSON.stringify(d.checks.filter((c) => !c.ok)));
+    t.same(d.checks.map((c) => c.id), ['docker-client', 'docker-engine', 'image-gateway', 'image-codex', 'gateway-firewall-tools']);
+    const missing = await cli(['doctor', '--image', `codex-egress-e2e-missing:${id}`]);
+    t.equal(missing.code, 1, 'a missing image fails');
+    t.match(missing.stdout, /FAIL\s+image-codex[^]*codex-egress build/, 'with advice');
+  });
+
   await t.test('up refuses to start Codex when a probe fails, and leaves nothing behind', async (t) => {
     const r = await cli(['up', '--detach', ...upArgs(), '--verify-host', NEVER]);
     t.equal(r.code, 3, 'exit 3: a probe failed');
