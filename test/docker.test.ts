@@ -4,7 +4,7 @@
 import t from 'tap';
 type Tap = typeof t;
 import { execa } from 'execa';
-import { existsSync, readFileSync, mkdirSync } from 'node:fs';
+import { existsSync, readFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI, tempDir } from './harness/world.js';
 import { BASE_IMAGE, dockerOk, docker, packFakeCodex, startDockerWorld, removeE2E, type DockerWorld } from './harness/docker.js';
@@ -102,7 +102,10 @@ async function run(t: Tap, engine: string) {
 
   await t.test('up --detach: hardened topology, every verify probe green', async (t) => {
     const started = Date.now();
-    const r = await cli(['up', '--detach', '--json', ...upArgs()]);
+    mkdirSync(join(project, '.git'));
+    mkdirSync(join(tmp.path, 'reference'));
+    writeFileSync(join(tmp.path, 'init.sh'), 'echo "init ran as $(id -u)" > /tmp/init-ran\n');
+    const r = await cli(['up', '--detach', '--json', ...upArgs(), '--git-readonly', '--read-only', join(tmp.path, 'reference'), '--init-script', join(tmp.path, 'init.sh')]);
     t.equal(r.code, 0, `up exit 0 ${r.stderr.slice(-800)}`);
     const verdict = JSON.parse(r.stdout) as { ok: boolean; probes: Array<{ id: string; ok: boolean; detail: string }> };
     t.ok(verdict.ok, 'all probes pass');
@@ -131,6 +134,13 @@ async function run(t: Tap, engine: string) {
     t.equal(gw.State.Health?.Status === undefined ? 'none' : 'has-healthcheck', 'has-healthcheck');
     const id = await docker(['exec', p.sandbox, 'id', '-u']);
     t.equal(id.stdout.trim(), '1000');
+    const mounts = sb.Mounts as Array<{ Source: string; Destination: string; RW: boolean }>;
+    const mount = (dest: string) => mounts.find((m) => m.Destination === dest);
+    t.equal(mount(project)?.RW, true, 'workdir at the same path, read-write');
+    t.equal(mount(join(project, '.git'))?.RW, false, '--git-readonly');
+    t.equal(mount(join(tmp.path, 'reference'))?.RW, false, '--read-only PATH');
+    t.notOk(mounts.some((m) => m.Source.startsWith(join(tmp.path, 'state'))), 'the gateway state (allowlist, audit log) is not in the sandbox');
+    t.equal((await docker(['exec', p.sandbox, 'cat', '/tmp/init-ran'])).stdout.trim(), 'init ran as 1000', '--init-script ran before handing over');
   });
 
   await t.test('status', async (t) => {
