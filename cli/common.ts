@@ -73,3 +73,18 @@ export function notRunning(p: Project): number {
   err(`codex-egress: the appliance is not running for ${p.workdir} (${p.gateway}): run "codex-egress up"`);
   return EXIT.notRunning;
 }
+
+/**
+ * Run fn while this process ignores SIGINT/SIGTERM/SIGHUP (the attached Codex gets the terminal's keys;
+ * a signal to us must not skip the cleanup that follows).
+ */
+export async function shielded<T>(fn: () => Promise<T>): Promise<T> {
+  const ignore = () => undefined;
+  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+  for (const s of signals) process.on(s, ignore);
+  try {
+    return await fn();
+  } finally {
+    for (const s of signals) process.off(s, ignore);
+  }
+}

@@ -4,7 +4,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { execa } from 'execa';
 import { parse, UsageError } from './args.js';
-import { projectFrom, gatewayRunning, err } from './common.js';
+import { projectFrom, gatewayRunning, shielded, err } from './common.js';
 import { bringUp, APPLIANCE_OPTIONS, APPLIANCE_HELP } from './up.js';
 import { down } from '../image/appliance.js';
 import { sandboxExecArgs } from '../image/args.js';
@@ -42,7 +42,7 @@ export async function execCommand(argv: string[]): Promise<number> {
   const sub = execa(DOCKER, sandboxExecArgs(p, ['codex', 'exec', ...codexArgs, prompt]), { all: true, reject: false, buffer: false, stdin: 'ignore' });
   sub.all?.pipe(log);
   sub.all?.pipe(process.stdout, { end: false });
-  const r = await sub;
+  const r = await shielded(async () => sub);
   await new Promise((res) => log.end(res));
   const finished = new Date();
   const exitCode = r.exitCode ?? 1;

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { chown } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parse, UsageError } from './args.js';
-import { EXIT, WORKDIR_HELP, IMAGE_HELP, workdirOptions, imageOptions, projectFrom, imagesFrom, out, err, type ProjectContext } from './common.js';
+import { EXIT, WORKDIR_HELP, IMAGE_HELP, workdirOptions, imageOptions, projectFrom, imagesFrom, shielded, out, err, type ProjectContext } from './common.js';
 import { up, verify, down, firstAllowedHost, type ProbeResult } from '../image/appliance.js';
 import { GATEWAY_FIREWALL_DEFAULT, sandboxExecArgs, type Mount } from '../image/args.js';
 import { dockerInherit, exists } from '../image/docker.js';
@@ -170,7 +170,7 @@ export async function upCommand(argv: string[]): Promise<number> {
   }
   const tty = !!process.stdin.isTTY && !!process.stdout.isTTY;
   const command = v.shell ? ['bash'] : ['codex', ...positionals];
-  const code = await dockerInherit(sandboxExecArgs(p, command, { tty, stdin: true }));
+  const code = await shielded(() => dockerInherit(sandboxExecArgs(p, command, { tty, stdin: true })));
   await down(p, (s) => err(`codex-egress: ${s}`));
   return code;
 }

@@ -8,7 +8,7 @@ import {
   projectFilter, PROXY_PORT, type GatewayOptions, type SandboxOptions,
 } from './args.js';
 import { docker, dockerResult, exists } from './docker.js';
-import { PROJECT_LABEL, type Project } from './names.js';
+import type { Project } from './names.js';
 import { PACKAGE_ROOT } from './context.js';
 
 export interface UpPlan {
@@ -161,4 +161,3 @@ export async function firstAllowedHost(effectivePath: string): Promise<string | 
   return body.rules.map((r) => r.rule).find((r) => /^[a-z0-9-]+(\.[a-z0-9-]+)+$/i.test(r));
 }
 
-export { PROJECT_LABEL };
