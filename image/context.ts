@@ -4,7 +4,7 @@
 import { cp, mkdir, mkdtemp, readFile, rename, rm, readdir, copyFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 
@@ -32,6 +32,41 @@ export function productionPackages(lock: Lockfile): string[] {
     .sort((a, b) => a.length - b.length || a.localeCompare(b));
 }
 
+/**
+ * The production dependency closure of the package at root, found the way Node finds them (the
+ * package's own node_modules, then its ancestors'). Returns each package directory with the path it
+ * takes under the image's app/ (node_modules/…, nesting kept, so each package resolves what it did here).
+ */
+export async function resolveDependencies(root: string): Promise<Map<string, string>> {
+  const found = new Map<string, string>();
+  const deps = async (dir: string) => {
+    const pkg = JSON.parse(await readFile(join(dir, 'package.json'), 'utf8')) as { dependencies?: Record<string, string>; optionalDependencies?: Record<string, string> };
+    return [...Object.keys(pkg.dependencies ?? {}), ...Object.keys(pkg.optionalDependencies ?? {})];
+  };
+  const locate = (from: string, name: string): { dir: string; base: string } | undefined => {
+    for (let dir = from; ; dir = dirname(dir)) {
+      const candidate = join(dir, 'node_modules', name);
+      if (existsSync(join(candidate, 'package.json'))) return { dir: candidate, base: dir };
+      if (dirname(dir) === dir) return undefined;
+    }
+  };
+  const appPath = (dir: string): string => {
+    if (dir.startsWith(`${root}/`)) return relative(root, dir);
+    // hoisted above the package: relative to the directory holding the outermost node_modules it is in
+    const i = dir.indexOf('/node_modules/');
+    return relative(dir.slice(0, i), dir);
+  };
+  const queue: Array<[string, string]> = (await deps(root)).map((n) => [root, n]);
+  while (queue.length) {
+    const [from, name] = queue.shift()!;
+    const hit = locate(from, name);
+    if (!hit || found.has(hit.dir)) continue; // optional and not installed, or seen
+    found.set(hit.dir, appPath(hit.dir));
+    for (const d of await deps(hit.dir)) queue.push([hit.dir, d]);
+  }
+  return found;
+}
+
 export interface Context {
   dir: string;
   remove(): Promise<void>;
@@ -55,12 +90,21 @@ export async function gatewayContext(root = PACKAGE_ROOT): Promise<Context> {
       if (existsSync(src)) await cp(src, join(app, 'dist', d), { recursive: true, filter: (s) => !s.endsWith('.map') });
     }
     if (!existsSync(join(root, 'dist', 'cli', 'main.js'))) throw new Error(`${root}/dist is not built: run "npx tsc -p ." first`);
-    const lock = JSON.parse(await readFile(join(root, 'package-lock.json'), 'utf8')) as Lockfile;
-    for (const path of productionPackages(lock)) {
-      // nested copies are inside their parent's copy already
-      if (existsSync(join(app, path))) continue;
-      if (!existsSync(join(root, path))) continue; // an optional dependency not installed on this platform
-      await cp(join(root, path), join(app, path), { recursive: true, dereference: true });
+    if (existsSync(join(root, 'package-lock.json'))) {
+      // A checkout: the lockfile lists exactly the production packages and where they are.
+      const lock = JSON.parse(await readFile(join(root, 'package-lock.json'), 'utf8')) as Lockfile;
+      for (const path of productionPackages(lock)) {
+        // nested copies are inside their parent's copy already
+        if (existsSync(join(app, path))) continue;
+        if (!existsSync(join(root, path))) continue; // an optional dependency not installed on this platform
+        await cp(join(root, path), join(app, path), { recursive: true, dereference: true });
+      }
+    } else {
+      // An installed package (no lockfile, dependencies hoisted above it): follow Node's resolution.
+      const packages = [...(await resolveDependencies(root))].sort((a, b) => a[1].length - b[1].length);
+      for (const [dir, path] of packages) {
+        if (!existsSync(join(app, path))) await cp(dir, join(app, path), { recursive: true, dereference: true });
+      }
     }
     return ctx;
   } catch (err) {

@@ -10,7 +10,8 @@ import {
   buildArgs, GATEWAY_FIREWALL_DEFAULT, shellQuote, type GatewayOptions, type SandboxOptions,
 } from '../image/args.js';
 import { editAllowlist, checkWorkdir, sandboxUser, statePaths, findAuthFile } from '../image/project.js';
-import { productionPackages, codexSpecs } from '../image/context.js';
+import { productionPackages, codexSpecs, resolveDependencies } from '../image/context.js';
+import { writeFileSync } from 'node:fs';
 
 const p = projectFor('/home/alice/src/My Project!');
 const gw: GatewayOptions = { image: 'gw:1', allowlistDir: '/state', logDir: '/state/logs', firewall: true, gid: 1000 };
@@ -126,4 +127,22 @@ t.test('workdir checks, state paths and the sandbox user', async (t) => {
   t.same(sandboxUser(0, 0), { uid: 1000, gid: 1000 }, 'never root');
   t.same(sandboxUser(1234, 99), { uid: 1234, gid: 99 });
   t.equal(findAuthFile(undefined, { CODEX_CONFIG_DIR: join(dir, 'none') }, join(dir, 'nohome')), undefined);
+});
+
+t.test('an installed package (no lockfile): dependencies found by Node resolution', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'codex-egress-deps-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const pkg = (path: string, deps: Record<string, string> = {}) => {
+    mkdirSync(path, { recursive: true });
+    writeFileSync(join(path, 'package.json'), JSON.stringify({ name: path.split('node_modules/').at(-1), dependencies: deps }));
+  };
+  // node_modules/codex-egress (the package) with a, which needs b (hoisted) and c (nested in a)
+  pkg(join(dir, 'node_modules', 'codex-egress'), { a: '1' });
+  pkg(join(dir, 'node_modules', 'a'), { b: '1', c: '1' });
+  pkg(join(dir, 'node_modules', 'b'));
+  pkg(join(dir, 'node_modules', 'a', 'node_modules', 'c'));
+  pkg(join(dir, 'node_modules', 'tap')); // not a dependency
+  const found = await resolveDependencies(join(dir, 'node_modules', 'codex-egress'));
+  t.same([...found.values()].sort(), ['node_modules/a', 'node_modules/a/node_modules/c', 'node_modules/b'], 'nesting kept');
+  t.equal(found.get(join(dir, 'node_modules', 'b')), 'node_modules/b');
 });
