@@ -1,4 +1,4 @@
-// The appliance commands' surface: --help for each with documented exit codes, usage errors exit 2,
+// The appliance commands' surface (up, down, status, …; the gateway command has test/cli.test.ts): --help for each with documented exit codes, usage errors exit 2,
 // and the pure helpers of `logs` and `doctor`. No Docker needed.
 import t from 'tap';
 import { execa } from 'execa';
