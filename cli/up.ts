@@ -5,7 +5,9 @@ import { join, resolve } from 'node:path';
 import { parse, UsageError } from './args.js';
 import { EXIT, WORKDIR_HELP, IMAGE_HELP, workdirOptions, imageOptions, projectFrom, imagesFrom, shielded, out, err, type ProjectContext } from './common.js';
 import { up, verify, down, firstAllowedHost, type ProbeResult } from '../image/appliance.js';
-import { GATEWAY_FIREWALL_DEFAULT, sandboxExecArgs, type Mount } from '../image/args.js';
+import { GATEWAY_FIREWALL_DEFAULT, DEFAULT_IMAGES, sandboxExecArgs, type Mount } from '../image/args.js';
+import { buildImages } from '../image/build.js';
+import { CODEX_VERSION } from '../image/context.js';
 import { dockerInherit, exists } from '../image/docker.js';
 import { prepareState, seedCodexHome, findAuthFile, sandboxUser, ProjectError } from '../image/project.js';
 
@@ -52,7 +54,7 @@ ${IMAGE_HELP}
 export const UP_USAGE = `Usage: codex-egress up [options] [-- CODEX_ARGS...]
 
 Starts the appliance for the project: an internal network, the gateway (healthy before anything else
-starts), the sandbox; runs "verify" and refuses to start Codex if a probe fails; then runs Codex in
+starts), the sandbox (the default images are built on first use); runs "verify" and refuses to start Codex if a probe fails; then runs Codex in
 this terminal and takes everything down when it exits (unless --detach).
 
 Options:
@@ -79,11 +81,17 @@ export async function bringUp(v: Values): Promise<ProjectContext | number> {
   const ctx = projectFrom(v);
   const { project: p, paths } = ctx;
   const images = imagesFrom(v);
-  for (const image of [images.gateway, images.codex]) {
-    if (!(await exists('image', image))) {
-      err(`codex-egress up: image ${image} not found: run "codex-egress build" first`);
+  const missing = [];
+  for (const image of [images.gateway, images.codex]) if (!(await exists('image', image))) missing.push(image);
+  if (missing.length) {
+    // First run with the default images: build them (visible progress). Named images must exist.
+    const defaults = missing.every((i) => i === DEFAULT_IMAGES.gateway || i === DEFAULT_IMAGES.codex);
+    if (!defaults) {
+      err(`codex-egress up: image ${missing.join(', ')} not found: run "codex-egress build" first`);
       return EXIT.error;
     }
+    err(`codex-egress: ${missing.join(' and ')} not built yet: building (once; "codex-egress build" rebuilds)`);
+    await buildImages({ images, codex: { version: CODEX_VERSION }, only: missing.length === 2 ? undefined : missing[0] === images.gateway ? 'gateway' : 'codex' }, (s) => err(`codex-egress: ${s}`));
   }
   const mounts: Mount[] = [];
   for (const path of v['read-only'] ?? []) {
