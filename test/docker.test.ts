@@ -244,8 +244,10 @@ async function run(t: Tap, engine: string) {
     t.equal((await docker(['network', 'inspect', world.network])).code, 0, 'a network up did not make stays');
   });
 
-  await t.test('up attached: runs Codex, returns its exit code, takes everything down', async (t) => {
-    const r = await cli(['up', ...upArgs(), '--', '--version']);
+  await t.test('up attached, default upstream (Docker DNS): runs Codex, returns its exit code, takes everything down', async (t) => {
+    // No --upstream: the gateway uses its resolv.conf (Docker's embedded DNS), as in the product.
+    const r = await cli(['up', '--no-defaults', '--allow', ALLOWED, '--egress-network', world.network, '--', '--version']);
+    t.match(r.stdout, /PASS\s+allowed-host\s+allowed\.example\.org: dns resolved 198\.51\.100\./, 'resolved through Docker DNS');
     t.equal(r.code, 0, r.stderr.slice(-500));
     t.match(r.stdout, /codex-cli 0\.0\.0-test/);
     t.equal((await docker(['ps', '-aq', '--filter', `label=${PROJECT_LABEL}=${p.name}`])).stdout, '', 'no container after Codex exits');

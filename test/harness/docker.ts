@@ -61,7 +61,8 @@ export interface DockerWorld {
 
 /**
  * The fake internet: one container (the local base image's node running test/fixtures/world.ts) answering
- * DNS for the zone and serving HTTP and HTTPS, on an internal network with no host address.
+ * DNS for the zone and serving HTTP and HTTPS, on an internal network with no host address. The zone's
+ * names are also network aliases, so Docker's embedded DNS (127.0.0.11) resolves them on that network.
  */
 export async function startDockerWorld(dir: string, id: string, zoneNames: string[]): Promise<DockerWorld> {
   // A /28 of 198.51.100.0/24 (documentation range: routed nowhere, and the gateway treats it as public).
@@ -96,6 +97,8 @@ export async function startDockerWorld(dir: string, id: string, zoneNames: strin
   if (net.code !== 0) throw new Error(`world network: ${net.stderr}`);
   const run = await docker([
     'run', '-d', '--name', container, '--label', `${E2E_LABEL}=${id}`, '--network', network, '--ip', ip,
+    // The zone's names as aliases too: Docker's embedded DNS (the gateway's default upstream) answers them.
+    ...zoneNames.flatMap((n) => ['--network-alias', n]),
     '-v', `${wdir}:/world`, '-v', `${ROOT}:/repo:ro`, BASE_IMAGE, 'node', '/repo/dist/test/fixtures/world.js', '/world/world.json',
   ]);
   if (run.code !== 0) throw new Error(`world container: ${run.stderr}`);
