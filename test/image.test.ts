@@ -9,9 +9,9 @@ import {
   internalNetworkArgs, gatewayCreateArgs, gatewayCommandArgs, sandboxCreateArgs, connectEgressArgs, proxyEnv, sandboxExecArgs,
   buildArgs, GATEWAY_FIREWALL_DEFAULT, shellQuote, type GatewayOptions, type SandboxOptions,
 } from '../image/args.js';
-import { editAllowlist, checkWorkdir, sandboxUser, statePaths, findAuthFile } from '../image/project.js';
+import { editAllowlist, checkWorkdir, sandboxUser, statePaths, findAuthFile, seedCodexHome } from '../image/project.js';
 import { productionPackages, codexSpecs, resolveDependencies } from '../image/context.js';
-import { writeFileSync } from 'node:fs';
+import { writeFileSync, readFileSync, existsSync } from 'node:fs';
 
 const p = projectFor('/home/alice/src/My Project!');
 const gw: GatewayOptions = { image: 'gw:1', allowlistDir: '/state', logDir: '/state/logs', firewall: true, gid: 1000 };
@@ -145,4 +145,35 @@ t.test('an installed package (no lockfile): dependencies found by Node resolutio
   const found = await resolveDependencies(join(dir, 'node_modules', 'codex-egress'));
   t.same([...found.values()].sort(), ['node_modules/a', 'node_modules/a/node_modules/c', 'node_modules/b'], 'nesting kept');
   t.equal(found.get(join(dir, 'node_modules', 'b')), 'node_modules/b');
+});
+
+t.test('Codex home: config.toml copied if missing, prompts without overwriting, auth.json found in order', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'codex-egress-home-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const home = join(dir, 'home');
+  mkdirSync(join(home, '.codex', 'prompts'), { recursive: true });
+  writeFileSync(join(home, '.codex', 'config.toml'), 'model = "x"\n');
+  writeFileSync(join(home, '.codex', 'auth.json'), '{}');
+  writeFileSync(join(home, '.codex', 'prompts', 'a.md'), 'user a');
+  writeFileSync(join(home, '.codex', 'prompts', 'b.md'), 'user b');
+  const codexHome = join(dir, 'project', '.codex-egress', 'codex-home');
+  mkdirSync(join(codexHome, 'prompts'), { recursive: true });
+  writeFileSync(join(codexHome, 'prompts', 'a.md'), 'project a');
+  await seedCodexHome(codexHome, {}, home);
+  t.equal(readFileSync(join(codexHome, 'config.toml'), 'utf8'), 'model = "x"\n', 'config.toml copied');
+  t.equal(readFileSync(join(codexHome, 'prompts', 'a.md'), 'utf8'), 'project a', 'an existing prompt is kept');
+  t.equal(readFileSync(join(codexHome, 'prompts', 'b.md'), 'utf8'), 'user b', 'a missing prompt is copied');
+  t.notOk(existsSync(join(codexHome, 'auth.json')), 'auth.json is never copied');
+  writeFileSync(join(home, '.codex', 'config.toml'), 'model = "changed"\n');
+  await seedCodexHome(codexHome, {}, home);
+  t.equal(readFileSync(join(codexHome, 'config.toml'), 'utf8'), 'model = "x"\n', 'an existing config.toml is kept');
+
+  t.equal(findAuthFile(undefined, {}, home), join(home, '.codex', 'auth.json'), '~/.codex/auth.json');
+  const other = join(dir, 'other');
+  mkdirSync(other);
+  writeFileSync(join(other, 'auth.json'), '{}');
+  t.equal(findAuthFile(undefined, { CODEX_CONFIG_DIR: other }, home), join(other, 'auth.json'), 'CODEX_CONFIG_DIR first');
+  t.equal(findAuthFile(undefined, { CODEX_AUTH_FILE: join(other, 'auth.json'), CODEX_CONFIG_DIR: join(home, '.codex') }, home), join(other, 'auth.json'), 'CODEX_AUTH_FILE before that');
+  t.equal(findAuthFile(join(other, 'auth.json'), {}, home), join(other, 'auth.json'), '--auth-file first of all');
+  t.throws(() => findAuthFile(join(dir, 'missing.json'), {}, home), /does not exist/);
 });
