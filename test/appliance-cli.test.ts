@@ -1,15 +1,29 @@
 // The appliance commands' surface (up, down, status, …; the gateway command has test/cli.test.ts): --help for each with documented exit codes, usage errors exit 2,
 // and the pure helpers of `logs` and `doctor`. No Docker needed.
 import t from 'tap';
-import { execa } from 'execa';
-import { CLI } from './harness/world.js';
+import { main } from '../cli/main.js';
 import { parseSince, matches, formatLine, countDecisions } from '../cli/auditlog.js';
 import { engineRecentEnough } from '../cli/doctor.js';
 
 const COMMANDS = ['up', 'exec', 'down', 'status', 'allow', 'deny', 'domains', 'logs', 'verify', 'doctor', 'build'];
+/** Run the CLI in this process (fast: no node start per call), capturing its output. */
 const cli = async (args: string[]) => {
-  const r = await execa(process.execPath, [CLI, ...args], { reject: false, cwd: '/tmp', env: { ...process.env, CODEX_EGRESS_STATE_DIR: '/nonexistent-state' } });
-  return { code: r.exitCode, stdout: String(r.stdout), stderr: String(r.stderr) };
+  let stdout = '';
+  let stderr = '';
+  const write = { out: process.stdout.write, err: process.stderr.write };
+  process.stdout.write = ((c: string | Uint8Array) => ((stdout += String(c)), true)) as typeof process.stdout.write;
+  process.stderr.write = ((c: string | Uint8Array) => ((stderr += String(c)), true)) as typeof process.stderr.write;
+  const state = process.env.CODEX_EGRESS_STATE_DIR;
+  process.env.CODEX_EGRESS_STATE_DIR = '/nonexistent-state';
+  try {
+    const code = await main(args);
+    return { code, stdout, stderr };
+  } finally {
+    process.stdout.write = write.out;
+    process.stderr.write = write.err;
+    if (state === undefined) delete process.env.CODEX_EGRESS_STATE_DIR;
+    else process.env.CODEX_EGRESS_STATE_DIR = state;
+  }
 };
 
 t.test('every command has --help with its exit codes', async (t) => {
