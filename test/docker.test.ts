@@ -152,6 +152,8 @@ async function run(t: Tap, engine: string) {
     t.same(s.containers.map((c: { name: string }) => c.name), [p.gateway, p.sandbox]);
     t.same(s.networks, [p.internalNetwork]);
     t.equal(s.allowlist.rules, 1);
+    t.match(s.health.firewall, { up: true, interface: String, set: { name: 'codex-egress-allow' } }, 'the kernel firewall is on and verified');
+    t.notOk(s.health.firewall.disabled, 'not --no-firewall');
     t.ok(existsSync(s.auditLog), 'audit log exists where status says');
   });
 
