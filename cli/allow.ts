@@ -1,0 +1,72 @@
+// `codex-egress allow RULE...` / `codex-egress deny RULE...`: edit allowed_domains.txt (persisted), and
+// when the gateway runs, have it reload (live, open tunnels to still-allowed hosts stay) and confirm.
+import { parse, UsageError } from './args.js';
+import { EXIT, WORKDIR_HELP, workdirOptions, projectFrom, gatewayRunning, out, err, json } from './common.js';
+import { editAllowlistFile, prepareState, ProjectError } from '../image/project.js';
+import { dockerResult } from '../image/docker.js';
+import { readFrom, parseLine, type AuditLine } from './auditlog.js';
+
+const usage = (op: 'allow' | 'deny') => `Usage: codex-egress ${op} [options] RULE...
+
+${op === 'allow' ? 'Adds each rule to the allowlist file (and removes a matching !rule)' : 'Adds !rule for each rule to the allowlist file (and removes the rule itself); deny wins over every source, the built-in defaults included'}.
+The file is ${'`'}allowed_domains.txt${'`'} in the project's state directory (see "codex-egress status"). When the
+appliance runs, the gateway reloads at once and this command waits for its confirmation.
+
+Rules: example.com (that host) · *.example.com (subdomains) · .example.com (both) · :PORT suffix
+
+Options:
+${WORKDIR_HELP}
+  --json                  print the outcome as JSON
+  -h, --help              this help
+
+Exit codes: 0 saved (and reloaded when running); 1 the gateway rejected the reload; 2 usage or invalid rule.`;
+
+export const ALLOW_USAGE = usage('allow');
+export const DENY_USAGE = usage('deny');
+
+/** Wait (bounded) for the gateway's first reload event after the given log offset. */
+async function waitForReload(path: string, offset: number, timeoutMs: number): Promise<AuditLine | undefined> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const r = await readFrom(path, offset);
+    const reload = r.lines.map(parseLine).find((e) => e?.event === 'reload');
+    if (reload) return reload;
+    await new Promise((res) => setTimeout(res, 200));
+  }
+  return undefined;
+}
+
+const command = (op: 'allow' | 'deny') =>
+  async function (argv: string[]): Promise<number> {
+    const { values: v, positionals } = parse(argv, { ...workdirOptions, json: { type: 'boolean' } }, true);
+    if (positionals.length === 0) throw new UsageError('no rule given');
+    const { project: p, paths } = projectFrom(v);
+    await prepareState(paths);
+    const offset = (await readFrom(paths.auditLog, 0)).offset;
+    let changed: string[];
+    try {
+      changed = (await editAllowlistFile(paths.allowlist, op, positionals)).changed;
+    } catch (e) {
+      if (e instanceof ProjectError) throw new UsageError(e.message);
+      throw e;
+    }
+    const running = await gatewayRunning(p);
+    let reload: AuditLine | undefined;
+    if (running) {
+      await dockerResult(['kill', '--signal', 'HUP', p.gateway]);
+      reload = await waitForReload(paths.auditLog, offset, 10_000);
+    }
+    const ok = !running || reload?.ok === true;
+    if (v.json) json({ op, rules: positionals, changed, file: paths.allowlist, running, reload: reload ?? null, ok });
+    else {
+      out(`${op}: ${changed.length ? changed.join(' ') : 'no change'} (${paths.allowlist})`);
+      if (!running) out('the appliance is not running: the rules apply at the next "codex-egress up"');
+      else if (!reload) err('codex-egress: the gateway did not confirm a reload within 10 s: check "codex-egress logs"');
+      else if (reload.ok) out(`gateway reloaded: ${reload.rules} rules`);
+      else err(`codex-egress: the gateway rejected the allowlist, the previous one stays: ${JSON.stringify(reload.errors)}`);
+    }
+    return ok ? EXIT.ok : EXIT.error;
+  };
+
+export const allowCommand = command('allow');
+export const denyCommand = command('deny');

@@ -1,0 +1,55 @@
+// `codex-egress status`: containers, gateway health, allowlist size, decision counters.
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { parse } from './args.js';
+import { EXIT, WORKDIR_HELP, workdirOptions, projectFrom, out, json } from './common.js';
+import { state, health } from '../image/appliance.js';
+import { readFrom, countDecisions } from './auditlog.js';
+
+export const STATUS_USAGE = `Usage: codex-egress status [options]
+
+Shows the project's containers and networks, the gateway's /healthz, the size of the effective allowlist,
+the decisions counted in the audit log, and where the files are.
+
+Options:
+${WORKDIR_HELP}
+  --json                  print as JSON
+  -h, --help              this help
+
+Exit codes: 0 running and healthy; 1 running but unhealthy; 2 usage; 4 not running.`;
+
+export async function statusCommand(argv: string[]): Promise<number> {
+  const { values: v } = parse(argv, { ...workdirOptions, json: { type: 'boolean' } });
+  const { project: p, paths } = projectFrom(v);
+  const s = await state(p);
+  const gateway = s.containers.find((c) => c.name === p.gateway);
+  const h = gateway?.running ? await health(p) : undefined;
+  const effective = gateway?.running && existsSync(paths.effective) ? (JSON.parse(await readFile(paths.effective, 'utf8')) as { rules: unknown[] }) : undefined;
+  const counters = countDecisions((await readFrom(paths.auditLog, 0)).lines);
+  const report = {
+    project: p.name,
+    workdir: p.workdir,
+    running: !!gateway?.running,
+    healthy: h?.healthy === true,
+    containers: s.containers,
+    networks: s.networks,
+    health: h ?? null,
+    allowlist: { file: paths.allowlist, effective: paths.effective, rules: effective?.rules.length ?? null },
+    auditLog: paths.auditLog,
+    decisions: counters,
+  };
+  if (v.json) json(report);
+  else {
+    out(`project    ${p.name} (${p.workdir})`);
+    out(`state      ${report.running ? (report.healthy ? 'running, healthy' : 'running, NOT healthy') : 'not running'}`);
+    for (const c of s.containers) out(`container  ${c.name}: ${c.status}${c.health ? ` (${c.health})` : ''}`);
+    for (const n of s.networks) out(`network    ${n}`);
+    if (h) out(`firewall   ${JSON.stringify(h.firewall)}`);
+    out(`allowlist  ${paths.allowlist} (${report.allowlist.rules ?? '?'} effective rules: ${paths.effective})`);
+    out(`audit log  ${paths.auditLog}`);
+    const c = Object.entries(counters).map(([ev, d]) => `${ev} ${Object.entries(d).map(([k, n]) => `${k} ${n}`).join('/')}`);
+    out(`decisions  ${c.join(', ') || 'none yet'}`);
+  }
+  if (!report.running) return EXIT.notRunning;
+  return report.healthy ? EXIT.ok : EXIT.error;
+}

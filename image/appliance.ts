@@ -1,0 +1,163 @@
+// Orchestration of the appliance: bring the topology up in order (networks → gateway created, connected
+// to its egress network, started, healthy → sandbox), verify it, take it down. Arguments come from args.ts.
+import { readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  internalNetworkArgs, egressNetworkArgs, gatewayCreateArgs, connectEgressArgs, sandboxCreateArgs, healthCommand,
+  projectFilter, PROXY_PORT, type GatewayOptions, type SandboxOptions,
+} from './args.js';
+import { docker, dockerResult, exists } from './docker.js';
+import type { Project } from './names.js';
+import { PACKAGE_ROOT } from './context.js';
+
+export interface UpPlan {
+  project: Project;
+  gateway: GatewayOptions;
+  sandbox: SandboxOptions;
+  /** An existing network to use as the gateway's way out (not created, not removed); else one is made. */
+  egressNetwork?: string;
+  healthTimeoutMs?: number;
+}
+
+export type Log = (line: string) => void;
+
+/** Bring everything up. On failure, what was created is removed again (nothing half-made is left). */
+export async function up(plan: UpPlan, log: Log): Promise<void> {
+  const p = plan.project;
+  if (await exists('container', p.gateway)) throw new Error(`${p.gateway} already exists: run "codex-egress down" first, or "status"`);
+  try {
+    if (!(await exists('network', p.internalNetwork))) {
+      log(`network ${p.internalNetwork} (internal, ${p.subnet}, no host address)`);
+      await docker(internalNetworkArgs(p));
+    }
+    const egress = plan.egressNetwork ?? p.egressNetwork;
+    if (!plan.egressNetwork && !(await exists('network', egress))) {
+      log(`network ${egress} (egress)`);
+      await docker(egressNetworkArgs(p));
+    }
+    log(`gateway ${p.gateway} at ${p.gatewayIp} (${plan.gateway.firewall ? 'firewall on' : 'NO FIREWALL: development only'})`);
+    await docker(gatewayCreateArgs(p, plan.gateway));
+    await docker(connectEgressArgs(p, egress));
+    await docker(['start', p.gateway]);
+    await waitHealthy(p, plan.healthTimeoutMs ?? 60_000);
+    log(`sandbox ${p.sandbox} at ${p.sandboxIp}`);
+    await docker(sandboxCreateArgs(p, plan.sandbox));
+    await docker(['start', p.sandbox]);
+  } catch (err) {
+    log(`up failed: ${(err as Error).message}; removing what was created`);
+    await down(p, () => undefined);
+    throw err;
+  }
+}
+
+/** Poll the gateway's /healthz (inside its container) until healthy; bounded in time. */
+export async function waitHealthy(p: Project, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < deadline) {
+    const running = await dockerResult(['inspect', '--format', '{{.State.Running}} {{.State.ExitCode}}', p.gateway]);
+    if (running.stdout.startsWith('false')) {
+      const logs = await dockerResult(['logs', '--tail', '20', p.gateway]);
+      throw new Error(`the gateway exited (code ${running.stdout.split(' ')[1]?.trim()}):\n${(logs.stderr + logs.stdout).trim()}`);
+    }
+    const r = await dockerResult(['exec', p.gateway, ...healthCommand(p)], { timeoutMs: 10_000 });
+    if (r.exitCode === 0) return;
+    last = r.stderr.trim();
+    await new Promise((res) => setTimeout(res, 500));
+  }
+  throw new Error(`the gateway did not become healthy within ${timeoutMs / 1000} s${last ? `: ${last}` : ''}`);
+}
+
+/** The gateway's /healthz body (JSON), or undefined when it does not answer. */
+export async function health(p: Project): Promise<Record<string, unknown> | undefined> {
+  const url = `http://${p.gatewayIp}:${PROXY_PORT}/healthz`;
+  const r = await dockerResult(['exec', p.gateway, 'node', '-e', `fetch(${JSON.stringify(url)}).then(r => r.text()).then(t => process.stdout.write(t), () => process.exit(1))`], { timeoutMs: 10_000 });
+  if (r.exitCode !== 0) return undefined;
+  try {
+    return JSON.parse(r.stdout) as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Remove every container, then every network, labelled with the project. Returns what was removed. */
+export async function down(p: Project, log: Log): Promise<string[]> {
+  const removed: string[] = [];
+  const containers = (await docker(['ps', '-a', '-q', ...projectFilter(p)])).split('\n').filter(Boolean);
+  if (containers.length) {
+    const names = (await docker(['inspect', '--format', '{{.Name}}', ...containers])).split('\n').map((n) => n.replace(/^\//, ''));
+    // SIGTERM first: the gateway stops gracefully and flushes its audit log.
+    await dockerResult(['stop', '-t', '10', ...containers], { timeoutMs: 60_000 });
+    await docker(['rm', '-f', '-v', ...containers]);
+    for (const n of names) log(`removed container ${n}`);
+    removed.push(...names);
+  }
+  const networks = (await docker(['network', 'ls', '-q', ...projectFilter(p)])).split('\n').filter(Boolean);
+  for (const id of networks) {
+    const name = await docker(['network', 'inspect', '--format', '{{.Name}}', id]);
+    await docker(['network', 'rm', id]);
+    log(`removed network ${name}`);
+    removed.push(name);
+  }
+  return removed;
+}
+
+export interface ContainerState {
+  name: string;
+  running: boolean;
+  health?: string;
+  status: string;
+}
+
+/** The project's containers and networks as Docker sees them. */
+export async function state(p: Project): Promise<{ containers: ContainerState[]; networks: string[] }> {
+  const ids = (await docker(['ps', '-a', '-q', ...projectFilter(p)])).split('\n').filter(Boolean);
+  const containers: ContainerState[] = [];
+  if (ids.length) {
+    const fmt = '{{.Name}}\t{{.State.Running}}\t{{.State.Status}}\t{{if .State.Health}}{{.State.Health.Status}}{{end}}';
+    for (const line of (await docker(['inspect', '--format', fmt, ...ids])).split('\n').filter(Boolean)) {
+      const [name = '', running, status = '', h] = line.split('\t');
+      containers.push({ name: name.replace(/^\//, ''), running: running === 'true', status, ...(h ? { health: h } : {}) });
+    }
+  }
+  const networks = (await docker(['network', 'ls', '--format', '{{.Name}}', ...projectFilter(p)])).split('\n').filter(Boolean);
+  return { containers: containers.sort((a, b) => a.name.localeCompare(b.name)), networks: networks.sort() };
+}
+
+export interface ProbeResult {
+  id: string;
+  ok: boolean;
+  detail: string;
+}
+
+/** Run the probe set inside the sandbox (image/probe.ts piped to its node). */
+export async function verify(p: Project, o: { allowedHost?: string; deniedHost?: string; timeoutMs?: number } = {}): Promise<ProbeResult[]> {
+  const script = await readFile(join(PACKAGE_ROOT, 'dist', 'image', 'probe.js'), 'utf8');
+  const config = {
+    gatewayIp: p.gatewayIp,
+    proxyPort: PROXY_PORT,
+    bridgeIp: p.gatewayIp.replace(/\.\d+$/, '.1'),
+    allowedHost: o.allowedHost,
+    deniedHost: o.deniedHost ?? 'verify-denied.codex-egress.invalid',
+    timeoutMs: o.timeoutMs ?? 2000,
+  };
+  const r = await dockerResult(['exec', '-i', '-e', `PROBE_CONFIG=${JSON.stringify(config)}`, p.sandbox, 'node', '--input-type=module', '-'], {
+    input: script,
+    timeoutMs: 60_000,
+  });
+  const results = r.stdout
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as ProbeResult);
+  if (results.length === 0) return [{ id: 'probes-ran', ok: false, detail: `no probe output (exit ${r.exitCode}): ${r.stderr.trim().slice(-300)}` }];
+  return results;
+}
+
+/** The first exact, portless allow rule of the effective allowlist: the host `verify` expects to reach. */
+export async function firstAllowedHost(effectivePath: string): Promise<string | undefined> {
+  if (!existsSync(effectivePath)) return undefined;
+  const body = JSON.parse(await readFile(effectivePath, 'utf8')) as { rules: Array<{ rule: string }> };
+  return body.rules.map((r) => r.rule).find((r) => /^[a-z0-9-]+(\.[a-z0-9-]+)+$/i.test(r));
+}
+

@@ -1,0 +1,189 @@
+// Pure generation of `docker …` argument lists for the appliance. No I/O: image/docker.ts runs them.
+import { PROJECT_LABEL, WORKDIR_LABEL, type Project } from './names.js';
+
+/** The gateway's kernel firewall: on (NET_ADMIN, `--firewall`); `up --no-firewall` is for development only. */
+export const GATEWAY_FIREWALL_DEFAULT = true;
+
+export const PROXY_PORT = 3128;
+export const DNS_PORT = 53;
+export const GATEWAY_ALLOWLIST_DIR = '/etc/codex';
+export const GATEWAY_LOG_DIR = '/var/log/codex-egress';
+export const ALLOWLIST_FILE = 'allowed_domains.txt';
+export const AUDIT_FILE = 'audit.jsonl';
+export const SANDBOX_HOME = '/home/codex';
+export const SANDBOX_CODEX_HOME = `${SANDBOX_HOME}/.codex`;
+
+export interface ImageNames {
+  gateway: string;
+  codex: string;
+}
+export const DEFAULT_IMAGES: ImageNames = { gateway: 'codex-egress-gateway:latest', codex: 'codex-egress-codex:latest' };
+
+const labels = (p: Project) => ['--label', `${PROJECT_LABEL}=${p.name}`, '--label', `${WORKDIR_LABEL}=${p.workdir}`];
+
+/** The sandbox's network: internal, fixed subnet, and no host address on the bridge. */
+export function internalNetworkArgs(p: Project): string[] {
+  return [
+    'network', 'create', '--driver', 'bridge', '--internal',
+    '--subnet', p.subnet,
+    '-o', 'com.docker.network.bridge.inhibit_ipv4=true',
+    ...labels(p),
+    p.internalNetwork,
+  ];
+}
+
+/** The gateway's way out: an ordinary bridge network of its own (unless the user names an existing one). */
+export function egressNetworkArgs(p: Project): string[] {
+  return ['network', 'create', '--driver', 'bridge', ...labels(p), p.egressNetwork];
+}
+
+export interface GatewayOptions {
+  image: string;
+  /** Host directory mounted at /etc/codex (allowed_domains.txt and its .effective.json). */
+  allowlistDir: string;
+  /** Host directory mounted at /var/log/codex-egress (audit.jsonl). */
+  logDir: string;
+  firewall: boolean;
+  /** Group of the host user: the gateway's root writes the state directories through it. */
+  gid: number;
+  upstreams?: string[];
+  allow?: string[];
+  noDefaults?: boolean;
+  /** OPENAI_ALLOWED_DOMAINS, passed through when set. */
+  envAllowed?: string;
+}
+
+/** The command that answers 0 only when the gateway's /healthz says healthy. */
+export function healthCommand(p: Project): string[] {
+  const url = `http://${p.gatewayIp}:${PROXY_PORT}/healthz`;
+  return ['node', '-e', `fetch(${JSON.stringify(url)}).then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))`];
+}
+
+/** `docker create` for the gateway, attached to the internal network at its static address. */
+export function gatewayCreateArgs(p: Project, o: GatewayOptions): string[] {
+  const caps = o.firewall ? ['--cap-add', 'NET_ADMIN', '--cap-add', 'NET_RAW'] : [];
+  return [
+    'create', '--name', p.gateway, ...labels(p),
+    '--network', p.internalNetwork, '--ip', p.gatewayIp,
+    '--cap-drop', 'ALL', '--cap-add', 'NET_BIND_SERVICE', ...caps,
+    '--security-opt', 'no-new-privileges',
+    '--sysctl', 'net.ipv6.conf.all.disable_ipv6=1', '--sysctl', 'net.ipv6.conf.default.disable_ipv6=1',
+    '--read-only', '--tmpfs', '/run', '--tmpfs', '/tmp',
+    '--user', `0:${o.gid}`,
+    '-v', `${o.allowlistDir}:${GATEWAY_ALLOWLIST_DIR}`,
+    '-v', `${o.logDir}:${GATEWAY_LOG_DIR}`,
+    ...(o.envAllowed !== undefined ? ['-e', `OPENAI_ALLOWED_DOMAINS=${o.envAllowed}`] : []),
+    '--health-cmd', healthCommand(p).map(shellQuote).join(' '),
+    '--health-interval', '5s', '--health-timeout', '3s', '--health-retries', '3', '--health-start-period', '20s',
+    o.image,
+    ...gatewayCommandArgs(p, o),
+  ];
+}
+
+/** The arguments of `codex-egress gateway` inside the gateway container. */
+export function gatewayCommandArgs(p: Project, o: GatewayOptions): string[] {
+  return [
+    '--listen', p.gatewayIp,
+    '--dns-port', String(DNS_PORT),
+    '--proxy-port', String(PROXY_PORT),
+    '--allowlist', `${GATEWAY_ALLOWLIST_DIR}/${ALLOWLIST_FILE}`,
+    '--audit-log', `${GATEWAY_LOG_DIR}/${AUDIT_FILE}`,
+    o.firewall ? '--firewall' : '--no-firewall',
+    ...(o.upstreams ?? []).flatMap((u) => ['--upstream', u]),
+    ...(o.allow ?? []).flatMap((r) => ['--allow', r]),
+    ...(o.noDefaults ? ['--no-defaults'] : []),
+  ];
+}
+
+/** `docker network connect` of the gateway to its egress network (after create, before start). */
+export function connectEgressArgs(p: Project, egressNetwork: string): string[] {
+  return ['network', 'connect', egressNetwork, p.gateway];
+}
+
+export interface Mount {
+  host: string;
+  container: string;
+  readOnly?: boolean;
+}
+
+export interface SandboxOptions {
+  image: string;
+  uid: number;
+  gid: number;
+  /** Host directory mounted as the Codex home ($CODEX_HOME). */
+  codexHome: string;
+  /** auth.json, mounted read-only into the Codex home (never copied). */
+  authFile?: string;
+  /** Sessions directory, when kept outside the Codex home. */
+  sessionsPath?: string;
+  /** Extra mounts: --read-only paths, .git read-only, the read-only view of the gateway's state. */
+  mounts?: Mount[];
+  gpus?: string;
+  env?: Record<string, string>;
+}
+
+/** The proxy URL the sandbox uses: an IP literal, so no DNS is needed to find it. */
+export const proxyUrl = (p: Project) => `http://${p.gatewayIp}:${PROXY_PORT}`;
+
+/** The proxy variables, in both cases and with the same value. */
+export function proxyEnv(p: Project): Record<string, string> {
+  const url = proxyUrl(p);
+  const noProxy = 'localhost,127.0.0.1,::1';
+  return {
+    HTTP_PROXY: url, HTTPS_PROXY: url, http_proxy: url, https_proxy: url,
+    NO_PROXY: noProxy, no_proxy: noProxy,
+    NODE_USE_ENV_PROXY: '1',
+  };
+}
+
+/** `docker create` for the sandbox: internal network only, DNS and proxy = the gateway, no capabilities. */
+export function sandboxCreateArgs(p: Project, o: SandboxOptions): string[] {
+  const mount = (m: Mount) => ['-v', `${m.host}:${m.container}${m.readOnly ? ':ro' : ''}`];
+  const env = { ...proxyEnv(p), HOME: SANDBOX_HOME, CODEX_HOME: SANDBOX_CODEX_HOME, ...o.env };
+  return [
+    'create', '--name', p.sandbox, ...labels(p),
+    '--network', p.internalNetwork, '--ip', p.sandboxIp, '--dns', p.gatewayIp,
+    '--cap-drop', 'ALL', '--security-opt', 'no-new-privileges',
+    '--sysctl', 'net.ipv6.conf.all.disable_ipv6=1', '--sysctl', 'net.ipv6.conf.default.disable_ipv6=1',
+    '--user', `${o.uid}:${o.gid}`,
+    '--init',
+    ...Object.entries(env).flatMap(([k, v]) => ['-e', `${k}=${v}`]),
+    ...mount({ host: p.workdir, container: p.workdir }),
+    ...mount({ host: o.codexHome, container: SANDBOX_CODEX_HOME }),
+    ...(o.authFile ? mount({ host: o.authFile, container: `${SANDBOX_CODEX_HOME}/auth.json`, readOnly: true }) : []),
+    ...(o.sessionsPath ? mount({ host: o.sessionsPath, container: `${SANDBOX_CODEX_HOME}/sessions` }) : []),
+    ...(o.mounts ?? []).flatMap(mount),
+    ...(o.gpus ? ['--gpus', o.gpus] : []),
+    '-w', p.workdir,
+    o.image,
+    'sleep', 'infinity',
+  ];
+}
+
+/** `docker exec` in the sandbox, as its user, in the workdir. */
+export function sandboxExecArgs(p: Project, command: string[], o: { tty?: boolean; stdin?: boolean } = {}): string[] {
+  return ['exec', ...(o.stdin || o.tty ? ['-i'] : []), ...(o.tty ? ['-t'] : []), '-w', p.workdir, p.sandbox, ...command];
+}
+
+/** Everything of the project's, for `down` and `status`. */
+export const projectFilter = (p: Project) => ['--filter', `label=${PROJECT_LABEL}=${p.name}`];
+
+export interface BuildOptions {
+  dockerfile: string;
+  context: string;
+  tag: string;
+  buildArgs: Record<string, string>;
+}
+
+export function buildArgs(o: BuildOptions): string[] {
+  return [
+    'build', '-f', o.dockerfile, '-t', o.tag,
+    ...Object.entries(o.buildArgs).flatMap(([k, v]) => ['--build-arg', `${k}=${v}`]),
+    o.context,
+  ];
+}
+
+/** Quote for `sh -c` (docker's --health-cmd is run by the container's shell). */
+export function shellQuote(s: string): string {
+  return /^[A-Za-z0-9_./:=@-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}

@@ -1,0 +1,130 @@
+// Docker end-to-end harness: the fake internet as containers on an --internal network of the test's own
+// (no host address on its bridge, documentation addresses), a fake Codex package, and cleanup of
+// everything by label. Nothing leaves the machine.
+import { execa } from 'execa';
+import { mkdirSync, writeFileSync, chmodSync } from 'node:fs';
+import { join } from 'node:path';
+import { ROOT, makeCert } from './world.js';
+import type { WorldConfig } from '../fixtures/world.js';
+
+export const E2E_LABEL = 'dev.codex-egress.e2e';
+export const BASE_IMAGE = process.env.CODEX_EGRESS_TEST_BASE || 'codex-egress-test-base:trixie';
+
+export async function dockerOk(): Promise<string | undefined> {
+  const r = await execa('docker', ['version', '--format', '{{.Server.Version}}'], { reject: false, timeout: 20_000 });
+  return r.exitCode === 0 ? String(r.stdout).trim() : undefined;
+}
+
+export const docker = async (args: string[], timeout = 120_000) => {
+  const r = await execa('docker', args, { reject: false, timeout });
+  return { code: r.exitCode ?? 1, stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? '') };
+};
+
+/**
+ * A Codex stand-in with the real package layout (bin in package.json; installed by the real Dockerfile):
+ * `codex --version`; `codex exec URL` fetches URL with curl, which finds the gateway through the proxy
+ * variables alone, as Codex does; anything else prints its arguments.
+ */
+export function fakeCodexTarballs(dir: string): string {
+  const pkg = join(dir, 'fake-codex', 'package');
+  mkdirSync(join(pkg, 'bin'), { recursive: true });
+  writeFileSync(join(pkg, 'package.json'), JSON.stringify({ name: '@openai/codex', version: '0.0.0-test', type: 'module', bin: { codex: 'bin/codex.js' } }));
+  writeFileSync(
+    join(pkg, 'bin', 'codex.js'),
+    `#!/usr/bin/env node
+import { spawnSync } from 'node:child_process';
+const args = process.argv.slice(2);
+if (args[0] === '--version') { console.log('codex-cli 0.0.0-test'); process.exit(0); }
+if (args[0] === 'exec') {
+  const r = spawnSync('curl', ['-sS', '-k', '-m', '10', args.at(-1)], { stdio: 'inherit' });
+  process.exit(r.status ?? 1);
+}
+console.log('fake codex: ' + args.join(' '));
+`,
+  );
+  chmodSync(join(pkg, 'bin', 'codex.js'), 0o755);
+  return join(dir, 'fake-codex');
+}
+
+export async function packFakeCodex(dir: string): Promise<string> {
+  const src = fakeCodexTarballs(dir);
+  await execa('tar', ['-czf', join(src, 'codex.tgz'), '-C', src, 'package']);
+  return src;
+}
+
+export interface DockerWorld {
+  network: string;
+  ip: string;
+  container: string;
+  queries(): Promise<Array<{ name: string }>>;
+}
+
+/**
+ * The fake internet: one container (the local base image's node running test/fixtures/world.ts) answering
+ * DNS for the zone and serving HTTP and HTTPS, on an internal network with no host address. The zone's
+ * names are also network aliases, so Docker's embedded DNS (127.0.0.11) resolves them on that network.
+ */
+export async function startDockerWorld(dir: string, id: string, zoneNames: string[]): Promise<DockerWorld> {
+  // A /28 of 198.51.100.0/24 (documentation range: routed nowhere, and the gateway treats it as public).
+  const block = (process.pid % 16) * 16;
+  const subnet = `198.51.100.${block}/28`;
+  const ip = `198.51.100.${block + 2}`;
+  const network = `cxe-e2e-${id}-world`;
+  const container = `cxe-e2e-${id}-world`;
+  const wdir = join(dir, 'world');
+  mkdirSync(wdir, { recursive: true });
+  chmodSync(wdir, 0o777);
+  await makeCert(wdir, zoneNames);
+  const config: WorldConfig = {
+    dns: [{ ip, port: 53 }],
+    zone: Object.fromEntries(zoneNames.map((n) => [n, { a: [ip], ttl: 5 }])),
+    queryLog: '/world/queries.jsonl',
+    http: [{ ip, port: 80 }],
+    https: [{ ip, port: 443, cert: '/world/cert.pem', key: '/world/key.pem' }],
+  };
+  writeFileSync(join(wdir, 'world.json'), JSON.stringify(config));
+  writeFileSync(join(wdir, 'queries.jsonl'), '');
+  const create = ['network', 'create', '--internal', '--subnet', subnet, '-o', 'com.docker.network.bridge.inhibit_ipv4=true', '--label', `${E2E_LABEL}=${id}`, network];
+  let net = await docker(create);
+  if (net.code !== 0 && /overlap/i.test(net.stderr)) {
+    // A run killed before its cleanup left its world network: remove e2e networks nothing is attached to.
+    for (const n of (await docker(['network', 'ls', '-q', '--filter', `label=${E2E_LABEL}`])).stdout.split('\n').filter(Boolean)) {
+      const attached = await docker(['network', 'inspect', '--format', '{{len .Containers}}', n]);
+      if (attached.stdout.trim() === '0') await docker(['network', 'rm', n]);
+    }
+    net = await docker(create);
+  }
+  if (net.code !== 0) throw new Error(`world network: ${net.stderr}`);
+  const run = await docker([
+    'run', '-d', '--name', container, '--label', `${E2E_LABEL}=${id}`, '--network', network, '--ip', ip,
+    // The zone's names as aliases too: Docker's embedded DNS (the gateway's default upstream) answers them.
+    ...zoneNames.flatMap((n) => ['--network-alias', n]),
+    '-v', `${wdir}:/world`, '-v', `${ROOT}:/repo:ro`, BASE_IMAGE, 'node', '/repo/dist/test/fixtures/world.js', '/world/world.json',
+  ]);
+  if (run.code !== 0) throw new Error(`world container: ${run.stderr}`);
+  for (let i = 0; i < 50; i++) {
+    const logs = await docker(['logs', container]);
+    if (logs.stdout.includes('world ready')) break;
+    if (i === 49) throw new Error(`the world did not start: ${logs.stdout}${logs.stderr}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return {
+    network,
+    ip,
+    container,
+    queries: async () =>
+      (await docker(['exec', container, 'cat', '/world/queries.jsonl'])).stdout
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l)),
+  };
+}
+
+/** Remove every container, network and image carrying the e2e label or the given names. Never throws. */
+export async function removeE2E(id: string, images: string[]): Promise<void> {
+  const containers = (await docker(['ps', '-aq', '--filter', `label=${E2E_LABEL}=${id}`])).stdout.split('\n').filter(Boolean);
+  if (containers.length) await docker(['rm', '-f', '-v', ...containers]);
+  const networks = (await docker(['network', 'ls', '-q', '--filter', `label=${E2E_LABEL}=${id}`])).stdout.split('\n').filter(Boolean);
+  for (const n of networks) await docker(['network', 'rm', n]);
+  if (images.length) await docker(['rmi', '-f', ...images]);
+}
