@@ -11,6 +11,7 @@ import { parseArgs } from 'node:util';
 import { createEnv } from './env.js';
 import { ROOT } from '../test/harness/world.js';
 import { renderTable, type ScenarioResult } from './table.js';
+import { summary } from './summary.js';
 import { PRESETS, type Ctx } from './scenarios/common.js';
 import { memory } from './scenarios/memory.js';
 import { tunnel } from './scenarios/tunnel.js';
@@ -132,7 +133,9 @@ async function main(): Promise<number> {
   const file = join(dir, `${stamp}-${preset.name}.json`);
   writeFileSync(file, `${JSON.stringify(out, null, 2)}\n`);
   writeFileSync(join(dir, `latest-${preset.name}.json`), `${JSON.stringify(out, null, 2)}\n`);
-  writeFileSync(join(dir, `latest-${preset.name}.md`), `${results.map(renderTable).join('\n')}`);
+  const sum = summary(out);
+  process.stdout.write(`\n### Summary\n\n${sum}`);
+  writeFileSync(join(dir, `latest-${preset.name}.md`), `### Summary\n\n${sum}\n${results.map(renderTable).join('\n')}`);
   log(`results: ${file} (${out.seconds} s)`);
   return Object.keys(errors).length ? 1 : 0;
 }
