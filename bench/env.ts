@@ -155,6 +155,11 @@ export async function createEnv(opts: { peers: boolean }): Promise<Env> {
   };
 
   // The upstream DNS: dnsmasq as a fast authoritative stand-in (every peer and we forward to it).
+  if (!(await have('dnsmasq'))) {
+    await ns.destroy();
+    cleanupFiles();
+    throw new Error('dnsmasq is needed as the upstream DNS stand-in: run bench/setup.sh (also installs the peers, wrk and dnsperf)');
+  }
   const zone = [
     `--address=/${BULK.name}/${BULK.ip}`,
     `--address=/${CONN.name}/${CONN.ip}`,
