@@ -132,10 +132,12 @@ async function main(): Promise<number> {
   const stamp = started.toISOString().replace(/[:.]/g, '-').slice(0, 19);
   const file = join(dir, `${stamp}-${preset.name}.json`);
   writeFileSync(file, `${JSON.stringify(out, null, 2)}\n`);
-  writeFileSync(join(dir, `latest-${preset.name}.json`), `${JSON.stringify(out, null, 2)}\n`);
+  // latest-*: complete runs only (an --only run would hide the other scenarios' figures).
+  const latest = !v.only;
+  if (latest) writeFileSync(join(dir, `latest-${preset.name}.json`), `${JSON.stringify(out, null, 2)}\n`);
   const sum = summary(out);
   process.stdout.write(`\n### Summary\n\n${sum}`);
-  writeFileSync(join(dir, `latest-${preset.name}.md`), `### Summary\n\n${sum}\n${results.map(renderTable).join('\n')}`);
+  if (latest) writeFileSync(join(dir, `latest-${preset.name}.md`), `### Summary\n\n${sum}\n${results.map(renderTable).join('\n')}`);
   log(`results: ${file} (${out.seconds} s)`);
   return Object.keys(errors).length ? 1 : 0;
 }

@@ -2,7 +2,8 @@
 # Install the programs `npm run bench` compares against and drives (Debian 12). Their own system services
 # are not started (the benchmark runs each one by hand inside its namespace, with its own config file).
 set -eu
-PKGS="squid tinyproxy dnsmasq-base unbound wrk dnsperf ipset iproute2 dnsutils"
+PKGS="squid tinyproxy dnsmasq-base unbound wrk dnsperf ipset iptables iproute2"
+apt-get update -qq
 if [ -x /usr/sbin/policy-rc.d ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $PKGS
 else
