@@ -120,7 +120,7 @@ async function main(): Promise<number> {
     started: started.toISOString(),
     seconds: Math.round((Date.now() - started.getTime()) / 1000),
     commit,
-    command: `npm run bench --${process.argv.slice(2).length ? ` ${process.argv.slice(2).join(' ')}` : ''}`,
+    command: `npm run bench${process.argv.slice(2).length ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
     machine: { ...machine, loadavgAfter: os.loadavg() },
     versions,
     missingPeers: env.missing,
