@@ -5,6 +5,7 @@ import type { GatewayConfig } from '../proxy/config.js';
 import type { Firewall, FirewallFactory } from '../proxy/gateway.js';
 import type { Allowlist } from '../proxy/policy/allowlist.js';
 import { AllowSet, SetFullError } from './allowset.js';
+import { IpsetSession, sessionExec } from './session.js';
 import { applyFirewall, execDirect, FirewallError, interfaceExists, interfaceOf, setPorts, type Exec } from './apply.js';
 import { ALLOW_SET, allowedPorts, dropRules, v4Rules, v6Rules, type FirewallPlan } from './rules.js';
 import { RuleWatch } from './watch.js';
@@ -55,7 +56,11 @@ export async function startFirewall(cfg: GatewayConfig, audit: Audit, allowlist:
   const plan = planFor(cfg, await sandboxInterface(cfg, exec));
   let ports = allowedPorts(allowlist);
   const applied = await applyFirewall(plan, ports, exec);
-  const set = new AllowSet({ size: plan.setSize, minTtl: MIN_SET_TTL, maxTtl: MAX_SET_TTL, exec });
+  // The allow set's adds go to a long-lived `ipset -` (no process spawn per DNS answer); an injected
+  // exec (tests) is used as it is.
+  const session = opts.exec ? undefined : new IpsetSession();
+  const setExec = session ? sessionExec(session, exec) : exec;
+  const set = new AllowSet({ size: plan.setSize, minTtl: MIN_SET_TTL, maxTtl: MAX_SET_TTL, exec: setExec });
   audit.write({
     event: 'firewall',
     action: 'applied',
@@ -125,6 +130,7 @@ export async function startFirewall(cfg: GatewayConfig, audit: Audit, allowlist:
       // The rules stay: a stopped gateway leaves the namespace closed (fail closed). teardownFirewall()
       // (firewall/apply.ts) removes them on purpose.
       await watch.stop();
+      session?.close();
       audit.write({ event: 'firewall', action: 'stop', rules_kept: true });
     },
   };
