@@ -131,33 +131,21 @@ export function encodeResponseFast(res: Packet): Buffer {
     res.questions.length === 1 &&
     q !== undefined &&
     typeof q.name === 'string' &&
-    SIMPLE_NAME.test(q.name) &&
     !res.authorities.length &&
     !res.additionals.length &&
     h.rcode >= 0 &&
     h.rcode <= 0xf &&
     res.answers.every((a) => a.name === q.name && a.type === TYPE.A && a.class === CLASS_IN && isIPv4(String(a.address)));
-  if (!simple) return res.toBuffer();
-  const labels = q.name.split('.');
-  let nameLen = 1;
-  for (const l of labels) {
-    if (l.length > 63 || /[^\u0000-\u00ff]/.test(l)) return res.toBuffer();
-    nameLen += l.length + 1;
-  }
-  if (nameLen > MAX_WIRE_NAME) return res.toBuffer();
-  const out = Buffer.allocUnsafe(12 + nameLen + 4 + res.answers.length * 16);
+  const name = simple ? wireName(q.name) : undefined;
+  if (!q || !name) return res.toBuffer();
+  const out = Buffer.allocUnsafe(12 + name.length + 4 + res.answers.length * 16);
   out.writeUInt16BE(h.id & 0xffff, 0);
   const bit = (v: number, shift: number, width = 1) => (v & ((1 << width) - 1)) << shift;
   out.writeUInt16BE(bit(h.qr, 15) | bit(h.opcode, 11, 4) | bit(h.aa, 10) | bit(h.tc, 9) | bit(h.rd, 8) | bit(h.ra, 7) | bit(h.ad, 5) | bit(h.cd, 4) | h.rcode, 2);
   out.writeUInt16BE(1, 4);
   out.writeUInt16BE(res.answers.length, 6);
   out.writeUInt32BE(0, 8);
-  let off = 12;
-  for (const l of labels) {
-    out[off++] = l.length;
-    off += out.write(l, off, 'latin1');
-  }
-  out[off++] = 0;
+  let off = 12 + name.copy(out, 12);
   out.writeUInt16BE(q.type & 0xffff, off);
   out.writeUInt16BE(q.class & 0xffff, off + 2);
   off += 4;
@@ -174,26 +162,31 @@ export function encodeResponseFast(res: Packet): Buffer {
   return out;
 }
 
-/** buildQuery's message written directly (the same bytes dns2 writes); undefined for unusual names. */
-export function encodeQueryFast(id: number, name: string): Buffer | undefined {
+/** A name as uncompressed wire labels, or undefined unless it is a plain latin1 name that fits. */
+function wireName(name: string): Buffer | undefined {
   if (!SIMPLE_NAME.test(name) || /[^\u0000-\u00ff]/.test(name)) return undefined;
   const labels = name.split('.');
-  let nameLen = 1;
-  for (const l of labels) {
-    if (l.length > 63) return undefined;
-    nameLen += l.length + 1;
-  }
-  if (nameLen > MAX_WIRE_NAME) return undefined;
-  const out = Buffer.alloc(12 + nameLen + 4);
-  out.writeUInt16BE(id, 0);
-  out.writeUInt16BE(0x0100, 2); // RD
-  out.writeUInt16BE(1, 4);
-  let off = 12;
+  if (labels.some((l) => l.length > 63)) return undefined;
+  const out = Buffer.alloc(labels.reduce((n, l) => n + l.length + 1, 1));
+  if (out.length > MAX_WIRE_NAME) return undefined;
+  let off = 0;
   for (const l of labels) {
     out[off++] = l.length;
     off += out.write(l, off, 'latin1');
   }
-  out[off++] = 0;
+  out[off] = 0;
+  return out;
+}
+
+/** buildQuery's message written directly (the same bytes dns2 writes); undefined for unusual names. */
+export function encodeQueryFast(id: number, name: string): Buffer | undefined {
+  const wire = wireName(name);
+  if (!wire) return undefined;
+  const out = Buffer.alloc(12 + wire.length + 4);
+  out.writeUInt16BE(id, 0);
+  out.writeUInt16BE(0x0100, 2); // RD
+  out.writeUInt16BE(1, 4);
+  const off = 12 + wire.copy(out, 12);
   out.writeUInt16BE(TYPE.A, off);
   out.writeUInt16BE(CLASS_IN, off + 2);
   return out;
