@@ -22,6 +22,8 @@ export interface AllowSetOptions {
 interface Entry {
   expires: number;
   names: Set<string>;
+  /** Settles when the kernel has the entry (the batch that added or refreshed it). */
+  ready: Promise<void>;
 }
 
 export class AllowSet {
@@ -63,20 +65,27 @@ export class AllowSet {
     if (this.entries.size + fresh.length > this.opts.size) {
       throw new SetFullError(`the allow set is full (${this.entries.size} of ${this.opts.size} addresses): ${name} refused`);
     }
-    const toKernel: string[] = [];
-    for (const ip of ips) {
+    const toKernel = ips.filter((ip) => {
       const e = this.entries.get(ip);
       // A kernel call only when the address is new or its entry would expire soon: a connection made
       // right after this answer must still find it.
-      if (!e || e.expires - now < (timeout * 1000) / 2) toKernel.push(ip);
+      return !e || e.expires - now < (timeout * 1000) / 2;
+    });
+    const batch = toKernel.length ? this.batch(toKernel, timeout) : undefined;
+    const waits: Array<Promise<void>> = [];
+    for (const ip of ips) {
+      const e = this.entries.get(ip);
       const expires = Math.max(e?.expires ?? 0, now + timeout * 1000);
-      this.entries.set(ip, { expires, names: (e?.names ?? new Set()).add(name) });
+      // An address another answer is still adding is not in the kernel yet: wait for that batch too.
+      const ready = batch && toKernel.includes(ip) ? batch : (e?.ready ?? Promise.resolve());
+      waits.push(ready);
+      this.entries.set(ip, { expires, names: (e?.names ?? new Set()).add(name), ready });
     }
-    if (toKernel.length === 0) return;
     try {
-      await this.batch(toKernel, timeout);
+      await Promise.all(waits);
     } catch (err) {
-      for (const ip of fresh) this.entries.delete(ip);
+      // Not known to be in the kernel: forget them, so that the next answer adds them again.
+      for (const ip of ips) if (fresh.includes(ip) || toKernel.includes(ip)) this.entries.delete(ip);
       throw err;
     }
   }

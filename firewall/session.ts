@@ -1,7 +1,9 @@
 // A long-lived `ipset -` process for the allow set's adds and deletes. Spawning `ipset restore` for
 // each batch cost 6–14 ms from the gateway (fork time grows with the gateway's memory); writing the same
 // lines to a running ipset costs about 0.1 ms. Each batch is followed by a sentinel command whose answer
-// comes on stderr after every message the batch caused, so the batch's errors are known exactly.
+// comes after every message the batch caused, so the batch's errors are known exactly. ipset writes
+// errors to stderr and (7.22) the `test` answer to a buffered stdout (7.17: stderr), so both go to one
+// unbuffered pipe (`stdbuf -o0`, `2>&1`) where the kernel keeps them in order.
 import { execa, type ResultPromise } from 'execa';
 import { ALLOW_SET } from './rules.js';
 import type { Exec } from './apply.js';
@@ -11,13 +13,13 @@ const SENTINEL_IP = '0.0.0.1';
 const SENTINEL = new RegExp(`^${SENTINEL_IP.replace(/\./g, '\\.')} is NOT in set ${ALLOW_SET}\\.$`);
 
 export class IpsetSession {
-  private child?: ResultPromise<{ buffer: false; stdin: 'pipe'; stdout: 'ignore'; stderr: 'pipe'; reject: false }>;
+  private child?: ResultPromise<{ buffer: false; stdin: 'pipe'; stdout: 'pipe'; stderr: 'ignore'; reject: false }>;
   private pending?: { errors: string[]; resolve(): void; reject(err: Error): void; timer: NodeJS.Timeout };
   private tail: Promise<unknown> = Promise.resolve();
 
-  /** `command` runs ipset (tests prefix it with `ip netns exec NS`). */
+  /** `prefix` goes before the command (tests use `ip netns exec NS`). */
   constructor(
-    private readonly command: readonly [string, ...string[]] = ['ipset'],
+    private readonly prefix: readonly string[] = [],
     private readonly timeoutMs = 5_000,
   ) {}
 
@@ -37,13 +39,14 @@ export class IpsetSession {
   }
 
   private start() {
-    const [cmd, ...args] = this.command;
-    const child = execa(cmd, [...args, '-'], { buffer: false, stdin: 'pipe', stdout: 'ignore', stderr: 'pipe', reject: false });
+    const [cmd, ...args] = [...this.prefix, 'sh', '-c', 'exec stdbuf -o0 ipset - 2>&1'];
+    const child = execa(cmd!, args, { buffer: false, stdin: 'pipe', stdout: 'pipe', stderr: 'ignore', reject: false });
     let partial = '';
-    child.stderr.on('data', (d: Buffer) => {
+    child.stdout.on('data', (d: Buffer) => {
       const lines = (partial + d.toString()).split('\n');
       partial = lines.pop() ?? '';
-      for (const line of lines) this.onLine(line.trim());
+      // Interactive ipset prints a prompt ("ipset> ") before each command it reads.
+      for (const line of lines) this.onLine(line.replace(/^(ipset> )+/, '').trim());
     });
     child.stdin.on('error', () => undefined);
     void child.then((r) => {

@@ -57,7 +57,7 @@ async function run(t: Tap, engine: string) {
     await docker(['rm', '-f', '-v', p.sandbox, p.gateway]);
     for (const n of [p.internalNetwork, p.egressNetwork]) await docker(['network', 'rm', n]);
     await removeE2E(id, [images.gateway, images.codex]);
-    tmp.remove();
+    if (!process.env.KEEP_E2E) tmp.remove();
   });
 
   t.ok(engine, `engine ${engine}`);

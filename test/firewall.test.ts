@@ -270,3 +270,35 @@ t.test('allow set: forget removes addresses only dropped names led to', async (t
   t.same(await set.forget(() => false), []);
   t.same(set.snapshot(), { '192.0.2.2': ['b.example'] });
 });
+
+t.test('allow set: a second answer for an address still being added waits until the kernel has it', async (t) => {
+  let release!: () => void;
+  let fail = false;
+  const kernel = new Set<string>();
+  const exec = async (_cmd: string, _args: string[], input?: string) => {
+    await new Promise<void>((r) => (release = r));
+    if (fail) throw new Error('ipset: Hash is full');
+    for (const m of (input ?? '').matchAll(/^add \S+ (\S+)/gm)) kernel.add(m[1]!);
+    return '';
+  };
+  const set = new AllowSet({ size: 10, minTtl: 60, maxTtl: 3600, exec });
+  const first = set.add('dns.example', ['192.0.2.7'], 60);
+  await new Promise((r) => setImmediate(r));
+  let secondDone = false;
+  const second = set.add('dns.example', ['192.0.2.7'], 60).then(() => (secondDone = true));
+  await new Promise((r) => setTimeout(r, 20));
+  t.notOk(secondDone, 'the proxy\'s lookup does not dial before the DNS answer\'s add reached the kernel');
+  release();
+  await Promise.all([first, second]);
+  t.ok(kernel.has('192.0.2.7') && secondDone, 'both resolve once the kernel has it');
+
+  fail = true;
+  const a = set.add('x.example', ['192.0.2.8'], 60);
+  await new Promise((r) => setImmediate(r));
+  const b = set.add('x.example', ['192.0.2.8'], 60);
+  await new Promise((r) => setTimeout(r, 5));
+  release();
+  await t.rejects(a, /Hash is full/);
+  await t.rejects(b, /Hash is full/, 'a waiting answer fails with the batch it waited for (never fails open)');
+  t.notOk('192.0.2.8' in set.snapshot(), 'and the address is not remembered');
+});

@@ -9,7 +9,7 @@ t.test('batches apply in order, errors are reported per batch, and the session r
   const ns = await Netns.create('ce-ips');
   t.teardown(() => ns.destroy());
   await ns.run('ipset', ['create', ALLOW_SET, 'hash:ip', 'timeout', '60', 'maxelem', '3']);
-  const session = new IpsetSession(['ip', 'netns', 'exec', ns.name, 'ipset'], 3000);
+  const session = new IpsetSession(['ip', 'netns', 'exec', ns.name], 3000);
   t.teardown(() => session.close());
   const members = async () => {
     const out = (await ns.run('ipset', ['list', ALLOW_SET])).stdout;
