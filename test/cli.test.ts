@@ -5,6 +5,7 @@ import { execa } from 'execa';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI, tempDir } from './harness/world.js';
+import { startCore, openTunnel } from './harness/core.js';
 
 const run = (args: string[], env: Record<string, string> = {}) =>
   execa(process.execPath, [CLI, ...args], { reject: false, env: { OPENAI_ALLOWED_DOMAINS: '', ...env }, timeout: 20_000 });
@@ -58,19 +59,9 @@ t.test('configuration errors name their source and stop the start', async (t) =>
 });
 
 t.test('SIGTERM stops the gateway gracefully: exit 0, open tunnels closed, log flushed', async (t) => {
-  const { startCore } = await import('./harness/core.js');
   const core = await startCore();
   t.teardown(() => core.close());
-  const tunnel = core.ns.spawn(process.execPath, [
-    '--input-type=module',
-    '-e',
-    `import net from 'node:net';
-     const s = net.connect(3128, '127.0.0.1');
-     s.on('data', (d) => process.stdout.write(d.toString()));
-     s.on('close', () => { console.log('TUNNEL CLOSED'); process.exit(0); });
-     s.write('CONNECT allowed.test:2222 HTTP/1.1\\r\\nHost: allowed.test:2222\\r\\n\\r\\n');
-     setTimeout(() => process.exit(1), 20000);`,
-  ]);
+  const tunnel = openTunnel(core.ns);
   await tunnel.waitFor(/BANNER/);
   core.gateway.proc.child.kill('SIGTERM');
   const result = await core.gateway.proc.child;

@@ -3,8 +3,7 @@ import t from 'tap';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { effectivePath } from '../proxy/config.js';
-import { startCore, curl, dig, PROXY, WEB, type Core } from './harness/core.js';
-import type { Proc } from './harness/netns.js';
+import { startCore, curl, dig, openTunnel, PROXY, WEB, type Core } from './harness/core.js';
 
 let core: Core;
 t.before(async () => {
@@ -22,22 +21,6 @@ async function reloadAfter(change: () => void, pred: (e: Record<string, unknown>
   return reloads().slice(seen).find(pred)!;
 }
 
-/** Open a tunnel to allowed.test:2222 (banner + echo) and keep it open; returns a line-based client. */
-function openTunnel(): Proc {
-  return core.ns.spawn(process.execPath, [
-    '--input-type=module',
-    '-e',
-    `import net from 'node:net';
-     const s = net.connect(3128, '127.0.0.1');
-     s.on('data', (d) => process.stdout.write(d.toString()));
-     s.on('close', () => { process.stdout.write('\\nTUNNEL CLOSED\\n'); process.exit(0); });
-     s.on('error', () => {});
-     s.write('CONNECT allowed.test:2222 HTTP/1.1\\r\\nHost: allowed.test:2222\\r\\n\\r\\n');
-     let n = 0; setInterval(() => s.write('tick' + (n++) + '\\n'), 200);
-     setTimeout(() => process.exit(0), 30000);`,
-  ]);
-}
-
 t.test('the effective allowlist is written beside the file, with provenance', async (t) => {
   const eff = JSON.parse(readFileSync(effectivePath(core.allowlistPath), 'utf8')) as { rules: unknown[] };
   t.equal(effectivePath(core.allowlistPath), join(core.dir, 'allowed_domains.effective.json'));
@@ -48,7 +31,7 @@ t.test('the effective allowlist is written beside the file, with provenance', as
 });
 
 t.test('adding a name applies live, without dropping an open tunnel', async (t) => {
-  const tunnel = openTunnel();
+  const tunnel = openTunnel(core.ns);
   await tunnel.waitFor(/BANNER 203\.0\.113\.10:2222/);
   t.equal((await dig(core.ns, 'second.test')).status, 'NXDOMAIN', 'second.test is not allowed yet');
   const e = await reloadAfter(() => writeFileSync(core.allowlistPath, 'allowed.test\nallowed.test:2222\nsecond.test\n'));
@@ -72,7 +55,7 @@ t.test('an invalid file is rejected with a logged error; the previous policy sta
 
 t.test('removing a name: it stops resolving, new CONNECTs are refused, its open tunnels are closed', async (t) => {
   await reloadAfter(() => writeFileSync(core.allowlistPath, 'allowed.test\nallowed.test:2222\nsecond.test\n'), (e) => e.ok === true);
-  const tunnel = openTunnel();
+  const tunnel = openTunnel(core.ns);
   await tunnel.waitFor(/BANNER/);
   // Atomic replace (write elsewhere, rename over), as editors and config tools do.
   const tmp = join(core.dir, 'allowed_domains.txt.new');

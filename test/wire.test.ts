@@ -44,6 +44,13 @@ function query(): Buffer {
 
 const HEADER_FIELDS = ['id', 'qr', 'opcode', 'aa', 'tc', 'rd', 'ra', 'z', 'ad', 'cd', 'rcode', 'qdcount', 'ancount', 'nscount', 'arcount'];
 
+/** What a parse gives, as plain data: compared between the fast paths and dns2. */
+const view = (p: Packet) => ({
+  header: Object.fromEntries(HEADER_FIELDS.map((f) => [f, (p.header as unknown as Record<string, number>)[f]])),
+  questions: p.questions.map((q) => ({ name: q.name, type: q.type, class: q.class })),
+  answers: p.answers.map((r) => ({ name: r.name, type: r.type, class: r.class, ttl: r.ttl, address: r.address, domain: r.domain })),
+});
+
 t.test('parseQueryFast reads what dns2 reads, or declines', async (t) => {
   let fast = 0;
   let mismatches = 0;
@@ -52,15 +59,8 @@ t.test('parseQueryFast reads what dns2 reads, or declines', async (t) => {
     const a = parseQueryFast(msg);
     if (!a) continue;
     fast++;
-    const b = parse(msg)!;
-    const ha = a.header as unknown as Record<string, number>;
-    const hb = b.header as unknown as Record<string, number>;
-    const same =
-      HEADER_FIELDS.every((f) => ha[f] === hb[f]) &&
-      b.questions.length === 1 &&
-      a.questions[0]!.name === b.questions[0]!.name &&
-      a.questions[0]!.type === b.questions[0]!.type &&
-      a.questions[0]!.class === b.questions[0]!.class;
+    const b = parse(msg);
+    const same = !!b && JSON.stringify(view(a)) === JSON.stringify(view(b));
     if (!same && mismatches++ < 3) t.fail(`differs on ${msg.toString('hex')}`);
   }
   t.equal(mismatches, 0, 'no differences');
@@ -136,11 +136,6 @@ function answer(): Buffer {
   return b;
 }
 
-const view = (p: Packet) => ({
-  header: Object.fromEntries(HEADER_FIELDS.map((f) => [f, (p.header as unknown as Record<string, number>)[f]])),
-  questions: p.questions.map((q) => ({ name: q.name, type: q.type, class: q.class })),
-  answers: p.answers.map((r) => ({ name: r.name, type: r.type, class: r.class, ttl: r.ttl, address: r.address, domain: r.domain })),
-});
 
 t.test('parseAnswerFast reads what dns2 reads, or declines', async (t) => {
   let fast = 0;

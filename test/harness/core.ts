@@ -4,7 +4,7 @@
 // metadata address 169.254.169.254. The namespace has no other interface, so nothing can leak.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Netns } from './netns.js';
+import { Netns, type Proc } from './netns.js';
 import { makeCert, startGatewayIn, startWorld, tempDir, type RunningGateway, type World } from './world.js';
 
 export const UPSTREAM = '198.51.100.53';
@@ -138,4 +138,23 @@ export async function curl(ns: Netns, args: string[]) {
 export async function nodeIn<T>(ns: Netns, script: string, timeoutMs = 20_000): Promise<T> {
   const r = await ns.run(process.execPath, ['--input-type=module', '-e', script], { timeoutMs });
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as T;
+}
+
+/**
+ * Open a tunnel through the gateway's proxy to allowed.test:2222 (banner, then echo) and keep it busy
+ * (a line every 200 ms); prints what comes back, and "TUNNEL CLOSED" when the gateway closes it.
+ */
+export function openTunnel(ns: Netns): Proc {
+  return ns.spawn(process.execPath, [
+    '--input-type=module',
+    '-e',
+    `import net from 'node:net';
+     const s = net.connect(3128, '127.0.0.1');
+     s.on('data', (d) => process.stdout.write(d.toString()));
+     s.on('close', () => { process.stdout.write('\\nTUNNEL CLOSED\\n'); process.exit(0); });
+     s.on('error', () => {});
+     s.write('CONNECT allowed.test:2222 HTTP/1.1\\r\\nHost: allowed.test:2222\\r\\n\\r\\n');
+     let n = 0; setInterval(() => s.write('tick' + (n++) + '\\n'), 200);
+     setTimeout(() => process.exit(0), 30000);`,
+  ]);
 }
