@@ -7,16 +7,18 @@ import { CODEX_VERSION } from '../image/context.js';
 export const BUILD_USAGE = `Usage: codex-egress build [options]
 
 Builds the gateway image (Node + iptables + ipset + this package's built gateway and production
-dependencies, copied from here) and the sandbox image (Node + Codex + common tools, a non-root user with
-your uid/gid). The Codex packages are fetched on this host with "npm pack"; nothing is fetched from npm
+dependencies, copied from here) and the sandbox image (Node + Codex + what Codex needs: procps,
+bubblewrap, git, CA certificates; plus PACKAGES; a non-root user "up" gives the workdir owner's uid/gid).
+The Codex packages are fetched on this host with "npm pack"; nothing is fetched from npm
 inside the builds.
 
 Options:
 ${IMAGE_HELP}
-  --base IMAGE            the base of both images (default: the Dockerfiles' node:20-bookworm-slim)
+  --base IMAGE            the base of both images (default: node:24-trixie-slim, the current Node LTS)
   --codex-version V       the Codex release to install (default ${CODEX_VERSION})
   --codex-tarballs DIR    use DIR/codex.tgz (+ DIR/codex-platform.tgz) instead of npm pack
-  --build-arg KEY=VALUE   passed to both builds, repeatable (e.g. PACKAGES="git curl")
+  --build-arg KEY=VALUE   passed to both builds, repeatable (e.g. PACKAGES="curl jq": added
+                          to what each image always installs)
   --only gateway|codex    build one image
   --quiet                 show docker's output only on failure
   -h, --help              this help

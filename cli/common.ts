@@ -75,16 +75,62 @@ export function notRunning(p: Project): number {
 }
 
 /**
- * Run fn while this process ignores SIGINT/SIGTERM/SIGHUP (the attached Codex gets the terminal's keys;
- * a signal to us must not skip the cleanup that follows).
+ * Signals while Codex has the terminal and while the appliance is taken down. While `attached`, a
+ * SIGINT/SIGTERM/SIGHUP to us is ignored (the attached Codex gets the terminal's keys). Once cleaning
+ * up, the first two signals are answered with a message and ignored; the third aborts, saying what is
+ * left behind and that "codex-egress down" removes it. One set of listeners for the whole span: were
+ * there a moment with none, a signal would kill us with the default action.
  */
+export class SignalGuard {
+  private phase: 'attached' | 'cleanup' = 'attached';
+  private count = 0;
+  private readonly signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+  private readonly onSignal = (s: NodeJS.Signals) => {
+    if (this.phase === 'attached') return;
+    this.count++;
+    if (this.count >= 3) {
+      err(`codex-egress: cleanup aborted (${s}). Possibly left behind: ${this.leftover()}. "codex-egress down" removes it.`);
+      process.exit(s === 'SIGINT' ? 130 : s === 'SIGTERM' ? 143 : 129);
+    }
+    err(`codex-egress: taking the appliance down, please wait (${3 - this.count === 1 ? 'one more signal aborts' : 'two more signals abort'} and leaves it behind)`);
+  };
+  constructor(private readonly leftover: () => string) {
+    for (const s of this.signals) process.on(s, this.onSignal);
+  }
+  cleanup(): void {
+    this.phase = 'cleanup';
+  }
+  release(): void {
+    for (const s of this.signals) process.off(s, this.onSignal);
+  }
+}
+
+/** What `down` removes for a project, for the guard's message. */
+export const leftoverOf = (p: Project) => `containers ${p.gateway} and ${p.sandbox}, network ${p.internalNetwork}`;
+
+/** Run fn (the attached part) and then cleanup, under one SignalGuard. */
+export async function guarded<T>(p: Project, fn: () => Promise<T>, cleanup: () => Promise<unknown>): Promise<T> {
+  const guard = new SignalGuard(() => leftoverOf(p));
+  try {
+    let result: T;
+    try {
+      result = await fn();
+    } finally {
+      guard.cleanup();
+      await cleanup();
+    }
+    return result;
+  } finally {
+    guard.release();
+  }
+}
+
+/** Run fn while this process ignores SIGINT/SIGTERM/SIGHUP (no cleanup follows). */
 export async function shielded<T>(fn: () => Promise<T>): Promise<T> {
-  const ignore = () => undefined;
-  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
-  for (const s of signals) process.on(s, ignore);
+  const guard = new SignalGuard(() => 'nothing');
   try {
     return await fn();
   } finally {
-    for (const s of signals) process.off(s, ignore);
+    guard.release();
   }
 }

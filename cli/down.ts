@@ -1,12 +1,13 @@
 // `codex-egress down`: remove the project's containers and networks (exactly what `up` made).
 import { parse } from './args.js';
-import { EXIT, WORKDIR_HELP, workdirOptions, projectFrom, err, json } from './common.js';
+import { EXIT, WORKDIR_HELP, workdirOptions, projectFrom, guarded, err, json } from './common.js';
 import { down } from '../image/appliance.js';
 
 export const DOWN_USAGE = `Usage: codex-egress down [options]
 
 Stops the gateway gracefully (its audit log is flushed) and removes every container and network labelled
-with the project. The allowlist and the audit log stay (see "codex-egress status").
+with the project. The allowlist, the audit log and the Codex home stay (see "codex-egress status").
+Ctrl-C does not interrupt it: the first two signals are ignored, a third aborts and says what is left.
 
 Options:
 ${WORKDIR_HELP}
@@ -18,7 +19,11 @@ Exit codes: 0 done (also when nothing was running); 1 error; 2 usage.`;
 export async function downCommand(argv: string[]): Promise<number> {
   const { values: v } = parse(argv, { ...workdirOptions, json: { type: 'boolean' } });
   const { project } = projectFrom(v);
-  const removed = await down(project, v.json ? () => undefined : (s) => err(`codex-egress: ${s}`));
+  // Cleanup finishes whatever signals arrive (a third aborts, saying what is left).
+  let removed: string[] = [];
+  await guarded(project, async () => undefined, async () => {
+    removed = await down(project, v.json ? () => undefined : (s) => err(`codex-egress: ${s}`));
+  });
   if (v.json) json({ project: project.name, removed });
   else if (removed.length === 0) err(`codex-egress: nothing running for ${project.workdir}`);
   return EXIT.ok;

@@ -1,14 +1,16 @@
 // `codex-egress exec "PROMPT"`: run `codex exec` non-interactively in the sandbox; write run.log and exit.json.
-import { createWriteStream, existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { createWriteStream, existsSync, constants as fsc } from 'node:fs';
+import { mkdir, readFile, open } from 'node:fs/promises';
+import { join } from 'node:path';
 import { execa } from 'execa';
 import { parse, UsageError } from './args.js';
-import { projectFrom, gatewayRunning, shielded, err } from './common.js';
-import { bringUp, APPLIANCE_OPTIONS, APPLIANCE_HELP } from './up.js';
+import { projectFrom, gatewayRunning, guarded, err } from './common.js';
+import { bringUp, codexArgv, keyEnv, APPLIANCE_OPTIONS, APPLIANCE_HELP } from './up.js';
 import { down } from '../image/appliance.js';
 import { sandboxExecArgs } from '../image/args.js';
 import { DOCKER } from '../image/docker.js';
+import { sandboxWritable } from '../image/project.js';
+import { resolveTrusted, isWithin, mkdirNoFollow, createExclusive, UnsafePathError } from '../image/paths.js';
 
 export const EXEC_USAGE = `Usage: codex-egress exec [options] "PROMPT" [-- CODEX_ARGS...]
 
@@ -17,7 +19,8 @@ run.log; exit.json records the exit code, start and end times and the effective 
 appliance is not running it is brought up (and verified) first and taken down afterwards, unless --detach.
 
 Options:
-  --output DIR            where run.log and exit.json go (default: .codex-egress/runs/<time> in the workdir)
+  --output DIR            where run.log and exit.json go (default: runs/<time> in the project's state
+                          directory); never inside the workdir or the Codex home, which the sandbox can change
 ${APPLIANCE_HELP}
   -h, --help              this help
 
@@ -36,24 +39,47 @@ export async function execCommand(argv: string[]): Promise<number> {
   }
   const { project: p, paths } = ctx;
   const started = new Date();
-  const outDir = v.output ? resolve(v.output) : join(paths.runs, started.toISOString().replace(/[:.]/g, '-'));
-  await mkdir(outDir, { recursive: true });
-  const log = createWriteStream(join(outDir, 'run.log'));
-  const sub = execa(DOCKER, sandboxExecArgs(p, ['codex', 'exec', ...codexArgs, prompt]), { all: true, reject: false, buffer: false, stdin: 'ignore' });
+  let outDir: string;
+  if (v.output) {
+    // The host writes here while the sandbox runs: no part of it may be something the sandbox can change.
+    const untrusted = sandboxWritable(p, paths, v['sessions-path']);
+    outDir = resolveTrusted(v.output, { untrusted, what: '--output', mayNotExist: true });
+    const inside = untrusted.find((r) => isWithin(outDir, r));
+    if (inside) throw new UnsafePathError(`--output ${v.output}: ${outDir} is inside ${inside}, which the sandbox can change: choose a directory outside it`);
+    await mkdir(outDir, { recursive: true });
+  } else {
+    outDir = await mkdirNoFollow(join(paths.runs, started.toISOString().replace(/[:.]/g, '-')));
+  }
+  // run.log and exit.json are new files, never followed links (O_CREAT|O_EXCL|O_NOFOLLOW).
+  const logFh = await open(join(outDir, 'run.log'), fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o644).catch((e: NodeJS.ErrnoException) => {
+    throw new Error(`${join(outDir, 'run.log')}: ${e.code === 'EEXIST' ? 'exists already (choose an empty --output directory)' : e.message}`);
+  });
+  const log = createWriteStream('', { fd: logFh.fd, autoClose: false });
+  const keys = keyEnv();
+  const sub = execa(DOCKER, sandboxExecArgs(p, codexArgv(v, ['exec'], [...codexArgs, prompt]), { envNames: keys.names }), {
+    all: true, reject: false, buffer: false, stdin: 'ignore', env: keys.env,
+  });
   sub.all?.pipe(log);
   sub.all?.pipe(process.stdout, { end: false });
-  const r = await shielded(async () => sub);
-  await new Promise((res) => log.end(res));
-  const finished = new Date();
-  const exitCode = r.exitCode ?? 1;
-  const allowlist = existsSync(paths.effective) ? (JSON.parse(await readFile(paths.effective, 'utf8')) as { rules: unknown[] }).rules : null;
-  await writeFile(
-    join(outDir, 'exit.json'),
-    `${JSON.stringify({ exitCode, started: started.toISOString(), finished: finished.toISOString(), prompt, codexArgs, project: p.name, workdir: p.workdir, allowlist }, null, 2)}\n`,
+  let exitCode = 1;
+  await guarded(
+    p,
+    async () => {
+      const r = await sub;
+      exitCode = r.exitCode ?? 1;
+    },
+    async () => {
+      await new Promise((res) => log.end(res));
+      await logFh.close();
+      const finished = new Date();
+      const allowlist = existsSync(paths.effective) ? (JSON.parse(await readFile(paths.effective, 'utf8')) as { rules: unknown[] }).rules : null;
+      await createExclusive(
+        join(outDir, 'exit.json'),
+        `${JSON.stringify({ exitCode, started: started.toISOString(), finished: finished.toISOString(), prompt, codexArgs, project: p.name, workdir: p.workdir, allowlist }, null, 2)}\n`,
+      );
+      err(`codex-egress: codex exited ${exitCode}; run.log and exit.json in ${outDir}`);
+      if (ownUp && !v.detach) await down(p, (s) => err(`codex-egress: ${s}`));
+    },
   );
-  err(`codex-egress: codex exited ${exitCode}; run.log and exit.json in ${outDir}`);
-  if (ownUp && !v.detach) await down(p, (s) => err(`codex-egress: ${s}`));
   return exitCode;
 }
-
-

@@ -3,7 +3,8 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { parse } from './args.js';
 import { EXIT, WORKDIR_HELP, workdirOptions, projectFrom, out, json } from './common.js';
-import { state, health } from '../image/appliance.js';
+import { state, health, codexMode } from '../image/appliance.js';
+import { describeMode } from './up.js';
 import { readFrom, countDecisions } from './auditlog.js';
 
 export const STATUS_USAGE = `Usage: codex-egress status [options]
@@ -36,6 +37,9 @@ export async function statusCommand(argv: string[]): Promise<number> {
     health: h ?? null,
     allowlist: { file: paths.allowlist, effective: paths.effective, rules: effective?.rules.length ?? null },
     auditLog: paths.auditLog,
+    codexHome: paths.codexHome,
+    runs: paths.runs,
+    codexSandbox: s.containers.some((c) => c.name === p.sandbox) ? ((await codexMode(p)) ?? null) : null,
     decisions: counters,
   };
   if (v.json) json(report);
@@ -47,6 +51,8 @@ export async function statusCommand(argv: string[]): Promise<number> {
     if (h) out(`firewall   ${JSON.stringify(h.firewall)}`);
     out(`allowlist  ${paths.allowlist} (${report.allowlist.rules ?? '?'} effective rules: ${paths.effective})`);
     out(`audit log  ${paths.auditLog}`);
+    out(`codex home ${paths.codexHome} · exec runs ${paths.runs}`);
+    if (report.codexSandbox) out(`mode       ${describeMode(report.codexSandbox)}`);
     const c = Object.entries(counters).map(([ev, d]) => `${ev} ${Object.entries(d).map(([k, n]) => `${k} ${n}`).join('/')}`);
     out(`decisions  ${c.join(', ') || 'none yet'}`);
   }

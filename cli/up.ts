@@ -1,15 +1,18 @@
 // `codex-egress up`: gateway, then sandbox, then verify; then Codex (or a shell) in this terminal.
-import { existsSync } from 'node:fs';
-import { chown } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { existsSync, lstatSync } from 'node:fs';
+import { join } from 'node:path';
 import { parse, UsageError } from './args.js';
-import { EXIT, WORKDIR_HELP, IMAGE_HELP, workdirOptions, imageOptions, projectFrom, imagesFrom, shielded, out, err, type ProjectContext } from './common.js';
-import { up, verify, down, firstAllowedHost, type ProbeResult } from '../image/appliance.js';
-import { GATEWAY_FIREWALL_DEFAULT, DEFAULT_IMAGES, sandboxExecArgs, type Mount } from '../image/args.js';
+import { EXIT, WORKDIR_HELP, IMAGE_HELP, workdirOptions, imageOptions, projectFrom, imagesFrom, guarded, out, err, type ProjectContext } from './common.js';
+import { up, verify, down, firstAllowedHost, codexMode, type ProbeResult } from '../image/appliance.js';
+import { GATEWAY_FIREWALL_DEFAULT, DEFAULT_IMAGES, sandboxExecArgs, codexCommand, apiKeyEnv, type Mount, type CodexSandboxMode } from '../image/args.js';
 import { buildImages } from '../image/build.js';
 import { CODEX_VERSION } from '../image/context.js';
 import { dockerInherit, exists } from '../image/docker.js';
-import { prepareState, seedCodexHome, findAuthFile, sandboxUser, ProjectError } from '../image/project.js';
+import {
+  prepareState, seedCodexHome, findAuthFile, sandboxUser, workdirOwner, sandboxWritable, checkStateOutsideWorkdir, prepareAuthMountPoint,
+  giveCodexHome, ProjectError, type SandboxUser,
+} from '../image/project.js';
+import { resolveTrusted } from '../image/paths.js';
 
 export const INIT_SCRIPT_PATH = '/opt/codex-egress/init.sh';
 
@@ -30,6 +33,9 @@ export const APPLIANCE_OPTIONS = {
   'init-script': { type: 'string' },
   gpus: { type: 'string' },
   'verify-host': { type: 'string' },
+  'codex-sandbox': { type: 'boolean' },
+  autonomous: { type: 'boolean' },
+  user: { type: 'string' },
   detach: { type: 'boolean' },
   json: { type: 'boolean' },
 } as const;
@@ -48,8 +54,15 @@ ${IMAGE_HELP}
   --init-script FILE      run FILE (sh) in the sandbox before Codex starts
   --gpus SPEC             passed to docker (--gpus)
   --verify-host NAME      the allowed host verify must reach (default: the first exact rule)
+  --codex-sandbox         keep Codex's own (bubblewrap) sandbox working inside the container: relaxes
+                          the sandbox's seccomp and AppArmor profiles (README: Codex's sandbox). Default:
+                          Codex's sandbox off (sandbox_mode="danger-full-access"), the appliance is the sandbox
+  --autonomous            no approval prompts (approval_policy="never"); default: your Codex config decides
+  --user UID[:GID]        the sandbox user (default: the workdir's owner; 0 = root, only when asked)
   --detach                leave the appliance running and return
-  --json                  print the verify results as JSON`;
+  --json                  print the verify results as JSON
+Arguments after -- go to Codex after these defaults, so they win (e.g. -- --sandbox workspace-write).
+CODEX_API_KEY (or OPENAI_API_KEY, given to Codex as CODEX_API_KEY) is passed to Codex when set.`;
 
 export const UP_USAGE = `Usage: codex-egress up [options] [-- CODEX_ARGS...]
 
@@ -66,13 +79,45 @@ Exit codes: Codex's own once it ran; 0 detached and verified; 1 error; 2 usage; 
 
 type Values = ReturnType<typeof parse<typeof APPLIANCE_OPTIONS>>['values'];
 
-export function printProbes(results: ProbeResult[], asJson: boolean): void {
+/** The Codex sandbox mode in force, in words (verify prints it). */
+export function describeMode(m: { mode: string; user?: string } | undefined): string {
+  if (!m) return 'unknown (no sandbox container)';
+  const what =
+    m.mode === 'inner'
+      ? "Codex's own sandbox ON inside the container (up --codex-sandbox: seccomp and AppArmor relaxed)"
+      : m.mode === 'off'
+        ? 'Codex\'s own sandbox OFF (sandbox_mode="danger-full-access"): the container and the gateway are the sandbox'
+        : `unknown mode "${m.mode}"`;
+  return `${what}; sandbox user ${m.user ?? '?'}${m.user?.startsWith('0:') ? ' (ROOT)' : ''}`;
+}
+
+export function printProbes(results: ProbeResult[], asJson: boolean, mode?: { mode: string; user?: string }): void {
   if (asJson) {
-    out(JSON.stringify({ ok: results.every((r) => r.ok), probes: results }, null, 2));
+    out(JSON.stringify({ ok: results.every((r) => r.ok), probes: results, codexSandbox: mode?.mode ?? null, sandboxUser: mode?.user ?? null }, null, 2));
     return;
   }
   const width = Math.max(...results.map((r) => r.id.length));
   for (const r of results) out(`${r.ok ? 'PASS' : 'FAIL'}  ${r.id.padEnd(width)}  ${r.detail}`);
+  out(`MODE  ${describeMode(mode)}`);
+}
+
+const isLink = (path: string) => {
+  try {
+    return lstatSync(path).isSymbolicLink();
+  } catch {
+    return false;
+  }
+};
+
+/** The `codex` command for up/exec: our sandbox defaults, then the user's arguments (which win). */
+export function codexArgv(v: Values, sub: string[], userArgs: string[]): string[] {
+  return codexCommand({ mode: v['codex-sandbox'] ? 'inner' : 'off', autonomous: !!v.autonomous, sub, userArgs });
+}
+
+/** API keys for Codex: names for `docker exec -e`, values only in docker's environment. */
+export function keyEnv(): { names: string[]; env: Record<string, string> } {
+  const k = apiKeyEnv(process.env);
+  return { names: k.names, env: k.values };
 }
 
 /** Bring the appliance up and verify it; returns the project, or an exit code when it refused. */
@@ -93,19 +138,38 @@ export async function bringUp(v: Values): Promise<ProjectContext | number> {
     err(`codex-egress: ${missing.join(' and ')} not built yet: building (once; "codex-egress build" rebuilds)`);
     await buildImages({ images, codex: { version: CODEX_VERSION }, only: missing.length === 2 ? undefined : missing[0] === images.gateway ? 'gateway' : 'codex' }, (s) => err(`codex-egress: ${s}`));
   }
+  const mode: CodexSandboxMode = v['codex-sandbox'] ? 'inner' : 'off';
+  let user: SandboxUser;
+  try {
+    checkStateOutsideWorkdir(p, paths);
+    user = sandboxUser(workdirOwner(p.workdir), v.user);
+  } catch (e) {
+    if (e instanceof ProjectError) throw new UsageError(e.message);
+    throw e;
+  }
+  // Nothing of this project may run while the host checks and writes paths the sandbox can change.
+  for (const c of [p.gateway, p.sandbox]) {
+    if (await exists('container', c)) {
+      err(`codex-egress up: ${c} already exists: run "codex-egress down" first (or "status")`);
+      return EXIT.error;
+    }
+  }
+  const sessionsPath = v['sessions-path'] ? resolveTrusted(v['sessions-path'], { untrusted: sandboxWritable(p, paths), what: '--sessions-path' }) : undefined;
+  // Every bind source: resolved one component at a time, a link inside what the sandbox can write refused.
+  const untrusted = sandboxWritable(p, paths, sessionsPath);
+  const trusted = (path: string, what: string) => resolveTrusted(path, { untrusted, what });
   const mounts: Mount[] = [];
   for (const path of v['read-only'] ?? []) {
-    const abs = resolve(path);
-    if (!existsSync(abs)) throw new UsageError(`--read-only ${path}: no such file or directory`);
-    mounts.push({ host: abs, container: abs, readOnly: true });
+    const real = trusted(path, '--read-only');
+    mounts.push({ host: real, container: real, readOnly: true });
   }
   if (v['git-readonly']) {
-    if (!existsSync(join(p.workdir, '.git'))) throw new UsageError(`--git-readonly: ${p.workdir}/.git does not exist`);
-    mounts.push({ host: join(p.workdir, '.git'), container: join(p.workdir, '.git'), readOnly: true });
+    if (!existsSync(join(p.workdir, '.git')) && !isLink(join(p.workdir, '.git'))) throw new UsageError(`--git-readonly: ${p.workdir}/.git does not exist`);
+    const real = trusted(join(p.workdir, '.git'), '--git-readonly');
+    mounts.push({ host: real, container: join(p.workdir, '.git'), readOnly: true });
   }
   if (v['init-script']) {
-    if (!existsSync(v['init-script'])) throw new UsageError(`--init-script ${v['init-script']}: no such file`);
-    mounts.push({ host: resolve(v['init-script']), container: INIT_SCRIPT_PATH, readOnly: true });
+    mounts.push({ host: trusted(v['init-script'], '--init-script'), container: INIT_SCRIPT_PATH, readOnly: true });
   }
   let authFile: string | undefined;
   try {
@@ -114,10 +178,17 @@ export async function bringUp(v: Values): Promise<ProjectContext | number> {
     if (e instanceof ProjectError) throw new UsageError(e.message);
     throw e;
   }
+  if (authFile) authFile = trusted(authFile, 'auth.json');
+  if (user.uid === 0) err('codex-egress: WARNING: the sandbox runs as ROOT (uid 0), as --user asked: files Codex creates are root-owned');
   await prepareState(paths);
-  await seedCodexHome(paths.codexHome);
-  const user = sandboxUser();
-  if (process.getuid?.() === 0) await chown(paths.codexHome, user.uid, user.gid); // the sandbox is never root
+  const root = process.getuid?.() === 0;
+  await seedCodexHome(paths.codexHome, process.env, undefined, { owner: root ? user : undefined, untrusted });
+  await prepareAuthMountPoint(paths.codexHome, user, !!authFile);
+  if (root) await giveCodexHome(paths, user);
+  else if (process.getuid?.() !== user.uid) err(`codex-egress: note: the sandbox runs as ${user.uid}:${user.gid} (the workdir's owner) but only root can give it the Codex home ${paths.codexHome}`);
+  if (existsSync(paths.legacyCodexHome) || isLink(paths.legacyCodexHome)) {
+    err(`codex-egress: note: ${paths.legacyCodexHome} is no longer used (the Codex home is now ${paths.codexHome}); move sessions from it by hand if you want them`);
+  }
   const firewall = v.firewall ? true : v['no-firewall'] ? false : GATEWAY_FIREWALL_DEFAULT;
   const log = (s: string) => err(`codex-egress: ${s}`);
   await up(
@@ -137,19 +208,21 @@ export async function bringUp(v: Values): Promise<ProjectContext | number> {
       },
       sandbox: {
         image: images.codex,
-        ...user,
+        uid: user.uid,
+        gid: user.gid,
+        codexSandbox: mode,
         codexHome: paths.codexHome,
         authFile,
-        sessionsPath: v['sessions-path'] ? resolve(v['sessions-path']) : undefined,
+        sessionsPath,
         mounts,
         gpus: v.gpus,
       },
     },
     log,
   );
-  log(`allowlist ${paths.allowlist} · audit log ${paths.auditLog}`);
+  log(`allowlist ${paths.allowlist} · audit log ${paths.auditLog} · Codex home ${paths.codexHome}`);
   const results = await verify(p, { allowedHost: v['verify-host'] ?? (await firstAllowedHost(paths.effective)) });
-  printProbes(results, !!v.json);
+  printProbes(results, !!v.json, await codexMode(p));
   if (!results.every((r) => r.ok)) {
     err('codex-egress up: a verify probe failed: refusing to start Codex; taking the appliance down');
     await down(p, log);
@@ -173,13 +246,16 @@ export async function upCommand(argv: string[]): Promise<number> {
   if (typeof r === 'number') return r;
   const p = r.project;
   if (v.detach) {
-    err(`codex-egress: up and verified. Codex: docker exec -it ${p.sandbox} codex · stop: codex-egress down`);
+    err(`codex-egress: up and verified. Codex: docker exec -it ${p.sandbox} ${codexArgv(v, [], []).join(' ')} · stop: codex-egress down`);
     return EXIT.ok;
   }
   const tty = !!process.stdin.isTTY && !!process.stdout.isTTY;
-  const command = v.shell ? ['bash'] : ['codex', ...positionals];
-  const code = await shielded(() => dockerInherit(sandboxExecArgs(p, command, { tty, stdin: true })));
-  await down(p, (s) => err(`codex-egress: ${s}`));
-  return code;
+  const command = v.shell ? ['bash'] : codexArgv(v, [], positionals);
+  const keys = keyEnv();
+  return guarded(
+    p,
+    () => dockerInherit(sandboxExecArgs(p, command, { tty, stdin: true, envNames: keys.names }), { env: keys.env }),
+    () => down(p, (s) => err(`codex-egress: ${s}`)),
+  );
 }
 

@@ -4,8 +4,8 @@ import { readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  internalNetworkArgs, egressNetworkArgs, gatewayCreateArgs, connectEgressArgs, sandboxCreateArgs, healthCommand,
-  projectFilter, PROXY_PORT, type GatewayOptions, type SandboxOptions,
+  internalNetworkArgs, egressNetworkArgs, gatewayCreateArgs, connectEgressArgs, sandboxCreateArgs, healthCommand, sandboxUserFixArgs,
+  projectFilter, PROXY_PORT, CODEX_SANDBOX_LABEL, SANDBOX_USER_LABEL, type GatewayOptions, type SandboxOptions,
 } from './args.js';
 import { docker, dockerResult, exists } from './docker.js';
 import type { Project } from './names.js';
@@ -44,6 +44,7 @@ export async function up(plan: UpPlan, log: Log): Promise<void> {
     log(`sandbox ${p.sandbox} at ${p.sandboxIp}`);
     await docker(sandboxCreateArgs(p, plan.sandbox));
     await docker(['start', p.sandbox]);
+    await docker(sandboxUserFixArgs(p, plan.sandbox.uid, plan.sandbox.gid));
   } catch (err) {
     log(`up failed: ${(err as Error).message}; removing what was created`);
     await down(p, () => undefined);
@@ -56,10 +57,13 @@ export async function waitHealthy(p: Project, timeoutMs: number): Promise<void> 
   const deadline = Date.now() + timeoutMs;
   let last = '';
   while (Date.now() < deadline) {
-    const running = await dockerResult(['inspect', '--format', '{{.State.Running}} {{.State.ExitCode}}', p.gateway]);
-    if (running.stdout.startsWith('false')) {
+    // With the restart policy a gateway that cannot start would be restarted in a loop: at start-up, an
+    // exit is an exit, restarted or not.
+    const st = await dockerResult(['inspect', '--format', '{{.State.Status}} {{.State.ExitCode}} {{.RestartCount}}', p.gateway]);
+    const [status, code, restarts] = st.stdout.trim().split(' ');
+    if (status !== 'running' || Number(restarts) > 0) {
       const logs = await dockerResult(['logs', '--tail', '20', p.gateway]);
-      throw new Error(`the gateway exited (code ${running.stdout.split(' ')[1]?.trim()}):\n${(logs.stderr + logs.stdout).trim()}`);
+      throw new Error(`the gateway exited (code ${code}${Number(restarts) > 0 ? `, restarted ${restarts}×` : ''}):\n${(logs.stderr + logs.stdout).trim()}`);
     }
     const r = await dockerResult(['exec', p.gateway, ...healthCommand(p)], { timeoutMs: 10_000 });
     if (r.exitCode === 0) return;
@@ -67,6 +71,14 @@ export async function waitHealthy(p: Project, timeoutMs: number): Promise<void> 
     await new Promise((res) => setTimeout(res, 500));
   }
   throw new Error(`the gateway did not become healthy within ${timeoutMs / 1000} s${last ? `: ${last}` : ''}`);
+}
+
+/** The Codex sandbox mode and user the sandbox container was made with (its labels). */
+export async function codexMode(p: Project): Promise<{ mode: string; user?: string } | undefined> {
+  const r = await dockerResult(['inspect', '--format', `{{index .Config.Labels "${CODEX_SANDBOX_LABEL}"}} {{index .Config.Labels "${SANDBOX_USER_LABEL}"}}`, p.sandbox], { timeoutMs: 30_000 });
+  if (r.exitCode !== 0) return undefined;
+  const [mode = '', user] = r.stdout.trim().split(' ');
+  return { mode: mode || 'unknown', ...(user ? { user } : {}) };
 }
 
 /** The gateway's /healthz body (JSON), or undefined when it does not answer. */

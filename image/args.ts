@@ -17,6 +17,52 @@ export interface ImageNames {
   gateway: string;
   codex: string;
 }
+/** Docker's restart policy for the gateway: back after a crash, never after a deliberate stop. */
+export const GATEWAY_RESTART_POLICY = 'on-failure';
+
+/**
+ * Codex's own sandbox inside the appliance. `off` (default): the container and the gateway are the
+ * sandbox, Codex starts with sandbox_mode = "danger-full-access" (its bubblewrap sandbox cannot be built
+ * under Docker's default seccomp profile). `inner`: Codex's bubblewrap sandbox works inside the container
+ * (seccomp and AppArmor relaxed so unprivileged user namespaces can be made; README: trade-offs).
+ */
+export type CodexSandboxMode = 'off' | 'inner';
+export const CODEX_SANDBOX_LABEL = 'dev.codex-egress.codex-sandbox';
+export const SANDBOX_USER_LABEL = 'dev.codex-egress.user';
+
+/**
+ * The `codex` command line: our defaults first, as `-c` overrides on the root command, so that anything
+ * the user passes after `--` (a flag such as --sandbox, or a later -c) wins. `sub` is a subcommand that
+ * goes after our overrides (exec).
+ */
+export function codexCommand(o: { mode: CodexSandboxMode; autonomous?: boolean; sub?: string[]; userArgs?: string[] }): string[] {
+  return [
+    'codex',
+    ...(o.mode === 'off' ? ['-c', 'sandbox_mode="danger-full-access"'] : []),
+    ...(o.autonomous ? ['-c', 'approval_policy="never"'] : []),
+    ...(o.sub ?? []),
+    ...(o.userArgs ?? []),
+  ];
+}
+
+/** The names of the API key variables given to Codex, in the order Codex 0.169 reads them. */
+export const API_KEY_VARS = ['CODEX_API_KEY', 'OPENAI_API_KEY'] as const;
+
+/**
+ * The key variables for Codex from the host's environment: CODEX_API_KEY (what `codex exec` reads), set
+ * from OPENAI_API_KEY when only that is set; OPENAI_API_KEY passed as is. They travel as `docker exec -e
+ * NAME` with the value in docker's own environment: never in an argument list, an image, the container's
+ * stored configuration, a file or a log.
+ */
+export function apiKeyEnv(env: NodeJS.ProcessEnv): { names: string[]; values: Record<string, string>; source?: string } {
+  const values: Record<string, string> = {};
+  if (env.CODEX_API_KEY) values.CODEX_API_KEY = env.CODEX_API_KEY;
+  else if (env.OPENAI_API_KEY) values.CODEX_API_KEY = env.OPENAI_API_KEY;
+  if (env.OPENAI_API_KEY) values.OPENAI_API_KEY = env.OPENAI_API_KEY;
+  const source = env.CODEX_API_KEY ? 'CODEX_API_KEY' : env.OPENAI_API_KEY ? 'OPENAI_API_KEY' : undefined;
+  return { names: Object.keys(values), values, ...(source ? { source } : {}) };
+}
+
 export const DEFAULT_IMAGES: ImageNames = { gateway: 'codex-egress-gateway:latest', codex: 'codex-egress-codex:latest' };
 
 const labels = (p: Project) => ['--label', `${PROJECT_LABEL}=${p.name}`, '--label', `${WORKDIR_LABEL}=${p.workdir}`];
@@ -70,6 +116,10 @@ export function gatewayCreateArgs(p: Project, o: GatewayOptions): string[] {
     '--sysctl', 'net.ipv6.conf.all.disable_ipv6=1', '--sysctl', 'net.ipv6.conf.default.disable_ipv6=1',
     '--read-only', '--tmpfs', '/run', '--tmpfs', '/tmp',
     '--user', `0:${o.gid}`,
+    // A crash (any non-zero exit) restarts the gateway; `down` and `docker stop` do not. It re-applies its
+    // firewall before it listens again; while it is down the sandbox has no route anywhere (fail closed).
+    // --init: node is not PID 1, so it can be signalled (and killed) like any process, and children are reaped.
+    '--restart', GATEWAY_RESTART_POLICY, '--init',
     '-v', `${o.allowlistDir}:${GATEWAY_ALLOWLIST_DIR}`,
     '-v', `${o.logDir}:${GATEWAY_LOG_DIR}`,
     ...(o.envAllowed !== undefined ? ['-e', `OPENAI_ALLOWED_DOMAINS=${o.envAllowed}`] : []),
@@ -110,6 +160,8 @@ export interface SandboxOptions {
   image: string;
   uid: number;
   gid: number;
+  /** Codex's own sandbox: off (default) or working inside the container. */
+  codexSandbox?: CodexSandboxMode;
   /** Host directory mounted as the Codex home ($CODEX_HOME). */
   codexHome: string;
   /** auth.json, mounted read-only into the Codex home (never copied). */
@@ -139,11 +191,16 @@ export function proxyEnv(p: Project): Record<string, string> {
 /** `docker create` for the sandbox: internal network only, DNS and proxy = the gateway, no capabilities. */
 export function sandboxCreateArgs(p: Project, o: SandboxOptions): string[] {
   const mount = (m: Mount) => ['-v', `${m.host}:${m.container}${m.readOnly ? ':ro' : ''}`];
-  const env = { ...proxyEnv(p), HOME: SANDBOX_HOME, CODEX_HOME: SANDBOX_CODEX_HOME, ...o.env };
+  const env = { ...proxyEnv(p), HOME: SANDBOX_HOME, CODEX_HOME: SANDBOX_CODEX_HOME, USER: 'codex', LOGNAME: 'codex', ...o.env };
+  const mode = o.codexSandbox ?? 'off';
+  // inner: what bubblewrap needs to build Codex's sandbox without privileges (user, mount and network
+  // namespaces), and nothing more: still no capabilities and no-new-privileges.
+  const inner = mode === 'inner' ? ['--security-opt', 'seccomp=unconfined', '--security-opt', 'apparmor=unconfined'] : [];
   return [
     'create', '--name', p.sandbox, ...labels(p),
+    '--label', `${CODEX_SANDBOX_LABEL}=${mode}`, '--label', `${SANDBOX_USER_LABEL}=${o.uid}:${o.gid}`,
     '--network', p.internalNetwork, '--ip', p.sandboxIp, '--dns', p.gatewayIp,
-    '--cap-drop', 'ALL', '--security-opt', 'no-new-privileges',
+    '--cap-drop', 'ALL', '--security-opt', 'no-new-privileges', ...inner,
     '--sysctl', 'net.ipv6.conf.all.disable_ipv6=1', '--sysctl', 'net.ipv6.conf.default.disable_ipv6=1',
     '--user', `${o.uid}:${o.gid}`,
     '--init',
@@ -160,9 +217,33 @@ export function sandboxCreateArgs(p: Project, o: SandboxOptions): string[] {
   ];
 }
 
-/** `docker exec` in the sandbox, as its user, in the workdir. */
-export function sandboxExecArgs(p: Project, command: string[], o: { tty?: boolean; stdin?: boolean } = {}): string[] {
-  return ['exec', ...(o.stdin || o.tty ? ['-i'] : []), ...(o.tty ? ['-t'] : []), '-w', p.workdir, p.sandbox, ...command];
+/**
+ * `docker exec` in the sandbox, as its user, in the workdir. `envNames` are passed by name only (`-e
+ * NAME`): docker takes the value from its own environment, so a secret never appears in an argument list.
+ */
+export function sandboxExecArgs(p: Project, command: string[], o: { tty?: boolean; stdin?: boolean; envNames?: string[]; user?: string } = {}): string[] {
+  return [
+    'exec', ...(o.stdin || o.tty ? ['-i'] : []), ...(o.tty ? ['-t'] : []),
+    ...(o.envNames ?? []).flatMap((n) => ['-e', n]),
+    ...(o.user ? ['-u', o.user] : []),
+    '-w', p.workdir, p.sandbox, ...command,
+  ];
+}
+
+/**
+ * The image's `codex` user takes the sandbox user's uid/gid (its passwd and group lines), so tools that
+ * look the user up (ssh, whoami, git) find it. Run once after start as root without capabilities: it
+ * can rewrite the root-owned /etc/passwd and /etc/group, nothing more.
+ */
+export function sandboxUserFixArgs(p: Project, uid: number, gid: number): string[] {
+  const script = [
+    "const fs = require('fs');",
+    'const [uid, gid] = process.argv.slice(1);',
+    "const edit = (f, fn) => { const t = fs.readFileSync(f, 'utf8'); const n = t.split('\n').map((l) => { const c = l.split(':'); return c[0] === 'codex' ? fn(c).join(':') : l; }).join('\n'); if (n !== t) fs.writeFileSync(f, n); };",
+    "edit('/etc/passwd', (c) => { c[2] = uid; c[3] = gid; return c; });",
+    "edit('/etc/group', (c) => { c[2] = gid; return c; });",
+  ].join(' ');
+  return ['exec', '-u', '0:0', p.sandbox, 'node', '-e', script, String(uid), String(gid)];
 }
 
 /** Everything of the project's, for `down` and `status`. */

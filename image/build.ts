@@ -4,7 +4,6 @@ import { join } from 'node:path';
 import { buildArgs, DEFAULT_IMAGES, type ImageNames } from './args.js';
 import { dockerInherit, dockerResult } from './docker.js';
 import { codexContext, dockerfilePath, gatewayContext, codexPlatform, type CodexSource, type Context } from './context.js';
-import { sandboxUser } from './project.js';
 
 export interface BuildPlan {
   images?: ImageNames;
@@ -44,8 +43,9 @@ export async function buildImages(plan: BuildPlan, log: (s: string) => void): Pr
   if (plan.only !== 'gateway') {
     const ctx = await codexContext(plan.codex);
     try {
-      const user = sandboxUser();
-      log(`building ${images.codex} (sandbox user ${user.uid}:${user.gid})`);
+      // The image's default user; `up` gives it the workdir owner's uid/gid at start.
+      const user = process.getuid?.() ? { uid: process.getuid(), gid: process.getgid?.() ?? 1000 } : { uid: 1000, gid: 1000 };
+      log(`building ${images.codex}`);
       const args = { UID: String(user.uid), GID: String(user.gid), CODEX_PLATFORM: plan.codex.platform ?? codexPlatform(), ...common };
       await buildOne('codex', ctx, images.codex, args, !!plan.quiet);
     } finally {

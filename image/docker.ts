@@ -14,16 +14,22 @@ export class DockerError extends Error {
 
 export const DOCKER = process.env.CODEX_EGRESS_DOCKER || 'docker';
 
+/**
+ * Non-interactive docker runs in a session of its own (detached): a Ctrl-C at the terminal goes to the
+ * foreground process group, and must not kill a `docker stop`/`rm` half-way through cleanup.
+ */
+const OWN_SESSION = { detached: true } as const;
+
 /** Run docker and return its standard output (trimmed); throws DockerError on a non-zero exit. */
 export async function docker(args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<string> {
-  const r = await execa(DOCKER, args, { reject: false, input: opts.input, timeout: opts.timeoutMs ?? 120_000, stripFinalNewline: true });
+  const r = await execa(DOCKER, args, { ...OWN_SESSION, reject: false, input: opts.input, timeout: opts.timeoutMs ?? 120_000, stripFinalNewline: true });
   if (r.exitCode !== 0 || r.failed) throw new DockerError(args, r.exitCode, String(r.stderr || r.message || ''));
   return String(r.stdout);
 }
 
 /** Run docker and return exit code and output, never throwing for a non-zero exit. */
 export async function dockerResult(args: string[], opts: { input?: string; timeoutMs?: number } = {}) {
-  const r = await execa(DOCKER, args, { reject: false, input: opts.input, timeout: opts.timeoutMs ?? 120_000 });
+  const r = await execa(DOCKER, args, { ...OWN_SESSION, reject: false, input: opts.input, timeout: opts.timeoutMs ?? 120_000 });
   return { exitCode: r.exitCode ?? (r.timedOut ? 124 : 1), stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? ''), timedOut: !!r.timedOut };
 }
 

@@ -1,12 +1,13 @@
 // The project's files on the host: the gateway's state (allowlist, audit log), the Codex home, the
 // sandbox user, and the checks on the workdir. Small I/O; the allowlist edit itself is pure.
-import { chmod, copyFile, mkdir, readFile, readdir, rename, writeFile, stat } from 'node:fs/promises';
-import { existsSync, statSync } from 'node:fs';
+import { chmod, readFile, readdir, rename, writeFile, lstat, unlink } from 'node:fs/promises';
+import { existsSync, statSync, realpathSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve, relative, isAbsolute } from 'node:path';
 import { parseRuleFile, ruleText } from '../proxy/policy/rules.js';
 import { ALLOWLIST_FILE, AUDIT_FILE } from './args.js';
 import type { Project } from './names.js';
+import { UnsafePathError, resolveTrusted, mkdirNoFollow, createExclusive, chownTreeNoFollow, isWithin, realRoots } from './paths.js';
 
 export class ProjectError extends Error {
   readonly code = 'ERR_PROJECT';
@@ -34,34 +35,131 @@ export function statePaths(p: Project, env: NodeJS.ProcessEnv = process.env) {
   const base = env.CODEX_EGRESS_STATE_DIR || join(env.XDG_STATE_HOME || join(homedir(), '.local', 'state'), 'codex-egress');
   const dir = join(base, p.name);
   return {
+    base,
     dir,
     allowlist: join(dir, ALLOWLIST_FILE),
     effective: join(dir, ALLOWLIST_FILE.replace(/\.txt$/, '.effective.json')),
     logDir: join(dir, 'logs'),
     auditLog: join(dir, 'logs', AUDIT_FILE),
-    /** The Codex home, per project, inside the workdir (the sandbox's own files). */
-    codexHome: join(p.workdir, '.codex-egress', 'codex-home'),
-    runs: join(p.workdir, '.codex-egress', 'runs'),
+    /**
+     * The Codex home, per project, in the state directory (never in the workdir: the host seeds and
+     * chowns it, and Docker creates mount points in it). The sandbox has it read-write.
+     */
+    codexHome: join(dir, 'codex-home'),
+    /** `exec` results (run.log, exit.json): written by the host, so outside everything the sandbox can change. */
+    runs: join(dir, 'runs'),
+    /** Where Codex's home lived before (inside the workdir): no longer read or written. */
+    legacyCodexHome: join(p.workdir, '.codex-egress', 'codex-home'),
   };
 }
 export type StatePaths = ReturnType<typeof statePaths>;
 
-/** The sandbox user: the host's uid/gid, except root, which becomes 1000:1000 (the sandbox is never root). */
-export function sandboxUser(uid = process.getuid?.() ?? 1000, gid = process.getgid?.() ?? 1000) {
-  return uid === 0 ? { uid: 1000, gid: 1000 } : { uid, gid };
+/** The directories the sandbox can write, whose contents the host must never follow a link through. */
+export function sandboxWritable(p: Project, s: StatePaths, sessionsPath?: string): string[] {
+  return realRoots([p.workdir, s.codexHome, ...(sessionsPath ? [sessionsPath] : [])]);
+}
+
+/**
+ * The state directory must not overlap the workdir (either inside the other): the sandbox has the
+ * workdir read-write and must never reach its own allowlist, and the host writes the state tree.
+ */
+export function checkStateOutsideWorkdir(p: Project, s: StatePaths): void {
+  const real = (x: string) => {
+    try {
+      return realpathSync(x);
+    } catch {
+      return resolve(x);
+    }
+  };
+  const w = real(p.workdir);
+  // the state base may not exist yet: compare its nearest existing ancestor's real path
+  let base = resolve(s.base);
+  let suffix = '';
+  while (!existsSync(base) && base !== '/') {
+    suffix = `/${base.split('/').pop()}${suffix}`;
+    base = resolve(base, '..');
+  }
+  const b = `${real(base)}${suffix}`.replace(/^\/\//, '/');
+  if (isWithin(b, w)) throw new ProjectError(`the state directory ${s.base} is inside the workdir ${p.workdir}: the sandbox could change its own allowlist (set CODEX_EGRESS_STATE_DIR elsewhere)`);
+  if (isWithin(w, b)) throw new ProjectError(`the workdir ${p.workdir} is inside the state directory ${s.base}: choose a workdir outside it`);
+}
+
+export interface SandboxUser {
+  uid: number;
+  gid: number;
+  /** How it was chosen: the workdir's owner, or --user. */
+  source: 'workdir-owner' | 'flag';
+}
+
+/**
+ * The sandbox user: the owner (uid and gid) of the workdir, so Codex can edit the project and what it
+ * creates belongs to the project's owner, whoever runs codex-egress. Never uid 0 unless asked for
+ * explicitly with `--user 0[:GID]` (`flag`); a root-owned workdir without it is refused.
+ */
+export function sandboxUser(owner: { uid: number; gid: number }, flag?: string): SandboxUser {
+  if (flag !== undefined) {
+    const m = /^(root|\d{1,10})(?::(\d{1,10}))?$/.exec(flag.trim());
+    if (!m) throw new ProjectError(`--user must be UID[:GID] (numbers) or root, not "${flag}"`);
+    const uid = m[1] === 'root' ? 0 : Number(m[1]);
+    const gid = m[2] !== undefined ? Number(m[2]) : uid === 0 ? 0 : owner.gid;
+    if (uid > 0x7fffffff || gid > 0x7fffffff) throw new ProjectError(`--user ${flag}: out of range`);
+    return { uid, gid, source: 'flag' };
+  }
+  if (owner.uid === 0) {
+    throw new ProjectError(
+      'the workdir is owned by root, and the sandbox never runs as root unless asked: chown the project to its user, or pass --user UID:GID (--user 0 runs the sandbox as root)',
+    );
+  }
+  return { uid: owner.uid, gid: owner.gid, source: 'workdir-owner' };
+}
+
+/** The workdir's owner as the host sees it. */
+export function workdirOwner(workdir: string): { uid: number; gid: number } {
+  const st = statSync(workdir);
+  return { uid: st.uid, gid: st.gid };
 }
 
 const ALLOWLIST_HEADER = `# codex-egress allowlist: one rule per line, edited by "codex-egress allow/deny" or by hand.
 # example.com = that host · *.example.com = subdomains · .example.com = both · :port suffix · !rule = deny
 `;
 
-/** Create the state directories (group-writable for the gateway's root, which has no DAC_OVERRIDE). */
+/**
+ * Create the state directories (group-writable for the gateway's root, which has no DAC_OVERRIDE), the
+ * Codex home and the runs directory, no component a link.
+ */
 export async function prepareState(s: StatePaths): Promise<void> {
-  await mkdir(s.logDir, { recursive: true });
+  await mkdirNoFollow(s.logDir);
   await chmod(s.dir, 0o770);
   await chmod(s.logDir, 0o770);
-  if (!existsSync(s.allowlist)) await writeFile(s.allowlist, ALLOWLIST_HEADER);
-  await mkdir(s.codexHome, { recursive: true });
+  if (!existsSync(s.allowlist)) await createExclusive(s.allowlist, ALLOWLIST_HEADER);
+  await mkdirNoFollow(s.codexHome);
+  await mkdirNoFollow(s.runs);
+}
+
+/** Hand the Codex home to the sandbox user (only root can; lchown, never through a link). */
+export async function giveCodexHome(s: StatePaths, user: { uid: number; gid: number }): Promise<number> {
+  return chownTreeNoFollow(s.codexHome, user.uid, user.gid);
+}
+
+/**
+ * The mount point of auth.json inside the Codex home: Docker would create it (as root, following a
+ * link the sandbox left there). Make it a plain empty file owned by the sandbox user, removing a link
+ * or anything else in its place first (unlink never follows).
+ */
+export async function prepareAuthMountPoint(codexHome: string, user: { uid: number; gid: number }, mounted: boolean): Promise<void> {
+  const path = join(codexHome, 'auth.json');
+  const st = await lstat(path).catch(() => undefined);
+  if (!mounted) {
+    // An empty mount point left by an earlier run with auth.json would read as a broken auth.json.
+    if (st && (st.isSymbolicLink() || (st.isFile() && st.size === 0))) await unlink(path);
+    return;
+  }
+  if (st && st.isFile() && !st.isSymbolicLink()) return;
+  if (st) {
+    if (st.isDirectory()) throw new ProjectError(`${path} is a directory: remove it (the auth.json mount point)`);
+    await unlink(path);
+  }
+  await createExclusive(path, '', process.getuid?.() === 0 ? user : undefined, 0o600);
 }
 
 /** The first existing user Codex config directory (CODEX_CONFIG_DIR, ~/.codex, ~/.config/codex). */
@@ -79,21 +177,51 @@ export function findAuthFile(flag: string | undefined, env: NodeJS.ProcessEnv = 
   return candidates.find((f): f is string => !!f && existsSync(f));
 }
 
-/** Seed the project's Codex home: config.toml if missing, prompts without overwriting. */
-export async function seedCodexHome(codexHome: string, env: NodeJS.ProcessEnv = process.env, home = homedir()): Promise<void> {
-  await mkdir(codexHome, { recursive: true });
-  const src = userCodexDir(env, home);
-  if (!src) return;
-  const cfg = join(src, 'config.toml');
-  if (existsSync(cfg) && !existsSync(join(codexHome, 'config.toml'))) await copyFile(cfg, join(codexHome, 'config.toml'));
-  const prompts = join(src, 'prompts');
-  if (existsSync(prompts) && (await stat(prompts)).isDirectory()) {
-    await mkdir(join(codexHome, 'prompts'), { recursive: true });
-    for (const f of await readdir(prompts)) {
-      const to = join(codexHome, 'prompts', f);
-      if (!existsSync(to) && (await stat(join(prompts, f))).isFile()) await copyFile(join(prompts, f), to);
-    }
+/**
+ * Seed the project's Codex home: config.toml if missing, prompts without overwriting. The Codex home is
+ * the sandbox's to write, so nothing in it is followed: files are created with O_EXCL|O_NOFOLLOW (an
+ * existing name, a link included, is left alone), a `prompts` that is not a real directory is skipped.
+ * The sources are the user's; a link among them inside `untrusted` is not read.
+ */
+export async function seedCodexHome(
+  codexHome: string,
+  env: NodeJS.ProcessEnv = process.env,
+  home = homedir(),
+  o: { owner?: { uid: number; gid: number }; untrusted?: string[] } = {},
+): Promise<string[]> {
+  const seeded: string[] = [];
+  await mkdirNoFollow(codexHome);
+  const found = userCodexDir(env, home);
+  if (!found) return seeded;
+  const untrusted = o.untrusted ?? [];
+  let src: string;
+  try {
+    src = resolveTrusted(found, { untrusted, what: 'the Codex config directory' });
+  } catch (e) {
+    if (e instanceof UnsafePathError) return seeded;
+    throw e;
   }
+  const copy = async (from: string, to: string) => {
+    const st = await lstat(from).catch(() => undefined);
+    if (!st || !st.isFile() || (untrusted.some((r) => isWithin(from, r)) && st.isSymbolicLink())) return;
+    try {
+      await createExclusive(to, await readFile(from), o.owner);
+      seeded.push(to);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST' && (e as NodeJS.ErrnoException).code !== 'ELOOP') throw e;
+    }
+  };
+  await copy(join(src, 'config.toml'), join(codexHome, 'config.toml'));
+  const prompts = join(src, 'prompts');
+  const pst = await lstat(prompts).catch(() => undefined);
+  if (pst?.isDirectory()) {
+    const dest = join(codexHome, 'prompts');
+    const dst = await lstat(dest).catch(() => undefined);
+    if (!dst) await mkdirNoFollow(dest);
+    else if (dst.isSymbolicLink() || !dst.isDirectory()) return seeded; // left by the sandbox: not followed
+    for (const f of await readdir(prompts)) await copy(join(prompts, f), join(dest, f));
+  }
+  return seeded;
 }
 
 /**

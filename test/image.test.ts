@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { projectFor } from '../image/names.js';
 import {
   internalNetworkArgs, gatewayCreateArgs, gatewayCommandArgs, sandboxCreateArgs, connectEgressArgs, proxyEnv, sandboxExecArgs,
-  buildArgs, GATEWAY_FIREWALL_DEFAULT, shellQuote, type GatewayOptions, type SandboxOptions,
+  buildArgs, GATEWAY_FIREWALL_DEFAULT, shellQuote, codexCommand, apiKeyEnv, sandboxUserFixArgs, type GatewayOptions, type SandboxOptions,
 } from '../image/args.js';
 import { editAllowlist, checkWorkdir, sandboxUser, statePaths, findAuthFile, seedCodexHome } from '../image/project.js';
 import { productionPackages, codexSpecs, resolveDependencies } from '../image/context.js';
@@ -15,7 +15,7 @@ import { writeFileSync, readFileSync, existsSync } from 'node:fs';
 
 const p = projectFor('/home/alice/src/My Project!');
 const gw: GatewayOptions = { image: 'gw:1', allowlistDir: '/state', logDir: '/state/logs', firewall: true, gid: 1000 };
-const sb: SandboxOptions = { image: 'codex:1', uid: 1000, gid: 1000, codexHome: '/w/.codex-egress/codex-home' };
+const sb: SandboxOptions = { image: 'codex:1', uid: 1000, gid: 1000, codexHome: '/state/p/codex-home' };
 
 /** The values following each occurrence of a flag. */
 const values = (args: string[], flag: string) => args.flatMap((a, i) => (a === flag ? [args[i + 1]!] : []));
@@ -52,6 +52,8 @@ t.test('gateway: static address, only the capabilities it needs, egress attached
   t.ok(values(a, '--sysctl').includes('net.ipv6.conf.all.disable_ipv6=1'));
   t.ok(a.includes('--read-only'));
   t.same(values(a, '-v'), ['/state:/etc/codex', '/state/logs:/var/log/codex-egress']);
+  t.same(values(a, '--restart'), ['on-failure'], 'restarted after a crash, not after a stop');
+  t.ok(a.includes('--init'), 'node is not PID 1: a crash of node ends the container');
   t.ok(a.includes('--firewall') && !a.includes('--no-firewall'));
   t.same(connectEgressArgs(p, 'out'), ['network', 'connect', 'out', p.gateway]);
   const nofw = gatewayCreateArgs(p, { ...gw, firewall: false, upstreams: ['198.51.100.10'], allow: ['a.example.org'], noDefaults: true });
@@ -85,6 +87,33 @@ t.test('sandbox: internal network only, DNS and proxy = gateway, no capabilities
   t.same(values(a, '-w'), [p.workdir]);
   t.same(values(a, '--gpus'), ['all']);
   t.same(sandboxExecArgs(p, ['codex'], { tty: true }), ['exec', '-i', '-t', '-w', p.workdir, p.sandbox, 'codex']);
+  t.same(values(a, '--label').filter((l) => /codex-sandbox|\.user=/.test(l)), ['dev.codex-egress.codex-sandbox=off', 'dev.codex-egress.user=1000:1000'], 'mode and user recorded');
+  t.ok(!values(a, '--security-opt').some((o) => /seccomp|apparmor/.test(o)), "default: Docker's seccomp and AppArmor profiles");
+  const inner = sandboxCreateArgs(p, { ...sb, codexSandbox: 'inner' });
+  t.same(values(inner, '--security-opt'), ['no-new-privileges', 'seccomp=unconfined', 'apparmor=unconfined'], "inner: bubblewrap's namespaces allowed, still no-new-privileges");
+  t.same(values(inner, '--cap-drop'), ['ALL'], 'inner: still no capabilities');
+  t.same(values(inner, '--cap-add'), []);
+  t.same(values(sandboxCreateArgs(p, { ...sb, uid: 1234, gid: 99 }), '--user'), ['1234:99'], 'the given user');
+  t.same(sandboxUserFixArgs(p, 1234, 99).slice(0, 4), ['exec', '-u', '0:0', p.sandbox]);
+  t.same(sandboxUserFixArgs(p, 1234, 99).slice(-2), ['1234', '99']);
+});
+
+t.test("Codex's command line: our defaults first, the user's arguments last (they win)", async (t) => {
+  t.same(codexCommand({ mode: 'off' }), ['codex', '-c', 'sandbox_mode="danger-full-access"']);
+  t.same(codexCommand({ mode: 'off', autonomous: true, sub: ['exec'], userArgs: ['--sandbox', 'read-only', 'hi'] }), [
+    'codex', '-c', 'sandbox_mode="danger-full-access"', '-c', 'approval_policy="never"', 'exec', '--sandbox', 'read-only', 'hi',
+  ]);
+  t.same(codexCommand({ mode: 'inner', userArgs: ['resume', 'abc'] }), ['codex', 'resume', 'abc'], "inner: Codex's own sandbox settings apply");
+});
+
+t.test('API keys: CODEX_API_KEY for Codex, from OPENAI_API_KEY when only that is set, passed by name', async (t) => {
+  t.same(apiKeyEnv({}), { names: [], values: {} });
+  t.same(apiKeyEnv({ OPENAI_API_KEY: 'sk-o' }), { names: ['CODEX_API_KEY', 'OPENAI_API_KEY'], values: { CODEX_API_KEY: 'sk-o', OPENAI_API_KEY: 'sk-o' }, source: 'OPENAI_API_KEY' });
+  t.same(apiKeyEnv({ CODEX_API_KEY: 'sk-c', OPENAI_API_KEY: 'sk-o' }).values, { CODEX_API_KEY: 'sk-c', OPENAI_API_KEY: 'sk-o' }, 'CODEX_API_KEY wins');
+  const args = sandboxExecArgs(p, ['codex'], { envNames: apiKeyEnv({ CODEX_API_KEY: 'sk-secret' }).names });
+  t.same(values(args, '-e'), ['CODEX_API_KEY'], 'by name');
+  t.notOk(args.join(' ').includes('sk-secret'), 'the value is never in the argument list');
+  t.notOk(sandboxCreateArgs(p, sb).join(' ').includes('API_KEY'), "nor in the container's stored configuration");
 });
 
 t.test('build arguments and quoting', async (t) => {
@@ -124,8 +153,8 @@ t.test('workdir checks, state paths and the sandbox user', async (t) => {
   const s = statePaths(projectFor(join(dir, 'ws', 'proj')), { CODEX_EGRESS_STATE_DIR: join(dir, 'state') });
   t.ok(s.allowlist.startsWith(join(dir, 'state')), 'gateway state outside the workdir');
   t.ok(!s.allowlist.startsWith(join(dir, 'ws')), 'the sandbox cannot reach its own allowlist');
-  t.same(sandboxUser(0, 0), { uid: 1000, gid: 1000 }, 'never root');
-  t.same(sandboxUser(1234, 99), { uid: 1234, gid: 99 });
+  t.throws(() => sandboxUser({ uid: 0, gid: 0 }), /owned by root/, 'never root (unless --user asks: test/paths.test.ts)');
+  t.same(sandboxUser({ uid: 1234, gid: 99 }), { uid: 1234, gid: 99, source: 'workdir-owner' });
   t.equal(findAuthFile(undefined, { CODEX_CONFIG_DIR: join(dir, 'none') }, join(dir, 'nohome')), undefined);
 });
 
