@@ -3,7 +3,7 @@
 import { parse, UsageError } from './args.js';
 import { EXIT, WORKDIR_HELP, workdirOptions, projectFrom, gatewayRunning, out, err, json } from './common.js';
 import { editAllowlistFile, prepareState, ProjectError } from '../image/project.js';
-import { dockerResult } from '../image/docker.js';
+import { reloadGateway } from '../image/appliance.js';
 import { readFrom, parseLine, type AuditLine } from './auditlog.js';
 
 const usage = (op: 'allow' | 'deny') => `Usage: codex-egress ${op} [options] RULE...
@@ -53,7 +53,7 @@ const command = (op: 'allow' | 'deny') =>
     const running = await gatewayRunning(p);
     let reload: AuditLine | undefined;
     if (running) {
-      await dockerResult(['kill', '--signal', 'HUP', p.gateway]);
+      await reloadGateway(p);
       reload = await waitForReload(paths.auditLog, offset, 10_000);
     }
     const ok = !running || reload?.ok === true;

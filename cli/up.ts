@@ -255,7 +255,10 @@ export async function upCommand(argv: string[]): Promise<number> {
   return guarded(
     p,
     () => dockerInherit(sandboxExecArgs(p, command, { tty, stdin: true, envNames: keys.names }), { env: keys.env }),
-    () => down(p, (s) => err(`codex-egress: ${s}`)),
+    () => {
+      err(`codex-egress: Codex exited: taking the appliance down (${p.name})`);
+      return down(p, (s) => err(`codex-egress: ${s}`));
+    },
   );
 }
 

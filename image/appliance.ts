@@ -73,6 +73,15 @@ export async function waitHealthy(p: Project, timeoutMs: number): Promise<void> 
   throw new Error(`the gateway did not become healthy within ${timeoutMs / 1000} s${last ? `: ${last}` : ''}`);
 }
 
+/**
+ * Ask the gateway to re-read its allowlist now (SIGHUP). Sent from inside the container to its PID 1
+ * (docker-init forwards it to node): `docker kill --signal HUP` would mark the container as stopped by
+ * hand, and Docker would then no longer restart it after a crash.
+ */
+export async function reloadGateway(p: Project): Promise<void> {
+  await dockerResult(['exec', p.gateway, 'sh', '-c', 'kill -HUP 1'], { timeoutMs: 30_000 });
+}
+
 /** The Codex sandbox mode and user the sandbox container was made with (its labels). */
 export async function codexMode(p: Project): Promise<{ mode: string; user?: string } | undefined> {
   const r = await dockerResult(['inspect', '--format', `{{index .Config.Labels "${CODEX_SANDBOX_LABEL}"}} {{index .Config.Labels "${SANDBOX_USER_LABEL}"}}`, p.sandbox], { timeoutMs: 30_000 });
@@ -154,7 +163,9 @@ export async function verify(p: Project, o: { allowedHost?: string; deniedHost?:
     deniedHost: o.deniedHost ?? 'verify-denied.codex-egress.invalid',
     timeoutMs: o.timeoutMs ?? 2000,
   };
-  const r = await dockerResult(['exec', '-i', '-e', `PROBE_CONFIG=${JSON.stringify(config)}`, p.sandbox, 'node', '--input-type=module', '-'], {
+  // The probes make their own direct and proxied connections: Node >= 24 would send http.request through
+  // the proxy variables when NODE_USE_ENV_PROXY is set, so it is unset for them.
+  const r = await dockerResult(['exec', '-i', '-e', `PROBE_CONFIG=${JSON.stringify(config)}`, p.sandbox, 'env', '-u', 'NODE_USE_ENV_PROXY', 'node', '--input-type=module', '-'], {
     input: script,
     timeoutMs: 60_000,
   });

@@ -239,7 +239,7 @@ export function sandboxUserFixArgs(p: Project, uid: number, gid: number): string
   const script = [
     "const fs = require('fs');",
     'const [uid, gid] = process.argv.slice(1);',
-    "const edit = (f, fn) => { const t = fs.readFileSync(f, 'utf8'); const n = t.split('\n').map((l) => { const c = l.split(':'); return c[0] === 'codex' ? fn(c).join(':') : l; }).join('\n'); if (n !== t) fs.writeFileSync(f, n); };",
+    "const edit = (f, fn) => { const t = fs.readFileSync(f, 'utf8'); const nl = String.fromCharCode(10); const n = t.split(nl).map((l) => { const c = l.split(':'); return c[0] === 'codex' ? fn(c).join(':') : l; }).join(nl); if (n !== t) fs.writeFileSync(f, n); };",
     "edit('/etc/passwd', (c) => { c[2] = uid; c[3] = gid; return c; });",
     "edit('/etc/group', (c) => { c[2] = gid; return c; });",
   ].join(' ');

@@ -4,10 +4,11 @@
 import t from 'tap';
 type Tap = typeof t;
 import { execa } from 'execa';
-import { existsSync, readFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, mkdirSync, writeFileSync, chownSync, symlinkSync, rmSync, readdirSync, statSync, lstatSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { CLI, tempDir } from './harness/world.js';
-import { BASE_IMAGE, dockerOk, docker, packFakeCodex, startDockerWorld, removeE2E, type DockerWorld } from './harness/docker.js';
+import { BASE_IMAGE, NODE_LTS_MAJOR, dockerOk, docker, packFakeCodex, startDockerWorld, removeE2E, nodeLtsBase, type DockerWorld } from './harness/docker.js';
 import { projectFor } from '../image/names.js';
 import { PROJECT_LABEL } from '../image/names.js';
 
@@ -16,6 +17,11 @@ const images = { gateway: `codex-egress-e2e-gateway:${id}`, codex: `codex-egress
 const ALLOWED = 'allowed.example.org';
 const LATER = 'later.example.org';
 const NEVER = 'never.example.org';
+const NODE_HOST = 'node.example.org';
+/** The project's owner: not root, not the image's build-time uid (1000), so the mapping is visible. */
+const OWNER = 2345;
+/** Kill the gateway's node process from inside its container (docker-init is PID 1, node its child). */
+const KILL_NODE = 'for d in /proc/[0-9]*; do c=$(tr "\\0" " " < $d/cmdline 2>/dev/null); case "$c" in node*gateway*) kill -9 ${d#/proc/};; esac; done';
 
 t.test('docker end to end', async (t) => {
   const engine = await dockerOk();
@@ -32,8 +38,16 @@ async function run(t: Tap, engine: string) {
   const tmp = tempDir('codex-egress-e2e-');
   const project = join(tmp.path, 'my-project');
   mkdirSync(project);
+  chownSync(project, OWNER, OWNER);
   mkdirSync(join(tmp.path, 'home'));
+  // What a planted link would reach: nothing here may change, whatever the sandbox plants.
+  const secret = join(tmp.path, 'secret');
+  mkdirSync(secret);
+  writeFileSync(join(secret, 'id_rsa'), 'PRIVATE\n');
   const p = projectFor(project);
+  const stateDir = join(tmp.path, 'state', p.name);
+  const codexHome = join(stateDir, 'codex-home');
+  const apiKey = `sk-e2e-${id}`;
   const env = {
     ...process.env,
     HOME: join(tmp.path, 'home'),
@@ -41,13 +55,15 @@ async function run(t: Tap, engine: string) {
     CODEX_EGRESS_IMAGE: images.codex,
     CODEX_EGRESS_GATEWAY_IMAGE: images.gateway,
     NO_COLOR: '1',
-  };
+  } as NodeJS.ProcessEnv;
+  delete env.CODEX_API_KEY;
+  delete env.OPENAI_API_KEY;
   delete env.OPENAI_ALLOWED_DOMAINS;
   delete env.CODEX_AUTH_FILE;
   delete env.CODEX_CONFIG_DIR;
   delete env.WORKSPACE_ROOT_DIR;
-  const cli = async (args: string[], timeout = 180_000) => {
-    const r = await execa(process.execPath, [CLI, ...args], { cwd: project, env, reject: false, timeout });
+  const cli = async (args: string[], timeout = 180_000, extraEnv: NodeJS.ProcessEnv = {}) => {
+    const r = await execa(process.execPath, [CLI, ...args], { cwd: project, env: { ...env, ...extraEnv }, extendEnv: false, reject: false, timeout });
     return { code: r.exitCode ?? 1, stdout: String(r.stdout), stderr: String(r.stderr) };
   };
   /** curl from inside the sandbox, through the proxy variables only. */
@@ -70,13 +86,17 @@ async function run(t: Tap, engine: string) {
   let world!: DockerWorld;
   const upArgs = () => ['--no-defaults', '--allow', ALLOWED, '--upstream', world.ip, '--egress-network', world.network];
 
-  await t.test('build: both images from the Dockerfiles on the local base, no registry', async (t) => {
+  await t.test('build: both images from the Dockerfiles on the local base (Node LTS), no registry', async (t) => {
     const codex = await packFakeCodex(tmp.path);
-    const r = await cli(['build', '--base', BASE_IMAGE, '--codex-tarballs', codex, '--build-arg', 'PACKAGES=ca-certificates git curl', '--quiet'], 600_000);
+    const base = await nodeLtsBase();
+    // PACKAGES without procps or bubblewrap: what Codex needs is installed anyway.
+    const r = await cli(['build', '--base', base, '--codex-tarballs', codex, '--build-arg', 'PACKAGES=ca-certificates git curl', '--quiet'], 900_000);
     t.equal(r.code, 0, `build exit 0 ${r.stderr.slice(-600)}`);
-    const v = await docker(['run', '--rm', '--network', 'none', images.codex, 'sh', '-c', 'id -u; codex --version']);
+    const v = await docker(['run', '--rm', '--network', 'none', images.codex, 'sh', '-c', 'id -u; codex --version; node --version; ps -p 1 -o pid= && bwrap --version']);
     t.match(v.stdout, /^1000\n[^]*codex-cli 0\.0\.0-test/, 'sandbox image: non-root user, Codex installed from the packed tarball');
-    world = await startDockerWorld(tmp.path, id, [ALLOWED, LATER, NEVER]);
+    t.match(v.stdout, new RegExp(`\\nv${NODE_LTS_MAJOR}\\.`), `Node ${NODE_LTS_MAJOR} in the sandbox image`);
+    t.match(v.stdout, /\n\s*1\n[^]*bubblewrap/, 'ps and bubblewrap installed although PACKAGES left them out');
+    world = await startDockerWorld(tmp.path, id, [ALLOWED, LATER, NEVER, NODE_HOST]);
   });
 
   // assigned in the build subtest; without the fake internet nothing else can run
@@ -100,6 +120,39 @@ async function run(t: Tap, engine: string) {
     t.equal((await docker(['network', 'ls', '-q', '--filter', `label=${PROJECT_LABEL}=${p.name}`])).stdout, '', 'no network left');
   });
 
+  await t.test('links planted in the workdir: every bind source that passes through one is refused, nothing made', async (t) => {
+    const none = async () => (await docker(['ps', '-aq', '--filter', `label=${PROJECT_LABEL}=${p.name}`])).stdout === '';
+    mkdirSync(join(tmp.path, 'state'), { recursive: true });
+    symlinkSync(secret, join(project, 'ro-link'));
+    symlinkSync(secret, join(project, 'parent-link'));
+    symlinkSync(join(tmp.path, 'gone'), join(project, 'dangling'));
+    symlinkSync(join(tmp.path, 'state'), join(project, 'state-link'));
+    symlinkSync(join(secret, 'id_rsa'), join(project, 'script-link'));
+    const cases: Array<[string, string[], string, (() => void)?]> = [
+      ['.git -> a host directory, --git-readonly', ['--git-readonly'], `${project}/.git`, () => symlinkSync(secret, join(project, '.git'))],
+      ['.git -> ../secret (relative), --git-readonly', ['--git-readonly'], `${project}/.git`, () => (rmSync(join(project, '.git')), symlinkSync('../secret', join(project, '.git')))],
+      ['--read-only of a link', ['--read-only', join(project, 'ro-link')], `${project}/ro-link`],
+      ['--read-only below a linked parent', ['--read-only', join(project, 'parent-link', 'id_rsa')], `${project}/parent-link`],
+      ['--read-only of a dangling link', ['--read-only', join(project, 'dangling')], `${project}/dangling`],
+      ['--read-only of a relative path through link/..', ['--read-only', 'parent-link/..'], `${project}/parent-link`],
+      ['--read-only of a link to the state directory', ['--read-only', join(project, 'state-link')], `${project}/state-link`],
+      ['--init-script through a link', ['--init-script', join(project, 'script-link')], `${project}/script-link`],
+    ];
+    for (const [what, flags, named, plant] of cases) {
+      plant?.();
+      const r = await cli(['up', '--detach', ...upArgs(), ...flags]);
+      t.equal(r.code, 1, `${what}: refused (exit 1)`);
+      t.match(r.stderr, `${named} is a symbolic link inside ${project}`, `${what}: the error names the link`);
+      t.ok(await none(), `${what}: no container made`);
+    }
+    rmSync(join(project, '.git'));
+    for (const l of ['ro-link', 'parent-link', 'dangling', 'state-link', 'script-link']) rmSync(join(project, l));
+    // Where the Codex home and the runs used to be: links there lead nowhere now (the host never looks).
+    mkdirSync(join(project, '.codex-egress'));
+    symlinkSync(stateDir, join(project, '.codex-egress', 'codex-home'));
+    symlinkSync(secret, join(project, '.codex-egress', 'runs'));
+  });
+
   await t.test('up --detach: hardened topology, every verify probe green', async (t) => {
     const started = Date.now();
     mkdirSync(join(project, '.git'));
@@ -109,6 +162,7 @@ async function run(t: Tap, engine: string) {
     t.equal(r.code, 0, `up exit 0 ${r.stderr.slice(-800)}`);
     const verdict = JSON.parse(r.stdout) as { ok: boolean; probes: Array<{ id: string; ok: boolean; detail: string }> };
     t.ok(verdict.ok, 'all probes pass');
+    t.match(verdict, { codexSandbox: 'off', sandboxUser: `${OWNER}:${OWNER}` }, "verify says Codex's own sandbox is off, and who the sandbox is");
     t.same(
       verdict.probes.map((x) => x.id),
       ['gateway-healthy', 'allowed-host', 'denied-host', 'ip-literal', 'direct-dns', 'ipv6', 'lan', 'metadata', 'host-bridge'],
@@ -126,21 +180,29 @@ async function run(t: Tap, engine: string) {
     t.same(sb.HostConfig.CapAdd ?? [], []);
     t.same(sb.HostConfig.SecurityOpt, ['no-new-privileges']);
     t.same(sb.HostConfig.Dns, [p.gatewayIp], 'sandbox DNS = the gateway');
-    t.equal(sb.Config.User, '1000:1000', 'non-root');
+    t.equal(sb.Config.User, `${OWNER}:${OWNER}`, "non-root: the workdir's owner");
     t.ok(sb.Config.Env.includes(`HTTPS_PROXY=http://${p.gatewayIp}:3128`) && sb.Config.Env.includes(`https_proxy=http://${p.gatewayIp}:3128`));
     const gw = JSON.parse((await docker(['inspect', p.gateway])).stdout)[0];
     t.same(Object.keys(gw.NetworkSettings.Networks).sort(), [p.internalNetwork, world.network].sort(), 'gateway: internal + egress');
     t.equal(gw.NetworkSettings.Networks[p.internalNetwork].IPAddress, p.gatewayIp, 'gateway at its static address');
     t.equal(gw.State.Health?.Status === undefined ? 'none' : 'has-healthcheck', 'has-healthcheck');
-    const id = await docker(['exec', p.sandbox, 'id', '-u']);
-    t.equal(id.stdout.trim(), '1000');
+    const id = await docker(['exec', p.sandbox, 'sh', '-c', 'id -u; id -g; whoami; touch "$HOME/.home-writable" && echo home-ok; ps -o comm= -p 1']);
+    t.same(id.stdout.trim().split('\n'), [String(OWNER), String(OWNER), 'codex', 'home-ok', 'docker-init'], "the owner's uid/gid, known as codex, a writable home, ps works");
+    const bwrap = await docker(['exec', p.sandbox, 'bwrap', '--ro-bind', '/', '/', '--unshare-user', '--unshare-net', 'true']);
+    t.not(bwrap.code, 0, "default mode: bubblewrap cannot build Codex's sandbox (Codex is told not to try)");
     const mounts = sb.Mounts as Array<{ Source: string; Destination: string; RW: boolean }>;
     const mount = (dest: string) => mounts.find((m) => m.Destination === dest);
     t.equal(mount(project)?.RW, true, 'workdir at the same path, read-write');
     t.equal(mount(join(project, '.git'))?.RW, false, '--git-readonly');
     t.equal(mount(join(tmp.path, 'reference'))?.RW, false, '--read-only PATH');
-    t.notOk(mounts.some((m) => m.Source.startsWith(join(tmp.path, 'state'))), 'the gateway state (allowlist, audit log) is not in the sandbox');
-    t.equal((await docker(['exec', p.sandbox, 'cat', '/tmp/init-ran'])).stdout.trim(), 'init ran as 1000', '--init-script ran before handing over');
+    t.notOk(mounts.some((m) => m.Source.startsWith(join(tmp.path, 'state')) && m.Source !== codexHome), 'the gateway state (allowlist, audit log) is not in the sandbox');
+    t.equal(mount('/home/codex/.codex')?.Source, codexHome, 'the Codex home comes from the state directory, not through the planted link');
+    t.equal(mount('/home/codex/.codex')?.RW, true);
+    t.equal(statSync(codexHome).uid, OWNER, 'the Codex home belongs to the sandbox user');
+    t.ok(lstatSync(join(project, '.codex-egress', 'codex-home')).isSymbolicLink(), 'the planted link was left alone');
+    t.same(readdirSync(secret), ['id_rsa'], 'nothing written where the links point');
+    t.match(readFileSync(join(stateDir, 'allowed_domains.txt'), 'utf8'), /^# codex-egress allowlist/, 'the allowlist is the host\'s own file');
+    t.equal((await docker(['exec', p.sandbox, 'cat', '/tmp/init-ran'])).stdout.trim(), `init ran as ${OWNER}`, '--init-script ran before handing over');
   });
 
   await t.test('status', async (t) => {
@@ -186,8 +248,31 @@ async function run(t: Tap, engine: string) {
 
   await t.test('exec: codex exec in the running sandbox, run.log and exit.json', async (t) => {
     const out = join(tmp.path, 'run-ok');
-    const r = await cli(['exec', '--output', out, `https://${ALLOWED}/from-exec`]);
+    // Only OPENAI_API_KEY on the host: Codex gets it as CODEX_API_KEY, by name, never in an argument or a file.
+    const r = await cli(['exec', '--output', out, `https://${ALLOWED}/from-exec`], 180_000, { OPENAI_API_KEY: apiKey });
     t.equal(r.code, 0, r.stderr);
+    const runLog = readFileSync(join(out, 'run.log'), 'utf8');
+    t.match(runLog, `fake codex key: ${createHash('sha256').update(apiKey).digest('hex').slice(0, 12)}`, 'Codex read the key from CODEX_API_KEY');
+    t.notOk(runLog.includes(apiKey) || readFileSync(join(out, 'exit.json'), 'utf8').includes(apiKey), 'the key is in neither run.log nor exit.json');
+    t.notOk((await docker(['inspect', p.sandbox])).stdout.includes(apiKey), "nor in the container's configuration");
+    t.match(runLog, /fake codex config: sandbox_mode="danger-full-access"/, 'Codex started with its own sandbox off');
+    const made = statSync(join(project, 'codex-made.txt'));
+    t.same([made.uid, made.gid], [OWNER, OWNER], "what Codex creates belongs to the project's owner");
+    const runs = await cli(['exec', `https://${ALLOWED}/default-run-dir`]);
+    t.equal(runs.code, 0, runs.stderr);
+    const runDirs = readdirSync(join(stateDir, 'runs'));
+    t.equal(runDirs.length, 1, 'the default run directory is in the state directory');
+    t.ok(existsSync(join(stateDir, 'runs', runDirs[0]!, 'exit.json')));
+    t.same(readdirSync(secret), ['id_rsa'], 'not through the planted .codex-egress/runs link');
+    // From inside the running sandbox, a link where --output points: refused before anything is written.
+    await docker(['exec', p.sandbox, 'ln', '-s', secret, join(project, 'out-link')]);
+    const bad = await cli(['exec', '--output', join(project, 'out-link'), `https://${ALLOWED}/`]);
+    t.equal(bad.code, 1, '--output through a link the sandbox made: refused');
+    t.match(bad.stderr, `${project}/out-link is a symbolic link inside`);
+    const inside = await cli(['exec', '--output', join(project, 'results'), `https://${ALLOWED}/`]);
+    t.equal(inside.code, 1, '--output inside the workdir: refused');
+    t.match(inside.stderr, /inside .*which the sandbox can change/);
+    t.same(readdirSync(secret), ['id_rsa']);
     t.match(readFileSync(join(out, 'run.log'), 'utf8'), /hello from .* host=allowed\.example\.org path=\/from-exec/);
     const exit = JSON.parse(readFileSync(join(out, 'exit.json'), 'utf8'));
     t.equal(exit.exitCode, 0);
@@ -226,6 +311,53 @@ async function run(t: Tap, engine: string) {
     t.ok(String(f.stdout).split('\n').filter(Boolean).length > lines.length, 'logs -f prints new lines as they come');
   });
 
+  await t.test(`Node ${NODE_LTS_MAJOR} fetch in the sandbox goes through the gateway`, async (t) => {
+    t.equal((await cli(['allow', NODE_HOST])).code, 0);
+    t.equal((await docker(['cp', join(tmp.path, 'world', 'cert.pem'), `${p.sandbox}:/tmp/world-ca.pem`])).code, 0);
+    const script = `const r = await fetch('https://${NODE_HOST}/node-fetch'); console.log(process.version, r.status, await r.text());`;
+    const ok = await docker(['exec', '-e', 'NODE_EXTRA_CA_CERTS=/tmp/world-ca.pem', p.sandbox, 'node', '--input-type=module', '-e', script]);
+    t.equal(ok.code, 0, ok.stderr);
+    t.match(ok.stdout, new RegExp(`^v${NODE_LTS_MAJOR}\\.\\S+ 200 hello from .* host=node\\.example\\.org path=/node-fetch`), 'fetch works with the proxy variables alone');
+    const lines = (await cli(['logs', '--json'])).stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    t.ok(lines.some((l) => l.event === 'connect' && l.host === NODE_HOST && l.decision === 'allow'), 'through the gateway: its CONNECT is in the audit log');
+    const direct = await docker(['exec', '-e', 'NODE_EXTRA_CA_CERTS=/tmp/world-ca.pem', p.sandbox, 'env', '-u', 'NODE_USE_ENV_PROXY', 'node', '--input-type=module', '-e', `await fetch('https://${NODE_HOST}/direct', { signal: AbortSignal.timeout(5000) })`]);
+    t.not(direct.code, 0, 'without NODE_USE_ENV_PROXY Node ignores the proxy, and the direct way is closed');
+  });
+
+  await t.test('the gateway restarts by itself after a crash; the firewall is back exactly once before it serves', async (t) => {
+    const audit = async () => (await cli(['logs', '--json'])).stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const appliedBefore = (await audit()).filter((l) => l.event === 'firewall' && l.action === 'applied').length;
+    t.equal((await docker(['exec', p.gateway, 'sh', '-c', KILL_NODE])).code, 0, "the gateway's node killed (SIGKILL) inside its container");
+    let restarts = 0;
+    const deadline = Date.now() + 90_000;
+    while (Date.now() < deadline) {
+      const st = (await docker(['inspect', '--format', '{{.RestartCount}} {{.State.Status}}', p.gateway])).stdout.trim().split(' ');
+      restarts = Number(st[0]);
+      if (restarts >= 1 && st[1] === 'running' && (await cli(['status'])).code === 0) break;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    if (restarts !== 1) {
+      t.comment((await docker(['inspect', '--format', '{{json .State}}', p.gateway])).stdout);
+      t.comment((await docker(['logs', '--tail', '30', p.gateway])).stderr);
+    }
+    t.equal(restarts, 1, 'restarted once by Docker');
+    t.equal((await cli(['status'])).code, 0, 'healthy again');
+    const after = await audit();
+    const applied = after.filter((l) => l.event === 'firewall' && l.action === 'applied');
+    t.equal(applied.length, appliedBefore + 1, 'the firewall applied exactly once more');
+    const lastApplied = after.lastIndexOf(applied.at(-1)!);
+    const lastStart = after.map((l) => l.event).lastIndexOf('start');
+    t.ok(lastApplied >= 0 && lastStart > lastApplied, 'applied before the restarted gateway listened');
+    const rules = (await docker(['exec', p.gateway, 'iptables', '-S'])).stdout;
+    for (const [chain, ours] of [['INPUT', 'CODEX-EGRESS-IN'], ['FORWARD', 'CODEX-EGRESS-FWD'], ['OUTPUT', 'CODEX-EGRESS-OUT']]) {
+      t.equal(rules.split('\n').filter((l) => l === `-A ${chain} -j ${ours}`).length, 1, `one jump ${chain} -> ${ours}`);
+    }
+    t.match((await sandboxCurl(`https://${ALLOWED}/after-restart`)).stdout, /host=allowed\.example\.org path=\/after-restart/, 'allowed again');
+    t.match((await sandboxCurl(`https://${NEVER}/`)).stderr, /403|resolve/, 'denied still denied');
+    const direct = await docker(['exec', p.sandbox, 'curl', '-sS', '--noproxy', '*', '-m', '4', `http://${world.ip}/`]);
+    t.not(direct.code, 0, 'the direct way stays closed');
+  });
+
   await t.test('verify again, then fail closed when the gateway stops', async (t) => {
     const v = await cli(['verify']);
     t.equal(v.code, 0, v.stdout);
@@ -234,6 +366,8 @@ async function run(t: Tap, engine: string) {
     const r = await sandboxCurl(`https://${ALLOWED}/`);
     t.not(r.code, 0, 'no gateway: the sandbox reaches nothing');
     t.equal((await cli(['status'])).code, 4, 'status: not running');
+    await new Promise((r) => setTimeout(r, 3000));
+    t.equal((await docker(['inspect', '--format', '{{.State.Status}} {{.RestartCount}}', p.gateway])).stdout.trim(), 'exited 1', 'a deliberate stop is not restarted');
     t.equal((await cli(['verify'])).code, 4, 'verify: not running');
   });
 
@@ -248,11 +382,49 @@ async function run(t: Tap, engine: string) {
 
   await t.test('up attached, default upstream (Docker DNS): runs Codex, returns its exit code, takes everything down', async (t) => {
     // No --upstream: the gateway uses its resolv.conf (Docker's embedded DNS), as in the product.
-    const r = await cli(['up', '--no-defaults', '--allow', ALLOWED, '--egress-network', world.network, '--', '--version']);
+    // Two Ctrl-C while it takes the appliance down (as a user's repeated key press would) do not stop it.
+    const sub = execa(process.execPath, [CLI, 'up', '--no-defaults', '--allow', ALLOWED, '--egress-network', world.network, '--', '--version'], { cwd: project, env, extendEnv: false, reject: false, timeout: 240_000 });
+    let signalled = false;
+    sub.stderr?.on('data', (d: Buffer) => {
+      if (!signalled && d.toString().includes('taking the appliance down')) {
+        signalled = true;
+        sub.kill('SIGINT');
+        setTimeout(() => sub.kill('SIGINT'), 150);
+      }
+    });
+    const res = await sub;
+    const r = { code: res.exitCode ?? 1, stdout: String(res.stdout), stderr: String(res.stderr) };
     t.match(r.stdout, /PASS\s+allowed-host\s+allowed\.example\.org: dns resolved 198\.51\.100\./, 'resolved through Docker DNS');
     t.equal(r.code, 0, r.stderr.slice(-500));
     t.match(r.stdout, /codex-cli 0\.0\.0-test/);
+    t.ok(signalled, 'two SIGINTs sent during cleanup');
+    t.match(r.stderr, /taking the appliance down, please wait/, 'answered, not obeyed');
     t.equal((await docker(['ps', '-aq', '--filter', `label=${PROJECT_LABEL}=${p.name}`])).stdout, '', 'no container after Codex exits');
     t.equal((await docker(['network', 'ls', '-q', '--filter', `label=${PROJECT_LABEL}=${p.name}`])).stdout, '', 'no network');
+  });
+
+  await t.test("--codex-sandbox: Codex's bubblewrap sandbox works in the container; links left in the Codex home are not followed", async (t) => {
+    // What a sandbox could have left in its Codex home (it is read-write there): links to host paths.
+    symlinkSync(join(secret, 'bashrc'), join(codexHome, 'config.toml'));
+    symlinkSync(secret, join(codexHome, 'prompts'));
+    symlinkSync(join(secret, 'id_rsa'), join(codexHome, 'auth.json'));
+    mkdirSync(join(tmp.path, 'home', '.codex', 'prompts'), { recursive: true });
+    writeFileSync(join(tmp.path, 'home', '.codex', 'config.toml'), 'model = "x"\n');
+    writeFileSync(join(tmp.path, 'home', '.codex', 'prompts', 'p.md'), 'a prompt\n');
+    writeFileSync(join(tmp.path, 'home', '.codex', 'auth.json'), '{"fake":true}\n');
+    const script = 'bwrap --ro-bind / / --unshare-user --unshare-net --dev /dev true; echo "bwrap=$?"; cat /home/codex/.codex/auth.json\n';
+    const res = await execa(process.execPath, [CLI, 'up', '--codex-sandbox', '--no-defaults', '--allow', ALLOWED, '--upstream', world.ip, '--egress-network', world.network, '--shell'], {
+      cwd: project, env, extendEnv: false, reject: false, timeout: 240_000, input: script,
+    });
+    t.equal(res.exitCode, 0, String(res.stderr).slice(-600));
+    t.match(String(res.stdout), /MODE\s+Codex's own sandbox ON/, 'verify says which mode is in force');
+    t.match(String(res.stdout), /bwrap=0/, 'bubblewrap builds its namespaces');
+    t.match(String(res.stdout), /"fake":true/, 'auth.json mounted read-only from the user');
+    t.same(readdirSync(secret), ['id_rsa'], 'nothing created through the links (config.toml, prompts)');
+    t.equal(readFileSync(join(secret, 'id_rsa'), 'utf8'), 'PRIVATE\n');
+    t.equal(statSync(join(secret, 'id_rsa')).uid, 0, 'not chowned through a link');
+    t.ok(lstatSync(join(codexHome, 'config.toml')).isSymbolicLink(), 'the link is left, not followed');
+    t.ok(lstatSync(join(codexHome, 'auth.json')).isFile(), 'the auth.json mount point is a plain file again');
+    t.equal((await docker(['ps', '-aq', '--filter', `label=${PROJECT_LABEL}=${p.name}`])).stdout, '', 'down after the shell');
   });
 }

