@@ -31,6 +31,15 @@ export async function execCommand(argv: string[]): Promise<number> {
   const [prompt, ...codexArgs] = positionals;
   if (!prompt) throw new UsageError('no prompt given');
   let ctx = projectFrom(v);
+  // Checked before anything starts. The host writes here while the sandbox runs: no part of it may be
+  // something the sandbox can change.
+  let outDir = '';
+  if (v.output) {
+    const untrusted = sandboxWritable(ctx.project, ctx.paths, v['sessions-path']);
+    outDir = resolveTrusted(v.output, { untrusted, what: '--output', mayNotExist: true });
+    const inside = untrusted.find((r) => isWithin(outDir, r));
+    if (inside) throw new UnsafePathError(`--output ${v.output}: ${outDir} is inside ${inside}, which the sandbox can change: choose a directory outside it`);
+  }
   const ownUp = !(await gatewayRunning(ctx.project));
   if (ownUp) {
     const r = await bringUp(v);
@@ -39,19 +48,14 @@ export async function execCommand(argv: string[]): Promise<number> {
   }
   const { project: p, paths } = ctx;
   const started = new Date();
-  let outDir: string;
   if (v.output) {
-    // The host writes here while the sandbox runs: no part of it may be something the sandbox can change.
-    const untrusted = sandboxWritable(p, paths, v['sessions-path']);
-    outDir = resolveTrusted(v.output, { untrusted, what: '--output', mayNotExist: true });
-    const inside = untrusted.find((r) => isWithin(outDir, r));
-    if (inside) throw new UnsafePathError(`--output ${v.output}: ${outDir} is inside ${inside}, which the sandbox can change: choose a directory outside it`);
     await mkdir(outDir, { recursive: true });
   } else {
     outDir = await mkdirNoFollow(join(paths.runs, started.toISOString().replace(/[:.]/g, '-')));
   }
   // run.log and exit.json are new files, never followed links (O_CREAT|O_EXCL|O_NOFOLLOW).
-  const logFh = await open(join(outDir, 'run.log'), fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o644).catch((e: NodeJS.ErrnoException) => {
+  const logFh = await open(join(outDir, 'run.log'), fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o644).catch(async (e: NodeJS.ErrnoException) => {
+    if (ownUp && !v.detach) await down(p, (s) => err(`codex-egress: ${s}`));
     throw new Error(`${join(outDir, 'run.log')}: ${e.code === 'EEXIST' ? 'exists already (choose an empty --output directory)' : e.message}`);
   });
   const log = createWriteStream('', { fd: logFh.fd, autoClose: false });
