@@ -125,6 +125,10 @@ t.test('the auth.json mount point: a link is replaced by a plain empty file', as
   t.equal(readFileSync(join(secret, 'id_rsa'), 'utf8'), 'PRIVATE');
   await prepareAuthMountPoint(codexHome, { uid: 0, gid: 0 }, false);
   t.notOk(existsSync(join(codexHome, 'auth.json')), 'without an auth file the empty mount point goes');
+  symlinkSync(join(secret, 'id_rsa'), join(codexHome, 'auth.json'));
+  await prepareAuthMountPoint(codexHome, { uid: 0, gid: 0 }, false);
+  t.notOk(existsSync(join(codexHome, 'auth.json')) || lstatSync(join(codexHome, 'auth.json'), { throwIfNoEntry: false }), 'without an auth file a planted auth.json link goes too (Codex would read through it)');
+  t.equal(readFileSync(join(secret, 'id_rsa'), 'utf8'), 'PRIVATE');
 });
 
 t.test('chown of the Codex home: lchown, never through a link', { skip: process.getuid?.() !== 0 && 'needs root' }, async (t) => {
