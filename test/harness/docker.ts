@@ -55,20 +55,26 @@ export async function packFakeCodex(dir: string): Promise<string> {
 export interface DockerWorld {
   network: string;
   ip: string;
+  /** Address n of the world network (worldAddress). */
+  address(n: number): string;
   container: string;
   queries(): Promise<Array<{ name: string }>>;
 }
+
+/**
+ * Address n of this process's world network: a /28 of 198.51.100.0/24 (documentation range: routed
+ * nowhere, and the gateway treats it as public). 2 is the world; 3…13 are free for servers of a test's own.
+ */
+export const worldAddress = (n: number) => `198.51.100.${(process.pid % 16) * 16 + n}`;
 
 /**
  * The fake internet: one container (the local base image's node running test/fixtures/world.ts) answering
  * DNS for the zone and serving HTTP and HTTPS, on an internal network with no host address. The zone's
  * names are also network aliases, so Docker's embedded DNS (127.0.0.11) resolves them on that network.
  */
-export async function startDockerWorld(dir: string, id: string, zoneNames: string[]): Promise<DockerWorld> {
-  // A /28 of 198.51.100.0/24 (documentation range: routed nowhere, and the gateway treats it as public).
-  const block = (process.pid % 16) * 16;
-  const subnet = `198.51.100.${block}/28`;
-  const ip = `198.51.100.${block + 2}`;
+export async function startDockerWorld(dir: string, id: string, zoneNames: string[], extraZone: WorldConfig['zone'] = {}): Promise<DockerWorld> {
+  const subnet = `${worldAddress(0)}/28`;
+  const ip = worldAddress(2);
   const network = `cxe-e2e-${id}-world`;
   const container = `cxe-e2e-${id}-world`;
   const wdir = join(dir, 'world');
@@ -77,7 +83,8 @@ export async function startDockerWorld(dir: string, id: string, zoneNames: strin
   await makeCert(wdir, zoneNames);
   const config: WorldConfig = {
     dns: [{ ip, port: 53 }],
-    zone: Object.fromEntries(zoneNames.map((n) => [n, { a: [ip], ttl: 5 }])),
+    // extraZone: names answered with other addresses (servers the test runs beside the world)
+    zone: { ...Object.fromEntries(zoneNames.map((n) => [n, { a: [ip], ttl: 5 }])), ...extraZone },
     queryLog: '/world/queries.jsonl',
     http: [{ ip, port: 80 }],
     https: [{ ip, port: 443, cert: '/world/cert.pem', key: '/world/key.pem' }],
@@ -111,6 +118,7 @@ export async function startDockerWorld(dir: string, id: string, zoneNames: strin
   return {
     network,
     ip,
+    address: worldAddress,
     container,
     queries: async () =>
       (await docker(['exec', container, 'cat', '/world/queries.jsonl'])).stdout
