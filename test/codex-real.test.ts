@@ -11,7 +11,7 @@ import { execa } from 'execa';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI, tempDir } from './harness/world.js';
-import { BASE_IMAGE, dockerOk, docker, startDockerWorld, removeE2E, worldAddress, type DockerWorld } from './harness/docker.js';
+import { BASE_IMAGE, dockerOk, docker, startDockerWorld, removeE2E, type DockerWorld } from './harness/docker.js';
 import { cachedCodexTarballs, fakeOpenAI, makeTestCA, type FakeOpenAI } from './harness/codex.js';
 import { CODEX_VERSION, codexPlatform } from '../image/context.js';
 import { sandboxExecArgs } from '../image/args.js';
@@ -30,7 +30,7 @@ const images = { gateway: `codex-egress-e2e-gateway:${id}`, codex: `codex-egress
 const ALLOWED = 'allowed.example.org';
 const DENIED = 'denied.example.org';
 const API_NAMES = ['api.openai.com', 'chatgpt.com'];
-/** The fake API's address on the world network (worldAddress): the /28's last, which Docker hands out last. */
+/** The fake API's address on the world network (DockerWorld.address): the /28's last, which Docker hands out last. */
 const API_ADDRESS = 13;
 /** The workdir's owner: an ordinary user, not the one running codex-egress (root). */
 const OWNER = { uid: 1000, gid: 1000 };
@@ -103,7 +103,7 @@ async function run(t: Tap) {
     if (b.code !== 0) return;
 
     // api.openai.com and chatgpt.com answer with the fake API's address, beside the world
-    const w = await startDockerWorld(tmp.path, id, [ALLOWED, DENIED], Object.fromEntries(API_NAMES.map((n) => [n, { a: [worldAddress(API_ADDRESS)], ttl: 5 }])));
+    const w = await startDockerWorld(tmp.path, id, [ALLOWED, DENIED], (address) => Object.fromEntries(API_NAMES.map((n) => [n, { a: [address(API_ADDRESS)], ttl: 5 }])));
     world = w;
     const tls = await makeTestCA(join(tmp.path, 'ca'), API_NAMES);
     // the sandbox sees the CA certificate only (a read-only mount), never its key
@@ -169,7 +169,8 @@ async function run(t: Tap) {
       }
       const responses = reqs.filter((q) => q.path === '/v1/responses');
       t.ok(responses.length > 0 && responses.every((q) => q.auth), `every /v1/responses request carried the API key${diag}`);
-      t.match(turns[1]?.outputs?.join('\n') ?? '', /fetched/, 'the command ran to the end and its output went back to the model');
+      const output = turns[1]?.outputs?.join('\n') ?? '';
+      t.match(output, /fetched/, `the command ran to the end and its output went back to the model${/fetched/.test(output) ? '' : diag}`);
 
       // what the command did, seen from the host
       const file = join(project, `codex-${tag}.txt`);
