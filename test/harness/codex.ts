@@ -25,7 +25,7 @@ export async function cachedCodexTarballs(version: string, platform: string, log
   try {
     const specs = codexSpecs(version, platform);
     log(`npm pack ${specs.join(' ')} into ${dir} (once; later runs use the cache)`);
-    const r = await execa('npm', ['pack', '--json', '--pack-destination', tmp, ...specs], { timeout: 15 * 60_000 });
+    const r = await execa('npm', ['pack', '--json', '--pack-destination', tmp, ...specs], { timeout: 8 * 60_000 });
     const files = (JSON.parse(String(r.stdout)) as Array<{ filename: string }>).map((f) => f.filename.replace(/^.*\//, ''));
     if (files.length !== 2) throw new Error(`npm pack returned ${files.length} packages, expected 2`);
     renameSync(join(tmp, files[0]!), join(tmp, 'codex.tgz'));
