@@ -98,6 +98,7 @@ async function run(t: Tap) {
   let world: DockerWorld | undefined;
   let api: FakeOpenAI | undefined;
   let caFile = '';
+  let ready = false;
   await t.test(`build: the sandbox image with the real Codex ${CODEX_VERSION}, the fake internet, up --detach`, async (t) => {
     const started = Date.now();
     const tarballs = await cachedCodexTarballs(CODEX_VERSION, codexPlatform(), (s) => t.comment(s));
@@ -130,11 +131,15 @@ async function run(t: Tap) {
       '--upstream', w.ip, '--egress-network', w.network, '--auth-file', auth, '--read-only', join(tmp.path, 'trust'),
     ]);
     t.equal(up.code, 0, `up exit 0 (verify green) ${up.stdout}${up.stderr.slice(-800)}`);
+    ready = up.code === 0;
   });
-  if (!world || !api) return;
+  if (!ready || !world || !api) return;
   const fake = api;
 
-  /** `codex exec` in the running sandbox, as `codex-egress exec` runs it, plus the test CA for Codex. */
+  /**
+   * `codex exec` in the running sandbox, with the arguments `codex-egress exec` uses (sandboxExecArgs) plus
+   * the test CA for Codex: `codex-egress exec` has no way to add a variable to Codex's environment.
+   */
   const codexExec = async (prompt: string) => {
     const [verb, ...rest] = sandboxExecArgs(p, ['timeout', '-k', '5', '150', 'codex', 'exec', ...CODEX_SANDBOX_BYPASS, prompt]);
     const r = await execa('docker', [verb!, '-e', `CODEX_CA_CERTIFICATE=${caFile}`, ...rest], { reject: false, timeout: 180_000, stdin: 'ignore' });
