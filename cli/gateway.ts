@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { parse, intOption, secondsOption, UsageError } from './args.js';
 import { defaultConfig, parseConfig, resolvConfUpstreams, ConfigError, effectivePath, type GatewayConfigInput } from '../proxy/config.js';
 import { startGateway, type FirewallFactory } from '../proxy/gateway.js';
+import { installLastResort } from '../proxy/lastresort.js';
 
 export const GATEWAY_USAGE = `Usage: codex-egress gateway [options]
 
@@ -83,6 +84,8 @@ export async function gatewayCommand(argv: string[], makeFirewall?: FirewallFact
     },
   };
   let gateway;
+  // Last resort: an exception nothing caught closes its connection only, or stops the gateway (exit 70).
+  installLastResort({ log: (line) => process.stderr.write(`${line}\n`), exit: (code) => process.exit(code) });
   try {
     const cfg = parseConfig(input);
     gateway = await startGateway(cfg, makeFirewall);

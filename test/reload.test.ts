@@ -8,7 +8,7 @@ import { startCore, curl, dig, openTunnel, PROXY, WEB, type Core } from './harne
 let core: Core;
 t.before(async () => {
   // Rules come from the file only, so that editing it can add and remove them.
-  core = await startCore({ flagRules: [], fileRules: ['allowed.test', 'allowed.test:2222'] });
+  core = await startCore({ flagRules: [], fileRules: ['allowed.test', 'allowed.test:2222/tcp'] });
 });
 t.teardown(() => core?.close());
 
@@ -26,7 +26,7 @@ t.test('the effective allowlist is written beside the file, with provenance', as
   t.equal(effectivePath(core.allowlistPath), join(core.dir, 'allowed_domains.effective.json'));
   t.same(eff.rules, [
     { rule: 'allowed.test', source: 'file', origin: `${core.allowlistPath}:2` },
-    { rule: 'allowed.test:2222', source: 'file', origin: `${core.allowlistPath}:3` },
+    { rule: 'allowed.test:2222/tcp', source: 'file', origin: `${core.allowlistPath}:3` },
   ]);
 });
 
@@ -34,7 +34,7 @@ t.test('adding a name applies live, without dropping an open tunnel', async (t) 
   const tunnel = openTunnel(core.ns);
   await tunnel.waitFor(/BANNER 203\.0\.113\.10:2222/);
   t.equal((await dig(core.ns, 'second.test')).status, 'NXDOMAIN', 'second.test is not allowed yet');
-  const e = await reloadAfter(() => writeFileSync(core.allowlistPath, 'allowed.test\nallowed.test:2222\nsecond.test\n'));
+  const e = await reloadAfter(() => writeFileSync(core.allowlistPath, 'allowed.test\nallowed.test:2222/tcp\nsecond.test\n'));
   t.match(e, { ok: true, added: ['second.test'], removed: [], closed_tunnels: 0 });
   t.same((await dig(core.ns, 'second.test')).answers, [WEB], 'the new name resolves');
   t.equal((await curl(core.ns, ['-x', PROXY, '--cacert', core.cert, 'https://second.test/'])).code, 200, 'and connects');
@@ -54,14 +54,14 @@ t.test('an invalid file is rejected with a logged error; the previous policy sta
 });
 
 t.test('removing a name: it stops resolving, new CONNECTs are refused, its open tunnels are closed', async (t) => {
-  await reloadAfter(() => writeFileSync(core.allowlistPath, 'allowed.test\nallowed.test:2222\nsecond.test\n'), (e) => e.ok === true);
+  await reloadAfter(() => writeFileSync(core.allowlistPath, 'allowed.test\nallowed.test:2222/tcp\nsecond.test\n'), (e) => e.ok === true);
   const tunnel = openTunnel(core.ns);
   await tunnel.waitFor(/BANNER/);
   // Atomic replace (write elsewhere, rename over), as editors and config tools do.
   const tmp = join(core.dir, 'allowed_domains.txt.new');
   writeFileSync(tmp, 'second.test\n');
   const e = await reloadAfter(() => renameSync(tmp, core.allowlistPath));
-  t.match(e, { ok: true, added: [], removed: ['allowed.test', 'allowed.test:2222'], closed_tunnels: 1 });
+  t.match(e, { ok: true, added: [], removed: ['allowed.test', 'allowed.test:2222/tcp'], closed_tunnels: 1 });
   await tunnel.waitFor(/TUNNEL CLOSED/, 5000);
   t.match(await core.gateway.waitForAudit((x) => x.event === 'tunnel_close' && x.closed_by === 'policy-reload'), { host: 'allowed.test', port: 2222 });
   t.equal((await dig(core.ns, 'allowed.test')).status, 'NXDOMAIN', 'the removed name no longer resolves (cache dropped)');
