@@ -6,7 +6,7 @@
 // - anywhere else (the DNS server, the firewall, a reload, a library callback outside any connection)
 //   the process state is unknown: it is logged and the gateway exits non-zero (EXIT_INTERNAL). The
 //   kernel firewall's rules stay in place, so the sandbox is cut off until the gateway is restarted.
-import { AsyncLocalStorage } from 'node:async_hooks';
+import { AsyncLocalStorage, AsyncResource } from 'node:async_hooks';
 
 export const EXIT_INTERNAL = 70;
 
@@ -15,6 +15,19 @@ export interface ConnectionScope {
 }
 
 export const connectionScope = new AsyncLocalStorage<ConnectionScope>();
+
+/**
+ * Run `fn` (the start of a connection's handling) in that connection's scope, and make every event the
+ * socket emits later run in it too: what its listeners throw, and the promises and timers they start,
+ * are then known to belong to this connection.
+ */
+export function withConnectionScope<T>(socket: { emit: (event: string | symbol, ...a: any[]) => boolean; destroy(): void }, fn: () => T): T {
+  return connectionScope.run({ close: () => socket.destroy() }, () => {
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    socket.emit = AsyncResource.bind(socket.emit.bind(socket) as (...a: any[]) => boolean);
+    return fn();
+  });
+}
 
 export interface LastResortOptions {
   log(line: string): void;

@@ -8,7 +8,7 @@ import type { Duplex } from 'node:stream';
 import type { Allowlist } from '../policy/allowlist.js';
 import type { Audit } from '../audit.js';
 import type { Resolver } from '../dns/resolver.js';
-import { connectionScope } from '../lastresort.js';
+import { withConnectionScope } from '../lastresort.js';
 import { admit } from './admit.js';
 import { handleConnect, type HttpTunnel } from './connect.js';
 import { checkRequestHead } from './framing.js';
@@ -66,19 +66,29 @@ function internalError(err: unknown, socket: Duplex | undefined): void {
   socket?.destroy();
 }
 
-/** Run one connection's handler in its own scope: whatever it throws closes that connection only. */
+/** A handler whose exceptions (thrown, or its promise rejected) close its connection only. */
 function guarded<A extends unknown[]>(socketOf: (a: A) => Duplex | undefined, fn: (...a: A) => unknown): (...a: A) => void {
   return (...a: A) => {
-    const socket = socketOf(a);
-    connectionScope.run({ close: () => socket?.destroy() }, () => {
-      try {
-        const r = fn(...a);
-        if (r instanceof Promise) r.catch((err: unknown) => internalError(err, socket));
-      } catch (err) {
-        internalError(err, socket);
-      }
-    });
+    try {
+      const r = fn(...a);
+      if (r instanceof Promise) r.catch((err: unknown) => internalError(err, socketOf(a)));
+    } catch (err) {
+      internalError(err, socketOf(a));
+    }
   };
+}
+
+/**
+ * Every connection a server accepts is handled in its own scope (lastresort.ts): its parser, its
+ * sockets' events, and what they start. An exception nothing caught there closes that connection only.
+ */
+function scopeConnections(server: http.Server): void {
+  const emit = server.emit as (this: http.Server, event: string | symbol, ...args: unknown[]) => boolean;
+  server.emit = function (this: http.Server, event: string | symbol, ...args: unknown[]): boolean {
+    if (event !== 'connection') return emit.call(this, event, ...args);
+    const socket = args[0] as net.Socket;
+    return withConnectionScope(socket, () => emit.call(this, event, ...args));
+  } as typeof server.emit;
 }
 
 export async function startProxy(host: string, port: number, opts: ProxyOptions): Promise<ProxyServer> {
@@ -209,6 +219,7 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
   };
 
   const inner = http.createServer(serverOptions);
+  scopeConnections(inner);
   inner.timeout = limits.idleTimeoutMs;
   inner.on('clientError', onClientError);
   inner.on(
@@ -246,6 +257,7 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
   const cdeps = { ...adeps, audit, limits, toHttp };
 
   const server = http.createServer(serverOptions);
+  scopeConnections(server);
   server.timeout = limits.idleTimeoutMs;
   server.on('connection', (socket: net.Socket) => {
     const client = socket.remoteAddress ?? '';
