@@ -38,14 +38,16 @@ const audited = (pred: (e: Record<string, unknown>) => boolean) => core.gateway.
  * Send raw bytes to the proxy (in pieces when `payload` is a list, `gapMs` apart) and return what came
  * back before it closed or the time ran out.
  */
-function raw(payload: string | string[], opts: { waitMs?: number; gapMs?: number; port?: number } = {}) {
+function raw(payload: string | string[], opts: { waitMs?: number; gapMs?: number; port?: number; readAfterSending?: boolean } = {}) {
   return nodeIn<{ reply: string; closed: boolean; error?: string }>(
     core.ns,
     `import net from 'node:net';
      const parts = ${JSON.stringify(Array.isArray(payload) ? payload : [payload])};
-     const s = net.connect(${opts.port ?? 3128}, '127.0.0.1');
+     const s = net.connect({ port: ${opts.port ?? 3128}, host: '127.0.0.1', allowHalfOpen: ${!!opts.readAfterSending} });
      let reply = ''; let closed = false; let error;
-     s.on('data', (d) => { reply += d.toString('latin1'); });
+     const read = () => { s.on('data', (d) => { reply += d.toString('latin1'); }); s.on('end', () => s.end()); };
+     // Like curl: a client that reads the answer only once it has sent its whole request.
+     if (${!!opts.readAfterSending}) setTimeout(read, ${(opts.gapMs ?? 0) * (Array.isArray(payload) ? payload.length : 1) + 200}); else read();
      s.on('close', () => { closed = true; done(); });
      s.on('error', (e) => { error = e.code; });
      (async () => { for (const p of parts) { if (s.destroyed) break; s.write(Buffer.from(p, 'latin1')); await new Promise((r) => setTimeout(r, ${opts.gapMs ?? 0})); } })();
@@ -229,6 +231,18 @@ t.test('TLS: inspection lasts until the handshake is past its hellos; ECH and ES
 });
 
 t.test('an error reply (431, 400) is read by a client still sending: lingering close, not a reset', async (t) => {
+  // A client that keeps sending a large header for 3 s after the 431 is written.
+  const parts = ['GET http://allowed.test:8080/ HTTP/1.1\r\nHost: allowed.test:8080\r\nX-Big: ', ...Array.from({ length: 60 }, () => 'a'.repeat(700))];
+  const slow = await raw(parts, { gapMs: 50, waitMs: 8000, readAfterSending: true });
+  t.match(slow.reply, /^HTTP\/1\.1 431 /, 'the 431 arrives');
+  t.equal(slow.error, undefined, 'and the client is never reset while it is still sending');
+  t.ok(slow.closed, 'the connection is closed afterwards');
+  const slowBody = await raw(
+    ['POST http://allowed.test:8080/ HTTP/1.1\r\nHost: allowed.test:8080\r\nConnection: content-length\r\nContent-Length: 42000\r\n\r\n', ...Array.from({ length: 60 }, () => 'b'.repeat(700))],
+    { gapMs: 50, waitMs: 8000, readAfterSending: true },
+  );
+  t.match(slowBody.reply, /^HTTP\/1\.1 400 /, 'a refused request with a body still being sent gets its 400');
+  t.equal(slowBody.error, undefined, 'and no reset');
   const hdr = join(core.dir, 'big-header.txt');
   writeFileSync(hdr, `X-Big: ${'a'.repeat(300_000)}\n`);
   const r = await curl(core.ns, ['-x', PROXY, '--limit-rate', '150k', '-H', `@${hdr}`, 'http://allowed.test:8080/']);
