@@ -28,6 +28,7 @@ export const ZONE = {
   'mixed.test': { a: [WEB, LAN] },
   'a.wild.test': { a: [WEB] },
   'broken.test': { rcode: 2 },
+  'slow.test': { a: [WEB], delayMs: 2500 },
 };
 
 /** The rules the core tests run with (no OpenAI defaults). */
