@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { effectivePath } from '../proxy/config.js';
 import { startCore, curl, dig, nodeIn, openTunnel, PROXY, WEB, type Core } from './harness/core.js';
 import { ROOT } from './harness/world.js';
+import type { Proc } from './harness/netns.js';
 
 let core: Core;
 t.before(async () => {
@@ -79,12 +80,21 @@ t.test('SIGHUP re-reads the file (a reload line even when nothing changed)', asy
   t.notOk(core.gateway.proc.exited, 'SIGHUP does not stop the gateway');
 });
 
+let origin: Proc | undefined;
+t.teardown(() => origin?.stop());
+/** The raw-parsing origin on allowed.test's address, port 8080 (it logs every request it parses). */
+async function startOrigin(): Promise<Proc> {
+  if (!origin) {
+    origin = core.ns.spawn(process.execPath, [join(ROOT, 'dist', 'test', 'fixtures', 'rawhttp.js'), WEB, '8080']);
+    await origin.waitFor(/rawhttp ready/);
+  }
+  return origin;
+}
+
 // Revocation of everything the proxy holds, not only tunnels: WebSockets, streaming plain-HTTP answers,
 // and connections still being set up when the reload comes (their decision is re-checked after the lookup).
 t.test('a reload closes WebSockets and streaming plain-HTTP answers to hosts no longer allowed', async (t) => {
-  const origin = core.ns.spawn(process.execPath, [join(ROOT, 'dist', 'test', 'fixtures', 'rawhttp.js'), WEB, '8080']);
-  t.teardown(() => origin.stop());
-  await origin.waitFor(/rawhttp ready/);
+  await startOrigin();
   await reloadAfter(() => writeFileSync(core.allowlistPath, 'allowed.test\nallowed.test:8080\nsecond.test\n'), (e) => e.ok === true && (e.rules as number) === 3);
   const ws = core.ns.spawn(process.execPath, [
     '--input-type=module',
@@ -124,7 +134,8 @@ t.test('a reload closes WebSockets and streaming plain-HTTP answers to hosts no 
 });
 
 t.test('a CONNECT or request whose DNS answer comes after a reload is refused, never dialled', async (t) => {
-  await reloadAfter(() => writeFileSync(core.allowlistPath, 'second.test\nslow.test\n'), (e) => e.ok === true && (e.rules as number) === 2);
+  const origin = await startOrigin();
+  await reloadAfter(() => writeFileSync(core.allowlistPath, 'second.test\nslow.test\nslow.test:8080\n'), (e) => e.ok === true && (e.rules as number) === 3);
   // slow.test's upstream answer takes 2.5 s; the reload that removes it lands while both wait for it.
   const run = (payload: string) =>
     nodeIn<{ reply: string }>(
@@ -138,7 +149,7 @@ t.test('a CONNECT or request whose DNS answer comes after a reload is refused, n
        s.write(${JSON.stringify(payload)});`,
     );
   const connect = run('CONNECT slow.test:443 HTTP/1.1\r\nHost: slow.test:443\r\n\r\n');
-  const plain = run('GET http://slow.test/ HTTP/1.1\r\nHost: slow.test\r\n\r\n');
+  const plain = run('GET http://slow.test:8080/late HTTP/1.1\r\nHost: slow.test:8080\r\n\r\n');
   // Wait until the lookup is in flight (the fake upstream has the query), then reload.
   for (let i = 0; i < 100 && !core.world.queries().some((q) => q.name === 'slow.test'); i++) await new Promise((r) => setTimeout(r, 50));
   t.ok(core.world.queries().some((q) => q.name === 'slow.test'), 'the lookup was in flight when the reload came');
@@ -147,6 +158,7 @@ t.test('a CONNECT or request whose DNS answer comes after a reload is refused, n
   t.match(c.reply, /^HTTP\/1\.1 403 [\s\S]*x-codex-egress-deny: policy-reload/, 'the CONNECT decided before the reload is refused after its lookup');
   t.notMatch(c.reply, /200 Connection Established/);
   t.match(p.reply, /^HTTP\/1\.1 403 [\s\S]*x-codex-egress-deny: policy-reload/, 'so is the plain request');
-  t.notMatch(p.reply, /hello from/);
+  t.notMatch(p.reply, /origin saw/);
+  t.notMatch(origin.output(), /"path":"\/late"/, 'and the origin never received it');
   t.match(await core.gateway.waitForAudit((x) => x.event === 'connect' && x.host === 'slow.test' && x.reason === 'policy-reload'), { decision: 'deny', status: 403 });
 });
