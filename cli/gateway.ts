@@ -30,7 +30,7 @@ Options:
   --dns-timeout SECONDS   per-upstream DNS timeout (default 2)
   --connect-timeout SECONDS   upstream TCP connect timeout (default 10)
   --idle-timeout SECONDS  close tunnels and connections idle this long in both directions (default 900)
-  --hello-timeout SECONDS time a CONNECT client has to send its TLS ClientHello (default 10)
+  --hello-timeout SECONDS time a CONNECT tunnel has for its first-bytes check (default 10)
   --headers-timeout SECONDS   time a client has to send complete request headers (default 10)
   --max-connections N     concurrent connections per client address (default 512)
   -h, --help              this help`;
