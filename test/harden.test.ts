@@ -12,7 +12,7 @@ const TLS = join(ROOT, 'dist', 'test', 'harness', 'tls.js');
 let core: Core;
 let origin: Proc;
 t.before(async () => {
-  core = await startCore({ flagRules: [...RULES, 'allowed.test:8080', 'allowed.test:9443'], gatewayArgs: ['--hello-timeout', '2'] });
+  core = await startCore({ flagRules: [...RULES, 'allowed.test:8080', 'allowed.test:9443'], gatewayArgs: ['--hello-timeout', '2', '--headers-timeout', '2'] });
   origin = core.ns.spawn(process.execPath, [join(ROOT, 'dist', 'test', 'fixtures', 'rawhttp.js'), WEB, '8080', '9443']);
   await origin.waitFor(/rawhttp ready/);
 });
@@ -159,6 +159,8 @@ t.test('plain HTTP inside a tunnel must name the tunnel\'s host, on every reques
     ['a soft hyphen in Host', 'GET / HTTP/1.1\r\nHost: allo\u00adwed.test\r\n\r\n'],
     ['smuggling inside the tunnel', `GET / HTTP/1.1\r\nHost: allowed.test\r\nConnection: content-length\r\nContent-Length: ${SMUGGLED.length}\r\n\r\n${SMUGGLED}`],
     ['a leading empty line (not HTTP to the check)', '\r\nGET / HTTP/1.1\r\nHost: evil.test\r\n\r\n'],
+    ['CONNECT inside the tunnel', 'CONNECT evil.test:80 HTTP/1.1\r\nHost: evil.test:80\r\n\r\n'],
+    ['a WebSocket upgrade naming another host', 'GET /ws HTTP/1.1\r\nHost: evil.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n'],
   ] as const) {
     m = mark();
     const r = await raw([connect, req], { gapMs: 200 });
@@ -166,6 +168,13 @@ t.test('plain HTTP inside a tunnel must name the tunnel\'s host, on every reques
     await settle();
     t.same(seen(m), [], `${what}: nothing reached the origin`);
   }
+});
+
+t.test('inside a tunnel, a client that never finishes its headers is cut off (--headers-timeout)', async (t) => {
+  const started = Date.now();
+  const r = await raw(['CONNECT allowed.test:8080 HTTP/1.1\r\nHost: allowed.test:8080\r\n\r\n', 'GET / HTTP/1.1\r\nHost: allowed.test\r\n'], { gapMs: 200, waitMs: 9000 });
+  t.ok(r.closed, `closed after ${Date.now() - started} ms`);
+  t.ok(Date.now() - started < 8000, 'well before the idle timeout');
 });
 
 t.test('opaque protocols: only on a /tcp rule; SSH on a port rule; only TLS on a rule without a port', async (t) => {

@@ -221,6 +221,9 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
   const inner = http.createServer(serverOptions);
   scopeConnections(inner);
   inner.timeout = limits.idleTimeoutMs;
+  // It never listens itself: 'listening' starts its enforcement of the headers timeout (slowloris
+  // inside a tunnel), which Node only starts on listen; inner.close() stops it.
+  inner.emit('listening');
   inner.on('clientError', onClientError);
   inner.on(
     'request',
@@ -296,6 +299,7 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
     revoke: (allowlist) => registry.revoke(allowlist),
     close: async () => {
       const closing = new Promise<void>((resolve) => server.close(() => resolve()));
+      inner.close();
       const open = registry.all();
       for (const c of open) registry.close(c, 'shutdown');
       for (const s of sockets) s.destroy();
