@@ -12,7 +12,7 @@ const TLS = join(ROOT, 'dist', 'test', 'harness', 'tls.js');
 let core: Core;
 let origin: Proc;
 t.before(async () => {
-  core = await startCore({ flagRules: [...RULES, 'allowed.test:8080', 'allowed.test:9443'], gatewayArgs: ['--hello-timeout', '2', '--headers-timeout', '2'] });
+  core = await startCore({ flagRules: [...RULES, 'allowed.test:8080', 'allowed.test:9443', 'allowed.test:80'], gatewayArgs: ['--hello-timeout', '2', '--headers-timeout', '2'] });
   origin = core.ns.spawn(process.execPath, [join(ROOT, 'dist', 'test', 'fixtures', 'rawhttp.js'), WEB, '8080', '9443']);
   await origin.waitFor(/rawhttp ready/);
 });
@@ -168,6 +168,35 @@ t.test('plain HTTP inside a tunnel must name the tunnel\'s host, on every reques
     await settle();
     t.same(seen(m), [], `${what}: nothing reached the origin`);
   }
+});
+
+t.test('WebSockets through a CONNECT tunnel: wss:// (as Codex does for /v1/responses) and ws://', async (t) => {
+  const r = await nodeIn<{ wss: string; wssEcho: boolean; ws: string; wsEcho: boolean }>(
+    core.ns,
+    `import net from 'node:net'; import tls from 'node:tls'; import { readFileSync } from 'node:fs';
+     const frame = (text) => { const p = Buffer.from(text); const mask = Buffer.from([1, 2, 3, 4]);
+       return Buffer.concat([Buffer.from([0x81, 0x80 | p.length]), mask, Buffer.from(p.map((b, i) => b ^ mask[i % 4]))]); };
+     const upgrade = 'GET /v1/responses HTTP/1.1\\r\\nHost: allowed.test\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\\r\\nSec-WebSocket-Version: 13\\r\\n\\r\\n';
+     function tunnel(port) { return new Promise((resolve) => { const s = net.connect(3128, '127.0.0.1'); let b = '';
+       s.on('data', function on(d) { b += d; if (b.includes('\\r\\n\\r\\n')) { s.removeListener('data', on); resolve(s); } });
+       s.write('CONNECT allowed.test:' + port + ' HTTP/1.1\\r\\nHost: allowed.test:' + port + '\\r\\n\\r\\n'); }); }
+     function ws(sock) { return new Promise((resolve) => { let b = ''; let sent = false;
+       sock.on('data', (d) => { b += d.toString('latin1'); if (!sent && b.includes('\\r\\n\\r\\n')) { sent = true; sock.write(frame('hello-ws')); }
+         if (b.includes('hello-ws')) resolve({ status: b.split('\\r\\n')[0], echo: true }); });
+       sock.on('error', () => resolve({ status: b.split('\\r\\n')[0], echo: false }));
+       setTimeout(() => resolve({ status: b.split('\\r\\n')[0], echo: false }), 4000);
+       sock.write(upgrade); }); }
+     const t1 = await tunnel(443);
+     const secure = tls.connect({ socket: t1, servername: 'allowed.test', ca: readFileSync(${JSON.stringify(core.cert)}) });
+     await new Promise((r) => secure.once('secureConnect', r));
+     const a = await ws(secure);
+     const b = await ws(await tunnel(80));
+     console.log(JSON.stringify({ wss: a.status, wssEcho: a.echo, ws: b.status, wsEcho: b.echo })); process.exit(0);`,
+  );
+  t.match(r.wss, /101 Switching Protocols/, 'wss:// through CONNECT :443');
+  t.ok(r.wssEcho, 'frames flow over wss://');
+  t.match(r.ws, /101 Switching Protocols/, 'ws:// through CONNECT :80 (HTTP inside a tunnel)');
+  t.ok(r.wsEcho, 'frames flow over ws://');
 });
 
 t.test('inside a tunnel, a client that never finishes its headers is cut off (--headers-timeout)', async (t) => {
