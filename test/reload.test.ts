@@ -122,13 +122,29 @@ t.test('a reload closes WebSockets and streaming plain-HTTP answers to hosts no 
      s.write('GET http://allowed.test:8080/stream HTTP/1.1\\r\\nHost: allowed.test:8080\\r\\n\\r\\n');
      setTimeout(() => process.exit(0), 30000);`,
   ]);
+  // The same streaming answer, over plain HTTP inside a CONNECT tunnel.
+  const tunnelled = core.ns.spawn(process.execPath, [
+    '--input-type=module',
+    '-e',
+    `import net from 'node:net';
+     const s = net.connect(3128, '127.0.0.1');
+     s.on('data', (d) => process.stdout.write(d.toString('latin1')));
+     s.on('close', () => { process.stdout.write('\\nTUNNEL CLOSED\\n'); process.exit(0); });
+     s.on('error', () => {});
+     s.write('CONNECT allowed.test:8080 HTTP/1.1\\r\\nHost: allowed.test:8080\\r\\n\\r\\n');
+     setTimeout(() => s.write('GET /stream HTTP/1.1\\r\\nHost: allowed.test:8080\\r\\n\\r\\n'), 300);
+     setTimeout(() => process.exit(0), 30000);`,
+  ]);
   await ws.waitFor(/ping3/, 10_000);
   await stream.waitFor(/tick3/, 10_000);
+  await tunnelled.waitFor(/tick3/, 10_000);
   const e = await reloadAfter(() => writeFileSync(core.allowlistPath, 'second.test\n'), (x) => x.ok === true && (x.rules as number) === 1);
-  t.ok((e.closed_tunnels as number) >= 2, `both connections counted (${String(e.closed_tunnels)})`);
+  t.ok((e.closed_tunnels as number) >= 3, `every connection counted (${String(e.closed_tunnels)})`);
   await ws.waitFor(/WS CLOSED/, 5000);
   await stream.waitFor(/STREAM CLOSED/, 5000);
-  t.pass('the WebSocket and the streaming answer were closed by the reload');
+  await tunnelled.waitFor(/TUNNEL CLOSED/, 5000);
+  t.pass('the WebSocket and both streaming answers were closed by the reload');
+  t.match(await core.gateway.waitForAudit((x) => x.event === 'tunnel_close' && x.port === 8080 && x.closed_by === 'policy-reload'), { host: 'allowed.test' });
   t.match(await core.gateway.waitForAudit((x) => x.event === 'tunnel_close' && x.port === 80 && x.closed_by === 'policy-reload'), { host: 'allowed.test' });
   t.match(await core.gateway.waitForAudit((x) => x.event === 'http' && x.port === 8080 && x.reason === 'policy-reload'), { host: 'allowed.test', decision: 'deny' });
 });

@@ -252,8 +252,8 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
   inner.on('connect', (_req: http.IncomingMessage, socket: Duplex) => rawReply(socket, 400, 'bad-request', 'CONNECT inside a tunnel'));
 
   const toHttp = (socket: net.Socket, bytes: Buffer, tunnel: HttpTunnel) => {
+    // A reload still closes the whole tunnel (connect.ts keeps its onClose); its requests go with it.
     tunnelOf.set(socket, tunnel);
-    tunnel.conn.onClose = () => socket.destroy();
     if (bytes.length) socket.unshift(bytes);
     inner.emit('connection', socket);
   };
