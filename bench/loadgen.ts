@@ -7,7 +7,7 @@
 // Usage: node dist/bench/loadgen.js '{"mode":"connect","via":"127.0.0.1:3128","target":"203.0.113.11:443","name":"conn.bench.example",...}'
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { clientHello } from './hello.js';
+import { clientHello, sizeRecord, SERVER_HELLO } from './hello.js';
 import { summarize } from './stats.js';
 
 interface Args {
@@ -78,8 +78,7 @@ async function bulk(): Promise<object> {
   const bytes = args.bytes ?? 1 << 30;
   const t0 = performance.now();
   const s = await open();
-  const size = Buffer.alloc(8);
-  size.writeBigUInt64BE(BigInt(bytes));
+  const size = sizeRecord(bytes);
   let got = 0;
   const done = new Promise<void>((resolve, reject) => {
     s.on('data', (c: Buffer) => (got += c.length));
@@ -91,6 +90,7 @@ async function bulk(): Promise<object> {
   await done;
   const ms = performance.now() - t0;
   s.destroy();
+  got -= SERVER_HELLO.length;
   if (got !== bytes) throw new Error(`got ${got} of ${bytes} bytes`);
   return { bytes: got, ms, MBps: got / 1e6 / (ms / 1000) };
 }

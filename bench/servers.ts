@@ -1,11 +1,12 @@
 // The benchmark's origin servers, run inside the benchmark namespace on documentation addresses:
-//   bulk  (TLS-looking): after the ClientHello and an 8-byte size, streams that many bytes, then closes.
-//   conn  (TLS-looking): answers the ClientHello with a few bytes and keeps the connection open.
+//   bulk  (TLS-looking): after the ClientHello and an 8-byte size (an application-data record), answers a
+//         ServerHello and streams that many bytes, then closes.
+//   conn  (TLS-looking): answers the ClientHello with a ServerHello and keeps the connection open.
 //   http  plain HTTP/1.1 keep-alive: a 13-byte body for any request.
 // Usage: node dist/bench/servers.js '{"bulk":"IP:PORT","conn":"IP:PORT","http":"IP:PORT"}'
 import net from 'node:net';
 import http from 'node:http';
-import { helloLength } from './hello.js';
+import { helloLength, SERVER_HELLO } from './hello.js';
 
 const cfg = JSON.parse(process.argv[2] ?? '{}') as { bulk?: string; conn?: string; http?: string };
 const hostPort = (s: string) => {
@@ -21,10 +22,11 @@ function bulk(s: net.Socket): void {
   const onData = (c: Buffer) => {
     buf = Buffer.concat([buf, c]);
     const h = helloLength(buf);
-    if (buf.length < h + 8) return;
+    if (buf.length < h + 13) return;
     s.removeListener('data', onData);
     s.resume();
-    let left = Number(buf.readBigUInt64BE(h));
+    s.write(SERVER_HELLO);
+    let left = Number(buf.readBigUInt64BE(h + 5));
     const pump = () => {
       while (left > 0) {
         const n = Math.min(left, CHUNK.length);
@@ -38,7 +40,7 @@ function bulk(s: net.Socket): void {
   s.on('data', onData);
 }
 
-const REPLY = Buffer.from('server-hello-stand-in\n');
+const REPLY = SERVER_HELLO;
 function conn(s: net.Socket): void {
   s.on('error', () => undefined);
   s.once('data', () => s.write(REPLY));

@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { parse, intOption, secondsOption, UsageError } from './args.js';
 import { defaultConfig, parseConfig, resolvConfUpstreams, ConfigError, effectivePath, type GatewayConfigInput } from '../proxy/config.js';
 import { startGateway, type FirewallFactory } from '../proxy/gateway.js';
+import { installLastResort } from '../proxy/lastresort.js';
 
 export const GATEWAY_USAGE = `Usage: codex-egress gateway [options]
 
@@ -29,7 +30,7 @@ Options:
   --dns-timeout SECONDS   per-upstream DNS timeout (default 2)
   --connect-timeout SECONDS   upstream TCP connect timeout (default 10)
   --idle-timeout SECONDS  close tunnels and connections idle this long in both directions (default 900)
-  --hello-timeout SECONDS time a CONNECT client has to send its TLS ClientHello (default 10)
+  --hello-timeout SECONDS time a CONNECT tunnel has for its first-bytes check (default 10)
   --headers-timeout SECONDS   time a client has to send complete request headers (default 10)
   --max-connections N     concurrent connections per client address (default 512)
   -h, --help              this help`;
@@ -83,6 +84,8 @@ export async function gatewayCommand(argv: string[], makeFirewall?: FirewallFact
     },
   };
   let gateway;
+  // Last resort: an exception nothing caught closes its connection only, or stops the gateway (exit 70).
+  installLastResort({ log: (line) => process.stderr.write(`${line}\n`), exit: (code) => process.exit(code) });
   try {
     const cfg = parseConfig(input);
     gateway = await startGateway(cfg, makeFirewall);

@@ -86,10 +86,15 @@ export async function startFirewall(cfg: GatewayConfig, audit: Audit, allowlist:
   });
   /** Set when a reload could not be followed in the kernel; cleared by the next one that is. */
   let reloadProblem: string | undefined;
+  /** The allowlist in force (onReload runs in the same tick as the gateway switching to it). */
+  let current = allowlist;
   const problem = () => watch.problem ?? reloadProblem;
 
   return {
     async onResolved(name, ips, ttl) {
+      // An answer whose lookup began before a reload that removed its name must not put the address
+      // back after the reload flushed it (the caller refuses the answer: SERVFAIL / 502).
+      if (!current.decide(name, 'dns').allow) throw new FirewallError(`${name} is no longer allowed (the allowlist was reloaded)`);
       try {
         await set.add(name, ips, ttl);
       } catch (err) {
@@ -102,6 +107,7 @@ export async function startFirewall(cfg: GatewayConfig, audit: Audit, allowlist:
     async onReload(next) {
       // A failure here leaves the kernel stricter or as before (the proxy applies the new list anyway);
       // it is reported (stderr, /healthz unhealthy) rather than taking the gateway down.
+      current = next;
       try {
         const nextPorts = allowedPorts(next);
         if (nextPorts.join(',') !== ports.join(',')) await setPorts(nextPorts, exec);

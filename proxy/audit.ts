@@ -42,7 +42,7 @@ export type AuditEvent =
       bytes_up: number;
       bytes_down: number;
       ms: number;
-      closed_by: 'client' | 'upstream' | 'idle-timeout' | 'policy-reload' | 'shutdown' | 'sni-mismatch' | 'tls-required' | 'error';
+      closed_by: 'client' | 'upstream' | 'idle-timeout' | 'policy-reload' | 'shutdown' | 'sni-mismatch' | 'tls-required' | 'protocol-not-allowed' | 'error';
     }
   | { event: 'reload'; ok: boolean; rules: number; added: string[]; removed: string[]; errors?: string[]; closed_tunnels?: number }
   | { event: 'start'; dns: string; proxy: string; firewall: boolean; rules: number; upstreams: string[] }

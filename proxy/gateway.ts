@@ -99,13 +99,9 @@ export async function startGateway(cfg: GatewayConfig, makeFirewall?: FirewallFa
     const removed = [...before].filter((t) => !after.has(t));
     allowlist = next;
     resolver.forget((name) => !next.decide(name, 'dns').allow);
-    let closed = 0;
-    for (const t of [...proxyServer.tunnels]) {
-      if (!next.decide(t.host, 'connect', t.port).allow) {
-        t.close('policy-reload');
-        closed++;
-      }
-    }
+    // Every connection admitted under the old policy (tunnel, WebSocket, request in flight, or one still
+    // resolving or connecting) that the new one refuses is closed now.
+    const closed = proxyServer.revoke(next).length;
     await firewall?.onReload(next);
     await writeEffective(cfg.allowlistPath, next).catch(() => undefined);
     audit.write({ event: 'reload', ok: true, rules: next.rules.length, added, removed, closed_tunnels: closed });

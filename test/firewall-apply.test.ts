@@ -117,7 +117,7 @@ t.test('the firewall handle: set-full audited, a reload the kernel refuses makes
   t.match(events[0], { event: 'firewall', action: 'applied', interface: iface, set_size: 1 });
 
   await fw.onResolved('a.example', ['192.0.2.1'], 30);
-  t.match(await exec('ipset', ['list', 'codex-egress-allow']), /^192\.0\.2\.1 timeout (59|60)$/m, 'in the kernel set, TTL 30 clamped to 60');
+  t.match(await exec('ipset', ['list', 'codex-egress-allow']), /^192\.0\.2\.1 timeout (89|90)$/m, 'in the kernel set, TTL 30 clamped to 60 (promised), told with 1.5× headroom');
   await t.rejects(fw.onResolved('b.example', ['192.0.2.2'], 30), { code: 'ERR_SET_FULL' });
   t.match(events.at(-1), { event: 'firewall', action: 'set-full', name: 'b.example', ips: ['192.0.2.2'], set_size: 1 });
 
@@ -129,6 +129,9 @@ t.test('the firewall handle: set-full audited, a reload the kernel refuses makes
   t.match(fw.status(), { up: true, ports: [8443], set: { entries: 0 } });
   t.match(events.at(-1), { event: 'firewall', action: 'reload', ports: [8443], flushed: ['192.0.2.1'] });
   t.notMatch(await exec('ipset', ['list', 'codex-egress-allow']), /192\.0\.2\.1/, 'a.example’s address flushed from the kernel');
+  // A lookup that began before the reload and answers after it must not put the address back.
+  await t.rejects(fw.onResolved('a.example', ['192.0.2.1'], 30), { code: 'ERR_FIREWALL', message: /no longer allowed/ });
+  t.notMatch(await exec('ipset', ['list', 'codex-egress-allow']), /192\.0\.2\.1/, 'a late answer for a removed name stays out of the kernel');
 
   await fw.stop();
   t.match(events.at(-1), { event: 'firewall', action: 'stop', rules_kept: true });

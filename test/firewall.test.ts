@@ -21,7 +21,7 @@ import {
   CHAINS,
   type FirewallPlan,
 } from '../firewall/rules.js';
-import { AllowSet } from '../firewall/allowset.js';
+import { AllowSet, MAX_NAMES_PER_ADDRESS } from '../firewall/allowset.js';
 
 const plan: FirewallPlan = {
   sandboxInterface: 'eth1',
@@ -223,8 +223,8 @@ t.test('allow set: concurrent answers are batched into one ipset call, timeouts 
   t.equal(calls.length, 1, 'one ipset restore for three answers');
   t.equal(
     calls[0],
-    'ipset restore\nadd codex-egress-allow 192.0.2.1 timeout 60 -exist\nadd codex-egress-allow 192.0.2.2 timeout 600 -exist\nadd codex-egress-allow 192.0.2.3 timeout 600 -exist\nadd codex-egress-allow 192.0.2.4 timeout 3600 -exist\n',
-    'TTL 5 → 60 (minimum), 600 kept, 99999 → 3600 (maximum)',
+    'ipset restore\nadd codex-egress-allow 192.0.2.1 timeout 90 -exist\nadd codex-egress-allow 192.0.2.2 timeout 900 -exist\nadd codex-egress-allow 192.0.2.3 timeout 900 -exist\nadd codex-egress-allow 192.0.2.4 timeout 3600 -exist\n',
+    'TTL 5 → 60 (minimum), 600 kept, 99999 → 3600 (maximum); the kernel is told 1.5× that, capped at the maximum',
   );
   await set.add('a.example', ['192.0.2.1'], 60);
   t.equal(calls.length, 1, 'an address with plenty of lifetime left needs no kernel call');
@@ -238,7 +238,8 @@ t.test('allow set: an address expiring soon is refreshed; expired entries do not
   await set.add('a.example', ['192.0.2.1'], 60);
   now = 45_000;
   await set.add('a.example', ['192.0.2.1'], 60);
-  t.equal(calls.length, 2, 'refreshed when less than half the lifetime is left');
+  t.equal(calls.length, 2, 'refreshed: the answer promises more (45 + 60 s) than the kernel was told (90 s)');
+  t.match(calls[1], /timeout 90 -exist/);
   await set.add('b.example', ['192.0.2.2'], 60);
   await t.rejects(set.add('c.example', ['192.0.2.3'], 60), { code: 'ERR_SET_FULL' });
   now = 200_000;
@@ -301,4 +302,133 @@ t.test('allow set: a second answer for an address still being added waits until 
   await t.rejects(a, /Hash is full/);
   await t.rejects(b, /Hash is full/, 'a waiting answer fails with the batch it waited for (never fails open)');
   t.notOk('192.0.2.8' in set.snapshot(), 'and the address is not remembered');
+});
+
+/**
+ * A model of the kernel's allow set: `add … timeout T -exist` sets the expiry to (time it runs) + T,
+ * shortening as well as lengthening (as ipset does); `del` removes. Batches run after a delay, on the
+ * model's clock, so time passes between an answer and the kernel call it causes.
+ */
+function kernelModel(clock: { now: number }) {
+  const kernel = new Map<string, number>();
+  let failNext = 0;
+  const exec = async (_cmd: string, _args: string[], input?: string) => {
+    await new Promise((r) => setImmediate(r));
+    clock.now += 3; // the kernel call takes a few ms
+    if (failNext > 0) {
+      failNext--;
+      throw new Error('ipset session ended (SIGKILL)');
+    }
+    for (const m of (input ?? '').matchAll(/^add \S+ (\S+) timeout (\d+) -exist$/gm)) kernel.set(m[1]!, clock.now + Number(m[2]) * 1000);
+    for (const m of (input ?? '').matchAll(/^del \S+ (\S+) -exist$/gm)) kernel.delete(m[1]!);
+    return '';
+  };
+  const live = () => new Set([...kernel].filter(([, until]) => until > clock.now).map(([ip]) => ip));
+  return { exec, kernel, live, failNextCalls: (n: number) => (failNext = n) };
+}
+
+/** A small deterministic PRNG (the test is repeatable). */
+function prng(seed: number) {
+  return () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+}
+
+t.test('allow set against a model of the kernel: every served address is held for its promised time, the views never drift', async (t) => {
+  const clock = { now: 1_000_000 };
+  const model = kernelModel(clock);
+  const set = new AllowSet({ size: 40, minTtl: 60, maxTtl: 3600, exec: model.exec, now: () => clock.now });
+  const rand = prng(42);
+  const ttls = [1, 5, 20, 59, 60, 61, 90, 300, 3599, 3600, 99999];
+  const names = ['a.test', 'b.test', 'c.test', 'd.test', 'cdn1.test', 'cdn2.test'];
+  const ips = Array.from({ length: 30 }, (_, i) => `192.0.2.${i + 1}`);
+  let promisesChecked = 0;
+  let failures = 0;
+  const violations: string[] = [];
+  for (let step = 0; step < 3000; step++) {
+    const r = rand();
+    if (r < 0.6) {
+      // One or more answers served at the same moment (the DNS answer and the proxy's own lookup).
+      const burst = 1 + Math.floor(rand() * 3);
+      const jobs = Array.from({ length: burst }, () => {
+        const name = names[Math.floor(rand() * names.length)]!;
+        const answer = Array.from({ length: 1 + Math.floor(rand() * 3) }, () => ips[Math.floor(rand() * ips.length)]!);
+        const ttl = ttls[Math.floor(rand() * ttls.length)]!;
+        const servedAt = clock.now;
+        return set.add(name, answer, ttl).then(
+          () => {
+            const promised = servedAt + set.timeoutFor(ttl) * 1000;
+            for (const ip of answer) {
+              promisesChecked++;
+              const held = model.kernel.get(ip) ?? 0;
+              if (held < promised) violations.push(`step ${step}: ${ip} for ${name} (ttl ${ttl}) held until ${held}, promised ${promised}`);
+            }
+          },
+          (err: Error) => {
+            if (!/session ended|full/.test(err.message)) violations.push(`step ${step}: unexpected ${err.message}`);
+            failures++;
+          },
+        );
+      });
+      if (rand() < 0.05) model.failNextCalls(1); // the ipset session dies under this batch
+      await Promise.all(jobs);
+      model.failNextCalls(0);
+    } else if (r < 0.65) {
+      // A reload that removes one name: its addresses must leave the kernel unless another name holds them.
+      const removed = names[Math.floor(rand() * names.length)]!;
+      const before = set.snapshot();
+      if (rand() < 0.1) {
+        // The kernel call of the reload fails: nothing is lost, the next reload deletes them.
+        model.failNextCalls(1);
+        await set.forget((n) => n === removed).then(
+          (g) => g.length && violations.push(`step ${step}: a failed delete resolved`),
+          () => undefined,
+        );
+        model.failNextCalls(0); // (unused when nothing was to be deleted)
+      }
+      const gone = await set.forget((n) => n === removed);
+      for (const ip of gone) if (model.kernel.has(ip)) violations.push(`step ${step}: forgot ${ip} but the kernel still has it`);
+      for (const [ip, held] of Object.entries(before)) {
+        if (held.includes(removed) && held.length === 1 && !gone.includes(ip)) violations.push(`step ${step}: ${ip} only ${removed} led to, not flushed`);
+      }
+    } else {
+      clock.now += Math.floor(rand() * 40_000); // time passes: up to 40 s
+    }
+    // The gateway's view and the kernel's: the same live addresses (nothing the kernel holds is unknown
+    // to the gateway, so a reload can always delete it; nothing the gateway counts is missing).
+    const known = Object.keys(set.snapshot()).sort().join(',');
+    const inKernel = [...model.live()].sort().join(',');
+    if (known !== inKernel) violations.push(`step ${step}: gateway knows [${known}], kernel holds [${inKernel}]`);
+    if (violations.length > 5) break;
+  }
+  t.same(violations, [], 'no promise broken, no drift');
+  t.ok(promisesChecked > 2000, `${promisesChecked} served addresses checked`);
+  t.ok(failures > 0, `${failures} answers refused by a failing kernel call (and none of them broke the model)`);
+  t.ok(set.batches < promisesChecked / 2, `${set.batches} kernel batches for ${promisesChecked} served addresses (headroom saves calls)`);
+});
+
+t.test('allow set: a long session of short TTLs (cache hits between upstream fetches) never outlives the kernel entry', async (t) => {
+  // The bug this guards: the gateway pushed its own expiry forward on every answer without telling the
+  // kernel, so the kernel dropped the address after its first timeout while the gateway believed it live.
+  const clock = { now: 0 };
+  const model = kernelModel(clock);
+  const set = new AllowSet({ size: 10, minTtl: 60, maxTtl: 3600, exec: model.exec, now: () => clock.now });
+  const broken: number[] = [];
+  for (let s = 0; s < 600; s += 3) {
+    clock.now = s * 1000;
+    await set.add('short.test', ['192.0.2.20'], 20 - (s % 20)); // what a cache hit answers: the TTL left
+    await set.add('long.test', ['192.0.2.90'], 90 - (s % 90));
+    // a connection made right now (and up to the 60 s floor later) must find both
+    for (const ip of ['192.0.2.20', '192.0.2.90']) if ((model.kernel.get(ip) ?? 0) < clock.now + 60_000) broken.push(s);
+  }
+  t.same(broken, [], 'every answer over 10 minutes left the address in the kernel for the 60 s floor');
+});
+
+t.test('allow set: names per address are bounded; forgetting one of them fails closed', async (t) => {
+  const { exec } = fakeExec();
+  const set = new AllowSet({ size: 10, minTtl: 60, maxTtl: 3600, exec });
+  for (let i = 0; i < 500; i++) await set.add(`n${i}.cdn.test`, ['192.0.2.50'], 60 + i);
+  const names = set.snapshot()['192.0.2.50']!;
+  t.equal(names.length, MAX_NAMES_PER_ADDRESS, `${names.length} names kept of 500`);
+  t.ok(names.includes('n499.cdn.test'), 'the newest promise is kept');
+  t.notOk(names.includes('n0.cdn.test'), 'the one ending first was forgotten');
+  t.same(await set.forget((n) => names.includes(n)), ['192.0.2.50'], 'dropping every remembered name deletes the address (stricter, never looser)');
 });

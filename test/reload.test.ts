@@ -3,12 +3,14 @@ import t from 'tap';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { effectivePath } from '../proxy/config.js';
-import { startCore, curl, dig, openTunnel, PROXY, WEB, type Core } from './harness/core.js';
+import { startCore, curl, dig, nodeIn, openTunnel, PROXY, WEB, type Core } from './harness/core.js';
+import { ROOT } from './harness/world.js';
+import type { Proc } from './harness/netns.js';
 
 let core: Core;
 t.before(async () => {
   // Rules come from the file only, so that editing it can add and remove them.
-  core = await startCore({ flagRules: [], fileRules: ['allowed.test', 'allowed.test:2222'] });
+  core = await startCore({ flagRules: [], fileRules: ['allowed.test', 'allowed.test:2222/tcp'], gatewayArgs: ['--dns-timeout', '6'] });
 });
 t.teardown(() => core?.close());
 
@@ -26,7 +28,7 @@ t.test('the effective allowlist is written beside the file, with provenance', as
   t.equal(effectivePath(core.allowlistPath), join(core.dir, 'allowed_domains.effective.json'));
   t.same(eff.rules, [
     { rule: 'allowed.test', source: 'file', origin: `${core.allowlistPath}:2` },
-    { rule: 'allowed.test:2222', source: 'file', origin: `${core.allowlistPath}:3` },
+    { rule: 'allowed.test:2222/tcp', source: 'file', origin: `${core.allowlistPath}:3` },
   ]);
 });
 
@@ -34,7 +36,7 @@ t.test('adding a name applies live, without dropping an open tunnel', async (t) 
   const tunnel = openTunnel(core.ns);
   await tunnel.waitFor(/BANNER 203\.0\.113\.10:2222/);
   t.equal((await dig(core.ns, 'second.test')).status, 'NXDOMAIN', 'second.test is not allowed yet');
-  const e = await reloadAfter(() => writeFileSync(core.allowlistPath, 'allowed.test\nallowed.test:2222\nsecond.test\n'));
+  const e = await reloadAfter(() => writeFileSync(core.allowlistPath, 'allowed.test\nallowed.test:2222/tcp\nsecond.test\n'));
   t.match(e, { ok: true, added: ['second.test'], removed: [], closed_tunnels: 0 });
   t.same((await dig(core.ns, 'second.test')).answers, [WEB], 'the new name resolves');
   t.equal((await curl(core.ns, ['-x', PROXY, '--cacert', core.cert, 'https://second.test/'])).code, 200, 'and connects');
@@ -54,14 +56,14 @@ t.test('an invalid file is rejected with a logged error; the previous policy sta
 });
 
 t.test('removing a name: it stops resolving, new CONNECTs are refused, its open tunnels are closed', async (t) => {
-  await reloadAfter(() => writeFileSync(core.allowlistPath, 'allowed.test\nallowed.test:2222\nsecond.test\n'), (e) => e.ok === true);
+  await reloadAfter(() => writeFileSync(core.allowlistPath, 'allowed.test\nallowed.test:2222/tcp\nsecond.test\n'), (e) => e.ok === true);
   const tunnel = openTunnel(core.ns);
   await tunnel.waitFor(/BANNER/);
   // Atomic replace (write elsewhere, rename over), as editors and config tools do.
   const tmp = join(core.dir, 'allowed_domains.txt.new');
   writeFileSync(tmp, 'second.test\n');
   const e = await reloadAfter(() => renameSync(tmp, core.allowlistPath));
-  t.match(e, { ok: true, added: [], removed: ['allowed.test', 'allowed.test:2222'], closed_tunnels: 1 });
+  t.match(e, { ok: true, added: [], removed: ['allowed.test', 'allowed.test:2222/tcp'], closed_tunnels: 1 });
   await tunnel.waitFor(/TUNNEL CLOSED/, 5000);
   t.match(await core.gateway.waitForAudit((x) => x.event === 'tunnel_close' && x.closed_by === 'policy-reload'), { host: 'allowed.test', port: 2222 });
   t.equal((await dig(core.ns, 'allowed.test')).status, 'NXDOMAIN', 'the removed name no longer resolves (cache dropped)');
@@ -76,4 +78,103 @@ t.test('SIGHUP re-reads the file (a reload line even when nothing changed)', asy
   const e = await reloadAfter(() => core.gateway.proc.child.kill('SIGHUP'));
   t.match(e, { ok: true, added: [], removed: [], rules: 1 });
   t.notOk(core.gateway.proc.exited, 'SIGHUP does not stop the gateway');
+});
+
+let origin: Proc | undefined;
+t.teardown(() => origin?.stop());
+/** The raw-parsing origin on allowed.test's address, port 8080 (it logs every request it parses). */
+async function startOrigin(): Promise<Proc> {
+  if (!origin) {
+    origin = core.ns.spawn(process.execPath, [join(ROOT, 'dist', 'test', 'fixtures', 'rawhttp.js'), WEB, '8080']);
+    await origin.waitFor(/rawhttp ready/);
+  }
+  return origin;
+}
+
+// Revocation of everything the proxy holds, not only tunnels: WebSockets, streaming plain-HTTP answers,
+// and connections still being set up when the reload comes (their decision is re-checked after the lookup).
+t.test('a reload closes WebSockets and streaming plain-HTTP answers to hosts no longer allowed', async (t) => {
+  await startOrigin();
+  await reloadAfter(() => writeFileSync(core.allowlistPath, 'allowed.test\nallowed.test:8080\nsecond.test\n'), (e) => e.ok === true && (e.rules as number) === 3);
+  const ws = core.ns.spawn(process.execPath, [
+    '--input-type=module',
+    '-e',
+    `import net from 'node:net';
+     const s = net.connect(3128, '127.0.0.1');
+     const frame = (text) => { const p = Buffer.from(text); const mask = Buffer.from([1, 2, 3, 4]);
+       return Buffer.concat([Buffer.from([0x81, 0x80 | p.length]), mask, Buffer.from(p.map((b, i) => b ^ mask[i % 4]))]); };
+     let n = 0; let up = false;
+     s.on('data', (d) => { process.stdout.write(d.toString('latin1').replace(/[^\\x20-\\x7e\\n]/g, '.') + '\\n');
+       if (!up) { up = true; setInterval(() => s.write(frame('ping' + (n++))), 200); } });
+     s.on('close', () => { process.stdout.write('\\nWS CLOSED\\n'); process.exit(0); });
+     s.on('error', () => {});
+     s.write('GET http://allowed.test/ws HTTP/1.1\\r\\nHost: allowed.test\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\\r\\nSec-WebSocket-Version: 13\\r\\n\\r\\n');
+     setTimeout(() => process.exit(0), 30000);`,
+  ]);
+  const stream = core.ns.spawn(process.execPath, [
+    '--input-type=module',
+    '-e',
+    `import net from 'node:net';
+     const s = net.connect(3128, '127.0.0.1');
+     s.on('data', (d) => process.stdout.write(d.toString('latin1')));
+     s.on('close', () => { process.stdout.write('\\nSTREAM CLOSED\\n'); process.exit(0); });
+     s.on('error', () => {});
+     s.write('GET http://allowed.test:8080/stream HTTP/1.1\\r\\nHost: allowed.test:8080\\r\\n\\r\\n');
+     setTimeout(() => process.exit(0), 30000);`,
+  ]);
+  // The same streaming answer, over plain HTTP inside a CONNECT tunnel.
+  const tunnelled = core.ns.spawn(process.execPath, [
+    '--input-type=module',
+    '-e',
+    `import net from 'node:net';
+     const s = net.connect(3128, '127.0.0.1');
+     s.on('data', (d) => process.stdout.write(d.toString('latin1')));
+     s.on('close', () => { process.stdout.write('\\nTUNNEL CLOSED\\n'); process.exit(0); });
+     s.on('error', () => {});
+     s.write('CONNECT allowed.test:8080 HTTP/1.1\\r\\nHost: allowed.test:8080\\r\\n\\r\\n');
+     setTimeout(() => s.write('GET /stream HTTP/1.1\\r\\nHost: allowed.test:8080\\r\\n\\r\\n'), 300);
+     setTimeout(() => process.exit(0), 30000);`,
+  ]);
+  await ws.waitFor(/ping3/, 10_000);
+  await stream.waitFor(/tick3/, 10_000);
+  await tunnelled.waitFor(/tick3/, 10_000);
+  const e = await reloadAfter(() => writeFileSync(core.allowlistPath, 'second.test\n'), (x) => x.ok === true && (x.rules as number) === 1);
+  t.ok((e.closed_tunnels as number) >= 3, `every connection counted (${String(e.closed_tunnels)})`);
+  await ws.waitFor(/WS CLOSED/, 5000);
+  await stream.waitFor(/STREAM CLOSED/, 5000);
+  await tunnelled.waitFor(/TUNNEL CLOSED/, 5000);
+  t.pass('the WebSocket and both streaming answers were closed by the reload');
+  t.match(await core.gateway.waitForAudit((x) => x.event === 'tunnel_close' && x.port === 8080 && x.closed_by === 'policy-reload'), { host: 'allowed.test' });
+  t.match(await core.gateway.waitForAudit((x) => x.event === 'tunnel_close' && x.port === 80 && x.closed_by === 'policy-reload'), { host: 'allowed.test' });
+  t.match(await core.gateway.waitForAudit((x) => x.event === 'http' && x.port === 8080 && x.reason === 'policy-reload'), { host: 'allowed.test', decision: 'deny' });
+});
+
+t.test('a CONNECT or request whose DNS answer comes after a reload is refused, never dialled', async (t) => {
+  const origin = await startOrigin();
+  await reloadAfter(() => writeFileSync(core.allowlistPath, 'second.test\nslow.test\nslow.test:8080\n'), (e) => e.ok === true && (e.rules as number) === 3);
+  // slow.test's upstream answer takes 2.5 s; the reload that removes it lands while both wait for it.
+  const run = (payload: string) =>
+    nodeIn<{ reply: string }>(
+      core.ns,
+      `import net from 'node:net';
+       const s = net.connect(3128, '127.0.0.1'); let reply = '';
+       s.on('data', (d) => { reply += d.toString('latin1'); });
+       s.on('error', () => {});
+       const done = () => { console.log(JSON.stringify({ reply })); process.exit(0); };
+       s.on('close', done); setTimeout(done, 6000);
+       s.write(${JSON.stringify(payload)});`,
+    );
+  const connect = run('CONNECT slow.test:443 HTTP/1.1\r\nHost: slow.test:443\r\n\r\n');
+  const plain = run('GET http://slow.test:8080/late HTTP/1.1\r\nHost: slow.test:8080\r\n\r\n');
+  // Wait until the lookup is in flight (the fake upstream has the query), then reload.
+  for (let i = 0; i < 100 && !core.world.queries().some((q) => q.name === 'slow.test'); i++) await new Promise((r) => setTimeout(r, 50));
+  t.ok(core.world.queries().some((q) => q.name === 'slow.test'), 'the lookup was in flight when the reload came');
+  await reloadAfter(() => writeFileSync(core.allowlistPath, 'second.test\n'), (e) => e.ok === true && (e.rules as number) === 1);
+  const [c, p] = await Promise.all([connect, plain]);
+  t.match(c.reply, /^HTTP\/1\.1 403 [\s\S]*x-codex-egress-deny: policy-reload/, 'the CONNECT decided before the reload is refused after its lookup');
+  t.notMatch(c.reply, /200 Connection Established/);
+  t.match(p.reply, /^HTTP\/1\.1 403 [\s\S]*x-codex-egress-deny: policy-reload/, 'so is the plain request');
+  t.notMatch(p.reply, /origin saw/);
+  t.notMatch(origin.output(), /"path":"\/late"/, 'and the origin never received it');
+  t.match(await core.gateway.waitForAudit((x) => x.event === 'connect' && x.host === 'slow.test' && x.reason === 'policy-reload'), { decision: 'deny', status: 403 });
 });

@@ -11,9 +11,20 @@ let passed = 0;
 let failed = 0;
 let skipped = 0;
 let prevIndent = -1;
+/** Inside a YAML diagnostic block (`---` … `...` after a result): its lines are not TAP structure. */
+let yamlIndent = -1;
 const rl = createInterface({ input: child.stdout });
 rl.on('line', (line) => {
   process.stdout.write(`${line}\n`);
+  const indent = line.length - line.trimStart().length;
+  if (yamlIndent >= 0) {
+    if (line.trim() === '...' && indent === yamlIndent) yamlIndent = -1;
+    return;
+  }
+  if (line.trim() === '---') {
+    yamlIndent = indent;
+    return;
+  }
   const m = /^(\s*)(not ok|ok) \d+/.exec(line);
   if (m) {
     const indent = m[1].length;

@@ -1,50 +1,28 @@
-// Read the server name (SNI) from the first bytes a client sends in a tunnel. No I/O.
+// Read the server name (SNI) from a TLS ClientHello, and refuse the extensions that hide the real one. No I/O.
 
-export type HelloResult =
-  | { status: 'need-more' }
-  /** The first byte is not a TLS handshake record. */
-  | { status: 'not-tls' }
-  | { status: 'invalid'; detail: string }
-  | { status: 'ok'; sni?: string };
+export type HelloResult = { status: 'invalid'; detail: string } | { status: 'ok'; sni?: string };
 
-const HANDSHAKE = 0x16;
-const CLIENT_HELLO = 0x01;
 const EXT_SERVER_NAME = 0x0000;
-/** A ClientHello larger than this is refused rather than buffered. */
-export const MAX_HELLO_BYTES = 64 * 1024;
+/**
+ * Extensions that carry another, encrypted server name: the outer SNI then says nothing about where the
+ * connection goes. Encrypted Client Hello (RFC 9849, 0xfe0d, and its drafts 0xfe08–0xfe0c), its
+ * ech_outer_extensions (0xfd00, only ever in an inner hello), and the older ESNI (0xffce).
+ */
+const HIDDEN_NAME = new Map<number, string>([
+  [0xfe0d, 'Encrypted Client Hello'],
+  [0xfe0c, 'Encrypted Client Hello (draft)'],
+  [0xfe0b, 'Encrypted Client Hello (draft)'],
+  [0xfe0a, 'Encrypted Client Hello (draft)'],
+  [0xfe09, 'Encrypted Client Hello (draft)'],
+  [0xfe08, 'Encrypted Client Hello (draft)'],
+  [0xfd00, 'ech_outer_extensions'],
+  [0xffce, 'encrypted SNI (ESNI)'],
+]);
 
-/** Join the handshake fragments of consecutive TLS records (a ClientHello may span several). */
-function handshakeBytes(buf: Buffer): { bytes: Buffer; complete: boolean } | { invalid: string } {
-  const parts: Buffer[] = [];
-  let off = 0;
-  let total = 0;
-  while (off + 5 <= buf.length) {
-    if (buf[off] !== HANDSHAKE) return { invalid: 'non-handshake record before the ClientHello ended' };
-    const len = buf.readUInt16BE(off + 3);
-    if (len === 0 || len > 16384 + 2048) return { invalid: 'bad TLS record length' };
-    if (off + 5 + len > buf.length) break;
-    parts.push(buf.subarray(off + 5, off + 5 + len));
-    total += len;
-    off += 5 + len;
-    const hs = Buffer.concat(parts, total);
-    if (hs.length >= 4) {
-      const need = 4 + hs.readUIntBE(1, 3);
-      if (hs.length >= need) return { bytes: hs.subarray(0, need), complete: true };
-    }
-  }
-  return { bytes: Buffer.concat(parts, total), complete: false };
-}
-
-export function readClientHello(buf: Buffer): HelloResult {
-  if (buf.length === 0) return { status: 'need-more' };
-  if (buf[0] !== HANDSHAKE) return { status: 'not-tls' };
-  if (buf.length > MAX_HELLO_BYTES) return { status: 'invalid', detail: 'ClientHello too large' };
-  const hs = handshakeBytes(buf);
-  if ('invalid' in hs) return { status: 'invalid', detail: hs.invalid };
-  if (hs.bytes.length >= 1 && hs.bytes[0] !== CLIENT_HELLO) return { status: 'invalid', detail: 'first handshake message is not a ClientHello' };
-  if (!hs.complete) return { status: 'need-more' };
+/** Parse a ClientHello message body (after the 4-byte handshake header). */
+export function parseClientHello(b: Buffer): HelloResult {
   try {
-    return parseHello(hs.bytes.subarray(4));
+    return parseHello(b);
   } catch {
     return { status: 'invalid', detail: 'malformed ClientHello' };
   }
@@ -68,6 +46,8 @@ function parseHello(b: Buffer): HelloResult {
     const data = b.subarray(off + 4, off + 4 + len);
     if (data.length !== len) return { status: 'invalid', detail: 'truncated extension' };
     off += 4 + len;
+    const hidden = HIDDEN_NAME.get(type);
+    if (hidden) return { status: 'invalid', detail: `${hidden} hides the server name` };
     if (type !== EXT_SERVER_NAME) continue;
     if (seen) return { status: 'invalid', detail: 'two server_name extensions' };
     seen = true;

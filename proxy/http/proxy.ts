@@ -1,17 +1,23 @@
-// The HTTP proxy the sandbox uses: CONNECT tunnels (own handler), absolute-form HTTP and WebSocket
-// upgrades (http-proxy), /healthz. Every request is decided on its own, keep-alive included.
+// The HTTP proxy the sandbox uses, wired from small parts: admit (decide + resolve + re-check),
+// connect (CONNECT tunnels and their first-bytes check), forward (plain HTTP and WebSocket, exact
+// framing), reply (refusals, lingering close), registry (every open connection, for revocation).
+// This file is the server: listen, limits, the routes, and close.
 import http from 'node:http';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import httpProxy from 'http-proxy';
-import type { Allowlist, Decision, DenyReason } from '../policy/allowlist.js';
-import type { Audit, AuditEvent } from '../audit.js';
-import type { Lookup, Resolver } from '../dns/resolver.js';
-import { normalizeName } from '../policy/names.js';
-import { readClientHello, MAX_HELLO_BYTES } from './clienthello.js';
-import { hostHeaderMatches, parseAbsoluteUrl, parseAuthority } from './target.js';
+import type { Allowlist } from '../policy/allowlist.js';
+import type { Audit } from '../audit.js';
+import type { Resolver } from '../dns/resolver.js';
+import { withConnectionScope } from '../lastresort.js';
+import { admit } from './admit.js';
+import { handleConnect, type HttpTunnel } from './connect.js';
+import { checkRequestHead } from './framing.js';
+import { forwardRequest, forwardUpgrade, type ForwardDeps, type RequestAudit } from './forward.js';
+import { Registry, revokedDetail, stillAllowed, type Connection } from './registry.js';
+import { rawReply, refuseResponse } from './reply.js';
+import { hostHeaderMatches, parseAbsoluteUrl } from './target.js';
 
-export const DENY_HEADER = 'x-codex-egress-deny';
+export { DENY_HEADER } from './reply.js';
 
 export interface ProxyLimits {
   /** Upstream TCP connect timeout. */
@@ -20,7 +26,7 @@ export interface ProxyLimits {
   headersTimeoutMs: number;
   /** A tunnel or connection with no traffic in either direction for this long is closed. */
   idleTimeoutMs: number;
-  /** Time a CONNECT client has to send its first bytes (the TLS ClientHello). */
+  /** Time a CONNECT client has for its first bytes (for TLS: the handshake up to the server's hello). */
   helloTimeoutMs: number;
   maxHeaderBytes: number;
   maxConnectionsPerClient: number;
@@ -44,286 +50,217 @@ export interface ProxyOptions {
   health: () => { healthy: boolean; [k: string]: unknown };
 }
 
-export interface Tunnel {
-  client: string;
-  host: string;
-  port: number;
-  ip: string;
-  close(reason: 'policy-reload' | 'shutdown'): void;
-  /** Settles once the tunnel is closed and its tunnel_close line written. */
-  closed: Promise<void>;
-}
-
 export interface ProxyServer {
   address: net.AddressInfo;
-  tunnels: ReadonlySet<Tunnel>;
+  /** Every connection open for a host (tunnels, WebSockets, requests in flight). */
+  connections(): Connection[];
+  /** Close the connections `allowlist` no longer allows; returns them. */
+  revoke(allowlist: Allowlist): Connection[];
   /** Stop accepting; close open tunnels and connections. */
   close(): Promise<void>;
 }
 
-type RequestAudit = Extract<AuditEvent, { event: 'connect' | 'http' }>;
-
-const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'upgrade'];
-
-function stripHopByHop(headers: http.IncomingHttpHeaders, keepUpgrade: boolean): void {
-  const listed = String(headers.connection ?? '')
-    .split(',')
-    .map((t) => t.trim().toLowerCase())
-    .filter(Boolean);
-  for (const h of [...HOP_BY_HOP, ...listed]) {
-    if (keepUpgrade && (h === 'upgrade' || h === 'connection')) continue;
-    delete headers[h];
-  }
-  if (keepUpgrade) headers.connection = 'Upgrade';
+/** Report an internal error of one connection and close it; the gateway keeps serving the others. */
+function internalError(err: unknown, socket: Duplex | undefined): void {
+  process.stderr.write(`codex-egress: proxy: internal error, connection closed: ${(err as Error)?.stack ?? String(err)}\n`);
+  socket?.destroy();
 }
 
-const lookupDeny = (r: Exclude<Lookup, { status: 'ok' }>): { reason: DenyReason; status: number; detail: string } =>
-  r.status === 'refused'
-    ? { reason: 'private-address', status: 403, detail: `resolves to a non-public address (${r.ips.join(', ')})` }
-    : { reason: 'resolve-failed', status: 502, detail: r.status === 'servfail' ? r.detail : `name has no IPv4 address (${r.status})` };
-
-function denyBody(reason: string, detail?: string): string {
-  return `codex-egress: request blocked (${reason})${detail ? `: ${detail}` : ''}\n`;
+/** A handler whose exceptions (thrown, or its promise rejected) close its connection only. */
+function guarded<A extends unknown[]>(socketOf: (a: A) => Duplex | undefined, fn: (...a: A) => unknown): (...a: A) => void {
+  return (...a: A) => {
+    try {
+      const r = fn(...a);
+      if (r instanceof Promise) r.catch((err: unknown) => internalError(err, socketOf(a)));
+    } catch (err) {
+      internalError(err, socketOf(a));
+    }
+  };
 }
 
-/** Write a complete HTTP error response on a raw socket (CONNECT and upgrade paths) and close it. */
-function rawReply(socket: Duplex, status: number, reason: string, detail?: string): void {
-  const body = denyBody(reason, detail);
-  const text = http.STATUS_CODES[status] ?? 'Error';
-  if (socket.writable) {
-    socket.end(
-      `HTTP/1.1 ${status} ${text}\r\n${DENY_HEADER}: ${reason}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-    );
-  }
-  setTimeout(() => socket.destroy(), 1000).unref();
+/**
+ * Every connection a server accepts is handled in its own scope (lastresort.ts): its parser, its
+ * sockets' events, and what they start. An exception nothing caught there closes that connection only.
+ */
+function scopeConnections(server: http.Server): void {
+  const emit = server.emit as (this: http.Server, event: string | symbol, ...args: unknown[]) => boolean;
+  server.emit = function (this: http.Server, event: string | symbol, ...args: unknown[]): boolean {
+    if (event !== 'connection') return emit.call(this, event, ...args);
+    const socket = args[0] as net.Socket;
+    return withConnectionScope(socket, () => emit.call(this, event, ...args));
+  } as typeof server.emit;
 }
 
 export async function startProxy(host: string, port: number, opts: ProxyOptions): Promise<ProxyServer> {
   const { limits, audit } = opts;
-  const tunnels = new Set<Tunnel>();
+  const registry = new Registry();
   const perClient = new Map<string, number>();
   const sockets = new Set<net.Socket>();
   const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
-  const proxy = httpProxy.createProxyServer({ xfwd: false, changeOrigin: false, agent, proxyTimeout: limits.idleTimeoutMs, ws: true });
-  // http-proxy kills the process on an unhandled 'error': answer 502 or drop the socket instead.
-  proxy.on('error', (err, _req, resOrSocket) => {
-    if (resOrSocket instanceof http.ServerResponse) {
-      if (!resOrSocket.headersSent) {
-        resOrSocket.writeHead(502, { [DENY_HEADER]: 'upstream-error', 'content-type': 'text/plain' });
-      }
-      resOrSocket.end(`codex-egress: upstream error: ${err.message}\n`);
-    } else {
-      (resOrSocket as net.Socket | undefined)?.destroy();
-    }
-  });
+  const fdeps: ForwardDeps = { allowlist: opts.allowlist, audit, agent, idleTimeoutMs: limits.idleTimeoutMs };
+  const adeps = { allowlist: opts.allowlist, resolver: opts.resolver, registry };
+  /** Plain-HTTP tunnels: the HTTP server their requests are parsed by, and which tunnel a socket is. */
+  const tunnelOf = new WeakMap<Duplex, HttpTunnel>();
 
   const log = (e: RequestAudit) => audit.write(e);
 
-  /** Decide a name target and resolve it; undefined when the answer is already sent/refused. */
-  async function admit(
-    kind: 'connect' | 'http',
-    client: string,
-    rawHost: string,
-    port: number,
-    refuse: (status: number, reason: DenyReason, detail?: string) => void,
-    method?: string,
-  ): Promise<{ decision: Decision; ip: string } | undefined> {
-    const d = opts.allowlist().decide(rawHost, kind, port);
-    const base = { event: kind, client, host: d.host ?? rawHost.slice(0, 255), port, method, rule: d.rule } as const;
-    if (!d.allow) {
-      log({ ...base, decision: 'deny', reason: d.reason, status: 403 });
-      refuse(403, d.reason as DenyReason);
-      return undefined;
-    }
-    const r = await opts.resolver.lookup(d.host!);
-    if (r.status !== 'ok') {
-      const x = lookupDeny(r);
-      log({ ...base, decision: 'deny', reason: x.reason, status: x.status, detail: x.detail });
-      refuse(x.status, x.reason, x.detail);
-      return undefined;
-    }
-    return { decision: d, ip: r.ips[0]! };
-  }
-
-  async function onConnect(req: http.IncomingMessage, socket: net.Socket, head: Buffer): Promise<void> {
-    const client = socket.remoteAddress ?? '';
-    const refuse = (status: number, reason: DenyReason, detail?: string) => rawReply(socket, status, reason, detail);
-    const t = parseAuthority(req.url ?? '');
-    if (!t.ok) {
-      log({ event: 'connect', client, host: String(req.url).slice(0, 255), port: 0, decision: 'deny', reason: 'bad-request', status: 400, detail: t.detail });
-      return refuse(400, 'bad-request', t.detail);
-    }
-    const admitted = await admit('connect', client, t.host, t.port, refuse);
-    if (!admitted || socket.destroyed) return;
-    const { decision, ip } = admitted;
-    const name = decision.host!;
-    const base = { event: 'connect', client, host: name, port: t.port, ip, rule: decision.rule } as const;
-    const upstream = net.connect({ host: ip, port: t.port, allowHalfOpen: true });
-    upstream.setTimeout(limits.connectTimeoutMs, () => upstream.destroy(new Error(`connect timeout after ${limits.connectTimeoutMs} ms`)));
-    const started = Date.now();
-    let closedBy: Extract<AuditEvent, { event: 'tunnel_close' }>['closed_by'] | undefined;
-    let open = false;
-    const finish = (by: NonNullable<typeof closedBy>) => {
-      closedBy ??= by;
-      socket.destroy();
-      upstream.destroy();
-    };
-    const closed = new Promise<void>((resolve) => socket.once('close', () => setImmediate(resolve)));
-    const tunnel: Tunnel = { client, host: name, port: t.port, ip, close: (reason) => finish(reason), closed };
-    upstream.on('error', (err) => {
-      if (!open) {
-        log({ ...base, decision: 'error', reason: 'upstream-connect-failed', status: 502, detail: err.message });
-        rawReply(socket, 502, 'upstream-connect-failed', err.message);
-      } else finish('error');
-    });
-    socket.on('error', () => finish('error'));
-    upstream.once('connect', () => {
-      open = true;
-      upstream.setTimeout(0);
-      tunnels.add(tunnel);
-      log({ ...base, decision: 'allow', reason: 'allowed', status: 200 });
-      socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-      socket.setTimeout(limits.idleTimeoutMs, () => finish('idle-timeout'));
-      upstream.pipe(socket);
-      inspectFirstBytes();
-    });
-    upstream.on('end', () => (closedBy ??= 'upstream'));
-    socket.on('end', () => (closedBy ??= 'client'));
-    socket.on('close', () => {
-      upstream.destroy();
-      tunnels.delete(tunnel);
-      if (open) {
-        audit.write({
-          event: 'tunnel_close',
-          client,
-          host: name,
-          port: t.port,
-          ip,
-          bytes_up: upstream.bytesWritten,
-          bytes_down: upstream.bytesRead,
-          ms: Date.now() - started,
-          closed_by: closedBy ?? 'client',
-        });
-      }
-    });
-    upstream.on('close', () => {
-      if (!socket.destroyed && socket.writableEnded === false && !open) socket.destroy();
-    });
-
-    // The client's first bytes decide whether the tunnel may carry on: a TLS ClientHello must name the
-    // CONNECT host; anything but TLS is refused on a default (443) rule.
-    const tlsRequired = t.port === 443;
-    function inspectFirstBytes(): void {
-      let buf = head;
-      const helloTimer = setTimeout(() => (tlsRequired ? reject('tls-required', 'no ClientHello in time') : pass()), limits.helloTimeoutMs);
-      socket.once('close', () => clearTimeout(helloTimer));
-      const reject = (reason: 'sni-mismatch' | 'tls-required', detail: string) => {
-        clearTimeout(helloTimer);
-        log({ ...base, decision: 'deny', reason, detail });
-        finish(reason);
-      };
-      const pass = () => {
-        clearTimeout(helloTimer);
-        socket.removeListener('data', onData);
-        if (buf.length) upstream.write(buf);
-        socket.pipe(upstream);
-      };
-      const check = () => {
-        const h = readClientHello(buf);
-        if (h.status === 'need-more') return buf.length > MAX_HELLO_BYTES ? reject('sni-mismatch', 'ClientHello too large') : undefined;
-        if (h.status === 'not-tls') return tlsRequired ? reject('tls-required', 'the tunnel did not start with TLS') : pass();
-        if (h.status === 'invalid') return reject('sni-mismatch', h.detail);
-        const sni = h.sni === undefined ? undefined : normalizeName(h.sni);
-        if (!sni || !sni.ok || sni.name !== name) return reject('sni-mismatch', `SNI ${JSON.stringify(h.sni ?? null)} is not ${name}`);
-        pass();
-      };
-      const onData = (chunk: Buffer) => {
-        buf = Buffer.concat([buf, chunk]);
-        check();
-      };
-      socket.on('data', onData);
-      if (buf.length) check();
-    }
-  }
-
-  function onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+  /** Absolute-form `http://` requests: checked, admitted and forwarded one by one. */
+  async function onRequest(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const client = req.socket.remoteAddress ?? '';
     const url = req.url ?? '';
+    const method = req.method ?? '';
     if (url.startsWith('/')) {
-      if (req.method === 'GET' && (url === '/healthz' || url.startsWith('/healthz?'))) {
+      if (method === 'GET' && (url === '/healthz' || url.startsWith('/healthz?'))) {
         const h = opts.health();
         res.writeHead(h.healthy ? 200 : 503, { 'content-type': 'application/json' });
         return void res.end(`${JSON.stringify(h)}\n`);
       }
-      res.writeHead(400, { [DENY_HEADER]: 'bad-request', 'content-type': 'text/plain' });
-      return void res.end(denyBody('bad-request', 'this is a proxy: send absolute-form requests or CONNECT'));
+      return refuseResponse(res, 400, 'bad-request', 'this is a proxy: send absolute-form requests or CONNECT');
     }
-    void forward(req, client, (status, reason, detail) => {
-      if (res.headersSent) return void res.destroy();
-      res.writeHead(status, { [DENY_HEADER]: reason, 'content-type': 'text/plain', connection: 'close' });
-      res.end(denyBody(reason, detail));
-    }).then((target) => {
-      if (!target) return;
-      const base = target.audit;
-      res.on('close', () => log({ ...base, decision: 'allow', reason: 'allowed', status: res.statusCode }));
-      proxy.web(req, res, { target: target.url });
-    });
-  }
-
-  /** Checks shared by plain HTTP and WebSocket upgrades; rewrites the request for the origin server. */
-  async function forward(
-    req: http.IncomingMessage,
-    client: string,
-    refuse: (status: number, reason: DenyReason, detail?: string) => void,
-  ): Promise<{ url: string; audit: RequestAudit } | undefined> {
-    const method = req.method;
-    const t = parseAbsoluteUrl(req.url ?? '');
-    const hostHeaders = req.rawHeaders.filter((_, i) => i % 2 === 0 && req.rawHeaders[i]!.toLowerCase() === 'host').length;
-    const bad = (detail: string, host = '', port = 0) => {
-      log({ event: 'http', client, host, port, method, decision: 'deny', reason: 'bad-request', status: 400, detail });
-      refuse(400, 'bad-request', detail);
-      return undefined;
+    const t = parseAbsoluteUrl(url);
+    const bad = (detail: string, h = '', p = 0) => {
+      log({ event: 'http', client, host: h, port: p, method, decision: 'deny', reason: 'bad-request', status: 400, detail });
+      refuseResponse(res, 400, 'bad-request', detail);
     };
     if (!t.ok) return bad(t.detail);
-    if (hostHeaders !== 1) return bad('exactly one Host header is required', t.host, t.port);
-    const admitted = await admit('http', client, t.host, t.port, refuse, method);
-    if (!admitted) return undefined;
-    const { decision, ip } = admitted;
-    const base = { event: 'http', client, host: decision.host!, port: t.port, ip, method, rule: decision.rule } as const;
-    if (!hostHeaderMatches(req.headers.host, t.host, t.port)) {
+    const head = checkRequestHead(method, req.httpVersion, req.rawHeaders, false);
+    if (!head.ok) return bad(head.detail, t.host.slice(0, 255), t.port);
+    const a = await admit(adeps, 'request', 'http', client, t.host, t.port);
+    if (!a.ok) {
+      log({ event: 'http', client, host: a.decision.host ?? t.host.slice(0, 255), port: t.port, method, rule: a.decision.rule, decision: 'deny', reason: a.reason, status: a.status, detail: a.detail });
+      return refuseResponse(res, a.status, a.reason, a.detail);
+    }
+    const base = { event: 'http', client, host: a.decision.host, port: t.port, ip: a.ip, method, rule: a.decision.rule } as const;
+    if (res.destroyed || req.socket.destroyed) return a.done();
+    if (!hostHeaderMatches(req.headers.host, a.decision.host, t.port)) {
+      a.done();
       log({ ...base, decision: 'deny', reason: 'host-mismatch', status: 403, detail: `Host: ${String(req.headers.host).slice(0, 255)}` });
-      refuse(403, 'host-mismatch', 'the Host header must name the URL host');
-      return undefined;
+      return refuseResponse(res, 403, 'host-mismatch', 'the Host header must name the URL host');
     }
-    stripHopByHop(req.headers, req.headers.upgrade?.toLowerCase() === 'websocket');
-    req.url = t.path;
-    return { url: `http://${ip}:${t.port}`, audit: { ...base, decision: 'allow', reason: 'allowed' } };
+    forwardRequest(fdeps, req, res, { conn: a.conn, done: a.done, ip: a.ip, port: t.port, method, path: t.path!, headers: head.headers, audit: base });
   }
 
-  function onUpgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer): void {
+  /** Absolute-form WebSocket upgrades. */
+  async function onUpgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer): Promise<void> {
     const client = socket.remoteAddress ?? '';
+    const method = req.method ?? '';
     socket.on('error', () => socket.destroy());
-    if (String(req.headers.upgrade).toLowerCase() !== 'websocket' || !(req.url ?? '').startsWith('http:')) {
-      log({ event: 'http', client, host: '', port: 0, method: req.method, decision: 'deny', reason: 'bad-request', status: 400, detail: 'only absolute-form WebSocket upgrades are proxied' });
-      return rawReply(socket, 400, 'bad-request', 'only absolute-form WebSocket upgrades are proxied');
+    const bad = (detail: string, h = '', p = 0) => {
+      log({ event: 'http', client, host: h, port: p, method, decision: 'deny', reason: 'bad-request', status: 400, detail });
+      rawReply(socket, 400, 'bad-request', detail);
+    };
+    const t = parseAbsoluteUrl(req.url ?? '');
+    if (String(req.headers.upgrade).toLowerCase() !== 'websocket' || !t.ok) return bad('only absolute-form WebSocket upgrades are proxied');
+    const check = checkRequestHead(method, req.httpVersion, req.rawHeaders, true);
+    if (!check.ok) return bad(check.detail, t.host.slice(0, 255), t.port);
+    const a = await admit(adeps, 'websocket', 'http', client, t.host, t.port);
+    if (!a.ok) {
+      log({ event: 'http', client, host: a.decision.host ?? t.host.slice(0, 255), port: t.port, method, rule: a.decision.rule, decision: 'deny', reason: a.reason, status: a.status, detail: a.detail });
+      return rawReply(socket, a.status, a.reason, a.detail);
     }
-    void forward(req, client, (status, reason, detail) => rawReply(socket, status, reason, detail)).then((target) => {
-      if (!target) return;
-      log({ ...target.audit, status: 101 });
-      proxy.ws(req, socket, head, { target: target.url });
-      // After proxy.ws, which clears socket timeouts: idle in both directions closes the stream.
-      socket.setTimeout(limits.idleTimeoutMs, () => socket.destroy());
-    });
+    const base = { event: 'http', client, host: a.decision.host, port: t.port, ip: a.ip, method, rule: a.decision.rule } as const;
+    if (socket.destroyed) return a.done();
+    if (!hostHeaderMatches(req.headers.host, a.decision.host, t.port)) {
+      a.done();
+      log({ ...base, decision: 'deny', reason: 'host-mismatch', status: 403, detail: `Host: ${String(req.headers.host).slice(0, 255)}` });
+      return rawReply(socket, 403, 'host-mismatch', 'the Host header must name the URL host');
+    }
+    forwardUpgrade(fdeps, socket, head, { conn: a.conn, done: a.done, ip: a.ip, port: t.port, method, path: t.path!, headers: check.headers, audit: base });
   }
 
-  const server = http.createServer({
+  /**
+   * A request inside a plain-HTTP tunnel: origin-form, Host naming the tunnel's host, framed exactly;
+   * it goes to the tunnel's checked address. Returns the forward, or undefined once refused.
+   */
+  function tunnelRequest(
+    req: http.IncomingMessage,
+    upgrade: boolean,
+    refuse: (status: number, reason: RequestAudit['reason'] & string, detail: string) => void,
+  ): Parameters<typeof forwardRequest>[3] | undefined {
+    const tunnel = tunnelOf.get(req.socket);
+    const method = req.method ?? '';
+    if (!tunnel) return void req.socket.destroy();
+    const base = { event: 'http', client: tunnel.client, host: tunnel.host, port: tunnel.port, ip: tunnel.ip, method, rule: tunnel.rule } as const;
+    const no = (status: number, reason: 'bad-request' | 'host-mismatch' | 'policy-reload', detail: string) => {
+      log({ ...base, decision: 'deny', reason, status, detail });
+      refuse(status, reason, detail);
+      return undefined;
+    };
+    const url = req.url ?? '';
+    if (!url.startsWith('/') && !(method === 'OPTIONS' && url === '*')) return no(400, 'bad-request', 'a request inside a tunnel must be in origin form');
+    const head = checkRequestHead(method, req.httpVersion, req.rawHeaders, upgrade);
+    if (!head.ok) return no(400, 'bad-request', head.detail);
+    if (!hostHeaderMatches(req.headers.host, tunnel.host, tunnel.port, true)) {
+      return no(403, 'host-mismatch', `Host ${JSON.stringify(String(req.headers.host).slice(0, 255))} is not the tunnel's host ${tunnel.host}`);
+    }
+    if (!stillAllowed(tunnel.conn, opts.allowlist)) return no(403, 'policy-reload', revokedDetail(tunnel.conn));
+    let settle!: () => void;
+    const conn: Connection = { kind: upgrade ? 'websocket' : 'request', client: tunnel.client, host: tunnel.host, port: tunnel.port, via: 'connect', closed: new Promise((r) => (settle = r)) };
+    const remove = registry.add(conn);
+    const done = () => {
+      remove();
+      settle();
+    };
+    return { conn, done, ip: tunnel.ip, port: tunnel.port, method, path: url, headers: head.headers, audit: base };
+  }
+
+  const serverOptions: http.ServerOptions = {
     maxHeaderSize: limits.maxHeaderBytes,
     headersTimeout: limits.headersTimeoutMs,
     requestTimeout: 0,
     keepAliveTimeout: 5_000,
     // How often the headers timeout is enforced (Node's default, 30 s, would let a slow client linger).
     connectionsCheckingInterval: Math.min(1_000, limits.headersTimeoutMs),
-  });
+  };
+  const onClientError = (err: NodeJS.ErrnoException, socket: Duplex) => {
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    if (socket.writableEnded || socket.destroyed) return;
+    rawReply(socket, status, 'bad-request', err.code);
+  };
+
+  const inner = http.createServer(serverOptions);
+  scopeConnections(inner);
+  inner.timeout = limits.idleTimeoutMs;
+  // It never listens itself: 'listening' starts its enforcement of the headers timeout (slowloris
+  // inside a tunnel), which Node only starts on listen; inner.close() stops it.
+  inner.emit('listening');
+  inner.on('clientError', onClientError);
+  inner.on(
+    'request',
+    guarded(
+      ([req]) => req.socket,
+      (req: http.IncomingMessage, res: http.ServerResponse) => {
+        const f = tunnelRequest(req, false, (status, reason, detail) => refuseResponse(res, status, reason, detail));
+        if (f) forwardRequest(fdeps, req, res, f);
+      },
+    ),
+  );
+  inner.on(
+    'upgrade',
+    guarded(
+      ([, socket]) => socket,
+      (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+        socket.on('error', () => socket.destroy());
+        if (String(req.headers.upgrade).toLowerCase() !== 'websocket') {
+          return rawReply(socket, 400, 'bad-request', 'only WebSocket upgrades are proxied');
+        }
+        const f = tunnelRequest(req, true, (status, reason, detail) => rawReply(socket, status, reason, detail));
+        if (f) forwardUpgrade(fdeps, socket, head, f);
+      },
+    ),
+  );
+  inner.on('connect', (_req: http.IncomingMessage, socket: Duplex) => rawReply(socket, 400, 'bad-request', 'CONNECT inside a tunnel'));
+
+  const toHttp = (socket: net.Socket, bytes: Buffer, tunnel: HttpTunnel) => {
+    // A reload still closes the whole tunnel (connect.ts keeps its onClose); its requests go with it.
+    tunnelOf.set(socket, tunnel);
+    if (bytes.length) socket.unshift(bytes);
+    inner.emit('connection', socket);
+  };
+  const cdeps = { ...adeps, audit, limits, toHttp };
+
+  const server = http.createServer(serverOptions);
+  scopeConnections(server);
   server.timeout = limits.idleTimeoutMs;
   server.on('connection', (socket: net.Socket) => {
     const client = socket.remoteAddress ?? '';
@@ -342,18 +279,10 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
       else perClient.set(client, left);
     });
   });
-  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
-    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-    rawReply(socket, status, 'bad-request', err.code);
-  });
-  server.on('request', onRequest);
-  server.on('connect', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
-    onConnect(req, socket, head).catch((err: Error) => {
-      process.stderr.write(`codex-egress: connect: ${err.stack ?? err.message}\n`);
-      socket.destroy();
-    });
-  });
-  server.on('upgrade', onUpgrade);
+  server.on('clientError', onClientError);
+  server.on('request', guarded(([req]) => req.socket, onRequest));
+  server.on('connect', guarded(([, socket]) => socket, (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => handleConnect(cdeps, req, socket, head)));
+  server.on('upgrade', guarded(([, socket]) => socket, onUpgrade));
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -366,14 +295,16 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
 
   return {
     address: server.address() as net.AddressInfo,
-    tunnels,
+    connections: () => registry.all(),
+    revoke: (allowlist) => registry.revoke(allowlist),
     close: async () => {
       const closing = new Promise<void>((resolve) => server.close(() => resolve()));
-      const open = [...tunnels];
-      for (const t of open) t.close('shutdown');
+      inner.close();
+      const open = registry.all();
+      for (const c of open) registry.close(c, 'shutdown');
       for (const s of sockets) s.destroy();
       agent.destroy();
-      await Promise.all([closing, ...open.map((t) => t.closed)]);
+      await Promise.all([closing, ...open.map((c) => Promise.race([c.closed, new Promise((r) => setTimeout(r, 2000).unref())]))]);
     },
   };
 }

@@ -32,13 +32,27 @@ export function parseAbsoluteUrl(raw: string): Target & { path?: string } {
   return { ok: true, host: url.hostname, port: url.port ? Number(url.port) : 80, path: `${url.pathname}${url.search}` };
 }
 
-/** Does a Host header name the same host and port as the request target? */
-export function hostHeaderMatches(header: string | undefined, host: string, targetPort: number): boolean {
-  if (!header) return false;
-  const m = /^(\[[^\]]*\]|[^:[\]]+)(?::([0-9]{1,5}))?$/.exec(header.trim());
+/** Letters, digits, dot and hyphen: the only bytes a host name in SNI or a Host header may have. */
+const LDH = /^[A-Za-z0-9.-]+$/;
+
+/**
+ * Does a name written by the client (SNI, Host header) spell `name` (a normalised rule-side name)?
+ * ASCII bytes only, compared case-insensitively, one optional trailing dot; no Unicode mapping, no
+ * IDN conversion, no percent-decoding: `allo\xadwed.test` or a full-width letter never equals `allowed.test`.
+ */
+export function spellsName(written: string, name: string): boolean {
+  const h = written.endsWith('.') ? written.slice(0, -1) : written;
+  return h.length > 0 && LDH.test(h) && h.toLowerCase() === name;
+}
+
+/**
+ * Does a Host header name `name` on `targetPort`? `host[:port]`; a missing port means 80, or, with
+ * `portOptional` (plain HTTP inside a tunnel, which is already bound to its port), any.
+ */
+export function hostHeaderMatches(header: string | undefined, name: string, targetPort: number, portOptional = false): boolean {
+  if (header === undefined) return false;
+  const m = /^([A-Za-z0-9.-]+)(?::([0-9]{1,5}))?$/.exec(header);
   if (!m) return false;
-  const hp = m[2] === undefined ? 80 : port(m[2]);
-  const a = normalizeName(m[1]!);
-  const b = normalizeName(host);
-  return hp === targetPort && a.ok && b.ok && a.name === b.name;
+  const hp = m[2] === undefined ? (portOptional ? targetPort : 80) : port(m[2]);
+  return hp === targetPort && spellsName(m[1]!, name);
 }

@@ -17,6 +17,7 @@ export const DENY_REASONS = [
   'resolve-failed',
   'sni-mismatch',
   'tls-required',
+  'protocol-not-allowed',
   'host-mismatch',
   'bad-request',
   'policy-reload',
@@ -30,7 +31,18 @@ export interface Decision {
   host?: string;
   /** The rule that decided, with its provenance. */
   rule?: Pick<Rule, 'text' | 'source' | 'origin'>;
+  /** For an allowed CONNECT: what the tunnel may carry (README: what a port rule carries). */
+  carries?: Carries;
 }
+
+/**
+ * What an allowed CONNECT tunnel may carry:
+ * - tls: a rule without a port (443): a TLS handshake naming the host, nothing else;
+ * - named: a rule with a port: TLS or plain HTTP naming the host, or SSH (which names no host);
+ * - any: a `host:port/tcp` rule: any bytes (TLS and HTTP are still held to the host).
+ */
+export type Carries = 'tls' | 'named' | 'any';
+const carries = (r: Rule): Carries => (r.anyProtocol ? 'any' : r.port === undefined ? 'tls' : 'named');
 
 export const DEFAULT_RULES = ['api.openai.com', 'auth.openai.com', 'chatgpt.com'] as const;
 export const DEFAULT_PORT: Record<Exclude<Via, 'dns'>, number> = { connect: 443, http: 80 };
@@ -94,7 +106,7 @@ export class Allowlist {
     if (deny) return { allow: false, reason: 'denied-by-rule', host: n.name, rule: ruleRef(deny) };
     const allows = rules.filter((r) => !r.deny);
     const allow = allows.find((r) => portMatches(r, via, port));
-    if (allow) return { allow: true, reason: 'allowed', host: n.name, rule: ruleRef(allow) };
+    if (allow) return { allow: true, reason: 'allowed', host: n.name, rule: ruleRef(allow), carries: carries(allow) };
     if (allows.length) return { allow: false, reason: 'port-not-allowed', host: n.name, rule: ruleRef(allows[0]!) };
     return { allow: false, reason: 'not-allowlisted', host: n.name };
   }

@@ -16,6 +16,12 @@ export interface Rule {
   scope: RuleScope;
   /** A port other than the defaults (443 via CONNECT, 80 via plain HTTP); for a deny rule, only that port. */
   port?: number;
+  /**
+   * `host:port/tcp`: a CONNECT tunnel on that port may carry any protocol (the first-bytes check still
+   * compares the name in TLS and plain HTTP, but lets other bytes through). Without it, a tunnel must
+   * carry TLS or HTTP naming the host, or SSH (on a rule with a port).
+   */
+  anyProtocol: boolean;
   deny: boolean;
   source: RuleSource;
   /** Where it came from: a file path and line, a flag, an environment variable. */
@@ -37,6 +43,13 @@ export const ruleText = z.string().transform((raw, ctx): RuleBody => {
   let rest = text;
   const deny = rest.startsWith('!');
   if (deny) rest = rest.slice(1).trim();
+  let anyProtocol = false;
+  const proto = /:[0-9]+\/tcp$/i.exec(rest);
+  if (proto) {
+    anyProtocol = true;
+    rest = rest.slice(0, -'/tcp'.length);
+  }
+  if (deny && anyProtocol) return fail(`"${text}": "/tcp" widens an allow rule; a deny rule names only a host and port`);
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(rest) || rest.includes('/')) {
     return fail(`"${text}" looks like a URL; write only the host name, e.g. "example.com"`);
   }
@@ -66,7 +79,7 @@ export const ruleText = z.string().transform((raw, ctx): RuleBody => {
   if (!n.name.includes('.') || getPublicSuffix(n.name, { allowPrivateDomains: true }) === n.name) {
     return fail(`"${text}": "${n.name}" is a public suffix; name a domain under it`);
   }
-  return { text, name: n.name, scope, port, deny };
+  return { text, name: n.name, scope, port, deny, anyProtocol };
 });
 
 export type RuleErrors = { ok: false; errors: string[] };

@@ -28,13 +28,17 @@ export const ZONE = {
   'mixed.test': { a: [WEB, LAN] },
   'a.wild.test': { a: [WEB] },
   'broken.test': { rcode: 2 },
+  'slow.test': { a: [WEB], delayMs: 2500 },
 };
 
 /** The rules the core tests run with (no OpenAI defaults). */
 export const RULES = [
   'allowed.test',
   'allowed.test:8443',
-  'allowed.test:2222',
+  // Port 2222 speaks a protocol of its own (banner, then echo): a /tcp rule lets a tunnel carry it.
+  'allowed.test:2222/tcp',
+  // Port 2223, the same service under a plain port rule: TLS, HTTP or SSH only.
+  'allowed.test:2223',
   'cache.test',
   'alias.test',
   'trunc.test',
@@ -72,7 +76,7 @@ export async function startCore(opts: { fileRules?: string[]; flagRules?: string
         ...[WEB, OTHER_WEB, LAN].map((ip) => ({ ip, port: 443, cert, key })),
         { ip: WEB, port: 8443, cert, key },
       ],
-      banner: [{ ip: WEB, port: 2222 }],
+      banner: [{ ip: WEB, port: 2222 }, { ip: WEB, port: 2223 }],
     });
     const allowlistPath = join(tmp.path, 'allowed_domains.txt');
     writeFileSync(allowlistPath, `# test allowlist\n${(opts.fileRules ?? []).join('\n')}\n`);

@@ -100,46 +100,64 @@ export async function nodeLtsBase(): Promise<string> {
 export interface DockerWorld {
   network: string;
   ip: string;
+  /** Address n of the world network (2 is the world's; 3…13 are free for servers of a test's own). */
+  address(n: number): string;
   container: string;
   queries(): Promise<Array<{ name: string }>>;
 }
+
+/** Address n of /28 number `block` of 198.51.100.0/24 (documentation range: routed nowhere; public to the gateway). */
+const blockAddress = (block: number, n: number) => `198.51.100.${block * 16 + n}`;
 
 /**
  * The fake internet: one container (the local base image's node running test/fixtures/world.ts) answering
  * DNS for the zone and serving HTTP and HTTPS, on an internal network with no host address. The zone's
  * names are also network aliases, so Docker's embedded DNS (127.0.0.11) resolves them on that network.
+ * extraZone: names answered with other addresses of the network (servers a test runs beside the world;
+ * address 2 is the world's, 3…13 are free).
  */
-export async function startDockerWorld(dir: string, id: string, zoneNames: string[]): Promise<DockerWorld> {
-  // A /28 of 198.51.100.0/24 (documentation range: routed nowhere, and the gateway treats it as public).
-  const block = (process.pid % 16) * 16;
-  const subnet = `198.51.100.${block}/28`;
-  const ip = `198.51.100.${block + 2}`;
+export async function startDockerWorld(
+  dir: string,
+  id: string,
+  zoneNames: string[],
+  extraZone: (address: (n: number) => string) => WorldConfig['zone'] = () => ({}),
+): Promise<DockerWorld> {
   const network = `cxe-e2e-${id}-world`;
   const container = `cxe-e2e-${id}-world`;
-  const wdir = join(dir, 'world');
-  mkdirSync(wdir, { recursive: true });
-  chmodSync(wdir, 0o777);
-  await makeCert(wdir, zoneNames);
-  const config: WorldConfig = {
-    dns: [{ ip, port: 53 }],
-    zone: Object.fromEntries(zoneNames.map((n) => [n, { a: [ip], ttl: 5 }])),
-    queryLog: '/world/queries.jsonl',
-    http: [{ ip, port: 80 }],
-    https: [{ ip, port: 443, cert: '/world/cert.pem', key: '/world/key.pem' }],
-  };
-  writeFileSync(join(wdir, 'world.json'), JSON.stringify(config));
-  writeFileSync(join(wdir, 'queries.jsonl'), '');
-  const create = ['network', 'create', '--internal', '--subnet', subnet, '-o', 'com.docker.network.bridge.inhibit_ipv4=true', '--label', `${E2E_LABEL}=${id}`, network];
-  let net = await docker(create);
+  // A free /28: the one the pid picks, else the next (two e2e tests run in parallel, each with its world).
+  const create = (block: number) => ['network', 'create', '--internal', '--subnet', `${blockAddress(block, 0)}/28`, '-o', 'com.docker.network.bridge.inhibit_ipv4=true', '--label', `${E2E_LABEL}=${id}`, network];
+  let block = process.pid % 16;
+  let net = await docker(create(block));
   if (net.code !== 0 && /overlap/i.test(net.stderr)) {
     // A run killed before its cleanup left its world network: remove e2e networks nothing is attached to.
     for (const n of (await docker(['network', 'ls', '-q', '--filter', `label=${E2E_LABEL}`])).stdout.split('\n').filter(Boolean)) {
       const attached = await docker(['network', 'inspect', '--format', '{{len .Containers}}', n]);
       if (attached.stdout.trim() === '0') await docker(['network', 'rm', n]);
     }
-    net = await docker(create);
+    for (let i = 0; i < 16; i++) {
+      net = await docker(create((block + i) % 16));
+      if (net.code === 0 || !/overlap/i.test(net.stderr)) {
+        block = (block + i) % 16;
+        break;
+      }
+    }
   }
   if (net.code !== 0) throw new Error(`world network: ${net.stderr}`);
+  const address = (n: number) => blockAddress(block, n);
+  const ip = address(2);
+  const wdir = join(dir, 'world');
+  mkdirSync(wdir, { recursive: true });
+  chmodSync(wdir, 0o777);
+  await makeCert(wdir, zoneNames);
+  const config: WorldConfig = {
+    dns: [{ ip, port: 53 }],
+    zone: { ...Object.fromEntries(zoneNames.map((n) => [n, { a: [ip], ttl: 5 }])), ...extraZone(address) },
+    queryLog: '/world/queries.jsonl',
+    http: [{ ip, port: 80 }],
+    https: [{ ip, port: 443, cert: '/world/cert.pem', key: '/world/key.pem' }],
+  };
+  writeFileSync(join(wdir, 'world.json'), JSON.stringify(config));
+  writeFileSync(join(wdir, 'queries.jsonl'), '');
   const run = await docker([
     'run', '-d', '--name', container, '--label', `${E2E_LABEL}=${id}`, '--network', network, '--ip', ip,
     // The zone's names as aliases too: Docker's embedded DNS (the gateway's default upstream) answers them.
@@ -156,6 +174,7 @@ export async function startDockerWorld(dir: string, id: string, zoneNames: strin
   return {
     network,
     ip,
+    address,
     container,
     queries: async () =>
       (await docker(['exec', container, 'cat', '/world/queries.jsonl'])).stdout

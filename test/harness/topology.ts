@@ -25,6 +25,8 @@ export const NEW_WEB = '203.0.113.30';
 export const LAN = '10.20.0.5';
 export const METADATA = '169.254.169.254';
 export const WEB6 = '2001:db8::10';
+export const SHORT_WEB = '203.0.113.51';
+export const LONG_WEB = '203.0.113.52';
 /** A TCP service on the gateway's internet-side address (a banner server). */
 export const GATEWAY_SERVICE_PORT = 2222;
 /** A UDP service on the allowed web host (a DNS server on 5353), for the "UDP out" probe. */
@@ -37,6 +39,9 @@ export const ZONE = {
   'rebind.test': { a: [LAN] },
   'full1.test': { a: ['203.0.113.41'] },
   'full2.test': { a: ['203.0.113.42'] },
+  /** For the long-session test: a TTL under the allow set's 60 s floor and one above it. */
+  'short.test': { a: [SHORT_WEB], ttl: 20 },
+  'long.test': { a: [LONG_WEB], ttl: 90 },
 };
 
 export interface Topology {
@@ -86,21 +91,21 @@ export async function startTopology(): Promise<Topology> {
     await gateway.run('sysctl', ['-q', '-w', 'net.ipv6.conf.all.forwarding=1']);
     await internet.run('ip', ['route', 'add', '10.10.0.0/24', 'via', GATEWAY_OUTSIDE]);
     await internet.run('ip', ['-6', 'route', 'add', 'fd10::/64', 'via', 'fd20::1']);
-    for (const a of [UPSTREAM, WEB, DENIED_WEB, NEW_WEB, LAN, METADATA, '203.0.113.41', '203.0.113.42']) {
+    for (const a of [UPSTREAM, WEB, DENIED_WEB, NEW_WEB, LAN, METADATA, '203.0.113.41', '203.0.113.42', SHORT_WEB, LONG_WEB]) {
       await internet.addLoopbackAddress(`${a}/32`);
     }
     await internet.addLoopbackAddress(`${WEB6}/128`);
 
     for (const ns of [sandbox, gateway, internet]) await waitIPv6Ready(ns);
 
-    const { cert, key } = await makeCert(tmp.path, ['allowed.test', 'denied.test', 'new.test']);
+    const { cert, key } = await makeCert(tmp.path, ['allowed.test', 'denied.test', 'new.test', 'short.test', 'long.test']);
     const world = await startWorld(internet, tmp.path, {
       dns: [
         { ip: UPSTREAM, port: 53 },
         { ip: WEB, port: UDP_PORT },
       ],
       zone: ZONE,
-      https: [WEB, DENIED_WEB, NEW_WEB].map((ip) => ({ ip, port: 443, cert, key })).concat([{ ip: WEB, port: 8443, cert, key }]),
+      https: [WEB, DENIED_WEB, NEW_WEB, SHORT_WEB, LONG_WEB].map((ip) => ({ ip, port: 443, cert, key })).concat([{ ip: WEB, port: 8443, cert, key }]),
       http: [WEB, LAN, METADATA, WEB6].map((ip) => ({ ip, port: 80 })),
     });
     worlds.push(world);

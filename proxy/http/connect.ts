@@ -1,0 +1,169 @@
+// A CONNECT tunnel: admit, dial the checked address, re-check, then the first-bytes check until the
+// tunnel is a plain pipe (or is handed to the HTTP checks, or closed), and its tunnel_close line.
+import net from 'node:net';
+import type http from 'node:http';
+import type { AuditEvent } from '../audit.js';
+import { admit, revokedRefusal, type AdmitDeps } from './admit.js';
+import { FirstBytes, type Verdict } from './firstbytes.js';
+import type { ForwardDeps, RequestAudit } from './forward.js';
+import { stillAllowed, type Connection } from './registry.js';
+import { rawReply } from './reply.js';
+import { parseAuthority } from './target.js';
+
+type ClosedBy = Extract<AuditEvent, { event: 'tunnel_close' }>['closed_by'];
+
+export interface ConnectLimits {
+  connectTimeoutMs: number;
+  idleTimeoutMs: number;
+  helloTimeoutMs: number;
+}
+
+/** A tunnel whose first bytes are plain HTTP: its requests are checked one by one against it. */
+export interface HttpTunnel {
+  conn: Connection;
+  client: string;
+  host: string;
+  port: number;
+  ip: string;
+  rule: RequestAudit['rule'];
+}
+
+export interface ConnectDeps extends AdmitDeps {
+  audit: ForwardDeps['audit'];
+  limits: ConnectLimits;
+  /** Give the client socket (with these bytes put back) to the HTTP checks, bound to the tunnel. */
+  toHttp(socket: net.Socket, bytes: Buffer, tunnel: HttpTunnel): void;
+}
+
+export async function handleConnect(deps: ConnectDeps, req: http.IncomingMessage, socket: net.Socket, head: Buffer): Promise<void> {
+  const { audit, limits } = deps;
+  const client = socket.remoteAddress ?? '';
+  socket.on('error', () => socket.destroy());
+  const t = parseAuthority(req.url ?? '');
+  if (!t.ok) {
+    audit.write({ event: 'connect', client, host: String(req.url).slice(0, 255), port: 0, decision: 'deny', reason: 'bad-request', status: 400, detail: t.detail });
+    return rawReply(socket, 400, 'bad-request', t.detail);
+  }
+  const a = await admit(deps, 'tunnel', 'connect', client, t.host, t.port);
+  if (!a.ok) {
+    audit.write({ event: 'connect', client, host: a.decision.host ?? t.host.slice(0, 255), port: t.port, rule: a.decision.rule, decision: 'deny', reason: a.reason, status: a.status, detail: a.detail });
+    return rawReply(socket, a.status, a.reason, a.detail);
+  }
+  const { decision, ip, conn } = a;
+  if (socket.destroyed) return a.done();
+  const name = decision.host;
+  const base = { event: 'connect', client, host: name, port: t.port, ip, rule: decision.rule } as const;
+  const upstream = net.connect({ host: ip, port: t.port, allowHalfOpen: true });
+  upstream.setTimeout(limits.connectTimeoutMs, () => upstream.destroy(new Error(`connect timeout after ${limits.connectTimeoutMs} ms`)));
+  const started = Date.now();
+  let closedBy: ClosedBy | undefined;
+  let open = false;
+  let httpMode = false;
+  let inspecting = false;
+  const finish = (by: ClosedBy) => {
+    closedBy ??= by;
+    socket.destroy();
+    upstream.destroy();
+  };
+  const refuse = (status: number, reason: RequestAudit['reason'], detail?: string, decisionKind: 'deny' | 'error' = 'deny') => {
+    audit.write({ ...base, decision: decisionKind, reason, status, detail });
+    upstream.destroy();
+    rawReply(socket, status, reason, detail);
+  };
+  conn.onClose = (why) => {
+    if (open) return finish(why);
+    const r = revokedRefusal(conn);
+    refuse(r.status, r.reason, r.detail);
+  };
+  upstream.on('error', (err) => {
+    if (!open) refuse(502, 'upstream-connect-failed', err.message, 'error');
+    else if (!httpMode) finish('error');
+  });
+  socket.on('error', () => finish('error'));
+  upstream.once('connect', () => {
+    upstream.setTimeout(0);
+    if (socket.destroyed) return upstream.destroy();
+    // The decision was made before the lookup and the connect: it must still hold now.
+    if (!stillAllowed(conn, deps.allowlist)) {
+      const r = revokedRefusal(conn);
+      return refuse(r.status, r.reason, r.detail);
+    }
+    open = true;
+    audit.write({ ...base, decision: 'allow', reason: 'allowed', status: 200 });
+    socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+    socket.setTimeout(limits.idleTimeoutMs, () => finish('idle-timeout'));
+    inspect();
+  });
+  upstream.on('end', () => (closedBy ??= 'upstream'));
+  socket.on('end', () => (closedBy ??= 'client'));
+  socket.once('close', () => {
+    upstream.destroy();
+    a.done();
+    if (!open) return;
+    audit.write({
+      event: 'tunnel_close',
+      client,
+      host: name,
+      port: t.port,
+      ip,
+      bytes_up: httpMode ? socket.bytesRead : upstream.bytesWritten,
+      bytes_down: httpMode ? socket.bytesWritten : upstream.bytesRead,
+      ms: Date.now() - started,
+      closed_by: closedBy ?? 'client',
+    });
+  });
+  upstream.on('close', () => {
+    if (!open && !socket.destroyed && !socket.writableEnded) socket.destroy();
+    if (inspecting) finish(closedBy ?? 'upstream');
+  });
+
+  function inspect(): void {
+    const check = new FirstBytes(name, decision.carries ?? 'tls');
+    // The whole check (first bytes, and for TLS the handshake up to the server's hello) has this long.
+    const timer = setTimeout(() => act(check.timeout()), limits.helloTimeoutMs);
+    socket.once('close', () => clearTimeout(timer));
+    const onClient = (chunk: Buffer) => act(check.client(chunk));
+    const onServer = (chunk: Buffer) => {
+      socket.write(chunk);
+      act(check.fromServer(chunk));
+    };
+    inspecting = true;
+    const stop = () => {
+      inspecting = false;
+      clearTimeout(timer);
+      socket.removeListener('data', onClient);
+      upstream.removeListener('data', onServer);
+    };
+    function act(v: Verdict): void {
+      if (socket.destroyed) return;
+      switch (v.kind) {
+        case 'need-more':
+          return;
+        case 'forward':
+          upstream.write(v.bytes);
+          return;
+        case 'pass':
+          stop();
+          if (v.bytes.length) upstream.write(v.bytes);
+          upstream.pipe(socket);
+          socket.pipe(upstream);
+          return;
+        case 'http':
+          stop();
+          httpMode = true;
+          upstream.destroy();
+          socket.setTimeout(0);
+          deps.toHttp(socket, v.bytes, { conn, client, host: name, port: base.port, ip, rule: decision.rule });
+          return;
+        case 'reject':
+          stop();
+          audit.write({ ...base, decision: 'deny', reason: v.reason, detail: v.detail });
+          finish(v.reason);
+          return;
+      }
+    }
+    socket.on('data', onClient);
+    upstream.on('data', onServer);
+    if (head.length) act(check.client(head));
+  }
+}

@@ -1,0 +1,180 @@
+// Forwarding a checked plain-HTTP request or WebSocket upgrade to the address it was admitted for, on
+// node:http with explicit framing (proxy/http/framing.ts), and checking the origin's answer before any
+// of it reaches the client. Replaces http-proxy (README: the forwarder).
+import http from 'node:http';
+import type net from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { Allowlist } from '../policy/allowlist.js';
+import type { Audit, AuditEvent } from '../audit.js';
+import { checkResponseHead } from './framing.js';
+import { revokedDetail, stillAllowed, type Connection } from './registry.js';
+import { lingerClose, rawReply, refuseResponse } from './reply.js';
+
+export type RequestAudit = Extract<AuditEvent, { event: 'connect' | 'http' }>;
+type ClosedBy = Extract<AuditEvent, { event: 'tunnel_close' }>['closed_by'];
+
+export interface ForwardDeps {
+  allowlist: () => Allowlist;
+  audit: Audit;
+  /** Keep-alive pool for plain HTTP; a connection goes back to it only after a clean, complete exchange. */
+  agent: http.Agent;
+  idleTimeoutMs: number;
+}
+
+/** A request that passed every check, and where it goes. */
+export interface Forward {
+  conn: Connection;
+  /** Remove the connection from the registry (once, when it is over). */
+  done: () => void;
+  ip: string;
+  port: number;
+  method: string;
+  path: string;
+  headers: string[];
+  /** The audit line's fields so far (event, client, host, port, ip, method, rule). */
+  audit: Omit<RequestAudit, 'decision' | 'reason'>;
+}
+
+
+/** Plain HTTP: stream the request body to the origin, its checked answer back. */
+export function forwardRequest(deps: ForwardDeps, req: http.IncomingMessage, res: http.ServerResponse, f: Forward): void {
+  let outcome: Pick<RequestAudit, 'decision' | 'reason' | 'detail'> = { decision: 'allow', reason: 'allowed' };
+  let logged = false;
+  const finish = () => {
+    if (logged) return;
+    logged = true;
+    f.done();
+    deps.audit.write({ ...f.audit, ...outcome, status: res.statusCode } as RequestAudit);
+  };
+  const up = http.request({ host: f.ip, port: f.port, method: f.method, path: f.path, headers: f.headers, agent: deps.agent });
+  // Anything unusual destroys the upstream socket, so it never goes back to the pool.
+  const fail = (status: number, reason: 'upstream-error' | 'policy-reload', detail: string) => {
+    if (logged) return;
+    outcome = { decision: reason === 'policy-reload' ? 'deny' : 'error', reason, detail };
+    up.destroy();
+    if (!res.headersSent) refuseResponse(res, status, reason, detail);
+    else res.destroy();
+  };
+  f.conn.onClose = () => fail(403, 'policy-reload', revokedDetail(f.conn));
+  res.once('close', () => {
+    if (!res.writableFinished) up.destroy();
+    finish();
+  });
+  up.setTimeout(deps.idleTimeoutMs, () => fail(504, 'upstream-error', `no answer from the upstream for ${deps.idleTimeoutMs} ms`));
+  up.on('error', (err) => fail(502, 'upstream-error', err.message));
+  up.on('upgrade', (_r, socket: Duplex) => {
+    socket.destroy();
+    fail(502, 'upstream-error', 'the upstream switched protocols unasked');
+  });
+  up.on('response', (ures) => {
+    if (!stillAllowed(f.conn, deps.allowlist)) return fail(403, 'policy-reload', revokedDetail(f.conn));
+    const h = checkResponseHead(ures.statusCode, ures.statusMessage, ures.rawHeaders, false);
+    if (!h.ok) return fail(502, 'upstream-error', h.detail);
+    try {
+      res.writeHead(ures.statusCode!, ures.statusMessage, h.headers);
+    } catch (err) {
+      return fail(502, 'upstream-error', `unusable upstream answer: ${(err as Error).message}`);
+    }
+    ures.on('aborted', () => fail(502, 'upstream-error', 'the upstream closed in the middle of its answer'));
+    ures.on('error', () => fail(502, 'upstream-error', 'the upstream answer failed'));
+    ures.on('end', () => {
+      // The origin answered before it read the whole request body: that connection is not reused.
+      if (!req.complete) up.destroy();
+    });
+    ures.pipe(res);
+  });
+  req.on('aborted', () => up.destroy());
+  req.on('error', () => up.destroy());
+  req.pipe(up);
+}
+
+/** A WebSocket upgrade: the origin's 101 (checked) makes it a two-way stream, audited like a tunnel. */
+export function forwardUpgrade(deps: ForwardDeps, socket: net.Socket, head: Buffer, f: Forward): void {
+  const started = Date.now();
+  let upSocket: Duplex | undefined;
+  let closedBy: ClosedBy | undefined;
+  let open = false;
+  let answered = false;
+  const log = (e: Pick<RequestAudit, 'decision' | 'reason' | 'detail' | 'status'>) => {
+    if (answered) return;
+    answered = true;
+    deps.audit.write({ ...f.audit, ...e } as RequestAudit);
+  };
+  const up = http.request({ host: f.ip, port: f.port, method: f.method, path: f.path, headers: f.headers, agent: false });
+  const fail = (status: number, reason: 'upstream-error' | 'policy-reload', detail: string) => {
+    up.destroy();
+    upSocket?.destroy();
+    if (!answered) {
+      log({ decision: reason === 'policy-reload' ? 'deny' : 'error', reason, detail, status });
+      rawReply(socket, status, reason, detail);
+    } else socket.destroy();
+  };
+  const end = (by: ClosedBy) => {
+    closedBy ??= by;
+    socket.destroy();
+    upSocket?.destroy();
+  };
+  f.conn.onClose = (why) => (open ? end(why) : fail(403, 'policy-reload', revokedDetail(f.conn)));
+  socket.on('error', () => end('error'));
+  socket.once('close', () => {
+    up.destroy();
+    upSocket?.destroy();
+    f.done();
+    if (open) {
+      deps.audit.write({
+        event: 'tunnel_close',
+        client: f.audit.client,
+        host: f.audit.host,
+        port: f.port,
+        ip: f.ip,
+        bytes_up: upSocket ? (upSocket as net.Socket).bytesWritten ?? 0 : 0,
+        bytes_down: upSocket ? (upSocket as net.Socket).bytesRead ?? 0 : 0,
+        ms: Date.now() - started,
+        closed_by: closedBy ?? 'client',
+      });
+    }
+  });
+  up.setTimeout(deps.idleTimeoutMs, () => fail(504, 'upstream-error', 'no answer from the upstream'));
+  up.on('error', (err) => fail(502, 'upstream-error', err.message));
+  up.on('upgrade', (ures, usock: net.Socket, uhead: Buffer) => {
+    upSocket = usock;
+    if (!stillAllowed(f.conn, deps.allowlist)) return fail(403, 'policy-reload', revokedDetail(f.conn));
+    const h = checkResponseHead(ures.statusCode, ures.statusMessage, ures.rawHeaders, true);
+    if (!h.ok) return fail(502, 'upstream-error', h.detail);
+    if (String(ures.headers.upgrade ?? '').toLowerCase() !== 'websocket') return fail(502, 'upstream-error', 'the upstream upgraded to something other than WebSocket');
+    if (socket.destroyed) return usock.destroy();
+    up.setTimeout(0);
+    open = true;
+    log({ decision: 'allow', reason: 'allowed', status: 101 });
+    let headText = `HTTP/1.1 101 ${ures.statusMessage || 'Switching Protocols'}\r\n`;
+    for (let i = 0; i < h.headers.length; i += 2) headText += `${h.headers[i]}: ${h.headers[i + 1]}\r\n`;
+    socket.write(`${headText}\r\n`);
+    if (uhead.length) socket.write(uhead);
+    if (head.length) usock.write(head);
+    usock.on('error', () => end('error'));
+    usock.on('end', () => (closedBy ??= 'upstream'));
+    usock.on('close', () => end(closedBy ?? 'upstream'));
+    socket.on('end', () => (closedBy ??= 'client'));
+    // Idle in both directions closes the stream; traffic either way keeps it open.
+    const idle = () => end('idle-timeout');
+    socket.setTimeout(deps.idleTimeoutMs, idle);
+    usock.setTimeout(0);
+    usock.on('data', () => socket.setTimeout(deps.idleTimeoutMs, idle));
+    usock.pipe(socket);
+    socket.pipe(usock);
+  });
+  // The origin refused the upgrade: pass its (checked) answer on and close.
+  up.on('response', (ures) => {
+    const h = checkResponseHead(ures.statusCode, ures.statusMessage, ures.rawHeaders, false);
+    if (!h.ok) return fail(502, 'upstream-error', h.detail);
+    log({ decision: 'allow', reason: 'allowed', status: ures.statusCode });
+    let headText = `HTTP/1.1 ${ures.statusCode} ${ures.statusMessage ?? ''}\r\n`;
+    for (let i = 0; i < h.headers.length; i += 2) headText += `${h.headers[i]}: ${h.headers[i + 1]}\r\n`;
+    socket.write(`${headText}connection: close\r\n\r\n`);
+    ures.on('data', (d: Buffer) => socket.write(d));
+    ures.on('end', () => lingerClose(socket));
+    ures.on('error', () => socket.destroy());
+    ures.on('aborted', () => socket.destroy());
+  });
+  up.end();
+}

@@ -1,0 +1,62 @@
+// The gateway's last resort against an exception nothing else caught. No request should ever get here
+// (every handler is guarded and every stream error handled); if one does:
+// - inside one connection's scope (its handler, and the promises and timers it started), that
+//   connection is closed and the gateway keeps serving the others: only that connection's state is
+//   suspect;
+// - anywhere else (the DNS server, the firewall, a reload, a library callback outside any connection)
+//   the process state is unknown: it is logged and the gateway exits non-zero (EXIT_INTERNAL). The
+//   kernel firewall's rules stay in place, so the sandbox is cut off until the gateway is restarted.
+import { AsyncLocalStorage, AsyncResource } from 'node:async_hooks';
+
+export const EXIT_INTERNAL = 70;
+
+export interface ConnectionScope {
+  close(): void;
+}
+
+export const connectionScope = new AsyncLocalStorage<ConnectionScope>();
+
+/**
+ * Run `fn` (the start of a connection's handling) in that connection's scope, and make every event the
+ * socket emits later run in it too: what its listeners throw, and the promises and timers they start,
+ * are then known to belong to this connection.
+ */
+export function withConnectionScope<T>(socket: { emit: (event: string | symbol, ...a: any[]) => boolean; destroy(): void }, fn: () => T): T {
+  return connectionScope.run({ close: () => socket.destroy() }, () => {
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    socket.emit = AsyncResource.bind(socket.emit.bind(socket) as (...a: any[]) => boolean);
+    return fn();
+  });
+}
+
+export interface LastResortOptions {
+  log(line: string): void;
+  exit(code: number): void;
+}
+
+/** Install the handlers (once per process); returns a function that removes them. */
+export function installLastResort(opts: LastResortOptions): () => void {
+  const handle = (kind: string) => (err: unknown) => {
+    const text = (err as Error)?.stack ?? String(err);
+    const scope = connectionScope.getStore();
+    if (scope) {
+      opts.log(`codex-egress: internal error (${kind}) in one connection; it was closed, the gateway keeps serving: ${text}`);
+      try {
+        scope.close();
+      } catch {
+        /* closing is best effort */
+      }
+      return;
+    }
+    opts.log(`codex-egress: internal error (${kind}) outside any connection; exiting with status ${EXIT_INTERNAL} (the firewall stays closed): ${text}`);
+    opts.exit(EXIT_INTERNAL);
+  };
+  const onException = handle('uncaught exception');
+  const onRejection = handle('unhandled rejection');
+  process.on('uncaughtException', onException);
+  process.on('unhandledRejection', onRejection);
+  return () => {
+    process.removeListener('uncaughtException', onException);
+    process.removeListener('unhandledRejection', onRejection);
+  };
+}

@@ -1,0 +1,225 @@
+// End to end with the real Codex CLI (@openai/codex at image/context.ts CODEX_VERSION, npm-packed once into
+// a cache on the machine): the sandbox image built by `codex-egress build --codex-tarballs`, `up --detach`
+// behind the real gateway, and `codex exec` in the sandbox talking to a scripted OpenAI Responses API in
+// the fake internet (test/fixtures/openai.ts, TLS from a test CA given to Codex with CODEX_CA_CERTIFICATE).
+// The script makes Codex run one shell command that writes a file in the workdir and fetches an allowed and
+// a denied host; once over the WebSocket transport, once over POST + SSE (the API refuses the upgrade and
+// Codex falls back); the same command also tries the allowed host around the proxy. Nothing leaves the
+// machine: the world is an --internal network on 198.51.100.0/24.
+import t from 'tap';
+type Tap = typeof t;
+import { execa } from 'execa';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CLI, tempDir } from './harness/world.js';
+import { BASE_IMAGE, dockerOk, docker, startDockerWorld, removeE2E, type DockerWorld } from './harness/docker.js';
+import { cachedCodexTarballs, fakeOpenAI, makeTestCA, type FakeOpenAI } from './harness/codex.js';
+import { CODEX_VERSION, codexPlatform } from '../image/context.js';
+import { sandboxExecArgs } from '../image/args.js';
+import { projectFor, PROJECT_LABEL } from '../image/names.js';
+
+// ---- Until Codex's own sandbox is off by default in `up`/`exec` (issue 16, another branch) -------------
+// Codex's Linux sandbox (bubblewrap) cannot start in the container, so today every command it runs fails
+// unless the caller bypasses it. The test passes the bypass itself and runs as the default sandbox user
+// (codex-egress runs as root here, so that is 1000:1000, the workdir's owner below). After that change is
+// merged, make this [] — the test must then pass with no Codex flags at all.
+const CODEX_SANDBOX_BYPASS: string[] = ['--dangerously-bypass-approvals-and-sandbox'];
+// ----------------------------------------------------------------------------------------------------------
+
+const id = `${process.pid}-${Date.now().toString(36)}`;
+const images = { gateway: `codex-egress-e2e-gateway:${id}`, codex: `codex-egress-e2e-codex:${id}` };
+const ALLOWED = 'allowed.example.org';
+const DENIED = 'denied.example.org';
+const API_NAMES = ['api.openai.com', 'chatgpt.com'];
+/** The fake API's address on the world network (DockerWorld.address): the /28's last, which Docker hands out last. */
+const API_ADDRESS = 13;
+/** The workdir's owner: an ordinary user, not the one running codex-egress (root). */
+const OWNER = { uid: 1000, gid: 1000 };
+const FINAL = 'codex-egress real-client test: done';
+
+// A first run on a machine packs ~170 MB from the npm registry (bounded below); later runs take about a
+// minute. On the root object, so the runner's per-file timeout (.taprc) follows.
+t.setTimeout(20 * 60_000);
+
+t.test('real Codex end to end', async (t) => {
+  const engine = await dockerOk();
+  if (!engine) {
+    // In CI the engine must be there (.ci/run calls docker-setup.sh); elsewhere, say why nothing ran.
+    if (process.env.CI) t.fail('no Docker engine: run test/harness/docker-setup.sh first');
+    else t.skip('no Docker engine: run test/harness/docker-setup.sh to enable the real-Codex end-to-end test');
+    return;
+  }
+  await run(t);
+});
+
+/** The one shell command the scripted model has Codex run (in the workdir, Codex's cwd). */
+const command = (tag: string) =>
+  [
+    `echo "written by codex (${tag})" > codex-${tag}.txt`,
+    `curl -sS -k -m 15 -o allowed-${tag}.body -w '%{http_code}' https://${ALLOWED}/from-codex-${tag} > allowed-${tag}.code`,
+    `curl -sS -k -m 15 -D denied-${tag}.headers -o /dev/null -w '%{http_connect}' https://${DENIED}/from-codex-${tag} > denied-${tag}.code`,
+    // the same allowed host around the proxy: the sandbox has no route but the gateway
+    `curl -sS -k -m 3 --noproxy '*' -o /dev/null -w '%{http_code}' https://${ALLOWED}/direct-${tag} > direct-${tag}.code`,
+    `echo fetched`,
+  ].join('; ');
+
+async function run(t: Tap) {
+  const tmp = tempDir('codex-egress-real-');
+  const project = join(tmp.path, 'my-project');
+  mkdirSync(project);
+  mkdirSync(join(tmp.path, 'home'));
+  const p = projectFor(project);
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    HOME: join(tmp.path, 'home'),
+    CODEX_EGRESS_STATE_DIR: join(tmp.path, 'state'),
+    CODEX_EGRESS_IMAGE: images.codex,
+    CODEX_EGRESS_GATEWAY_IMAGE: images.gateway,
+    NO_COLOR: '1',
+  };
+  for (const k of ['OPENAI_ALLOWED_DOMAINS', 'CODEX_AUTH_FILE', 'CODEX_CONFIG_DIR', 'WORKSPACE_ROOT_DIR', 'OPENAI_API_KEY', 'CODEX_API_KEY']) delete env[k];
+  const cli = async (args: string[], timeout = 180_000) => {
+    const r = await execa(process.execPath, [CLI, ...args], { cwd: project, env, reject: false, timeout });
+    return { code: r.exitCode ?? 1, stdout: String(r.stdout), stderr: String(r.stderr) };
+  };
+
+  t.teardown(async () => {
+    await docker(['rm', '-f', '-v', p.sandbox, p.gateway]);
+    for (const n of [p.internalNetwork, p.egressNetwork]) await docker(['network', 'rm', n]);
+    await removeE2E(id, [images.gateway, images.codex]);
+    if (!process.env.KEEP_E2E) tmp.remove();
+  });
+
+  if ((await docker(['image', 'inspect', '--format', '{{.Id}}', BASE_IMAGE])).code !== 0) {
+    t.fail(`base image ${BASE_IMAGE} missing: run test/harness/docker-setup.sh`);
+    return;
+  }
+
+  let world: DockerWorld | undefined;
+  let api: FakeOpenAI | undefined;
+  let caFile = '';
+  let ready = false;
+  await t.test(`build: the sandbox image with the real Codex ${CODEX_VERSION}, the fake internet, up --detach`, async (t) => {
+    const started = Date.now();
+    const tarballs = await cachedCodexTarballs(CODEX_VERSION, codexPlatform(), (s) => t.comment(s));
+    // The base image has what Codex exec needs; nothing is downloaded while building.
+    const b = await cli(['build', '--base', BASE_IMAGE, '--codex-tarballs', tarballs, '--build-arg', 'PACKAGES=ca-certificates git curl', '--quiet'], 10 * 60_000);
+    t.equal(b.code, 0, `build exit 0 ${b.stderr.slice(-800)}`);
+    const v = await docker(['run', '--rm', '--network', 'none', images.codex, 'codex', '--version']);
+    t.match(v.stdout, new RegExp(`codex-cli ${CODEX_VERSION.replace(/\./g, '\\.')}`), 'the sandbox image runs the pinned Codex');
+    t.comment(`tarballs + build took ${Date.now() - started} ms`);
+    if (b.code !== 0) return;
+
+    // api.openai.com and chatgpt.com answer with the fake API's address, beside the world
+    const w = await startDockerWorld(tmp.path, id, [ALLOWED, DENIED], (address) => Object.fromEntries(API_NAMES.map((n) => [n, { a: [address(API_ADDRESS)], ttl: 5 }])));
+    world = w;
+    const tls = await makeTestCA(join(tmp.path, 'ca'), API_NAMES);
+    // the sandbox sees the CA certificate only (a read-only mount), never its key
+    mkdirSync(join(tmp.path, 'trust'));
+    caFile = join(tmp.path, 'trust', 'ca.pem');
+    copyFileSync(tls.ca, caFile);
+    api = fakeOpenAI(w, join(tmp.path, 'api'), id, tls, API_ADDRESS);
+    await api.start({ command: 'true', finalMessage: FINAL }); // holds its address before the gateway joins
+
+    // A git project owned by an ordinary user; an API key for Codex in auth.json (mounted read-only).
+    await execa('git', ['init', '-q', project]);
+    await execa('chown', ['-R', `${OWNER.uid}:${OWNER.gid}`, project]);
+    const auth = join(tmp.path, 'auth.json');
+    writeFileSync(auth, JSON.stringify({ OPENAI_API_KEY: 'sk-codex-egress-test' }), { mode: 0o644 });
+    const up = await cli([
+      'up', '--detach', '--no-defaults', '--allow', ALLOWED, ...API_NAMES.flatMap((n) => ['--allow', n]),
+      '--upstream', w.ip, '--egress-network', w.network, '--auth-file', auth, '--read-only', join(tmp.path, 'trust'),
+    ]);
+    t.equal(up.code, 0, `up exit 0 (verify green) ${up.stdout}${up.stderr.slice(-800)}`);
+    ready = up.code === 0;
+  });
+  if (!ready || !world || !api) return;
+  const fake = api;
+
+  /**
+   * `codex exec` in the running sandbox, with the arguments `codex-egress exec` uses (sandboxExecArgs) plus
+   * the test CA for Codex: `codex-egress exec` has no way to add a variable to Codex's environment.
+   */
+  const codexExec = async (prompt: string) => {
+    const [verb, ...rest] = sandboxExecArgs(p, ['timeout', '-k', '5', '150', 'codex', 'exec', ...CODEX_SANDBOX_BYPASS, prompt]);
+    const r = await execa('docker', [verb!, '-e', `CODEX_CA_CERTIFICATE=${caFile}`, ...rest], { reject: false, timeout: 180_000, stdin: 'ignore' });
+    return { code: r.exitCode ?? 1, stdout: String(r.stdout), stderr: String(r.stderr) };
+  };
+  const audit = async () => {
+    const r = await cli(['logs', '--json']);
+    return r.stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { event: string; host?: string; decision?: string; reason?: string });
+  };
+  const connects = (lines: Awaited<ReturnType<typeof audit>>, host: string, decision: string) =>
+    lines.filter((l) => l.event === 'connect' && l.host === host && l.decision === decision).length;
+
+  for (const transport of ['websocket', 'sse'] as const) {
+    await t.test(`codex exec over ${transport === 'websocket' ? 'the WebSocket transport' : 'POST + SSE (WebSocket refused)'}`, async (t) => {
+      const tag = transport;
+      await fake.start({ command: command(tag), finalMessage: FINAL, refuseWebSocket: transport === 'sse' });
+      const before = await audit();
+      const started = Date.now();
+      const r = await codexExec(`Write codex-${tag}.txt and fetch the two hosts.`);
+      t.comment(`codex exec took ${Date.now() - started} ms`);
+      const reqs = fake.requests();
+      const diag = `\n--- codex stdout ---\n${r.stdout.slice(-1500)}\n--- codex stderr ---\n${r.stderr.slice(-1500)}\n--- API requests ---\n${reqs.map((q) => JSON.stringify(q).slice(0, 300)).join('\n')}`;
+      t.equal(r.code, 0, `Codex exits 0${r.code === 0 ? '' : diag}`);
+      t.match(r.stdout, FINAL, 'Codex printed the final assistant message');
+
+      // the transport the API served
+      const turns = reqs.filter((q) => q.kind === 'call' || q.kind === 'final');
+      t.same(turns.map((q) => q.kind), ['call', 'final'], `one shell call, then the final message${diag}`);
+      t.ok(turns.every((q) => q.transport === (transport === 'websocket' ? 'websocket' : 'http')), `both turns over ${transport}`);
+      if (transport === 'websocket') {
+        t.ok(reqs.some((q) => q.kind === 'warmup' && q.generate === false), 'a warm-up response.create with generate: false');
+        t.equal(turns[1]?.previous_response_id, 'resp_2', 'the second turn links the first by previous_response_id');
+      } else {
+        t.ok(reqs.some((q) => q.transport === 'websocket' && q.status === 426), 'the WebSocket upgrade was refused');
+        t.notOk(reqs.some((q) => q.transport === 'websocket' && q.status === 101), 'and never accepted');
+      }
+      const responses = reqs.filter((q) => q.path === '/v1/responses');
+      t.ok(responses.length > 0 && responses.every((q) => q.auth), `every /v1/responses request carried the API key${diag}`);
+      const output = turns[1]?.outputs?.join('\n') ?? '';
+      t.match(output, /fetched/, `the command ran to the end and its output went back to the model${/fetched/.test(output) ? '' : diag}`);
+
+      // what the command did, seen from the host
+      const file = join(project, `codex-${tag}.txt`);
+      t.ok(existsSync(file), 'the file Codex wrote exists in the workdir');
+      if (existsSync(file)) {
+        t.equal(readFileSync(file, 'utf8'), `written by codex (${tag})\n`);
+        const st = statSync(file);
+        t.same({ uid: st.uid, gid: st.gid }, OWNER, "owned by the workdir's owner");
+      }
+      const read = (f: string) => (existsSync(join(project, f)) ? readFileSync(join(project, f), 'utf8') : '');
+      t.equal(read(`allowed-${tag}.code`), '200', 'the allowed fetch succeeded');
+      t.match(read(`allowed-${tag}.body`), new RegExp(`hello from .* host=${ALLOWED.replace(/\./g, '\\.')} path=/from-codex-${tag}`), 'served by the allowed host');
+      t.equal(read(`denied-${tag}.code`), '403', 'the denied fetch got 403 from the gateway');
+      t.match(read(`denied-${tag}.headers`), /^x-codex-egress-deny: \S+/im, 'with the deny header');
+      t.equal(read(`direct-${tag}.code`), '000', 'around the proxy, even the allowed host is unreachable');
+
+      // the decisions in the audit log
+      const expected: Array<[string, string, string]> = [
+        [ALLOWED, 'allow', `audit: the allowed CONNECT to ${ALLOWED}`],
+        [DENIED, 'deny', `audit: the denied CONNECT to ${DENIED}`],
+        ['api.openai.com', 'allow', "audit: Codex's own API traffic went through the gateway"],
+      ];
+      const grew = (after: Awaited<ReturnType<typeof audit>>, [host, decision]: [string, string, string]) => connects(after, host, decision) > connects(before, host, decision);
+      let after = await audit();
+      // the gateway writes its log asynchronously: wait a little (bounded) for the lines
+      for (let i = 0; i < 25 && !expected.every((e) => grew(after, e)); i++) {
+        await new Promise((r) => setTimeout(r, 200));
+        after = await audit();
+      }
+      for (const e of expected) t.ok(grew(after, e), e[2]);
+    });
+  }
+
+  await t.test('down removes exactly what up made', async (t) => {
+    const r = await cli(['down', '--json']);
+    t.equal(r.code, 0, r.stderr);
+    t.equal((await docker(['ps', '-aq', '--filter', `label=${PROJECT_LABEL}=${p.name}`])).stdout, '', 'no container');
+    t.equal((await docker(['network', 'ls', '-q', '--filter', `label=${PROJECT_LABEL}=${p.name}`])).stdout, '', 'no network');
+  });
+}
