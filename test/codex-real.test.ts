@@ -15,16 +15,12 @@ import { CLI, tempDir } from './harness/world.js';
 import { BASE_IMAGE, dockerOk, docker, startDockerWorld, removeE2E, type DockerWorld } from './harness/docker.js';
 import { cachedCodexTarballs, fakeOpenAI, makeTestCA, type FakeOpenAI } from './harness/codex.js';
 import { CODEX_VERSION, codexPlatform } from '../image/context.js';
-import { sandboxExecArgs } from '../image/args.js';
+import { sandboxExecArgs, codexCommand } from '../image/args.js';
 import { projectFor, PROJECT_LABEL } from '../image/names.js';
 
-// ---- Until Codex's own sandbox is off by default in `up`/`exec` (issue 16, another branch) -------------
-// Codex's Linux sandbox (bubblewrap) cannot start in the container, so today every command it runs fails
-// unless the caller bypasses it. The test passes the bypass itself and runs as the default sandbox user
-// (codex-egress runs as root here, so that is 1000:1000, the workdir's owner below). After that change is
-// merged, make this [] — the test must then pass with no Codex flags at all.
-const CODEX_SANDBOX_BYPASS: string[] = ['--dangerously-bypass-approvals-and-sandbox'];
-// ----------------------------------------------------------------------------------------------------------
+// No Codex flags of the test's own: the command line is exactly what `codex-egress exec` builds
+// (codexCommand: Codex's own sandbox off, the appliance is the sandbox), and the sandbox user is the
+// workdir's owner below.
 
 const id = `${process.pid}-${Date.now().toString(36)}`;
 const images = { gateway: `codex-egress-e2e-gateway:${id}`, codex: `codex-egress-e2e-codex:${id}` };
@@ -141,7 +137,7 @@ async function run(t: Tap) {
    * the test CA for Codex: `codex-egress exec` has no way to add a variable to Codex's environment.
    */
   const codexExec = async (prompt: string) => {
-    const [verb, ...rest] = sandboxExecArgs(p, ['timeout', '-k', '5', '150', 'codex', 'exec', ...CODEX_SANDBOX_BYPASS, prompt]);
+    const [verb, ...rest] = sandboxExecArgs(p, ['timeout', '-k', '5', '150', ...codexCommand({ mode: 'off', sub: ['exec'], userArgs: [prompt] })]);
     const r = await execa('docker', [verb!, '-e', `CODEX_CA_CERTIFICATE=${caFile}`, ...rest], { reject: false, timeout: 180_000, stdin: 'ignore' });
     return { code: r.exitCode ?? 1, stdout: String(r.stdout), stderr: String(r.stderr) };
   };
