@@ -51,7 +51,7 @@ export async function execCommand(argv: string[]): Promise<number> {
   if (v.output) {
     await mkdir(outDir, { recursive: true });
   } else {
-    outDir = await mkdirNoFollow(join(paths.runs, started.toISOString().replace(/[:.]/g, '-')));
+    outDir = await mkdirNoFollow(join(paths.runs, started.toISOString().replace(/[:.]/g, '-')), paths.dir);
   }
   // run.log and exit.json are new files, never followed links (O_CREAT|O_EXCL|O_NOFOLLOW).
   const logFh = await open(join(outDir, 'run.log'), fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o644).catch(async (e: NodeJS.ErrnoException) => {

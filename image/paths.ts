@@ -89,12 +89,15 @@ export function resolveTrusted(input: string, o: ResolveOptions): string {
 }
 
 /**
- * mkdir -p for a directory whose every component must be a real directory, never a link (the host's
- * own state tree). Returns the path. Throws UnsafePathError when a component is a link or not a directory.
+ * mkdir -p for `path` below `base`: `base` itself is the user's (made as usual, links in it followed,
+ * e.g. a home under /home -> /usr/home); every component below it must be a real directory, never a
+ * link. Returns the path. Throws UnsafePathError when such a component is a link or not a directory.
  */
-export async function mkdirNoFollow(path: string, mode = 0o700): Promise<string> {
-  const parts = path.split('/').filter(Boolean);
-  let cur = '';
+export async function mkdirNoFollow(path: string, base: string, mode = 0o700): Promise<string> {
+  if (!isWithin(path, base)) throw new UnsafePathError(`${path} is not inside ${base}`);
+  await mkdir(base, { recursive: true, mode });
+  const parts = path.slice(base.length).split('/').filter(Boolean);
+  let cur = base === '/' ? '' : base;
   for (const c of parts) {
     cur = `${cur}/${c}`;
     let st = await lstat(cur).catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? undefined : Promise.reject(e)));

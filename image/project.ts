@@ -1,9 +1,9 @@
 // The project's files on the host: the gateway's state (allowlist, audit log), the Codex home, the
 // sandbox user, and the checks on the workdir. Small I/O; the allowlist edit itself is pure.
-import { chmod, readFile, readdir, rename, writeFile, lstat, unlink } from 'node:fs/promises';
+import { chmod, mkdir, readFile, readdir, rename, writeFile, lstat, unlink } from 'node:fs/promises';
 import { existsSync, statSync, realpathSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join, resolve, relative, isAbsolute } from 'node:path';
+import { join, resolve, relative, isAbsolute, dirname } from 'node:path';
 import { parseRuleFile, ruleText } from '../proxy/policy/rules.js';
 import { ALLOWLIST_FILE, AUDIT_FILE } from './args.js';
 import type { Project } from './names.js';
@@ -128,12 +128,13 @@ const ALLOWLIST_HEADER = `# codex-egress allowlist: one rule per line, edited by
  * Codex home and the runs directory, no component a link.
  */
 export async function prepareState(s: StatePaths): Promise<void> {
-  await mkdirNoFollow(s.logDir);
+  await mkdir(s.logDir, { recursive: true }); // the user's own state tree
   await chmod(s.dir, 0o770);
   await chmod(s.logDir, 0o770);
   if (!existsSync(s.allowlist)) await createExclusive(s.allowlist, ALLOWLIST_HEADER);
-  await mkdirNoFollow(s.codexHome);
-  await mkdirNoFollow(s.runs);
+  // what the host writes in from here on: no link below the project's state directory
+  await mkdirNoFollow(s.codexHome, s.dir);
+  await mkdirNoFollow(s.runs, s.dir);
 }
 
 /** Hand the Codex home to the sandbox user (only root can; lchown, never through a link). */
@@ -190,7 +191,7 @@ export async function seedCodexHome(
   o: { owner?: { uid: number; gid: number }; untrusted?: string[] } = {},
 ): Promise<string[]> {
   const seeded: string[] = [];
-  await mkdirNoFollow(codexHome);
+  await mkdirNoFollow(codexHome, dirname(codexHome));
   const found = userCodexDir(env, home);
   if (!found) return seeded;
   const untrusted = o.untrusted ?? [];
@@ -217,7 +218,7 @@ export async function seedCodexHome(
   if (pst?.isDirectory()) {
     const dest = join(codexHome, 'prompts');
     const dst = await lstat(dest).catch(() => undefined);
-    if (!dst) await mkdirNoFollow(dest);
+    if (!dst) await mkdirNoFollow(dest, codexHome);
     else if (dst.isSymbolicLink() || !dst.isDirectory()) return seeded; // left by the sandbox: not followed
     for (const f of await readdir(prompts)) await copy(join(prompts, f), join(dest, f));
   }

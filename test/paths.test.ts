@@ -93,8 +93,10 @@ t.test('files the host creates: never through a link, never over an existing nam
   await createExclusive(join(w, 'new'), 'ok');
   t.equal(readFileSync(join(w, 'new'), 'utf8'), 'ok');
   symlinkSync(secret, join(w, 'dir-link'));
-  await t.rejects(mkdirNoFollow(join(w, 'dir-link', 'x')), /is a symbolic link/, 'mkdir -p refuses a link on the way');
+  await t.rejects(mkdirNoFollow(join(w, 'dir-link', 'x'), w), /is a symbolic link/, 'mkdir -p refuses a link on the way');
   t.notOk(existsSync(join(secret, 'x')));
+  t.equal(await mkdirNoFollow(join(w, 'dir-link', 'y'), join(w, 'dir-link')), join(w, 'dir-link', 'y'), "the base is the user's: a link there is followed");
+  t.ok(existsSync(join(secret, 'y')));
 });
 
 t.test('seeding the Codex home never follows what the sandbox left in it', async (t) => {
