@@ -3,13 +3,14 @@ import { existsSync } from 'node:fs';
 import { chown } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parse, UsageError } from './args.js';
-import { EXIT, WORKDIR_HELP, IMAGE_HELP, workdirOptions, imageOptions, projectFrom, imagesFrom, shielded, out, err, type ProjectContext } from './common.js';
+import { EXIT, WORKDIR_HELP, IMAGE_HELP, workdirOptions, imageOptions, projectFrom, imagesFrom, shielded, out, err, json, type ProjectContext } from './common.js';
 import { up, verify, down, firstAllowedHost, type ProbeResult } from '../image/appliance.js';
 import { GATEWAY_FIREWALL_DEFAULT, DEFAULT_IMAGES, sandboxExecArgs, type Mount } from '../image/args.js';
 import { buildImages } from '../image/build.js';
 import { CODEX_VERSION } from '../image/context.js';
 import { dockerInherit, exists } from '../image/docker.js';
 import { prepareState, seedCodexHome, findAuthFile, sandboxUser, ProjectError } from '../image/project.js';
+import { printable } from './printable.js';
 
 export const INIT_SCRIPT_PATH = '/opt/codex-egress/init.sh';
 
@@ -68,11 +69,11 @@ type Values = ReturnType<typeof parse<typeof APPLIANCE_OPTIONS>>['values'];
 
 export function printProbes(results: ProbeResult[], asJson: boolean): void {
   if (asJson) {
-    out(JSON.stringify({ ok: results.every((r) => r.ok), probes: results }, null, 2));
+    json({ ok: results.every((r) => r.ok), probes: results });
     return;
   }
   const width = Math.max(...results.map((r) => r.id.length));
-  for (const r of results) out(`${r.ok ? 'PASS' : 'FAIL'}  ${r.id.padEnd(width)}  ${r.detail}`);
+  for (const r of results) out(`${r.ok ? 'PASS' : 'FAIL'}  ${printable(r.id.padEnd(width))}  ${printable(String(r.detail))}`);
 }
 
 /** Bring the appliance up and verify it; returns the project, or an exit code when it refused. */

@@ -30,11 +30,13 @@ export interface Gateway {
   /** Re-read the allowlist file; returns false (old policy kept) when it is invalid. */
   reload(): Promise<boolean>;
   stop(signal?: string): Promise<void>;
+  /** Last resort (a third signal): write the `stop` line and flush the audit log synchronously; no cleanup. */
+  stopNow(signal?: string): void;
 }
 
 export async function startGateway(cfg: GatewayConfig, makeFirewall?: FirewallFactory): Promise<Gateway> {
   let allowlist = await loadAllowlist(cfg);
-  const audit = createAudit(cfg.auditLog);
+  const audit = createAudit(cfg.auditLog, { rotation: { maxBytes: cfg.auditLogMaxBytes, keep: cfg.auditLogKeep } });
   let firewall: Firewall | undefined;
   if (cfg.firewall) {
     if (!makeFirewall) throw new ConfigError(['--firewall was asked for, but this build has no firewall: refusing to start (fail closed)']);
@@ -121,7 +123,12 @@ export async function startGateway(cfg: GatewayConfig, makeFirewall?: FirewallFa
       await audit.close();
     })());
 
-  return { dns: dnsServer, proxy: proxyServer, allowlist: current, reload, stop };
+  const stopNow = (signal?: string) => {
+    audit.write({ event: 'stop', signal, forced: true });
+    audit.flushSync();
+  };
+
+  return { dns: dnsServer, proxy: proxyServer, allowlist: current, reload, stop, stopNow };
 }
 
 /**
