@@ -94,7 +94,7 @@ export async function gatewayCommand(argv: string[], makeFirewall?: FirewallFact
   // the firewall's counter reads) re-raises a signal that has no listener but its own, and with a `once`
   // handler already removed that killed the gateway mid-stop (exit 143/130, no `stop` line, no flush).
   // First signal: graceful stop. Second: said, and ignored (the stop, audit flush included, goes on).
-  // Third: stop at once: pending audit lines are written synchronously, exit 1.
+  // Third: stop at once, exit 1, after the audit log's pending lines are written (at most 1 s). A fourth: exit 1.
   let gateway: Gateway | undefined;
   let signals = 0;
   let firstSignal: NodeJS.Signals | undefined;
@@ -116,11 +116,10 @@ export async function gatewayCommand(argv: string[], makeFirewall?: FirewallFact
       if (gateway) void stop(gateway, signal).then((code) => onStopped?.(code));
     } else if (signals === 2) {
       process.stderr.write(`codex-egress: ${signal}: already stopping (flushing the audit log); a third signal stops at once\n`);
-    } else {
+    } else if (signals === 3) {
       process.stderr.write(`codex-egress: ${signal}: stopping at once\n`);
-      gateway?.stopNow(signal);
-      process.exit(1);
-    }
+      void (gateway?.stopNow(signal) ?? Promise.resolve()).finally(() => process.exit(1));
+    } else process.exit(1);
   };
   const onHup = () => void gateway?.reload();
   process.on('SIGTERM', onSignal);

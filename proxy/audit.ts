@@ -90,8 +90,8 @@ export interface Audit {
   write(e: AuditEvent): void;
   /** Flush what is buffered (pending summaries included) and close the destination. */
   close(): Promise<void>;
-  /** Last resort (a forced exit): write pending summaries and buffered lines synchronously. */
-  flushSync(): void;
+  /** Write pending summaries and everything buffered (or, once closing, wait for the close). */
+  flush(): Promise<void>;
 }
 
 export interface AuditOptions {
@@ -130,38 +130,33 @@ export function createAudit(path: string, opts: AuditOptions = {}): Audit {
   );
   const timer = setInterval(() => summary.tick(), (opts.summary ?? SUMMARY_DEFAULTS).windowMs);
   timer.unref();
-  let closed = false;
+  let closing: Promise<void> | undefined;
+  const close = async () => {
+    clearInterval(timer);
+    summary.flush();
+    if (!file) return new Promise<void>((resolve) => dest.flush(() => resolve()));
+    // Resolved once the file has everything (bounded: a destination that never closes is reported).
+    let timeout: NodeJS.Timeout | undefined;
+    await Promise.race([
+      file.end(),
+      new Promise<void>((resolve) => {
+        timeout = setTimeout(() => {
+          onError(new Error('the audit log did not close within 5 s'));
+          resolve();
+        }, 5000);
+      }),
+    ]);
+    clearTimeout(timeout);
+  };
   return {
     write: (e) => {
-      if (!closed) summary.write(e);
+      if (!closing) summary.write(e);
     },
-    close: async () => {
-      if (closed) return;
-      clearInterval(timer);
+    close: () => (closing ??= close()),
+    flush: () => {
+      if (closing) return closing;
       summary.flush();
-      closed = true;
-      if (!file) return new Promise<void>((resolve) => dest.flush(() => resolve()));
-      // Resolved once the file has everything (bounded: a destination that never closes is reported).
-      let timeout: NodeJS.Timeout | undefined;
-      await Promise.race([
-        file.end(),
-        new Promise<void>((resolve) => {
-          timeout = setTimeout(() => {
-            onError(new Error('the audit log did not close within 5 s'));
-            resolve();
-          }, 5000);
-        }),
-      ]);
-      clearTimeout(timeout);
-    },
-    flushSync: () => {
-      clearInterval(timer);
-      summary.flush();
-      try {
-        dest.flushSync();
-      } catch {
-        // a write in flight, or the destination is gone: nothing more can be done synchronously
-      }
+      return new Promise<void>((resolve) => dest.flush(() => resolve()));
     },
   };
 }

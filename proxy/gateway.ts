@@ -30,8 +30,8 @@ export interface Gateway {
   /** Re-read the allowlist file; returns false (old policy kept) when it is invalid. */
   reload(): Promise<boolean>;
   stop(signal?: string): Promise<void>;
-  /** Last resort (a third signal): write the `stop` line and flush the audit log synchronously; no cleanup. */
-  stopNow(signal?: string): void;
+  /** Last resort (a third signal): write the `stop` line and what the audit log holds (at most maxMs); nothing else. */
+  stopNow(signal?: string, maxMs?: number): Promise<void>;
 }
 
 export async function startGateway(cfg: GatewayConfig, makeFirewall?: FirewallFactory): Promise<Gateway> {
@@ -123,9 +123,11 @@ export async function startGateway(cfg: GatewayConfig, makeFirewall?: FirewallFa
       await audit.close();
     })());
 
-  const stopNow = (signal?: string) => {
-    audit.write({ event: 'stop', signal, forced: true });
-    audit.flushSync();
+  const stopNow = async (signal?: string, maxMs = 1000) => {
+    audit.write({ event: 'stop', signal, forced: true }); // ignored when the graceful stop already wrote its own
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([audit.flush(), new Promise((resolve) => (timer = setTimeout(resolve, maxMs)))]);
+    clearTimeout(timer);
   };
 
   return { dns: dnsServer, proxy: proxyServer, allowlist: current, reload, stop, stopNow };
