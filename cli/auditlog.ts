@@ -78,7 +78,7 @@ export function formatLine(raw: AuditLine, colour: boolean): string {
     default:
       what = `${String(e.event).padEnd(8)} ${JSON.stringify(Object.fromEntries(Object.entries(e).filter(([k]) => !['v', 'time', 'level', 'event'].includes(k))))}`;
   }
-  const why = e.decision ? ` ${c('dim', `${e.reason ?? ''}${rule ? ` [${rule.text} from ${rule.source}]` : ''}${e.client ? ` client ${e.client}` : ''}`)}` : '';
+  const why = e.decision ? ` ${c('dim', `${e.reason ?? ''}${e.detail ? ` (${e.detail})` : ''}${rule ? ` [${rule.text} from ${rule.source}]` : ''}${e.client ? ` client ${e.client}` : ''}`)}` : '';
   return `${c('dim', time)} ${decision} ${what}${why}`;
 }
 
