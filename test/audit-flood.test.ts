@@ -4,7 +4,7 @@
 // - a flood of about 20,000 denied queries a second (a UDP loop on the namespace's loopback, bounded in
 //   time) becomes a bounded number of lines whose counts add up to every query answered.
 import t from 'tap';
-import { copyFileSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { startCore, dig, nodeIn, type Core } from './harness/core.js';
@@ -106,23 +106,23 @@ t.test('CONNECT and plain-HTTP targets with control and C1 bytes are printed esc
 });
 
 /** Send denied queries from one UDP socket for `ms`, paced at `rate` a second (at most 512 unanswered). */
-const floodScript = (names: 'same' | 'random', rate: number, ms: number) => `import dgram from 'node:dgram';
+const floodScript = (names: 'same' | 'random' | 'allowed', rate: number, ms: number, port = 53) => `import dgram from 'node:dgram';
   const sock = dgram.createSocket('udp4');
   const query = (id, name) => {
     const labels = name.split('.').map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l)]));
     const head = Buffer.alloc(12); head.writeUInt16BE(id, 0); head.writeUInt16BE(0x0100, 2); head.writeUInt16BE(1, 4);
     return Buffer.concat([head, ...labels, Buffer.from([0, 0, 1, 0, 1])]);
   };
-  let sent = 0, received = 0, nx = 0;
-  sock.on('message', (m) => { received++; if ((m[3] & 15) === 3) nx++; });
+  let sent = 0, received = 0, nx = 0, ok = 0;
+  sock.on('message', (m) => { received++; if ((m[3] & 15) === 3) nx++; else if ((m[3] & 15) === 0) ok++; });
   const start = Date.now();
   const tick = () => {
     const elapsed = Date.now() - start;
     if (elapsed >= ${ms}) return finish();
     const due = Math.floor(elapsed * ${rate} / 1000);
     while (sent < due && sent - received < 512) {
-      const name = ${names === 'same' ? "'flood.denied.test'" : "'r' + sent + '.flood.test'"};
-      sock.send(query(sent & 0xffff, name), 53, '127.0.0.1');
+      const name = ${{ same: "'flood.denied.test'", random: "'r' + sent + '.flood.test'", allowed: "'cache.test'" }[names]};
+      sock.send(query(sent & 0xffff, name), ${port}, '127.0.0.1');
       sent++;
     }
     setImmediate(tick);
@@ -131,7 +131,7 @@ const floodScript = (names: 'same' | 'random', rate: number, ms: number) => `imp
     const wait = Date.now();
     const done = () => {
       if (received < sent && Date.now() - wait < 3000) return setTimeout(done, 50);
-      console.log(JSON.stringify({ sent, received, nx, ms: Date.now() - start }));
+      console.log(JSON.stringify({ sent, received, nx, ok, ms: Date.now() - start }));
       sock.close();
     };
     done();
@@ -172,4 +172,38 @@ t.test('a flood of denied queries: a bounded number of lines, counts adding up t
 
   const grown = statSync(core.gateway.auditPath).size - before;
   t.ok(grown < 200_000, `the log grew ${grown} bytes for ${same.received + random.received} denials (one line each would be ~${(same.received + random.received) * 200})`);
+});
+
+t.test('the real gateway rotates its log; logs -f follows across the rotations and misses nothing', async (t) => {
+  const state = join(core.dir, 'state-rot');
+  const work = join(core.dir, 'project-rot');
+  mkdirSync(work, { recursive: true });
+  const paths = statePaths(projectFor(work), { CODEX_EGRESS_STATE_DIR: state });
+  mkdirSync(paths.logDir, { recursive: true });
+  const follower = execa(process.execPath, [CLI, 'logs', '-f', '--json', '--workdir', work], { env: { CODEX_EGRESS_STATE_DIR: state }, reject: false, timeout: 120_000 });
+  let followed = '';
+  follower.stdout!.on('data', (d: Buffer) => (followed += d.toString()));
+  t.teardown(() => void follower.kill('SIGKILL'));
+  // 64 KiB files, 5 kept; the first gateway has stopped, this one takes other ports.
+  const gw = await core.extraGateway(['--upstream', '198.51.100.53', '--dns-port', '5354', '--proxy-port', '3129', '--audit-log', paths.auditLog, '--audit-log-max-size', '0.0625', '--audit-log-keep', '5']);
+  const load = await nodeIn<{ sent: number; received: number; ok: number }>(core.ns, floodScript('allowed', 500, 4000, 5354), 60_000);
+  t.comment(`allowed queries: ${JSON.stringify(load)}`);
+  t.equal(load.ok, load.received, 'every one answered NOERROR');
+  await gw.stop('SIGTERM');
+  for (let i = 0; i < 100 && !/"event":"stop"/.test(followed); i++) await new Promise((r) => setTimeout(r, 100));
+  follower.kill('SIGINT');
+  const f = await follower;
+  t.equal(f.exitCode, 0, 'logs -f ends cleanly on SIGINT');
+
+  const files = readdirSync(paths.logDir).sort();
+  t.same(files, ['audit.jsonl', 'audit.jsonl.1', 'audit.jsonl.2', 'audit.jsonl.3', 'audit.jsonl.4', 'audit.jsonl.5'], 'the live file and 5 rotated ones, the older ones deleted');
+  for (const name of files) {
+    const text = readFileSync(join(paths.logDir, name), 'utf8');
+    t.ok(text.endsWith('\n') && text.split('\n').filter(Boolean).every((l) => JSON.parse(l)), `${name}: whole JSON lines`);
+  }
+  const seen = followed.split('\n').filter(Boolean).map((l) => JSON.parse(l) as AuditLine);
+  const answers = seen.filter((e) => e.event === 'dns' && e.name === 'cache.test');
+  t.equal(answers.length, load.received, `logs -f printed every one of the ${load.received} answers once, across the rotations`);
+  t.match(seen.at(-1), { event: 'stop' });
+  t.match(seen[0], { event: 'start' }, 'from the first line of the first file');
 });
