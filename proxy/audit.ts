@@ -88,10 +88,11 @@ export type FirewallAuditEvent =
 
 export interface Audit {
   write(e: AuditEvent): void;
-  /** Flush what is buffered (pending summaries included) and close the destination. */
+  /**
+   * Write pending summaries and everything buffered, and close the destination (resolved once the file
+   * has it all; later calls return the same promise, later writes are dropped).
+   */
   close(): Promise<void>;
-  /** Write pending summaries and everything buffered (or, once closing, wait for the close). */
-  flush(): Promise<void>;
 }
 
 export interface AuditOptions {
@@ -134,11 +135,18 @@ export function createAudit(path: string, opts: AuditOptions = {}): Audit {
   const close = async () => {
     clearInterval(timer);
     summary.flush();
-    if (!file) return new Promise<void>((resolve) => dest.flush(() => resolve()));
-    // Resolved once the file has everything (bounded: a destination that never closes is reported).
+    // Resolved once everything is written (pino's flush() returns before that): end() writes what is
+    // buffered, then closes (standard output's descriptor stays open). Bounded: a destination that never
+    // closes is reported.
+    const ended = file
+      ? file.end()
+      : new Promise<void>((resolve) => {
+          dest.once('close', () => resolve());
+          dest.end();
+        });
     let timeout: NodeJS.Timeout | undefined;
     await Promise.race([
-      file.end(),
+      ended,
       new Promise<void>((resolve) => {
         timeout = setTimeout(() => {
           onError(new Error('the audit log did not close within 5 s'));
@@ -153,10 +161,5 @@ export function createAudit(path: string, opts: AuditOptions = {}): Audit {
       if (!closing) summary.write(e);
     },
     close: () => (closing ??= close()),
-    flush: () => {
-      if (closing) return closing;
-      summary.flush();
-      return new Promise<void>((resolve) => dest.flush(() => resolve()));
-    },
   };
 }

@@ -126,7 +126,8 @@ export async function startGateway(cfg: GatewayConfig, makeFirewall?: FirewallFa
   const stopNow = async (signal?: string, maxMs = 1000) => {
     audit.write({ event: 'stop', signal, forced: true }); // ignored when the graceful stop already wrote its own
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([audit.flush(), new Promise((resolve) => (timer = setTimeout(resolve, maxMs)))]);
+    // (pino's flush returns before the bytes are written; closing waits for them, and joins a close under way)
+    await Promise.race([audit.close(), new Promise((resolve) => (timer = setTimeout(resolve, maxMs)))]);
     clearTimeout(timer);
   };
 
