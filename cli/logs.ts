@@ -42,8 +42,10 @@ export async function logsCommand(argv: string[]): Promise<number> {
   }
   const colour = !v.json && !!process.stdout.isTTY && !process.env.NO_COLOR;
   let printed = 0;
+  let seen = 0;
   const print = (l: string) => {
     const e = parseLine(l);
+    if (e) seen++;
     if (!e || !matches(e, filter)) return;
     // --json: the line as written, with any hidden character as a \u escape (the same JSON value).
     out(v.json ? printableJson(l) : formatLine(e, colour));
@@ -60,7 +62,7 @@ export async function logsCommand(argv: string[]): Promise<number> {
       for await (const l of fileLines(f)) print(l);
     }
     for await (const l of tail.poll()) print(l);
-    if (printed === 0 && !v.follow) err(`codex-egress: no audit events yet (${paths.auditLog})`);
+    if (printed === 0 && !v.follow) err(`codex-egress: ${seen ? `none of the ${seen} audit events matches` : 'no audit events yet'} (${paths.auditLog})`);
     if (!v.follow) return EXIT.ok;
     let stop = false;
     const onSignal = () => (stop = true);

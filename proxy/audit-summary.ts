@@ -5,17 +5,19 @@
 //   full at once. Identical ones after it are counted, and at the end of each window one `repeat` line says
 //   how many there were and when the first and last of them came. A kind seen in no window for a whole
 //   window is forgotten (its next occurrence is written in full again).
-// - Each client may open at most `perClient` new kinds per window (and all clients together `maxKeys`):
-//   beyond that (names made up by the thousand: random labels, case variants) denials are counted in one
-//   `suppressed` line per client and event per window, with the first `sample` names they asked for.
-// So with W the window, a client's denials cost at most perClient + perClient + 1 lines per W (full lines,
-// repeats, one suppressed line per event type), whatever their rate. Allowed decisions are never summarised.
+// - Each client may open at most `perClient` new kinds of each event (dns, connect, http) per window, and
+//   all clients together `maxKeys`: beyond that (names made up by the thousand: random labels, case
+//   variants) denials are counted in one `suppressed` line per client and event per window, with the first
+//   `sample` names they asked for. The budgets are per event, so a DNS flood cannot push the proxy's
+//   denials out of the log (nor the other way round).
+// So with W the window, a client's denials of one event cost at most 2 × perClient + 1 lines per W (full
+// lines, repeats, one suppressed line), whatever their rate. Allowed decisions are never summarised.
 import type { AuditEvent } from './audit.js';
 
 export interface SummaryOptions {
   /** Length of a counting window (ms). */
   windowMs: number;
-  /** New kinds of denial written in full per client per window. */
+  /** New kinds of denial written in full per client and event per window. */
   perClient: number;
   /** Kinds tracked at once (all clients). */
   maxKeys: number;
@@ -52,8 +54,10 @@ interface Kind {
 }
 
 interface ClientBudget {
+  client: string;
+  event: Decided['event'];
   fresh: number;
-  over: Map<Decided['event'], { count: number; sample: string[]; first: number; last: number }>;
+  over?: { count: number; sample: string[]; first: number; last: number };
 }
 
 export const isSummarised = (e: AuditEvent): e is Decided =>
@@ -86,13 +90,13 @@ export class Summariser {
       kind.last = t;
       return;
     }
-    // The client table is bounded like the kinds: past maxKeys every further client shares one entry.
-    const client = this.clients.has(e.client) || this.clients.size < this.opts.maxKeys ? e.client : '*';
-    let budget = this.clients.get(client);
-    if (!budget) this.clients.set(client, (budget = { fresh: 0, over: new Map() }));
+    // The budget table is bounded like the kinds: past maxKeys every further client shares one entry.
+    let id = `${e.event} ${e.client}`;
+    if (!this.clients.has(id) && this.clients.size >= this.opts.maxKeys) id = `${e.event} *`;
+    let budget = this.clients.get(id);
+    if (!budget) this.clients.set(id, (budget = { client: id.endsWith(' *') ? '*' : e.client, event: e.event, fresh: 0 }));
     if (budget.fresh >= this.opts.perClient || this.kinds.size >= this.opts.maxKeys) {
-      let o = budget.over.get(e.event);
-      if (!o) budget.over.set(e.event, (o = { count: 0, sample: [], first: t, last: t }));
+      const o = (budget.over ??= { count: 0, sample: [], first: t, last: t });
       o.count++;
       o.last = t;
       const name = what(e);
@@ -135,10 +139,8 @@ export class Summariser {
   }
 
   private flushClients(): void {
-    for (const [client, b] of this.clients) {
-      for (const [of, o] of b.over) {
-        this.emit({ event: 'suppressed', of, client, decision: 'deny', count: o.count, sample: o.sample, first: iso(o.first), last: iso(o.last) });
-      }
+    for (const { client, event, over: o } of this.clients.values()) {
+      if (o) this.emit({ event: 'suppressed', of: event, client, decision: 'deny', count: o.count, sample: o.sample, first: iso(o.first), last: iso(o.last) });
     }
     this.clients.clear();
   }

@@ -148,6 +148,26 @@ t.test('a flood of denied queries: a bounded number of lines, counts adding up t
   t.comment(`made-up names: ${JSON.stringify(random)}`);
   t.ok(random.received > 3_000);
 
+  // The proxy's neighbouring path: denied plain-HTTP requests (each answered 403 and closed), 16 at a time.
+  const http = await nodeIn<{ sent: number; denied: number }>(
+    core.ns,
+    `import net from 'node:net';
+    let sent = 0, denied = 0;
+    const one = () => new Promise((resolve) => {
+      const s = net.connect(3128, '127.0.0.1', () => s.write('GET http://denied.test/x HTTP/1.1\\r\\nHost: denied.test\\r\\n\\r\\n'));
+      let got = '';
+      s.on('data', (d) => { got += d; });
+      s.on('close', () => { if (got.startsWith('HTTP/1.1 403')) denied++; resolve(); });
+      s.on('error', () => {});
+    });
+    const end = Date.now() + 3000;
+    await Promise.all(Array.from({ length: 16 }, async () => { while (Date.now() < end && sent < 3000) { sent++; await one(); } }));
+    console.log(JSON.stringify({ sent, denied }));`,
+    60_000,
+  );
+  t.comment(`denied HTTP requests: ${JSON.stringify(http)}`);
+  t.ok(http.denied > 200 && http.denied === http.sent, 'every request refused with 403');
+
   // Stop: pending counts are flushed before the stop line.
   await core.gateway.stop('SIGTERM');
   const all = lines();
@@ -164,14 +184,19 @@ t.test('a flood of denied queries: a bounded number of lines, counts adding up t
 
   const randomFull = all.filter((e) => e.event === 'dns' && typeof e.name === 'string' && e.name.endsWith('.flood.test'));
   const suppressed = all.filter((e) => e.event === 'suppressed' && e.of === 'dns');
-  t.ok(randomFull.length <= 300, `${randomFull.length} made-up names in full (at most 100 per client per window)`);
+  t.ok(randomFull.length <= 300, `${randomFull.length} made-up names in full (at most 100 per client and event per window)`);
   t.ok(suppressed.length >= 1 && suppressed.length <= 3, `${suppressed.length} suppressed lines`);
   t.ok((suppressed[0]!.sample as string[]).length > 0, 'with a sample of the names');
   const randomCount = randomFull.length + suppressed.reduce((n, e) => n + (e.count as number), 0);
   t.ok(randomCount >= random.received && randomCount <= random.sent, `counted ${randomCount} of ${random.received} answered / ${random.sent} sent`);
 
+  const httpLines = all.filter((e) => e.host === 'denied.test' && (e.event === 'http' || (e.event === 'repeat' && e.of === 'http')));
+  t.ok(httpLines.length <= 3, `${httpLines.length} lines for the denied HTTP requests`);
+  t.match(httpLines[0], { event: 'http', decision: 'deny', reason: 'not-allowlisted', status: 403 });
+  t.equal(httpLines.reduce((n, e) => n + (e.event === 'repeat' ? (e.count as number) : 1), 0), http.denied, 'counted: every denied request');
+
   const grown = statSync(core.gateway.auditPath).size - before;
-  t.ok(grown < 200_000, `the log grew ${grown} bytes for ${same.received + random.received} denials (one line each would be ~${(same.received + random.received) * 200})`);
+  t.ok(grown < 200_000, `the log grew ${grown} bytes for ${same.received + random.received + http.denied} denials (one line each would be ~${(same.received + random.received + http.denied) * 200})`);
 });
 
 t.test('the real gateway rotates its log; logs -f follows across the rotations and misses nothing', async (t) => {

@@ -79,13 +79,16 @@ t.test('summary: anything that differs is its own kind; allowed decisions and ot
 });
 
 t.test('summary: made-up names beyond the per-client budget are counted in one suppressed line; memory is bounded', async (t) => {
-  const { s, lines, advance } = summariser({ perClient: 5, maxKeys: 8, sample: 3 });
+  const { s, lines, advance } = summariser({ perClient: 5, maxKeys: 9, sample: 3 });
   for (let i = 0; i < 10_000; i++) {
     advance(1);
     s.write(denyDns(`r${i}.test`));
   }
   t.equal(lines.length, 5, 'the first 5 new names in full');
-  t.ok(s.size <= 8, `kinds tracked: ${s.size}`);
+  s.write({ event: 'connect', client: '10.0.0.3', host: 'exfil.test', port: 443, decision: 'deny', reason: 'not-allowlisted', status: 403 });
+  t.match(lines.at(-1), { event: 'connect', host: 'exfil.test' }, 'a DNS flood does not use up the budget of the proxy\'s denials');
+  lines.pop();
+  t.ok(s.size <= 9, `kinds tracked: ${s.size}`);
   s.write(denyDns('x.test', '10.0.0.9'));
   s.write(denyDns('y.test', '10.0.0.9'));
   s.write(denyDns('z.test', '10.0.0.9'));
