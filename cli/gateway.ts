@@ -126,7 +126,11 @@ export async function gatewayCommand(argv: string[], makeFirewall?: FirewallFact
   process.on('SIGINT', onSignal);
   process.on('SIGHUP', onHup);
   // Last resort: an exception nothing caught closes its connection only, or stops the gateway (exit 70).
-  installLastResort({ log: (line) => process.stderr.write(`${line}\n`), exit: (code) => process.exit(code) });
+  // The audit log's pending lines (and a forced `stop` line) are written first, within stopNow's 1 s bound.
+  installLastResort({
+    log: (line) => process.stderr.write(`${line}\n`),
+    exit: (code) => void (gateway?.stopNow('internal-error') ?? Promise.resolve()).finally(() => process.exit(code)),
+  });
   try {
     const cfg = parseConfig(input);
     gateway = await startGateway(cfg, makeFirewall);
