@@ -4,7 +4,8 @@ import { parse, UsageError } from './args.js';
 import { EXIT, WORKDIR_HELP, workdirOptions, projectFrom, gatewayRunning, out, err, json } from './common.js';
 import { editAllowlistFile, prepareState, ProjectError } from '../image/project.js';
 import { reloadGateway } from '../image/appliance.js';
-import { readFrom, parseLine, type AuditLine } from './auditlog.js';
+import { Tail, parseLine, type AuditLine } from './auditlog.js';
+import { printable } from './printable.js';
 
 const usage = (op: 'allow' | 'deny') => `Usage: codex-egress ${op} [options] RULE...
 
@@ -24,13 +25,19 @@ Exit codes: 0 saved (and reloaded when running); 1 the gateway rejected the relo
 export const ALLOW_USAGE = usage('allow');
 export const DENY_USAGE = usage('deny');
 
-/** Wait (bounded) for the gateway's first reload event after the given log offset. */
-async function waitForReload(path: string, offset: number, timeoutMs: number): Promise<AuditLine | undefined> {
+/**
+ * Wait (bounded) for the gateway's first reload event written after `tail` started. Only what is appended
+ * is read (across a rotation too), so the log's size never matters.
+ */
+async function waitForReload(tail: Tail, timeoutMs: number): Promise<AuditLine | undefined> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    const r = await readFrom(path, offset);
-    const reload = r.lines.map(parseLine).find((e) => e?.event === 'reload');
-    if (reload) return reload;
+    for await (const l of tail.poll()) {
+      if (!l.includes('"reload"')) continue;
+      const e = parseLine(l);
+      if (e?.event === 'reload') return e;
+      if (Date.now() >= deadline) break;
+    }
     await new Promise((res) => setTimeout(res, 200));
   }
   return undefined;
@@ -42,28 +49,34 @@ const command = (op: 'allow' | 'deny') =>
     if (positionals.length === 0) throw new UsageError('no rule given');
     const { project: p, paths } = projectFrom(v);
     await prepareState(paths);
-    const offset = (await readFrom(paths.auditLog, 0)).offset;
+    // From the log's current end: what the gateway writes after the edit (a stat and an open, whatever its size).
+    const tail = await Tail.atEnd(paths.auditLog);
     let changed: string[];
-    try {
-      changed = (await editAllowlistFile(paths.allowlist, op, positionals)).changed;
-    } catch (e) {
-      if (e instanceof ProjectError) throw new UsageError(e.message);
-      throw e;
-    }
-    const running = await gatewayRunning(p);
+    let running: boolean;
     let reload: AuditLine | undefined;
-    if (running) {
-      await reloadGateway(p);
-      reload = await waitForReload(paths.auditLog, offset, 10_000);
+    try {
+      try {
+        changed = (await editAllowlistFile(paths.allowlist, op, positionals)).changed;
+      } catch (e) {
+        if (e instanceof ProjectError) throw new UsageError(e.message);
+        throw e;
+      }
+      running = await gatewayRunning(p);
+      if (running) {
+        await reloadGateway(p);
+        reload = await waitForReload(tail, 10_000);
+      }
+    } finally {
+      await tail.close();
     }
     const ok = !running || reload?.ok === true;
     if (v.json) json({ op, rules: positionals, changed, file: paths.allowlist, running, reload: reload ?? null, ok });
     else {
-      out(`${op}: ${changed.length ? changed.join(' ') : 'no change'} (${paths.allowlist})`);
+      out(printable(`${op}: ${changed.length ? changed.join(' ') : 'no change'} (${paths.allowlist})`));
       if (!running) out('the appliance is not running: the rules apply at the next "codex-egress up"');
       else if (!reload) err('codex-egress: the gateway did not confirm a reload within 10 s: check "codex-egress logs"');
       else if (reload.ok) out(`gateway reloaded: ${reload.rules} rules`);
-      else err(`codex-egress: the gateway rejected the allowlist, the previous one stays: ${JSON.stringify(reload.errors)}`);
+      else err(`codex-egress: the gateway rejected the allowlist, the previous one stays: ${printable(JSON.stringify(reload.errors))}`);
     }
     return ok ? EXIT.ok : EXIT.error;
   };

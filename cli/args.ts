@@ -31,3 +31,13 @@ export function secondsOption(name: string, value: string | undefined, fallbackM
   }
   return Math.round(n * 1000);
 }
+
+/** A size option in MiB (decimals allowed), at least `minBytes`; returned in bytes. */
+export function mebibytesOption(name: string, value: string | undefined, fallbackBytes: number, minBytes: number): number {
+  if (value === undefined) return fallbackBytes;
+  const bytes = Math.round(Number(value) * 1024 * 1024);
+  if (!/^[0-9]+(\.[0-9]+)?$/.test(value) || bytes < minBytes || bytes > 2 ** 40) {
+    throw new UsageError(`--${name} must be a size in MiB of at least ${minBytes / 1024 / 1024}, not "${value}"`);
+  }
+  return bytes;
+}

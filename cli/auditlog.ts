@@ -1,6 +1,9 @@
-// Reading the gateway's audit log (one JSON line per decision) for `logs` and `status`. Pure but for the file reads.
-import { open, stat } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+// Reading the gateway's audit log (one JSON line per decision) for `logs`, `status` and `allow`/`deny`.
+// The log rotates (audit.jsonl, then audit.jsonl.1 … .N, .1 the newest: proxy/audit-file.ts) and can be
+// large: every reader streams it in chunks (memory bounded by a chunk and the longest line), or tails it
+// from its current end. Nothing here reads a file whole. Pure but for the file reads.
+import { open, stat, type FileHandle } from 'node:fs/promises';
+import { printableDeep } from './printable.js';
 
 export interface AuditLine {
   v?: number;
@@ -43,7 +46,10 @@ export function matches(e: AuditLine, f: Filter): boolean {
 const COLOURS = { red: '\x1b[31m', green: '\x1b[32m', yellow: '\x1b[33m', dim: '\x1b[2m', reset: '\x1b[0m' };
 
 /** One human line per event; colour only when asked (a TTY). */
-export function formatLine(e: AuditLine, colour: boolean): string {
+export function formatLine(raw: AuditLine, colour: boolean): string {
+  // Every string the sandbox could have chosen (names, hosts, methods, details …) is escaped before it is
+  // laid out, so no field can move the cursor, end the line or reorder it on the terminal.
+  const e = printableDeep(raw);
   const c = (k: keyof typeof COLOURS, s: string) => (colour ? `${COLOURS[k]}${s}${COLOURS.reset}` : s);
   const time = (e.time ?? '').replace('T', ' ').replace(/\.\d+Z$/, 'Z');
   const decision = e.decision === 'allow' ? c('green', 'ALLOW') : e.decision === 'deny' ? c('red', 'DENY ') : e.decision ? c('yellow', String(e.decision).toUpperCase().padEnd(5)) : '     ';
@@ -60,42 +66,190 @@ export function formatLine(e: AuditLine, colour: boolean): string {
     case 'tunnel_close':
       what = `closed   ${e.host}:${e.port} up ${e.bytes_up} B down ${e.bytes_down} B ${e.ms} ms by ${e.closed_by}`;
       break;
+    case 'repeat':
+      what = `repeat   ${e.count} more ×${e.of === 'dns' ? ` dns ${e.name} ${e.qtype} → ${e.rcode}` : ` ${e.of} ${e.method ? `${e.method} ` : ''}${e.host}:${e.port}`} ${e.first} … ${e.last}`;
+      break;
+    case 'suppressed':
+      what = `flood    ${e.count} more ${e.of} denials of other names${Array.isArray(e.sample) && e.sample.length ? ` (${e.sample.join(', ')}${Number(e.count) > e.sample.length ? ', …' : ''})` : ''} ${e.first} … ${e.last}`;
+      break;
     case 'reload':
       what = `reload   ${e.ok ? 'ok' : 'REJECTED'} ${e.rules} rules${Array.isArray(e.added) && e.added.length ? ` +${e.added.join(' +')}` : ''}${Array.isArray(e.removed) && e.removed.length ? ` -${e.removed.join(' -')}` : ''}${Array.isArray(e.errors) ? ` ${e.errors.join('; ')}` : ''}`;
       break;
     default:
       what = `${String(e.event).padEnd(8)} ${JSON.stringify(Object.fromEntries(Object.entries(e).filter(([k]) => !['v', 'time', 'level', 'event'].includes(k))))}`;
   }
-  const why = e.decision ? ` ${c('dim', `${e.reason ?? ''}${rule ? ` [${rule.text} from ${rule.source}]` : ''}${e.client ? ` client ${e.client}` : ''}`)}` : '';
+  const why = e.decision ? ` ${c('dim', `${e.reason ?? ''}${e.detail ? ` (${e.detail})` : ''}${rule ? ` [${rule.text} from ${rule.source}]` : ''}${e.client ? ` client ${e.client}` : ''}`)}` : '';
   return `${c('dim', time)} ${decision} ${what}${why}`;
 }
 
-/** Read the log from a byte offset; returns the complete lines and the offset after the last one. */
-export async function readFrom(path: string, offset: number): Promise<{ lines: string[]; offset: number }> {
-  if (!existsSync(path)) return { lines: [], offset };
-  const size = (await stat(path)).size;
-  if (size < offset) offset = 0; // rotated or truncated
-  if (size === offset) return { lines: [], offset };
-  const fh = await open(path, 'r');
+/** The log's files that exist, oldest first: audit.jsonl.N … audit.jsonl.1, then audit.jsonl. */
+export async function logFiles(path: string): Promise<string[]> {
+  const rotated: string[] = [];
+  for (let n = 1; n <= 1000; n++) {
+    const f = `${path}.${n}`;
+    if (!(await stat(f).catch(() => undefined))) break;
+    rotated.push(f);
+  }
+  const live = (await stat(path).catch(() => undefined)) ? [path] : [];
+  return [...rotated.reverse(), ...live];
+}
+
+const CHUNK = 256 * 1024;
+/** A longer line is skipped (the gateway writes none this long; a line is never held whole beyond this). */
+export const MAX_LINE = 16 * 1024 * 1024;
+
+/**
+ * The complete lines of an open file from `offset` to its current end, in chunks. `at.offset` is moved past
+ * each line as it is yielded (a partial last line is left for the next read).
+ */
+export async function* linesOf(fh: FileHandle, at: { offset: number }): AsyncGenerator<string> {
+  const buf = Buffer.alloc(CHUNK);
+  let parts: Buffer[] = [];
+  let partLen = 0;
+  let skipping = false;
+  let pos = at.offset;
+  for (;;) {
+    const { bytesRead } = await fh.read(buf, 0, CHUNK, pos);
+    if (bytesRead === 0) return;
+    let start = 0;
+    for (;;) {
+      const nl = buf.indexOf(10, start);
+      if (nl === -1 || nl >= bytesRead) break;
+      const lineEnd = pos + nl + 1;
+      if (skipping || partLen + (nl - start) > MAX_LINE) skipping = false;
+      else {
+        const line = partLen ? Buffer.concat([...parts, buf.subarray(start, nl)]).toString('utf8') : buf.toString('utf8', start, nl);
+        at.offset = lineEnd;
+        if (line) yield line;
+      }
+      at.offset = lineEnd;
+      parts = [];
+      partLen = 0;
+      start = nl + 1;
+    }
+    if (start < bytesRead && !skipping) {
+      partLen += bytesRead - start;
+      if (partLen > MAX_LINE) {
+        skipping = true;
+        parts = [];
+        partLen = 0;
+      } else parts.push(Buffer.from(buf.subarray(start, bytesRead)));
+    }
+    pos += bytesRead;
+  }
+}
+
+/** Every line of one file, streamed. */
+export async function* fileLines(file: string): AsyncGenerator<string> {
+  const fh = await open(file, 'r').catch(() => undefined);
+  if (!fh) return;
   try {
-    const buf = Buffer.alloc(size - offset);
-    await fh.read(buf, 0, buf.length, offset);
-    const text = buf.toString('utf8');
-    const end = text.lastIndexOf('\n') + 1;
-    return { lines: text.slice(0, end).split('\n').filter(Boolean), offset: offset + Buffer.byteLength(text.slice(0, end)) };
+    yield* linesOf(fh, { offset: 0 });
   } finally {
     await fh.close();
   }
 }
 
-/** Decisions counted by event and decision: { "connect": { "allow": 3, "deny": 1 }, … }. */
-export function countDecisions(lines: string[]): Record<string, Record<string, number>> {
-  const counts: Record<string, Record<string, number>> = {};
-  for (const l of lines) {
-    const e = parseLine(l);
-    if (!e?.event || !e.decision) continue;
-    const byEvent = (counts[e.event] ??= {});
-    byEvent[e.decision] = (byEvent[e.decision] ?? 0) + 1;
+/**
+ * Follows the live log like `tail -F`: holds the file open, reads what was appended since the last poll,
+ * and across a rotation finishes the renamed file (and any rotated after it) before opening the new one.
+ */
+export class Tail {
+  private fh?: FileHandle;
+  private ino?: number;
+  private readonly at = { offset: 0 };
+  private midLine = false;
+
+  private constructor(private readonly path: string) {}
+
+  /** Start at the current end of the log (only lines written from now on). */
+  static async atEnd(path: string): Promise<Tail> {
+    const t = new Tail(path);
+    await t.openLive();
+    if (t.fh) {
+      t.at.offset = (await t.fh.stat()).size;
+      // Inside a line still being written: its rest is not a line of its own.
+      const last = Buffer.alloc(1);
+      if (t.at.offset > 0 && (await t.fh.read(last, 0, 1, t.at.offset - 1)).bytesRead === 1 && last[0] !== 10) t.midLine = true;
+    }
+    return t;
   }
+
+  /** Start at the beginning of the live file. */
+  static async atStart(path: string): Promise<Tail> {
+    const t = new Tail(path);
+    await t.openLive();
+    return t;
+  }
+
+  /** The inode being followed (to skip a rotated file that is the same one). */
+  get inode(): number | undefined {
+    return this.ino;
+  }
+
+  /** The lines written since the last poll. */
+  async *poll(): AsyncGenerator<string> {
+    if (!this.fh) {
+      await this.openLive();
+      if (!this.fh) return;
+    }
+    if ((await this.fh.stat()).size < this.at.offset) this.at.offset = 0; // truncated in place
+    for await (const l of linesOf(this.fh, this.at)) {
+      if (this.midLine) this.midLine = false;
+      else yield l;
+    }
+    const now = await stat(this.path).catch(() => undefined);
+    if (now && now.ino === this.ino) return;
+    // Rotated: what we hold is now one of audit.jsonl.N; files rotated after it come before the new live one.
+    const rotated = (await logFiles(this.path)).filter((f) => f !== this.path);
+    const inodes = await Promise.all(rotated.map(async (f) => (await stat(f).catch(() => undefined))?.ino));
+    const mine = inodes.indexOf(this.ino);
+    await this.fh.close();
+    this.fh = undefined;
+    if (mine !== -1) for (const f of rotated.slice(mine + 1)) yield* fileLines(f);
+    await this.openLive();
+    if (this.fh) yield* this.poll();
+  }
+
+  async close(): Promise<void> {
+    await this.fh?.close();
+    this.fh = undefined;
+  }
+
+  private async openLive(): Promise<void> {
+    const fh = await open(this.path, 'r').catch(() => undefined);
+    if (!fh) return;
+    this.fh = fh;
+    this.ino = (await fh.stat()).ino;
+    this.at.offset = 0;
+    this.midLine = false;
+  }
+}
+
+/** Decisions counted by event and decision: { "connect": { "allow": 3, "deny": 1 }, … }. */
+export type DecisionCounts = Record<string, Record<string, number>>;
+
+/** Count one line (a `repeat` or `suppressed` summary adds its count to the event it summarises). */
+export function countLine(counts: DecisionCounts, line: string): void {
+  if (!line.includes('"decision":')) return;
+  const e = parseLine(line);
+  if (!e?.event || !e.decision) return;
+  const summary = (e.event === 'repeat' || e.event === 'suppressed') && typeof e.of === 'string';
+  const event = summary ? (e.of as string) : e.event;
+  const n = summary ? Number(e.count) || 0 : 1;
+  const byEvent = (counts[event] ??= {});
+  byEvent[e.decision] = (byEvent[e.decision] ?? 0) + n;
+}
+
+export function countDecisions(lines: Iterable<string>): DecisionCounts {
+  const counts: DecisionCounts = {};
+  for (const l of lines) countLine(counts, l);
+  return counts;
+}
+
+/** Decisions in the whole log, every rotated file included, streamed. */
+export async function countLog(path: string): Promise<DecisionCounts> {
+  const counts: DecisionCounts = {};
+  for (const f of await logFiles(path)) for await (const l of fileLines(f)) countLine(counts, l);
   return counts;
 }

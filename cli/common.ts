@@ -4,6 +4,7 @@ import { checkWorkdir, statePaths, ProjectError, type StatePaths } from '../imag
 import { DEFAULT_IMAGES, type ImageNames } from '../image/args.js';
 import { dockerResult } from '../image/docker.js';
 import { UsageError } from './args.js';
+import { printableJson } from './printable.js';
 
 /** Exit codes of every command (README: Exit codes). */
 export const EXIT = {
@@ -67,7 +68,8 @@ export async function gatewayRunning(p: Project): Promise<boolean> {
 
 export const out = (s: string) => process.stdout.write(`${s}\n`);
 export const err = (s: string) => process.stderr.write(`${s}\n`);
-export const json = (v: unknown) => out(JSON.stringify(v, null, 2));
+/** JSON output: valid JSON, with hidden characters (C1, bidi overrides, U+2028 …) as \\u escapes. */
+export const json = (v: unknown) => out(printableJson(JSON.stringify(v, null, 2)));
 
 export function notRunning(p: Project): number {
   err(`codex-egress: the appliance is not running for ${p.workdir} (${p.gateway}): run "codex-egress up"`);

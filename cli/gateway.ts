@@ -1,8 +1,8 @@
 // `codex-egress gateway`: run the gateway in the current network namespace until SIGTERM.
 import { readFile } from 'node:fs/promises';
-import { parse, intOption, secondsOption, UsageError } from './args.js';
+import { parse, intOption, secondsOption, mebibytesOption, UsageError } from './args.js';
 import { defaultConfig, parseConfig, resolvConfUpstreams, ConfigError, effectivePath, type GatewayConfigInput } from '../proxy/config.js';
-import { startGateway, type FirewallFactory } from '../proxy/gateway.js';
+import { startGateway, type FirewallFactory, type Gateway } from '../proxy/gateway.js';
 import { installLastResort } from '../proxy/lastresort.js';
 
 export const GATEWAY_USAGE = `Usage: codex-egress gateway [options]
@@ -20,6 +20,8 @@ Options:
   --allow RULE            allow a rule, repeatable (also: OPENAI_ALLOWED_DOMAINS)
   --no-defaults           leave out the built-in OpenAI rules
   --audit-log FILE|-      where audit events go, one JSON line each (default - : standard output)
+  --audit-log-max-size MB rotate the audit log file at this size (default 64): FILE becomes FILE.1, …
+  --audit-log-keep N      rotated audit log files kept (default 4)
   --firewall              apply and verify the kernel firewall before serving (default)
   --no-firewall           no kernel firewall: development only, said loudly in the log and /healthz
   --sandbox-interface IF  the interface the sandbox reaches the gateway on: DNS and the proxy are
@@ -45,6 +47,8 @@ export async function gatewayCommand(argv: string[], makeFirewall?: FirewallFact
     allow: { type: 'string', multiple: true },
     'no-defaults': { type: 'boolean' },
     'audit-log': { type: 'string' },
+    'audit-log-max-size': { type: 'string' },
+    'audit-log-keep': { type: 'string' },
     firewall: { type: 'boolean' },
     'no-firewall': { type: 'boolean' },
     'sandbox-interface': { type: 'string' },
@@ -70,6 +74,8 @@ export async function gatewayCommand(argv: string[], makeFirewall?: FirewallFact
     allow: v.allow ?? [],
     defaults: !v['no-defaults'],
     auditLog: v['audit-log'] ?? d.auditLog,
+    auditLogMaxBytes: mebibytesOption('audit-log-max-size', v['audit-log-max-size'], d.auditLogMaxBytes, 64 * 1024),
+    auditLogKeep: intOption('audit-log-keep', v['audit-log-keep'], d.auditLogKeep, 1, 100),
     firewall: !v['no-firewall'],
     sandboxInterface: v['sandbox-interface'],
     firewallSetSize: intOption('firewall-set-size', v['firewall-set-size'], d.firewallSetSize, 1, 1_000_000),
@@ -83,9 +89,48 @@ export async function gatewayCommand(argv: string[], makeFirewall?: FirewallFact
       maxConnectionsPerClient: intOption('max-connections', v['max-connections'], d.limits.maxConnectionsPerClient, 1, 1_000_000),
     },
   };
-  let gateway;
+  // The signal handlers go in before anything starts and stay until the process ends. They are registered
+  // with `on`, never `once`: execa's signal-exit (loaded as soon as a child process runs — the ipset session,
+  // the firewall's counter reads) re-raises a signal that has no listener but its own, and with a `once`
+  // handler already removed that killed the gateway mid-stop (exit 143/130, no `stop` line, no flush).
+  // First signal: graceful stop. Second: said, and ignored (the stop, audit flush included, goes on).
+  // Third: stop at once, exit 1, after the audit log's pending lines are written (at most 1 s). A fourth: exit 1.
+  let gateway: Gateway | undefined;
+  let signals = 0;
+  let firstSignal: NodeJS.Signals | undefined;
+  let stopped: Promise<number> | undefined;
+  let onStopped: ((code: number) => void) | undefined;
+  const stop = (g: Gateway, signal: NodeJS.Signals) =>
+    (stopped ??= g.stop(signal).then(
+      () => 0,
+      (e: Error) => {
+        process.stderr.write(`codex-egress: stop failed: ${e.message}\n`);
+        return 1;
+      },
+    ));
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals++;
+    if (signals === 1) {
+      firstSignal = signal;
+      process.stderr.write(`codex-egress: ${signal}: stopping\n`);
+      if (gateway) void stop(gateway, signal).then((code) => onStopped?.(code));
+    } else if (signals === 2) {
+      process.stderr.write(`codex-egress: ${signal}: already stopping (flushing the audit log); a third signal stops at once\n`);
+    } else if (signals === 3) {
+      process.stderr.write(`codex-egress: ${signal}: stopping at once\n`);
+      void (gateway?.stopNow(signal) ?? Promise.resolve()).finally(() => process.exit(1));
+    } else process.exit(1);
+  };
+  const onHup = () => void gateway?.reload();
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  process.on('SIGHUP', onHup);
   // Last resort: an exception nothing caught closes its connection only, or stops the gateway (exit 70).
-  installLastResort({ log: (line) => process.stderr.write(`${line}\n`), exit: (code) => process.exit(code) });
+  // The audit log's pending lines (and a forced `stop` line) are written first, within stopNow's 1 s bound.
+  installLastResort({
+    log: (line) => process.stderr.write(`${line}\n`),
+    exit: (code) => void (gateway?.stopNow('internal-error') ?? Promise.resolve()).finally(() => process.exit(code)),
+  });
   try {
     const cfg = parseConfig(input);
     gateway = await startGateway(cfg, makeFirewall);
@@ -94,6 +139,9 @@ export async function gatewayCommand(argv: string[], makeFirewall?: FirewallFact
         `${gateway.allowlist().rules.length} rules (effective list: ${effectivePath(cfg.allowlistPath)})\n`,
     );
   } catch (err) {
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+    process.off('SIGHUP', onHup);
     if (err instanceof ConfigError) {
       process.stderr.write(`codex-egress gateway: invalid configuration:\n  ${err.errors.join('\n  ')}\n`);
       return 1;
@@ -105,17 +153,7 @@ export async function gatewayCommand(argv: string[], makeFirewall?: FirewallFact
     process.stderr.write(`codex-egress gateway: cannot start: ${(err as Error).message}\n`);
     return 1;
   }
-  const g = gateway;
-  return new Promise<number>((resolve) => {
-    const stop = (signal: NodeJS.Signals) => {
-      process.stderr.write(`codex-egress: ${signal}: stopping\n`);
-      g.stop(signal).then(
-        () => resolve(0),
-        () => resolve(1),
-      );
-    };
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
-    process.on('SIGHUP', () => void g.reload());
-  });
+  // A signal that came while starting stops the gateway now that it is up.
+  if (firstSignal) return stop(gateway, firstSignal);
+  return new Promise<number>((resolve) => (onStopped = resolve));
 }

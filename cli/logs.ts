@@ -1,12 +1,17 @@
 // `codex-egress logs`: the gateway's audit log, pretty (colour on a TTY) or as the JSON lines themselves.
 import { parse, UsageError } from './args.js';
 import { EXIT, WORKDIR_HELP, workdirOptions, projectFrom, out, err } from './common.js';
-import { readFrom, parseLine, matches, formatLine, parseSince, type Filter } from './auditlog.js';
+import { stat } from 'node:fs/promises';
+import { Tail, fileLines, logFiles, parseLine, matches, formatLine, parseSince, type Filter } from './auditlog.js';
+import { printableJson } from './printable.js';
 
 export const LOGS_USAGE = `Usage: codex-egress logs [options]
 
 Prints the audit log (one decision per line: DNS queries, CONNECT and HTTP requests, tunnel closes,
-reloads). The file itself is logs/audit.jsonl in the project's state directory ("codex-egress status").
+reloads; repeated denials as one "repeat" line with a count). The file itself is logs/audit.jsonl in the
+project's state directory ("codex-egress status"), with its rotated history audit.jsonl.1 (newest) … .4;
+all of them are read, oldest first, and followed across rotations. Every field is printed with control
+and other hidden characters escaped (\\xHH, \\u{HHHH}).
 
 Options:
 ${WORKDIR_HELP}
@@ -36,23 +41,44 @@ export async function logsCommand(argv: string[]): Promise<number> {
     }
   }
   const colour = !v.json && !!process.stdout.isTTY && !process.env.NO_COLOR;
-  const print = (lines: string[]) => {
-    for (const l of lines) {
-      const e = parseLine(l);
-      if (e && matches(e, filter)) out(v.json ? l : formatLine(e, colour));
-    }
+  let printed = 0;
+  let seen = 0;
+  const print = (l: string) => {
+    const e = parseLine(l);
+    if (e) seen++;
+    if (!e || !matches(e, filter)) return;
+    // --json: the line as written, with any hidden character as a \u escape (the same JSON value).
+    out(v.json ? printableJson(l) : formatLine(e, colour));
+    printed++;
   };
-  let { lines, offset } = await readFrom(paths.auditLog, 0);
-  if (lines.length === 0 && !v.follow) err(`codex-egress: no audit events yet (${paths.auditLog})`);
-  print(lines);
-  if (!v.follow) return EXIT.ok;
-  let stop = false;
-  process.once('SIGINT', () => (stop = true));
-  process.once('SIGTERM', () => (stop = true));
-  while (!stop) {
-    await new Promise((res) => setTimeout(res, 300));
-    ({ lines, offset } = await readFrom(paths.auditLog, offset));
-    print(lines);
+  // The live file is opened first, so a rotation while the history is read neither loses nor repeats it.
+  const tail = await Tail.atStart(paths.auditLog);
+  try {
+    for (const f of await logFiles(paths.auditLog)) {
+      if (f === paths.auditLog) continue;
+      const s = await stat(f).catch(() => undefined);
+      if (!s || s.ino === tail.inode) continue;
+      if (filter.sinceMs !== undefined && s.mtimeMs < filter.sinceMs) continue; // nothing in it is recent enough
+      for await (const l of fileLines(f)) print(l);
+    }
+    for await (const l of tail.poll()) print(l);
+    if (printed === 0 && !v.follow) err(`codex-egress: ${seen ? `none of the ${seen} audit events matches` : 'no audit events yet'} (${paths.auditLog})`);
+    if (!v.follow) return EXIT.ok;
+    let stop = false;
+    const onSignal = () => (stop = true);
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+    try {
+      while (!stop) {
+        await new Promise((res) => setTimeout(res, 300));
+        for await (const l of tail.poll()) print(l);
+      }
+    } finally {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    }
+    return EXIT.ok;
+  } finally {
+    await tail.close();
   }
-  return EXIT.ok;
 }

@@ -5,7 +5,8 @@ import { parse } from './args.js';
 import { EXIT, WORKDIR_HELP, workdirOptions, projectFrom, out, json } from './common.js';
 import { state, health, codexMode } from '../image/appliance.js';
 import { describeMode } from './up.js';
-import { readFrom, countDecisions } from './auditlog.js';
+import { countLog } from './auditlog.js';
+import { printable } from './printable.js';
 
 export const STATUS_USAGE = `Usage: codex-egress status [options]
 
@@ -26,7 +27,7 @@ export async function statusCommand(argv: string[]): Promise<number> {
   const gateway = s.containers.find((c) => c.name === p.gateway);
   const h = gateway?.running ? await health(p) : undefined;
   const effective = gateway?.running && existsSync(paths.effective) ? (JSON.parse(await readFile(paths.effective, 'utf8')) as { rules: unknown[] }) : undefined;
-  const counters = countDecisions((await readFrom(paths.auditLog, 0)).lines);
+  const counters = await countLog(paths.auditLog);
   const report = {
     project: p.name,
     workdir: p.workdir,
@@ -46,14 +47,14 @@ export async function statusCommand(argv: string[]): Promise<number> {
   else {
     out(`project    ${p.name} (${p.workdir})`);
     out(`state      ${report.running ? (report.healthy ? 'running, healthy' : 'running, NOT healthy') : 'not running'}`);
-    for (const c of s.containers) out(`container  ${c.name}: ${c.status}${c.health ? ` (${c.health})` : ''}`);
+    for (const c of s.containers) out(printable(`container  ${c.name}: ${c.status}${c.health ? ` (${c.health})` : ''}`));
     for (const n of s.networks) out(`network    ${n}`);
-    if (h) out(`firewall   ${JSON.stringify(h.firewall)}`);
+    if (h) out(`firewall   ${printable(JSON.stringify(h.firewall))}`);
     out(`allowlist  ${paths.allowlist} (${report.allowlist.rules ?? '?'} effective rules: ${paths.effective})`);
     out(`audit log  ${paths.auditLog}`);
     out(`codex home ${paths.codexHome} · exec runs ${paths.runs}`);
     if (report.codexSandbox) out(`mode       ${describeMode(report.codexSandbox)}`);
-    const c = Object.entries(counters).map(([ev, d]) => `${ev} ${Object.entries(d).map(([k, n]) => `${k} ${n}`).join('/')}`);
+    const c = Object.entries(counters).map(([ev, d]) => printable(`${ev} ${Object.entries(d).map(([k, n]) => `${k} ${n}`).join('/')}`));
     out(`decisions  ${c.join(', ') || 'none yet'}`);
   }
   if (!report.running) return EXIT.notRunning;

@@ -2,7 +2,7 @@
 import { existsSync, lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, UsageError } from './args.js';
-import { EXIT, WORKDIR_HELP, IMAGE_HELP, workdirOptions, imageOptions, projectFrom, imagesFrom, guarded, out, err, type ProjectContext } from './common.js';
+import { EXIT, WORKDIR_HELP, IMAGE_HELP, workdirOptions, imageOptions, projectFrom, imagesFrom, guarded, out, err, json, type ProjectContext } from './common.js';
 import { up, verify, down, firstAllowedHost, codexMode, type ProbeResult } from '../image/appliance.js';
 import { GATEWAY_FIREWALL_DEFAULT, DEFAULT_IMAGES, sandboxExecArgs, codexCommand, apiKeyEnv, type Mount, type CodexSandboxMode } from '../image/args.js';
 import { buildImages } from '../image/build.js';
@@ -13,6 +13,7 @@ import {
   giveCodexHome, ProjectError, type SandboxUser,
 } from '../image/project.js';
 import { resolveTrusted } from '../image/paths.js';
+import { printable } from './printable.js';
 
 export const INIT_SCRIPT_PATH = '/opt/codex-egress/init.sh';
 
@@ -93,12 +94,12 @@ export function describeMode(m: { mode: string; user?: string } | undefined): st
 
 export function printProbes(results: ProbeResult[], asJson: boolean, mode?: { mode: string; user?: string }): void {
   if (asJson) {
-    out(JSON.stringify({ ok: results.every((r) => r.ok), probes: results, codexSandbox: mode?.mode ?? null, sandboxUser: mode?.user ?? null }, null, 2));
+    json({ ok: results.every((r) => r.ok), probes: results, codexSandbox: mode?.mode ?? null, sandboxUser: mode?.user ?? null });
     return;
   }
   const width = Math.max(...results.map((r) => r.id.length));
-  for (const r of results) out(`${r.ok ? 'PASS' : 'FAIL'}  ${r.id.padEnd(width)}  ${r.detail}`);
-  out(`MODE  ${describeMode(mode)}`);
+  for (const r of results) out(`${r.ok ? 'PASS' : 'FAIL'}  ${printable(r.id.padEnd(width))}  ${printable(String(r.detail))}`);
+  out(`MODE  ${printable(describeMode(mode))}`);
 }
 
 const isLink = (path: string) => {

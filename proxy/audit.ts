@@ -1,6 +1,8 @@
 // The audit log: one JSON line per decision, written by pino asynchronously (never blocks the proxy path).
 import { pino, type Logger } from 'pino';
 import type { Decision } from './policy/allowlist.js';
+import { AuditFile, ROTATION_DEFAULTS, type RotationOptions } from './audit-file.js';
+import { Summariser, SUMMARY_DEFAULTS, type SummaryOptions } from './audit-summary.js';
 
 /** Schema version carried in every line as `v`. Bump on any incompatible change (README: Audit log). */
 export const AUDIT_SCHEMA_VERSION = 1;
@@ -46,7 +48,7 @@ export type AuditEvent =
     }
   | { event: 'reload'; ok: boolean; rules: number; added: string[]; removed: string[]; errors?: string[]; closed_tunnels?: number }
   | { event: 'start'; dns: string; proxy: string; firewall: boolean; rules: number; upstreams: string[] }
-  | { event: 'stop'; signal?: string }
+  | { event: 'stop'; signal?: string; forced?: boolean }
   | FirewallAuditEvent;
 
 /**
@@ -86,32 +88,78 @@ export type FirewallAuditEvent =
 
 export interface Audit {
   write(e: AuditEvent): void;
-  /** Flush what is buffered and close the destination. */
+  /**
+   * Write pending summaries and everything buffered, and close the destination (resolved once the file
+   * has it all; later calls return the same promise, later writes are dropped).
+   */
   close(): Promise<void>;
 }
 
-/** An audit log to a file path, or to standard output with '-'. */
-export function createAudit(path: string): Audit {
-  const dest = pino.destination({ dest: path === '-' ? 1 : path, sync: false, mkdir: path !== '-' });
+export interface AuditOptions {
+  rotation?: RotationOptions;
+  summary?: SummaryOptions;
+}
+
+/**
+ * An audit log to a file path (rotated by size), or to standard output with '-'. Repeated denials are
+ * summarised (proxy/audit-summary.ts); the summaries are flushed each window, before the `stop` line and
+ * on close.
+ */
+export function createAudit(path: string, opts: AuditOptions = {}): Audit {
+  // A failing log destination (disk full, closed pipe) must not take the gateway down.
+  const onError = (err: Error) => process.stderr.write(`codex-egress: audit log: ${err.message}\n`);
+  let dest: ReturnType<typeof pino.destination>;
+  let file: AuditFile | undefined;
+  if (path === '-') {
+    dest = pino.destination({ dest: 1, sync: false });
+    dest.on('error', onError);
+  } else {
+    file = new AuditFile(path, opts.rotation ?? ROTATION_DEFAULTS, onError);
+    dest = file.dest;
+  }
   const logger: Logger = pino(
     {
       base: { v: AUDIT_SCHEMA_VERSION },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },
-    dest,
+    file ?? dest,
   );
-  // A failing log destination (disk full, closed pipe) must not take the gateway down.
-  dest.on('error', (err: Error) => process.stderr.write(`codex-egress: audit log: ${err.message}\n`));
-  return {
-    write: (e) => (e.event === 'reload' && !e.ok ? logger.error(e) : logger.info(e)),
-    close: () =>
-      new Promise((resolve) => {
-        dest.flush((_err?: Error) => {
-          if (path === '-') return resolve();
+  const summary = new Summariser(
+    (e) => (e.event === 'reload' && !e.ok ? logger.error(e) : logger.info(e)),
+    opts.summary ?? SUMMARY_DEFAULTS,
+  );
+  const timer = setInterval(() => summary.tick(), (opts.summary ?? SUMMARY_DEFAULTS).windowMs);
+  timer.unref();
+  let closing: Promise<void> | undefined;
+  const close = async () => {
+    clearInterval(timer);
+    summary.flush();
+    // Resolved once everything is written (pino's flush() returns before that): end() writes what is
+    // buffered, then closes (standard output's descriptor stays open). Bounded: a destination that never
+    // closes is reported.
+    const ended = file
+      ? file.end()
+      : new Promise<void>((resolve) => {
+          dest.once('close', () => resolve());
           dest.end();
-          resolve();
         });
+    let timeout: NodeJS.Timeout | undefined;
+    await Promise.race([
+      ended,
+      new Promise<void>((resolve) => {
+        timeout = setTimeout(() => {
+          onError(new Error('the audit log did not close within 5 s'));
+          resolve();
+        }, 5000);
       }),
+    ]);
+    clearTimeout(timeout);
+  };
+  return {
+    write: (e) => {
+      if (!closing) summary.write(e);
+    },
+    close: () => (closing ??= close()),
   };
 }

@@ -37,6 +37,9 @@ export const gatewayConfig = z.object({
   defaults: z.boolean(),
   envAllowed: z.string().optional(),
   auditLog: z.string().min(1),
+  /** The audit log file rotates when it reaches this size (bytes); `auditLogKeep` rotated files are kept. */
+  auditLogMaxBytes: z.number().int().min(64 * 1024),
+  auditLogKeep: z.number().int().min(1).max(100),
   firewall: z.boolean(),
   /** The interface the sandbox reaches the gateway on (default: the one holding the listen address). */
   sandboxInterface: z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/, 'not an interface name (letters, digits, _ . - ; at most 15)').optional(),
@@ -66,6 +69,8 @@ export const defaultConfig = (): Omit<GatewayConfigInput, 'upstreams'> => ({
   defaults: true,
   envAllowed: process.env.OPENAI_ALLOWED_DOMAINS,
   auditLog: '-',
+  auditLogMaxBytes: 64 * 1024 * 1024,
+  auditLogKeep: 4,
   firewall: true,
   firewallSetSize: 65_536,
   dnsTimeoutMs: 2000,

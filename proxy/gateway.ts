@@ -30,11 +30,13 @@ export interface Gateway {
   /** Re-read the allowlist file; returns false (old policy kept) when it is invalid. */
   reload(): Promise<boolean>;
   stop(signal?: string): Promise<void>;
+  /** Last resort (a third signal): write the `stop` line and what the audit log holds (at most maxMs); nothing else. */
+  stopNow(signal?: string, maxMs?: number): Promise<void>;
 }
 
 export async function startGateway(cfg: GatewayConfig, makeFirewall?: FirewallFactory): Promise<Gateway> {
   let allowlist = await loadAllowlist(cfg);
-  const audit = createAudit(cfg.auditLog);
+  const audit = createAudit(cfg.auditLog, { rotation: { maxBytes: cfg.auditLogMaxBytes, keep: cfg.auditLogKeep } });
   let firewall: Firewall | undefined;
   if (cfg.firewall) {
     if (!makeFirewall) throw new ConfigError(['--firewall was asked for, but this build has no firewall: refusing to start (fail closed)']);
@@ -121,7 +123,15 @@ export async function startGateway(cfg: GatewayConfig, makeFirewall?: FirewallFa
       await audit.close();
     })());
 
-  return { dns: dnsServer, proxy: proxyServer, allowlist: current, reload, stop };
+  const stopNow = async (signal?: string, maxMs = 1000) => {
+    audit.write({ event: 'stop', signal, forced: true }); // ignored when the graceful stop already wrote its own
+    let timer: NodeJS.Timeout | undefined;
+    // (pino's flush returns before the bytes are written; closing waits for them, and joins a close under way)
+    await Promise.race([audit.close(), new Promise((resolve) => (timer = setTimeout(resolve, maxMs)))]);
+    clearTimeout(timer);
+  };
+
+  return { dns: dnsServer, proxy: proxyServer, allowlist: current, reload, stop, stopNow };
 }
 
 /**
