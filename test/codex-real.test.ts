@@ -146,10 +146,13 @@ async function run(t: Tap) {
     return r.stdout
       .split('\n')
       .filter(Boolean)
-      .map((l) => JSON.parse(l) as { event: string; host?: string; decision?: string; reason?: string });
+      .map((l) => JSON.parse(l) as { event: string; of?: string; count?: number; host?: string; decision?: string; reason?: string });
   };
+  /** CONNECT decisions for a host: one per `connect` line, and a `repeat` line's count (repeated denials are summarised). */
   const connects = (lines: Awaited<ReturnType<typeof audit>>, host: string, decision: string) =>
-    lines.filter((l) => l.event === 'connect' && l.host === host && l.decision === decision).length;
+    lines
+      .filter((l) => l.host === host && l.decision === decision && (l.event === 'connect' || (l.event === 'repeat' && l.of === 'connect')))
+      .reduce((n, l) => n + (l.event === 'repeat' ? (l.count ?? 0) : 1), 0);
 
   for (const transport of ['websocket', 'sse'] as const) {
     await t.test(`codex exec over ${transport === 'websocket' ? 'the WebSocket transport' : 'POST + SSE (WebSocket refused)'}`, async (t) => {
@@ -203,8 +206,9 @@ async function run(t: Tap) {
       ];
       const grew = (after: Awaited<ReturnType<typeof audit>>, [host, decision]: [string, string, string]) => connects(after, host, decision) > connects(before, host, decision);
       let after = await audit();
-      // the gateway writes its log asynchronously: wait a little (bounded) for the lines
-      for (let i = 0; i < 25 && !expected.every((e) => grew(after, e)); i++) {
+      // the gateway writes its log asynchronously, and a repeated denial shows in the `repeat` line at the end
+      // of its 10 s summary window: wait (bounded) for the lines
+      for (let i = 0; i < 75 && !expected.every((e) => grew(after, e)); i++) {
         await new Promise((r) => setTimeout(r, 200));
         after = await audit();
       }
