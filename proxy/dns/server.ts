@@ -49,6 +49,11 @@ export async function answerQuery(
   // Only A is forwarded. AAAA, HTTPS/SVCB and every other type get an empty answer, so clients use IPv4.
   if (q.type !== TYPE.A) return reply(RCODE.NOERROR, { decision: 'allow', reason: 'allowed', rule, answers: [] });
   const r = await opts.resolver.lookup(d.host!);
+  // The decision was made before the lookup: a reload meanwhile may have removed the name.
+  const now = opts.allowlist().decide(q.name, 'dns');
+  if (!now.allow || r.status === 'revoked') {
+    return reply(RCODE.NXDOMAIN, { decision: 'deny', reason: now.allow ? 'policy-reload' : now.reason, rule: now.rule, answers: [] });
+  }
   switch (r.status) {
     case 'ok':
       return reply(RCODE.NOERROR, { decision: 'allow', reason: 'allowed', rule, answers: r.ips }, r.ips, r.ttl);
