@@ -3,7 +3,8 @@
 // serving a large file, asked with `Upgrade: websocket`), forward.ts copies the body to the client
 // with socket.write on every chunk and never waits for the client: a sandbox that never reads makes
 // the gateway hold the whole download in memory, and enough of them take the gateway down (OOM)
-// for every connection. The plain request path (pipe) is the control: it holds. (Each case is
+// for every connection. The same while a tunnel's first bytes are checked (the origin's bytes are
+// passed on as they come, whether or not the client reads). The plain request path (pipe) is the control: it holds. (Each case is
 // measured from the memory the previous one left, so the ones expected to hold come first.)
 import t from 'tap';
 import { readFileSync } from 'node:fs';
@@ -15,8 +16,8 @@ import { ROOT } from './harness/world.js';
 let core: Core;
 let origin: Proc;
 t.before(async () => {
-  core = await startCore({ flagRules: [...RULES, 'allowed.test:8081'] });
-  origin = core.ns.spawn(process.execPath, [join(ROOT, 'dist', 'test', 'fixtures', 'attack1-origin.js'), WEB, '8081']);
+  core = await startCore({ flagRules: [...RULES, 'allowed.test:8081', 'allowed.test:8092/tcp'] });
+  origin = core.ns.spawn(process.execPath, [join(ROOT, 'dist', 'test', 'fixtures', 'attack1-origin.js'), WEB, '8081', '8092']);
   await origin.waitFor(/attack1-origin ready/);
 });
 t.teardown(async () => {
@@ -52,6 +53,10 @@ const H = 'allowed.test:8081';
 t.test('attack1: a client that never reads does not make the gateway buffer a download', async (t) => {
   const plain = await neverRead(`GET http://${H}/big HTTP/1.1\r\nHost: ${H}\r\n\r\n`);
   t.ok(plain < 100, `plain request: the gateway grew by ${plain.toFixed(0)} MB (< 100 MB)`);
+  // A server that speaks first, on a /tcp rule: the first-bytes check waits for the client (up to the
+  // hello timeout, 10 s) while passing the server's bytes on.
+  const first = await neverRead(`CONNECT allowed.test:8092 HTTP/1.1\r\nHost: allowed.test:8092\r\n\r\n`);
+  t.ok(first < 100, `a server that speaks first, while the first bytes are checked: the gateway grew by ${first.toFixed(0)} MB (< 100 MB)`);
   const tunnelled = await neverRead(`CONNECT ${H} HTTP/1.1\r\nHost: ${H}\r\n\r\nGET /big HTTP/1.1\r\nHost: ${H}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`);
   t.ok(tunnelled < 100, `the same inside a CONNECT tunnel: the gateway grew by ${tunnelled.toFixed(0)} MB (< 100 MB)`);
   const upgrade = await neverRead(`GET http://${H}/big HTTP/1.1\r\nHost: ${H}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`);
