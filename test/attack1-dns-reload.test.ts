@@ -48,3 +48,14 @@ t.test('attack1: the resolver does not hand a late answer to the firewall once i
   t.not(r.status, 'ok', `the late answer is not served (${r.status})`);
   t.same(fed, [], 'and its address never reaches the allow set');
 });
+
+t.test('attack1: a query whose label holds a dot is refused, not read as another name', async (t) => {
+  for (const name of ['allowed\\.test', 'x.wild\\.test', 'evil\\.allowed.test']) {
+    const before = core.world.queries().length;
+    const r = await core.ns.run('dig', ['@127.0.0.1', name, 'A', '+tries=1', '+time=3'], { reject: false });
+    t.match(r.stdout, /status: FORMERR/, `${name}: FORMERR`);
+    t.notMatch(r.stdout + r.stderr, /mismatch/, `${name}: never answered for another question`);
+    t.same(core.world.queries().slice(before).map((q) => q.name), [], `${name}: nothing asked upstream`);
+  }
+  t.match((await dig(core.ns, 'allowed.test')).answers, ['203.0.113.10'], 'ordinary names still resolve');
+});

@@ -164,7 +164,22 @@ function screenQuery(msg: Buffer): 'ok' | 'drop' | Buffer {
   if (msg.length > MAX_QUERY_BYTES) return formErr(msg);
   const [qd, an, ns, ar] = [4, 6, 8, 10].map((o) => msg.readUInt16BE(o));
   if (qd !== 1 || an !== 0 || ns !== 0 || ar! > 1) return formErr(msg);
+  if (dotInLabel(msg)) return formErr(msg);
   return 'ok';
+}
+
+/**
+ * Does the question's name have a label with a dot in it (`allowed\.test`, one label)? Parsed, it
+ * would read as another name (`allowed.test`, two labels): decided, resolved and answered as that one.
+ */
+function dotInLabel(msg: Buffer): boolean {
+  for (let off = 12; off < msg.length; ) {
+    const len = msg[off]!;
+    if (len === 0 || len & 0xc0) return false; // the end, or a pointer (the parser refuses what is malformed)
+    if (msg.subarray(off + 1, off + 1 + len).includes(0x2e)) return true;
+    off += 1 + len;
+  }
+  return false;
 }
 
 /** A header-only error reply to a message we will not parse (id and opcode copied, RD kept). */
