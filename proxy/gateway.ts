@@ -52,6 +52,8 @@ export async function startGateway(cfg: GatewayConfig, makeFirewall?: FirewallFa
   }
   const resolver = new Resolver(new UpstreamClient(cfg.upstreams, { timeoutMs: cfg.dnsTimeoutMs }), {
     onResolved: firewall?.onResolved,
+    // A reload during a lookup: the late answer is neither served nor put in the allow set.
+    allowed: (name) => allowlist.decide(name, 'dns').allow,
   });
   const current = () => allowlist;
   let dns: DnsServer | undefined;

@@ -9,13 +9,20 @@ export type Lookup =
   | { status: 'nxdomain' }
   /** The answer held a private, loopback, link-local, CGNAT, multicast or reserved address: refused whole. */
   | { status: 'refused'; ips: string[] }
-  | { status: 'servfail'; reason: 'upstream-failed' | 'firewall-failed'; detail: string };
+  | { status: 'servfail'; reason: 'upstream-failed' | 'firewall-failed'; detail: string }
+  /** The name stopped being allowed (a reload) while it was being resolved: nothing is served. */
+  | { status: 'revoked' };
 
 /** Called with every A answer before it is served; the answer waits for it (the firewall fills its set). */
 export type OnResolved = (name: string, ips: readonly string[], ttl: number) => Promise<void>;
 
 export interface ResolverOptions {
   onResolved?: OnResolved;
+  /**
+   * Is the name still allowed now? Asked after the upstream's answer, before it goes to the firewall:
+   * a reload may have removed the name meanwhile, and its late answer must not re-add the address.
+   */
+  allowed?: (name: string) => boolean;
   /** Cache bounds, in seconds: upstream TTLs are clamped into [minTtl, maxTtl]. */
   minTtl?: number;
   maxTtl?: number;
@@ -25,12 +32,12 @@ export interface ResolverOptions {
   now?: () => number;
 }
 
-type Cached = Exclude<Lookup, { status: 'servfail' }>;
+type Cached = Exclude<Lookup, { status: 'servfail' | 'revoked' }>;
 
 export class Resolver {
   private readonly cache = new Map<string, { result: Cached; expires: number }>();
   private readonly inflight = new Map<string, Promise<Cached>>();
-  private readonly opts: Required<Omit<ResolverOptions, 'onResolved'>> & Pick<ResolverOptions, 'onResolved'>;
+  private readonly opts: Required<Omit<ResolverOptions, 'onResolved' | 'allowed'>> & Pick<ResolverOptions, 'onResolved' | 'allowed'>;
 
   constructor(
     readonly upstream: UpstreamClient,
@@ -56,6 +63,7 @@ export class Resolver {
         return { status: 'servfail', reason: 'upstream-failed', detail: (err as Error).message };
       }
     }
+    if (this.opts.allowed && !this.opts.allowed(name)) return { status: 'revoked' };
     if (result.status === 'ok' && this.opts.onResolved) {
       try {
         await this.opts.onResolved(name, result.ips, result.ttl);

@@ -49,6 +49,11 @@ export async function answerQuery(
   // Only A is forwarded. AAAA, HTTPS/SVCB and every other type get an empty answer, so clients use IPv4.
   if (q.type !== TYPE.A) return reply(RCODE.NOERROR, { decision: 'allow', reason: 'allowed', rule, answers: [] });
   const r = await opts.resolver.lookup(d.host!);
+  // The decision was made before the lookup: a reload meanwhile may have removed the name.
+  const now = opts.allowlist().decide(q.name, 'dns');
+  if (!now.allow || r.status === 'revoked') {
+    return reply(RCODE.NXDOMAIN, { decision: 'deny', reason: now.allow ? 'policy-reload' : now.reason, rule: now.rule, answers: [] });
+  }
   switch (r.status) {
     case 'ok':
       return reply(RCODE.NOERROR, { decision: 'allow', reason: 'allowed', rule, answers: r.ips }, r.ips, r.ttl);
@@ -159,7 +164,22 @@ function screenQuery(msg: Buffer): 'ok' | 'drop' | Buffer {
   if (msg.length > MAX_QUERY_BYTES) return formErr(msg);
   const [qd, an, ns, ar] = [4, 6, 8, 10].map((o) => msg.readUInt16BE(o));
   if (qd !== 1 || an !== 0 || ns !== 0 || ar! > 1) return formErr(msg);
+  if (dotInLabel(msg)) return formErr(msg);
   return 'ok';
+}
+
+/**
+ * Does the question's name have a label with a dot in it (`allowed\.test`, one label)? Parsed, it
+ * would read as another name (`allowed.test`, two labels): decided, resolved and answered as that one.
+ */
+function dotInLabel(msg: Buffer): boolean {
+  for (let off = 12; off < msg.length; ) {
+    const len = msg[off]!;
+    if (len === 0 || len & 0xc0) return false; // the end, or a pointer (the parser refuses what is malformed)
+    if (msg.subarray(off + 1, off + 1 + len).includes(0x2e)) return true;
+    off += 1 + len;
+  }
+  return false;
 }
 
 /** A header-only error reply to a message we will not parse (id and opcode copied, RD kept). */

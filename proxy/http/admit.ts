@@ -10,7 +10,7 @@ export type Admission =
   | { ok: true; decision: Decision & { allow: true; host: string }; ip: string; conn: Connection; done: () => void }
   | ({ ok: false; decision: Decision } & Refusal);
 
-const lookupRefusal = (r: Exclude<Lookup, { status: 'ok' }>): Refusal =>
+const lookupRefusal = (r: Exclude<Lookup, { status: 'ok' | 'revoked' }>): Refusal =>
   r.status === 'refused'
     ? { reason: 'private-address', status: 403, detail: `resolves to a non-public address (${r.ips.join(', ')})` }
     : { reason: 'resolve-failed', status: 502, detail: r.status === 'servfail' ? r.detail : `name has no IPv4 address (${r.status})` };
@@ -46,7 +46,7 @@ export async function admit(
     done();
     return { ok: false, decision, ...x };
   };
+  if (r.status === 'revoked' || !stillAllowed(conn, deps.allowlist)) return fail(revokedRefusal(conn));
   if (r.status !== 'ok') return fail(lookupRefusal(r));
-  if (!stillAllowed(conn, deps.allowlist)) return fail(revokedRefusal(conn));
   return { ok: true, decision: decision as Decision & { allow: true; host: string }, ip: r.ips[0]!, conn, done };
 }

@@ -124,7 +124,11 @@ export async function handleConnect(deps: ConnectDeps, req: http.IncomingMessage
     socket.once('close', () => clearTimeout(timer));
     const onClient = (chunk: Buffer) => act(check.client(chunk));
     const onServer = (chunk: Buffer) => {
-      socket.write(chunk);
+      // The origin waits for a client that does not read (as the pipe does later).
+      if (!socket.write(chunk)) {
+        upstream.pause();
+        socket.once('drain', () => upstream.resume());
+      }
       act(check.fromServer(chunk));
     };
     inspecting = true;

@@ -38,6 +38,10 @@ const TCHAR = /^[!#$%&'*+.^_`|~0-9A-Za-z-]$/;
 const SSH_LINE = /^SSH-(2\.0|1\.99)-[\x21-\x2c\x2e-\x7e]+( [\x20-\x7e]*)?\r?\n/;
 const MAX_SSH_LINE = 255;
 const MAX_METHOD = 32;
+/** A line naming an HTTP version, as a request line does (any case, after a space or tab). */
+const HTTP_VERSION = /[\t\x0b\x0c ]HTTP\/[0-9]/i;
+/** Bytes no HTTP request line has (control bytes other than tab, VT, FF and CR). */
+const NOT_TEXT = /[\x00-\x08\x0e-\x1f\x7f]/;
 
 type Record = { type: number; body: Buffer; end: number };
 
@@ -117,6 +121,8 @@ export class FirstBytes {
         return text.length > MAX_SSH_LINE ? this.notAllowed('an over-long SSH identification') : { kind: 'need-more' };
       }
       if (!SSH_LINE.test(text)) return this.notAllowed('a malformed SSH identification line');
+      // `SSH-2.0-x /path HTTP/1.1` is also a request line to an origin that takes any method token.
+      if (HTTP_VERSION.test(text.slice(0, text.indexOf('\n')))) return this.toHttp('an SSH line that names an HTTP version');
       if (this.carries === 'tls') return this.notAllowed('SSH');
       this.mode = 'done';
       return { kind: 'pass', bytes: this.take() };
@@ -131,11 +137,38 @@ export class FirstBytes {
       return { kind: 'http', bytes: this.take() };
     }
     if (i === b.length && i < MAX_METHOD) return { kind: 'need-more' };
-    if (this.carries === 'any') {
-      this.mode = 'done';
-      return { kind: 'pass', bytes: this.take() };
-    }
+    if (this.carries === 'any') return this.opaque();
     return this.notAllowed('neither TLS, HTTP nor SSH');
+  }
+
+  /** Plain HTTP by another reading: the HTTP checks decide (their strict parser refuses what is not HTTP/1.x). */
+  private toHttp(what: string): Verdict {
+    if (this.carries === 'tls') return this.notAllowed(what);
+    this.mode = 'done';
+    return { kind: 'http', bytes: this.take() };
+  }
+
+  /**
+   * Bytes that are neither TLS, SSH nor a plain request line, on a `/tcp` rule. Lenient HTTP servers
+   * also read a request after empty lines, with a long method or a tab: a first line of text that
+   * names an HTTP version is HTTP (held to the host). Waits for that line while the bytes are text;
+   * a line that never ends is refused, never passed.
+   */
+  private opaque(): Verdict {
+    const b = this.pending;
+    let start = 0;
+    while (start < b.length && (b[start] === 0x0d || b[start] === 0x0a)) start++;
+    const lf = b.indexOf(0x0a, start);
+    const line = b.subarray(start, lf < 0 ? b.length : lf).toString('latin1');
+    if (!NOT_TEXT.test(line)) {
+      if (lf < 0) return b.length > MAX_HELLO_BYTES ? this.notAllowed('an over-long first line') : { kind: 'need-more' };
+      if (HTTP_VERSION.test(line)) {
+        this.pending = b.subarray(start);
+        return this.toHttp('plain HTTP');
+      }
+    }
+    this.mode = 'done';
+    return { kind: 'pass', bytes: this.take() };
   }
 
   /** Walk the client's complete TLS records; send on those whose handshake messages are all checked. */

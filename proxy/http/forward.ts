@@ -171,7 +171,9 @@ export function forwardUpgrade(deps: ForwardDeps, socket: net.Socket, head: Buff
     let headText = `HTTP/1.1 ${ures.statusCode} ${ures.statusMessage ?? ''}\r\n`;
     for (let i = 0; i < h.headers.length; i += 2) headText += `${h.headers[i]}: ${h.headers[i + 1]}\r\n`;
     socket.write(`${headText}connection: close\r\n\r\n`);
-    ures.on('data', (d: Buffer) => socket.write(d));
+    // Piped, not written chunk by chunk: a client that does not read must stop the origin, not make
+    // the gateway hold the whole answer in memory.
+    ures.pipe(socket, { end: false });
     ures.on('end', () => lingerClose(socket));
     ures.on('error', () => socket.destroy());
     ures.on('aborted', () => socket.destroy());

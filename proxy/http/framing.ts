@@ -60,6 +60,9 @@ export function checkRequestHead(method: string, httpVersion: string, raw: RawHe
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toLowerCase();
     if (!TOKEN.test(raw[i]!) || !FIELD_VALUE.test(raw[i + 1]!)) return bad('malformed header');
+    // `Transfer_Encoding` is a different header to Node, but the real one to origins that map `_`
+    // to `-` (CGI/WSGI-style environments): a second, unchecked framing.
+    if (name.includes('_') && PROTECTED.has(name.replaceAll('_', '-'))) return bad(`header ${raw[i]} spells a framing or identity header with "_"`);
     if (name === 'host') hosts++;
     else if (name === 'content-length') lengths.push(raw[i + 1]!.trim());
     else if (name === 'transfer-encoding') encodings.push(raw[i + 1]!.trim());

@@ -91,6 +91,16 @@ function scopeConnections(server: http.Server): void {
   } as typeof server.emit;
 }
 
+/**
+ * Let the parser hand over every header. By default Node passes only the first 1000 to the request
+ * (rawHeaders included) while it still frames the body by all of them, so a Transfer-Encoding or
+ * Content-Length after 1000 filler headers would frame the body without the framing checks (or the
+ * forwarded request) ever seeing it: a smuggled second request. maxHeaderBytes bounds the cost.
+ */
+function noHeaderCountLimit(server: http.Server): void {
+  server.maxHeadersCount = 0;
+}
+
 export async function startProxy(host: string, port: number, opts: ProxyOptions): Promise<ProxyServer> {
   const { limits, audit } = opts;
   const registry = new Registry();
@@ -219,6 +229,7 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
   };
 
   const inner = http.createServer(serverOptions);
+  noHeaderCountLimit(inner);
   scopeConnections(inner);
   inner.timeout = limits.idleTimeoutMs;
   // It never listens itself: 'listening' starts its enforcement of the headers timeout (slowloris
@@ -260,6 +271,7 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
   const cdeps = { ...adeps, audit, limits, toHttp };
 
   const server = http.createServer(serverOptions);
+  noHeaderCountLimit(server);
   scopeConnections(server);
   server.timeout = limits.idleTimeoutMs;
   server.on('connection', (socket: net.Socket) => {
