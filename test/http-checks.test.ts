@@ -99,7 +99,7 @@ t.test('first bytes: HTTP and SSH on port rules, anything only on /tcp rules', a
   t.match(new FirstBytes(host, 'tls').client(Buffer.from('SSH-2.0-x\r\n')), { kind: 'reject', reason: 'tls-required' }, 'SSH not on a TLS-only rule');
   for (const bytes of ['\r\nGET / HTTP/1.1\r\nHost: evil\r\n\r\n', 'ping\r\n', '\u0005\u0001\u0000', 'x'.repeat(40)]) {
     t.match(new FirstBytes(host, 'named').client(Buffer.from(bytes, 'latin1')), { kind: 'reject', reason: 'protocol-not-allowed' }, `${JSON.stringify(bytes.slice(0, 12))} on a port rule`);
-    // attack1: on a /tcp rule a request after an empty line is HTTP (servers must skip the empty line),
+    // On a /tcp rule a request after an empty line is HTTP (servers must skip the empty line),
     // and a line of text waits for its end (it may still name an HTTP version); other bytes pass.
     const onTcp = bytes.startsWith('\r\n') ? 'http' : bytes.startsWith('x') ? 'need-more' : 'pass';
     t.match(new FirstBytes(host, 'any').client(Buffer.from(bytes, 'latin1')), { kind: onTcp }, `${JSON.stringify(bytes.slice(0, 12))} on a /tcp rule`);

@@ -1,4 +1,4 @@
-// attack1 finding: a client that never reads makes the gateway buffer an origin's whole answer.
+// Found by an attack review: a client that never reads makes the gateway buffer an origin's whole answer.
 // When an origin refuses a WebSocket upgrade and answers with a body (any URL on an allowed host
 // serving a large file, asked with `Upgrade: websocket`), forward.ts copies the body to the client
 // with socket.write on every chunk and never waits for the client: a sandbox that never reads makes
@@ -17,8 +17,8 @@ let core: Core;
 let origin: Proc;
 t.before(async () => {
   core = await startCore({ flagRules: [...RULES, 'allowed.test:8081', 'allowed.test:8092/tcp'] });
-  origin = core.ns.spawn(process.execPath, [join(ROOT, 'dist', 'test', 'fixtures', 'attack1-origin.js'), WEB, '8081', '8092']);
-  await origin.waitFor(/attack1-origin ready/);
+  origin = core.ns.spawn(process.execPath, [join(ROOT, 'dist', 'test', 'fixtures', 'logging-origin.js'), WEB, '8081', '8092']);
+  await origin.waitFor(/logging-origin ready/);
 });
 t.teardown(async () => {
   await origin?.stop();
@@ -50,7 +50,7 @@ async function neverRead(request: string, holdMs = 5000): Promise<number> {
 
 const H = 'allowed.test:8081';
 
-t.test('attack1: a client that never reads does not make the gateway buffer a download', async (t) => {
+t.test('a client that never reads does not make the gateway buffer a download', async (t) => {
   const plain = await neverRead(`GET http://${H}/big HTTP/1.1\r\nHost: ${H}\r\n\r\n`);
   t.ok(plain < 100, `plain request: the gateway grew by ${plain.toFixed(0)} MB (< 100 MB)`);
   // A server that speaks first, on a /tcp rule: the first-bytes check waits for the client (up to the

@@ -1,4 +1,4 @@
-// attack1 findings: plain HTTP to another virtual host through a tunnel, past the first-bytes check,
+// Found by an attack review: plain HTTP to another virtual host through a tunnel, past the first-bytes check,
 // against an origin that parses HTTP leniently and logs every request (test/fixtures/rawhttp.ts).
 //
 // 1. On a port rule, an SSH identification line may carry a comment, so `SSH-2.0-x /steal HTTP/1.1`
@@ -57,7 +57,7 @@ function tunnel(authority: string, inner: string, waitMs = 2500) {
 
 const evil = (what: string) => `${what}\r\nHost: evil.test\r\n\r\n`;
 
-t.test('attack1: an SSH identification line that is also an HTTP request line does not pass on a port rule', async (t) => {
+t.test('an SSH identification line that is also an HTTP request line does not pass on a port rule', async (t) => {
   for (const line of ['SSH-2.0-x /steal HTTP/1.1', 'SSH-2.0-OpenSSH_9.6 /steal http/1.1', 'SSH-1.99-x * HTTP/1.0']) {
     const m = seen(named).length;
     await tunnel('allowed.test:8080', evil(line));
@@ -66,7 +66,7 @@ t.test('attack1: an SSH identification line that is also an HTTP request line do
   }
 });
 
-t.test('attack1: on a /tcp rule, HTTP in any spelling a server accepts is still held to the host', async (t) => {
+t.test('on a /tcp rule, HTTP in any spelling a server accepts is still held to the host', async (t) => {
   const cases: Array<[string, string]> = [
     ['a leading empty line', evil('\r\nGET /steal HTTP/1.1')],
     ['two leading empty lines, bare LF', evil('\n\r\nGET /steal HTTP/1.1')],

@@ -1,4 +1,4 @@
-// attack1 finding: a DNS query decided before a reload is answered after it. The DNS server decides,
+// Found by an attack review: a DNS query decided before a reload is answered after it. The DNS server decides,
 // awaits the upstream, and serves the answer (and, with the firewall, puts the address in the allow
 // set) without asking the policy again, so a name removed while its lookup is in flight still gets
 // its address, and the kernel allows that address for the answer's TTL after the reload flushed it.
@@ -16,7 +16,7 @@ t.teardown(() => core?.close());
 
 const reloads = () => core.gateway.audit().filter((e) => e.event === 'reload');
 
-t.test('attack1: a DNS answer that arrives after a reload removed the name is not served', async (t) => {
+t.test('a DNS answer that arrives after a reload removed the name is not served', async (t) => {
   // slow.test's upstream answer takes 2.5 s; the reload that removes it lands while dig waits.
   const answer = dig(core.ns, 'slow.test');
   for (let i = 0; i < 100 && !core.world.queries().some((q) => q.name === 'slow.test'); i++) await new Promise((r) => setTimeout(r, 50));
@@ -31,7 +31,7 @@ t.test('attack1: a DNS answer that arrives after a reload removed the name is no
   t.match(line, { decision: 'deny' }, 'the audit line says deny');
 });
 
-t.test('attack1: the resolver does not hand a late answer to the firewall once its name is no longer allowed', async (t) => {
+t.test('the resolver does not hand a late answer to the firewall once its name is no longer allowed', async (t) => {
   let allowed = true;
   const fed: string[] = [];
   let release!: () => void;
@@ -49,7 +49,7 @@ t.test('attack1: the resolver does not hand a late answer to the firewall once i
   t.same(fed, [], 'and its address never reaches the allow set');
 });
 
-t.test('attack1: a query whose label holds a dot is refused, not read as another name', async (t) => {
+t.test('a query whose label holds a dot is refused, not read as another name', async (t) => {
   for (const name of ['allowed\\.test', 'x.wild\\.test', 'evil\\.allowed.test']) {
     const before = core.world.queries().length;
     const r = await core.ns.run('dig', ['@127.0.0.1', name, 'A', '+tries=1', '+time=3'], { reject: false });

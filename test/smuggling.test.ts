@@ -1,4 +1,4 @@
-// attack1 findings: request smuggling past the framing checks, through the real gateway and real
+// Found by an attack review: request smuggling past the framing checks, through the real gateway and real
 // sockets, against an origin that parses HTTP itself and logs every request it parses
 // (test/fixtures/rawhttp.ts), so a smuggled request shows up.
 //
@@ -68,7 +68,7 @@ const noSmuggling = (t: typeof import('tap').default, from: number, what: string
   );
 };
 
-t.test('attack1: framing headers after 1000 other headers still frame the request the origin receives', async (t) => {
+t.test('framing headers after 1000 other headers still frame the request the origin receives', async (t) => {
   const cases: Array<[string, string[]]> = [];
   for (const method of ['GET', 'DELETE', 'POST']) {
     cases.push([`${method} absolute-form, chunked after 1100 headers`, [`${method} http://${H}/many HTTP/1.1\r\nHost: ${H}\r\n${filler(1100)}Transfer-Encoding: chunked\r\n\r\n${CHUNKED_BODY}`]]);
@@ -87,7 +87,7 @@ t.test('attack1: framing headers after 1000 other headers still frame the reques
   }
 });
 
-t.test('attack1: a second Host or Connection header after 1000 other headers is seen', async (t) => {
+t.test('a second Host or Connection header after 1000 other headers is seen', async (t) => {
   const m = mark();
   const r = await raw([`GET http://${H}/two-hosts HTTP/1.1\r\nHost: ${H}\r\n${filler(1100)}Host: evil.test\r\n\r\n`]);
   t.match(r.reply, /^HTTP\/1\.1 400 /, 'two Host headers are refused wherever the second one is');
@@ -95,7 +95,7 @@ t.test('attack1: a second Host or Connection header after 1000 other headers is 
   t.same(seen(m), [], 'the origin parsed nothing');
 });
 
-t.test('attack1: header names spelling a framing or identity header with "_" are refused', async (t) => {
+t.test('header names spelling a framing or identity header with "_" are refused', async (t) => {
   for (const name of ['Transfer_Encoding', 'transfer_encoding', 'Content_Length', 'content_length', 'Content_length']) {
     const m = mark();
     const cl = name.toLowerCase().includes('content') ? 'Transfer-Encoding: chunked' : `Content-Length: ${SMUGGLED.length}`;
