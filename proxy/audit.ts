@@ -1,11 +1,10 @@
 // The audit log: one JSON line per decision, written by pino asynchronously (never blocks the proxy path).
 import { pino, type Logger } from 'pino';
-import type { Decision } from './policy/allowlist.js';
+import type { RuleRef } from './policy/allowlist.js';
+import type { ClosedBy, Reason } from './reasons.js';
 
 /** Schema version carried in every line as `v`. Bump on any incompatible change (README: Audit log). */
 export const AUDIT_SCHEMA_VERSION = 1;
-
-type RuleRef = Decision['rule'];
 
 export type AuditEvent =
   | {
@@ -14,7 +13,7 @@ export type AuditEvent =
       name: string;
       qtype: string;
       decision: 'allow' | 'deny';
-      reason: Decision['reason'] | 'upstream-failed' | 'nxdomain' | 'firewall-failed';
+      reason: Reason;
       rcode: string;
       answers: string[];
       rule?: RuleRef;
@@ -28,7 +27,7 @@ export type AuditEvent =
       ip?: string;
       method?: string;
       decision: 'allow' | 'deny' | 'error';
-      reason: Decision['reason'] | 'upstream-connect-failed' | 'upstream-error';
+      reason: Reason;
       rule?: RuleRef;
       status?: number;
       detail?: string;
@@ -42,7 +41,7 @@ export type AuditEvent =
       bytes_up: number;
       bytes_down: number;
       ms: number;
-      closed_by: 'client' | 'upstream' | 'idle-timeout' | 'policy-reload' | 'shutdown' | 'sni-mismatch' | 'tls-required' | 'protocol-not-allowed' | 'error';
+      closed_by: ClosedBy;
     }
   | { event: 'reload'; ok: boolean; rules: number; added: string[]; removed: string[]; errors?: string[]; closed_tunnels?: number }
   | { event: 'start'; dns: string; proxy: string; firewall: boolean; rules: number; upstreams: string[] }

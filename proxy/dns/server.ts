@@ -48,7 +48,7 @@ export async function answerQuery(
   if (!d.allow) return reply(RCODE.NXDOMAIN, { decision: 'deny', reason: d.reason, rule, answers: [] });
   // Only A is forwarded. AAAA, HTTPS/SVCB and every other type get an empty answer, so clients use IPv4.
   if (q.type !== TYPE.A) return reply(RCODE.NOERROR, { decision: 'allow', reason: 'allowed', rule, answers: [] });
-  const r = await opts.resolver.lookup(d.host!);
+  const r = await opts.resolver.lookup(d.host);
   switch (r.status) {
     case 'ok':
       return reply(RCODE.NOERROR, { decision: 'allow', reason: 'allowed', rule, answers: r.ips }, r.ips, r.ttl);

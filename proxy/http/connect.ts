@@ -10,7 +10,7 @@ import { stillAllowed, type Connection } from './registry.js';
 import { rawReply } from './reply.js';
 import { parseAuthority } from './target.js';
 
-type ClosedBy = Extract<AuditEvent, { event: 'tunnel_close' }>['closed_by'];
+import type { ClosedBy } from '../reasons.js';
 
 export interface ConnectLimits {
   connectTimeoutMs: number;
@@ -53,7 +53,8 @@ export async function handleConnect(deps: ConnectDeps, req: http.IncomingMessage
   if (socket.destroyed) return a.done();
   const name = decision.host;
   const base = { event: 'connect', client, host: name, port: t.port, ip, rule: decision.rule } as const;
-  const upstream = net.connect({ host: ip, port: t.port, allowHalfOpen: true });
+  // noDelay: a tunnel relays what it is given at once (the client side is the HTTP server's, already noDelay).
+  const upstream = net.connect({ host: ip, port: t.port, allowHalfOpen: true, noDelay: true });
   upstream.setTimeout(limits.connectTimeoutMs, () => upstream.destroy(new Error(`connect timeout after ${limits.connectTimeoutMs} ms`)));
   const started = Date.now();
   let closedBy: ClosedBy | undefined;
@@ -118,7 +119,7 @@ export async function handleConnect(deps: ConnectDeps, req: http.IncomingMessage
   });
 
   function inspect(): void {
-    const check = new FirstBytes(name, decision.carries ?? 'tls');
+    const check = new FirstBytes(name, decision.carries);
     // The whole check (first bytes, and for TLS the handshake up to the server's hello) has this long.
     const timer = setTimeout(() => act(check.timeout()), limits.helloTimeoutMs);
     socket.once('close', () => clearTimeout(timer));

@@ -137,7 +137,7 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
       log({ ...base, decision: 'deny', reason: 'host-mismatch', status: 403, detail: `Host: ${String(req.headers.host).slice(0, 255)}` });
       return refuseResponse(res, 403, 'host-mismatch', 'the Host header must name the URL host');
     }
-    forwardRequest(fdeps, req, res, { conn: a.conn, done: a.done, ip: a.ip, port: t.port, method, path: t.path!, headers: head.headers, audit: base });
+    forwardRequest(fdeps, req, res, { conn: a.conn, done: a.done, ip: a.ip, port: t.port, method, path: t.path, headers: head.headers, audit: base });
   }
 
   /** Absolute-form WebSocket upgrades. */
@@ -165,7 +165,7 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
       log({ ...base, decision: 'deny', reason: 'host-mismatch', status: 403, detail: `Host: ${String(req.headers.host).slice(0, 255)}` });
       return rawReply(socket, 403, 'host-mismatch', 'the Host header must name the URL host');
     }
-    forwardUpgrade(fdeps, socket, head, { conn: a.conn, done: a.done, ip: a.ip, port: t.port, method, path: t.path!, headers: check.headers, audit: base });
+    forwardUpgrade(fdeps, socket, head, { conn: a.conn, done: a.done, ip: a.ip, port: t.port, method, path: t.path, headers: check.headers, audit: base });
   }
 
   /**
