@@ -35,6 +35,25 @@ export interface ConnectDeps extends AdmitDeps {
   toHttp(socket: net.Socket, bytes: Buffer, tunnel: HttpTunnel): void;
 }
 
+/** Bytes a tunnel direction may hold unsent before it stops reading (per direction). */
+export const RELAY_BUFFER = 128 * 1024;
+
+/**
+ * Copy one direction of a tunnel. Like pipe(), but it stops reading only once more than RELAY_BUFFER
+ * bytes wait to be sent: pipe() pauses after every chunk larger than the socket's 16 KiB high-water mark
+ * (all of them, at 64 KiB a read) and resumes a tick later, even when the kernel took the chunk at once.
+ */
+function relay(from: net.Socket, to: net.Socket): void {
+  const resume = () => from.resume();
+  from.on('data', (chunk: Buffer) => {
+    if (!to.write(chunk) && to.writableLength > RELAY_BUFFER) {
+      from.pause();
+      to.once('drain', resume);
+    }
+  });
+  from.once('end', () => to.end());
+}
+
 export async function handleConnect(deps: ConnectDeps, req: http.IncomingMessage, socket: net.Socket, head: Buffer): Promise<void> {
   const { audit, limits } = deps;
   const client = socket.remoteAddress ?? '';
@@ -146,8 +165,8 @@ export async function handleConnect(deps: ConnectDeps, req: http.IncomingMessage
         case 'pass':
           stop();
           if (v.bytes.length) upstream.write(v.bytes);
-          upstream.pipe(socket);
-          socket.pipe(upstream);
+          relay(upstream, socket);
+          relay(socket, upstream);
           return;
         case 'http':
           stop();
