@@ -84,9 +84,10 @@ export function buildResponse(request: Packet, rcode: number, ips: readonly stri
 }
 
 // ---- Fast paths for the server's hot loop ---------------------------------------------------------
-// dns2's codec reads and writes bit by bit, which dominated the cost of a cached answer. The two
-// functions below handle the common shapes directly and give the very same result as dns2 (checked
-// byte for byte by test/wire.test.ts); anything else falls back to dns2.
+// dns2's codec reads and writes bit by bit, which dominated the cost of a cached answer. The functions
+// below handle the common shapes directly (queries, our A answers, A/CNAME upstream answers) and give
+// the very same result as dns2 (checked byte for byte and field for field by test/wire.test.ts);
+// anything else falls back to dns2.
 
 const SIMPLE_NAME = /^[^.]+(?:\.[^.]+)*$/;
 type Header = Packet['header'] & { ad: number; cd: number };

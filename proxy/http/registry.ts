@@ -44,7 +44,7 @@ export class Registry {
     c.onClose?.(reason);
   }
 
-  /** Close every connection `allowlist` no longer allows; returns how many. */
+  /** Close every connection `allowlist` no longer allows; returns them. */
   revoke(allowlist: Allowlist): Connection[] {
     const gone = this.all().filter((c) => !c.revoked && !allowlist.decide(c.host, c.via, c.port).allow);
     for (const c of gone) this.close(c, 'policy-reload');
