@@ -172,4 +172,7 @@ t.test('decide() remembers decisions per allowlist: the same answer as evaluatin
   for (let i = 0; i < 5000; i++) a.decide(`n${i}.tree.test`, 'dns');
   t.same(a.decide('bad.allowed.test', 'connect', 443), { allow: false, reason: 'denied-by-rule', host: 'bad.allowed.test', rule: a.evaluate('bad.allowed.test', 'connect', 443).rule }, 'still right after the memo filled and was cleared');
   t.ok(Object.isFrozen(a.decide('allowed.test', 'connect', 443)), 'a remembered decision cannot be changed by a caller');
+  const long = `${'a.'.repeat(150)}allowed.test`;
+  t.same(a.decide(long, 'connect', 443), a.evaluate(long, 'connect', 443), 'an over-long input is decided (not remembered) the same way');
+  t.equal(a.decide(long, 'connect', 443).allow, false);
 });

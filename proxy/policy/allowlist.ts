@@ -51,6 +51,7 @@ interface Node {
 }
 
 const MEMO_ENTRIES = 4096;
+const MEMO_MAX_HOST = 254;
 
 const newNode = (): Node => ({ children: new Map(), here: [], below: [] });
 
@@ -68,7 +69,7 @@ export class Allowlist {
   /**
    * Decisions already made, by the exact input (host, how, port). The allowlist never changes (a reload
    * makes a new one), so a remembered decision stays right; a different spelling is a different key and
-   * is decided afresh. Bounded: cleared when full.
+   * is decided afresh. Bounded: inputs of at most 254 characters, cleared when full (about 1 MB).
    */
   private readonly memo = new Map<string, Decision>();
 
@@ -102,6 +103,8 @@ export class Allowlist {
 
   /** Decide whether `host` may be used `via` DNS, CONNECT or plain HTTP on `port`. */
   decide(host: string, via: Via, port?: number): Decision {
+    // A longer input is no name (at most 253 octets and a dot): not remembered, so the memo stays small.
+    if (host.length > MEMO_MAX_HOST) return this.evaluate(host, via, port);
     const key = `${via} ${port ?? ''} ${host}`;
     let d = this.memo.get(key);
     if (d === undefined) {
