@@ -2,6 +2,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 
 export class UsageError extends Error {
+  override readonly name = 'UsageError';
   readonly code = 'ERR_USAGE';
 }
 

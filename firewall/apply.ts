@@ -29,6 +29,7 @@ export const execDirect: Exec = async (cmd, args, input) =>
   String((await execa(cmd, args, { input, timeout: 15_000, stripFinalNewline: false })).stdout);
 
 export class FirewallError extends Error {
+  override readonly name = 'FirewallError';
   readonly code = 'ERR_FIREWALL';
 }
 

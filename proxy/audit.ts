@@ -1,13 +1,12 @@
 // The audit log: one JSON line per decision, written by pino asynchronously (never blocks the proxy path).
 import { pino, type Logger } from 'pino';
-import type { Decision } from './policy/allowlist.js';
+import type { RuleRef } from './policy/allowlist.js';
+import type { ClosedBy, Reason } from './reasons.js';
 import { AuditFile, ROTATION_DEFAULTS, type RotationOptions } from './audit-file.js';
 import { Summariser, SUMMARY_DEFAULTS, type SummaryOptions } from './audit-summary.js';
 
 /** Schema version carried in every line as `v`. Bump on any incompatible change (README: Audit log). */
 export const AUDIT_SCHEMA_VERSION = 1;
-
-type RuleRef = Decision['rule'];
 
 export type AuditEvent =
   | {
@@ -16,7 +15,7 @@ export type AuditEvent =
       name: string;
       qtype: string;
       decision: 'allow' | 'deny';
-      reason: Decision['reason'] | 'upstream-failed' | 'nxdomain' | 'firewall-failed';
+      reason: Reason;
       rcode: string;
       answers: string[];
       rule?: RuleRef;
@@ -30,7 +29,7 @@ export type AuditEvent =
       ip?: string;
       method?: string;
       decision: 'allow' | 'deny' | 'error';
-      reason: Decision['reason'] | 'upstream-connect-failed' | 'upstream-error';
+      reason: Reason;
       rule?: RuleRef;
       status?: number;
       detail?: string;
@@ -44,7 +43,7 @@ export type AuditEvent =
       bytes_up: number;
       bytes_down: number;
       ms: number;
-      closed_by: 'client' | 'upstream' | 'idle-timeout' | 'policy-reload' | 'shutdown' | 'sni-mismatch' | 'tls-required' | 'protocol-not-allowed' | 'error';
+      closed_by: ClosedBy;
     }
   | { event: 'reload'; ok: boolean; rules: number; added: string[]; removed: string[]; errors?: string[]; closed_tunnels?: number }
   | { event: 'start'; dns: string; proxy: string; firewall: boolean; rules: number; upstreams: string[] }

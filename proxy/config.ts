@@ -5,10 +5,33 @@ import { isIPv4 } from 'node:net';
 import { z } from 'zod';
 import { mergeSources, type Allowlist } from './policy/allowlist.js';
 import { parseRuleFile, type RulesResult } from './policy/rules.js';
-import { DEFAULT_LIMITS, type ProxyLimits } from './http/proxy.js';
 import type { Upstream } from './dns/upstream.js';
 
+export interface ProxyLimits {
+  /** Upstream TCP connect timeout. */
+  connectTimeoutMs: number;
+  /** Time allowed for a client to send complete request headers (slowloris). */
+  headersTimeoutMs: number;
+  /** A tunnel or connection with no traffic in either direction for this long is closed. */
+  idleTimeoutMs: number;
+  /** Time a CONNECT client has for its first bytes (for TLS: the handshake up to the server's hello). */
+  helloTimeoutMs: number;
+  maxHeaderBytes: number;
+  maxConnectionsPerClient: number;
+}
+
+/** The proxy's limits and their defaults (README: configuration). */
+export const DEFAULT_LIMITS: ProxyLimits = {
+  connectTimeoutMs: 10_000,
+  headersTimeoutMs: 10_000,
+  idleTimeoutMs: 15 * 60_000,
+  helloTimeoutMs: 10_000,
+  maxHeaderBytes: 16 * 1024,
+  maxConnectionsPerClient: 512,
+};
+
 export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
   readonly code = 'ERR_CONFIG';
   constructor(readonly errors: string[]) {
     super(errors.join('\n'));

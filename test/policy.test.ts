@@ -153,3 +153,26 @@ t.test('merge keeps provenance; defaults can be dropped; errors are collected', 
   t.notOk(bad.ok);
   if (!bad.ok) t.equal(bad.errors.length, 2);
 });
+
+t.test('decide() remembers decisions per allowlist: the same answer as evaluating, for every spelling, way and port', async (t) => {
+  const a = list('allowed.test', 'ssh.allowed.test:22', '!bad.allowed.test', '.tree.test', '*.sub.test');
+  const b = list('other.test');
+  const hosts = ['allowed.test', 'ALLOWED.test.', 'bad.allowed.test', 'BAD.allowed.test', 'ssh.allowed.test', 'x.tree.test', 'tree.test', 'sub.test', 'a.sub.test', 'other.test', '127.0.0.1', 'allowed.test ', '', 'allo\u00adwed.test'];
+  const ways: Array<['dns' | 'connect' | 'http', number | undefined]> = [['dns', undefined], ['connect', 443], ['connect', 22], ['connect', 8443], ['http', 80], ['http', 443]];
+  for (let round = 0; round < 2; round++) {
+    for (const h of hosts) {
+      for (const [via, port] of ways) {
+        t.same(a.decide(h, via, port), a.evaluate(h, via, port), `${JSON.stringify(h)} ${via} ${port} (round ${round})`);
+        t.same(b.decide(h, via, port), b.evaluate(h, via, port), `other allowlist: ${JSON.stringify(h)} ${via} ${port}`);
+      }
+    }
+  }
+  t.equal(a.decide('other.test', 'dns').allow, false, 'a decision of one allowlist is not another\'s');
+  t.equal(b.decide('other.test', 'dns').allow, true);
+  for (let i = 0; i < 5000; i++) a.decide(`n${i}.tree.test`, 'dns');
+  t.same(a.decide('bad.allowed.test', 'connect', 443), { allow: false, reason: 'denied-by-rule', host: 'bad.allowed.test', rule: a.evaluate('bad.allowed.test', 'connect', 443).rule }, 'still right after the memo filled and was cleared');
+  t.ok(Object.isFrozen(a.decide('allowed.test', 'connect', 443)), 'a remembered decision cannot be changed by a caller');
+  const long = `${'a.'.repeat(150)}allowed.test`;
+  t.same(a.decide(long, 'connect', 443), a.evaluate(long, 'connect', 443), 'an over-long input is decided (not remembered) the same way');
+  t.equal(a.decide(long, 'connect', 443).allow, false);
+});

@@ -1,4 +1,4 @@
-// The DNS server the sandbox uses (UDP and TCP; dns2's codec). Denied names are answered here and never forwarded.
+// The DNS server the sandbox uses (UDP and TCP). Denied names are answered here and never forwarded.
 import dgram from 'node:dgram';
 import net, { type AddressInfo } from 'node:net';
 import type { Allowlist } from '../policy/allowlist.js';
@@ -48,7 +48,7 @@ export async function answerQuery(
   if (!d.allow) return reply(RCODE.NXDOMAIN, { decision: 'deny', reason: d.reason, rule, answers: [] });
   // Only A is forwarded. AAAA, HTTPS/SVCB and every other type get an empty answer, so clients use IPv4.
   if (q.type !== TYPE.A) return reply(RCODE.NOERROR, { decision: 'allow', reason: 'allowed', rule, answers: [] });
-  const r = await opts.resolver.lookup(d.host!);
+  const r = await opts.resolver.lookup(d.host);
   // The decision was made before the lookup: a reload meanwhile may have removed the name.
   const now = opts.allowlist().decide(q.name, 'dns');
   if (!now.allow || r.status === 'revoked') {
@@ -75,7 +75,7 @@ export interface DnsServer {
 }
 
 /**
- * Listen on UDP and TCP at host:port. Every message is screened on the wire before dns2 parses it
+ * Listen on UDP and TCP at host:port. Every message is screened on the wire before it is parsed
  * (a query has exactly one question and no records but an optional OPT), so a packet claiming 65535
  * records costs nothing; responses sent to us are dropped; nothing a client sends can crash the server.
  */

@@ -13,6 +13,7 @@ export type UpstreamResult =
   | { rcode: typeof RCODE.NXDOMAIN; ips: []; ttl: number; upstream: string };
 
 export class UpstreamError extends Error {
+  override readonly name = 'UpstreamError';
   readonly code = 'ERR_UPSTREAM_FAILED';
 }
 

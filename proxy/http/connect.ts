@@ -10,7 +10,7 @@ import { stillAllowed, type Connection } from './registry.js';
 import { rawReply } from './reply.js';
 import { parseAuthority } from './target.js';
 
-type ClosedBy = Extract<AuditEvent, { event: 'tunnel_close' }>['closed_by'];
+import type { ClosedBy } from '../reasons.js';
 
 export interface ConnectLimits {
   connectTimeoutMs: number;
@@ -35,6 +35,25 @@ export interface ConnectDeps extends AdmitDeps {
   toHttp(socket: net.Socket, bytes: Buffer, tunnel: HttpTunnel): void;
 }
 
+/** Bytes a tunnel direction may hold unsent before it stops reading (per direction). */
+export const RELAY_BUFFER = 128 * 1024;
+
+/**
+ * Copy one direction of a tunnel. Like pipe(), but it stops reading only once more than RELAY_BUFFER
+ * bytes wait to be sent: pipe() pauses after every chunk larger than the socket's 16 KiB high-water mark
+ * (all of them, at 64 KiB a read) and resumes a tick later, even when the kernel took the chunk at once.
+ */
+function relay(from: net.Socket, to: net.Socket): void {
+  const resume = () => from.resume();
+  from.on('data', (chunk: Buffer) => {
+    if (!to.write(chunk) && to.writableLength > RELAY_BUFFER) {
+      from.pause();
+      to.once('drain', resume);
+    }
+  });
+  from.once('end', () => to.end());
+}
+
 export async function handleConnect(deps: ConnectDeps, req: http.IncomingMessage, socket: net.Socket, head: Buffer): Promise<void> {
   const { audit, limits } = deps;
   const client = socket.remoteAddress ?? '';
@@ -53,7 +72,8 @@ export async function handleConnect(deps: ConnectDeps, req: http.IncomingMessage
   if (socket.destroyed) return a.done();
   const name = decision.host;
   const base = { event: 'connect', client, host: name, port: t.port, ip, rule: decision.rule } as const;
-  const upstream = net.connect({ host: ip, port: t.port, allowHalfOpen: true });
+  // noDelay: a tunnel relays what it is given at once (the client side is the HTTP server's, already noDelay).
+  const upstream = net.connect({ host: ip, port: t.port, allowHalfOpen: true, noDelay: true });
   upstream.setTimeout(limits.connectTimeoutMs, () => upstream.destroy(new Error(`connect timeout after ${limits.connectTimeoutMs} ms`)));
   const started = Date.now();
   let closedBy: ClosedBy | undefined;
@@ -118,7 +138,7 @@ export async function handleConnect(deps: ConnectDeps, req: http.IncomingMessage
   });
 
   function inspect(): void {
-    const check = new FirstBytes(name, decision.carries ?? 'tls');
+    const check = new FirstBytes(name, decision.carries);
     // The whole check (first bytes, and for TLS the handshake up to the server's hello) has this long.
     const timer = setTimeout(() => act(check.timeout()), limits.helloTimeoutMs);
     socket.once('close', () => clearTimeout(timer));
@@ -149,8 +169,8 @@ export async function handleConnect(deps: ConnectDeps, req: http.IncomingMessage
         case 'pass':
           stop();
           if (v.bytes.length) upstream.write(v.bytes);
-          upstream.pipe(socket);
-          socket.pipe(upstream);
+          relay(upstream, socket);
+          relay(socket, upstream);
           return;
         case 'http':
           stop();

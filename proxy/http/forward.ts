@@ -6,12 +6,16 @@ import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Allowlist } from '../policy/allowlist.js';
 import type { Audit, AuditEvent } from '../audit.js';
+import { ERROR_STATUS, type ClosedBy, type RevokeReason } from '../reasons.js';
+import { revokedRefusal } from './admit.js';
 import { checkResponseHead } from './framing.js';
-import { revokedDetail, stillAllowed, type Connection } from './registry.js';
+import { stillAllowed, type Connection } from './registry.js';
 import { lingerClose, rawReply, refuseResponse } from './reply.js';
 
 export type RequestAudit = Extract<AuditEvent, { event: 'connect' | 'http' }>;
-type ClosedBy = Extract<AuditEvent, { event: 'tunnel_close' }>['closed_by'];
+/** How a forwarded request ended: what its audit line says besides the request's own fields. */
+type Outcome = Pick<RequestAudit, 'decision' | 'reason' | 'detail'>;
+type FailReason = 'upstream-error' | RevokeReason;
 
 export interface ForwardDeps {
   allowlist: () => Allowlist;
@@ -38,24 +42,28 @@ export interface Forward {
 
 /** Plain HTTP: stream the request body to the origin, its checked answer back. */
 export function forwardRequest(deps: ForwardDeps, req: http.IncomingMessage, res: http.ServerResponse, f: Forward): void {
-  let outcome: Pick<RequestAudit, 'decision' | 'reason' | 'detail'> = { decision: 'allow', reason: 'allowed' };
+  let outcome: Outcome = { decision: 'allow', reason: 'allowed' };
   let logged = false;
   const finish = () => {
     if (logged) return;
     logged = true;
     f.done();
-    deps.audit.write({ ...f.audit, ...outcome, status: res.statusCode } as RequestAudit);
+    deps.audit.write({ ...f.audit, ...outcome, status: res.statusCode });
   };
   const up = http.request({ host: f.ip, port: f.port, method: f.method, path: f.path, headers: f.headers, agent: deps.agent });
   // Anything unusual destroys the upstream socket, so it never goes back to the pool.
-  const fail = (status: number, reason: 'upstream-error' | 'policy-reload', detail: string) => {
+  const fail = (status: number, reason: FailReason, detail: string) => {
     if (logged) return;
-    outcome = { decision: reason === 'policy-reload' ? 'deny' : 'error', reason, detail };
+    outcome = { decision: reason === 'upstream-error' ? 'error' : 'deny', reason, detail };
     up.destroy();
     if (!res.headersSent) refuseResponse(res, status, reason, detail);
     else res.destroy();
   };
-  f.conn.onClose = () => fail(403, 'policy-reload', revokedDetail(f.conn));
+  const revoked = () => {
+    const r = revokedRefusal(f.conn);
+    fail(r.status, r.reason as RevokeReason, r.detail ?? '');
+  };
+  f.conn.onClose = revoked;
   res.once('close', () => {
     if (!res.writableFinished) up.destroy();
     finish();
@@ -67,11 +75,12 @@ export function forwardRequest(deps: ForwardDeps, req: http.IncomingMessage, res
     fail(502, 'upstream-error', 'the upstream switched protocols unasked');
   });
   up.on('response', (ures) => {
-    if (!stillAllowed(f.conn, deps.allowlist)) return fail(403, 'policy-reload', revokedDetail(f.conn));
-    const h = checkResponseHead(ures.statusCode, ures.statusMessage, ures.rawHeaders, false);
-    if (!h.ok) return fail(502, 'upstream-error', h.detail);
+    if (!stillAllowed(f.conn, deps.allowlist)) return revoked();
+    const status = ures.statusCode;
+    const h = checkResponseHead(status, ures.statusMessage, ures.rawHeaders, false);
+    if (!h.ok || status === undefined) return fail(ERROR_STATUS.failed, 'upstream-error', h.ok ? 'no upstream status' : h.detail);
     try {
-      res.writeHead(ures.statusCode!, ures.statusMessage, h.headers);
+      res.writeHead(status, ures.statusMessage, h.headers);
     } catch (err) {
       return fail(502, 'upstream-error', `unusable upstream answer: ${(err as Error).message}`);
     }
@@ -95,17 +104,17 @@ export function forwardUpgrade(deps: ForwardDeps, socket: net.Socket, head: Buff
   let closedBy: ClosedBy | undefined;
   let open = false;
   let answered = false;
-  const log = (e: Pick<RequestAudit, 'decision' | 'reason' | 'detail' | 'status'>) => {
+  const log = (e: Outcome & Pick<RequestAudit, 'status'>) => {
     if (answered) return;
     answered = true;
-    deps.audit.write({ ...f.audit, ...e } as RequestAudit);
+    deps.audit.write({ ...f.audit, ...e });
   };
   const up = http.request({ host: f.ip, port: f.port, method: f.method, path: f.path, headers: f.headers, agent: false });
-  const fail = (status: number, reason: 'upstream-error' | 'policy-reload', detail: string) => {
+  const fail = (status: number, reason: FailReason, detail: string) => {
     up.destroy();
     upSocket?.destroy();
     if (!answered) {
-      log({ decision: reason === 'policy-reload' ? 'deny' : 'error', reason, detail, status });
+      log({ decision: reason === 'upstream-error' ? 'error' : 'deny', reason, detail, status });
       rawReply(socket, status, reason, detail);
     } else socket.destroy();
   };
@@ -114,7 +123,11 @@ export function forwardUpgrade(deps: ForwardDeps, socket: net.Socket, head: Buff
     socket.destroy();
     upSocket?.destroy();
   };
-  f.conn.onClose = (why) => (open ? end(why) : fail(403, 'policy-reload', revokedDetail(f.conn)));
+  const revoked = () => {
+    const r = revokedRefusal(f.conn);
+    fail(r.status, r.reason as RevokeReason, r.detail ?? '');
+  };
+  f.conn.onClose = (why) => (open ? end(why) : revoked());
   socket.on('error', () => end('error'));
   socket.once('close', () => {
     up.destroy();
@@ -138,7 +151,7 @@ export function forwardUpgrade(deps: ForwardDeps, socket: net.Socket, head: Buff
   up.on('error', (err) => fail(502, 'upstream-error', err.message));
   up.on('upgrade', (ures, usock: net.Socket, uhead: Buffer) => {
     upSocket = usock;
-    if (!stillAllowed(f.conn, deps.allowlist)) return fail(403, 'policy-reload', revokedDetail(f.conn));
+    if (!stillAllowed(f.conn, deps.allowlist)) return revoked();
     const h = checkResponseHead(ures.statusCode, ures.statusMessage, ures.rawHeaders, true);
     if (!h.ok) return fail(502, 'upstream-error', h.detail);
     if (String(ures.headers.upgrade ?? '').toLowerCase() !== 'websocket') return fail(502, 'upstream-error', 'the upstream upgraded to something other than WebSocket');

@@ -6,6 +6,7 @@ import http from 'node:http';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Allowlist } from '../policy/allowlist.js';
+import type { ProxyLimits } from '../config.js';
 import type { Audit } from '../audit.js';
 import type { Resolver } from '../dns/resolver.js';
 import { withConnectionScope } from '../lastresort.js';
@@ -19,27 +20,7 @@ import { hostHeaderMatches, parseAbsoluteUrl } from './target.js';
 
 export { DENY_HEADER } from './reply.js';
 
-export interface ProxyLimits {
-  /** Upstream TCP connect timeout. */
-  connectTimeoutMs: number;
-  /** Time allowed for a client to send complete request headers (slowloris). */
-  headersTimeoutMs: number;
-  /** A tunnel or connection with no traffic in either direction for this long is closed. */
-  idleTimeoutMs: number;
-  /** Time a CONNECT client has for its first bytes (for TLS: the handshake up to the server's hello). */
-  helloTimeoutMs: number;
-  maxHeaderBytes: number;
-  maxConnectionsPerClient: number;
-}
-
-export const DEFAULT_LIMITS: ProxyLimits = {
-  connectTimeoutMs: 10_000,
-  headersTimeoutMs: 10_000,
-  idleTimeoutMs: 15 * 60_000,
-  helloTimeoutMs: 10_000,
-  maxHeaderBytes: 16 * 1024,
-  maxConnectionsPerClient: 512,
-};
+export type { ProxyLimits } from '../config.js';
 
 export interface ProxyOptions {
   allowlist: () => Allowlist;
@@ -147,7 +128,7 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
       log({ ...base, decision: 'deny', reason: 'host-mismatch', status: 403, detail: `Host: ${String(req.headers.host).slice(0, 255)}` });
       return refuseResponse(res, 403, 'host-mismatch', 'the Host header must name the URL host');
     }
-    forwardRequest(fdeps, req, res, { conn: a.conn, done: a.done, ip: a.ip, port: t.port, method, path: t.path!, headers: head.headers, audit: base });
+    forwardRequest(fdeps, req, res, { conn: a.conn, done: a.done, ip: a.ip, port: t.port, method, path: t.path, headers: head.headers, audit: base });
   }
 
   /** Absolute-form WebSocket upgrades. */
@@ -175,7 +156,7 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
       log({ ...base, decision: 'deny', reason: 'host-mismatch', status: 403, detail: `Host: ${String(req.headers.host).slice(0, 255)}` });
       return rawReply(socket, 403, 'host-mismatch', 'the Host header must name the URL host');
     }
-    forwardUpgrade(fdeps, socket, head, { conn: a.conn, done: a.done, ip: a.ip, port: t.port, method, path: t.path!, headers: check.headers, audit: base });
+    forwardUpgrade(fdeps, socket, head, { conn: a.conn, done: a.done, ip: a.ip, port: t.port, method, path: t.path, headers: check.headers, audit: base });
   }
 
   /**

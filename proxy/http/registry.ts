@@ -2,8 +2,9 @@
 // flight — registered from the moment its host is admitted (before the name is resolved or dialled),
 // so that a reload can close those the new allowlist no longer allows, whatever stage they are at.
 import type { Allowlist, Via } from '../policy/allowlist.js';
+import type { RevokeReason } from '../reasons.js';
 
-export type CloseReason = 'policy-reload' | 'shutdown';
+export type CloseReason = RevokeReason;
 
 export interface Connection {
   kind: 'tunnel' | 'websocket' | 'request';
@@ -43,7 +44,7 @@ export class Registry {
     c.onClose?.(reason);
   }
 
-  /** Close every connection `allowlist` no longer allows; returns how many. */
+  /** Close every connection `allowlist` no longer allows; returns them. */
   revoke(allowlist: Allowlist): Connection[] {
     const gone = this.all().filter((c) => !c.revoked && !allowlist.decide(c.host, c.via, c.port).allow);
     for (const c of gone) this.close(c, 'policy-reload');

@@ -19,8 +19,10 @@ export function parseAuthority(authority: string): Target {
   return { ok: true, host: m[1]!, port: p };
 }
 
+export type UrlTarget = { ok: true; host: string; port: number; path: string } | { ok: false; detail: string };
+
 /** An absolute-form `http://` URL. Origin-form and other schemes are not proxy requests. */
-export function parseAbsoluteUrl(raw: string): Target & { path?: string } {
+export function parseAbsoluteUrl(raw: string): UrlTarget {
   if (!/^http:\/\//i.test(raw)) return { ok: false, detail: 'only absolute-form http:// URLs are proxied (use CONNECT for TLS)' };
   let url: URL;
   try {

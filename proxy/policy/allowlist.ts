@@ -1,39 +1,34 @@
 // The allowlist: merged rules with provenance, matched through a reversed-label trie, and the one
 // decide() every layer asks. Deny always wins. No I/O.
 import { normalizeName } from './names.js';
+import type { PolicyDenyReason } from '../reasons.js';
 import { parseRuleList, splitList, type Rule, type RulesResult } from './rules.js';
 
 /** How the name is being used: a DNS lookup, a CONNECT tunnel, or a plain-HTTP request. */
 export type Via = 'dns' | 'connect' | 'http';
 
-/** The closed list of reasons a request is refused (also the `x-codex-egress-deny` header values). */
-export const DENY_REASONS = [
-  'not-allowlisted',
-  'denied-by-rule',
-  'port-not-allowed',
-  'ip-literal',
-  'invalid-host',
-  'private-address',
-  'resolve-failed',
-  'sni-mismatch',
-  'tls-required',
-  'protocol-not-allowed',
-  'host-mismatch',
-  'bad-request',
-  'policy-reload',
-] as const;
-export type DenyReason = (typeof DENY_REASONS)[number];
+export type RuleRef = Pick<Rule, 'text' | 'source' | 'origin'>;
 
-export interface Decision {
-  allow: boolean;
-  reason: 'allowed' | DenyReason;
-  /** The normalised host the decision is about (when the input was a valid name). */
-  host?: string;
-  /** The rule that decided, with its provenance. */
-  rule?: Pick<Rule, 'text' | 'source' | 'origin'>;
-  /** For an allowed CONNECT: what the tunnel may carry (README: what a port rule carries). */
-  carries?: Carries;
-}
+/** What decide() says about a host: allowed by a rule, or refused for a reason (proxy/reasons.ts). */
+export type Decision =
+  | {
+      allow: true;
+      reason: 'allowed';
+      /** The normalised host the decision is about. */
+      host: string;
+      /** The rule that decided, with its provenance. */
+      rule: RuleRef;
+      /** What a CONNECT tunnel may carry (README: what a port rule carries). */
+      carries: Carries;
+    }
+  | {
+      allow: false;
+      reason: PolicyDenyReason;
+      /** The normalised host, when the input was a valid name. */
+      host?: string;
+      /** The deny rule that matched, or for port-not-allowed an allow rule of that name. */
+      rule?: RuleRef;
+    };
 
 /**
  * What an allowed CONNECT tunnel may carry:
@@ -55,6 +50,9 @@ interface Node {
   below: Rule[];
 }
 
+const MEMO_ENTRIES = 4096;
+const MEMO_MAX_HOST = 254;
+
 const newNode = (): Node => ({ children: new Map(), here: [], below: [] });
 
 function portMatches(rule: Rule, via: Via, port: number | undefined): boolean {
@@ -63,11 +61,17 @@ function portMatches(rule: Rule, via: Via, port: number | undefined): boolean {
   return rule.port === undefined ? port === DEFAULT_PORT[via] : rule.port === port;
 }
 
-const ruleRef = (r: Rule): Decision['rule'] => ({ text: r.text, source: r.source, origin: r.origin });
+const ruleRef = (r: Rule): RuleRef => ({ text: r.text, source: r.source, origin: r.origin });
 
 export class Allowlist {
   readonly rules: readonly Rule[];
   private readonly root: Node = newNode();
+  /**
+   * Decisions already made, by the exact input (host, how, port). The allowlist never changes (a reload
+   * makes a new one), so a remembered decision stays right; a different spelling is a different key and
+   * is decided afresh. Bounded: inputs of at most 254 characters, cleared when full (about 1 MB).
+   */
+  private readonly memo = new Map<string, Decision>();
 
   constructor(rules: readonly Rule[]) {
     this.rules = rules;
@@ -99,6 +103,20 @@ export class Allowlist {
 
   /** Decide whether `host` may be used `via` DNS, CONNECT or plain HTTP on `port`. */
   decide(host: string, via: Via, port?: number): Decision {
+    // A longer input is no name (at most 253 octets and a dot): not remembered, so the memo stays small.
+    if (host.length > MEMO_MAX_HOST) return this.evaluate(host, via, port);
+    const key = `${via} ${port ?? ''} ${host}`;
+    let d = this.memo.get(key);
+    if (d === undefined) {
+      if (this.memo.size >= MEMO_ENTRIES) this.memo.clear();
+      d = Object.freeze(this.evaluate(host, via, port));
+      this.memo.set(key, d);
+    }
+    return d;
+  }
+
+  /** decide() without the memo: normalise and match every time (what the scaling benchmark measures). */
+  evaluate(host: string, via: Via, port?: number): Decision {
     const n = normalizeName(host);
     if (!n.ok) return { allow: false, reason: n.reason };
     const rules = this.matching(n.name);
