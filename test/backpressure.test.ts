@@ -17,8 +17,8 @@ let core: Core;
 let origin: Proc;
 t.before(async () => {
   core = await startCore({ flagRules: [...RULES, 'allowed.test:8081', 'allowed.test:8092/tcp'] });
-  origin = core.ns.spawn(process.execPath, [join(ROOT, 'dist', 'test', 'fixtures', 'logging-origin.js'), WEB, '8081', '8092']);
-  await origin.waitFor(/logging-origin ready/);
+  origin = core.ns.spawn(process.execPath, [join(ROOT, 'dist', 'test', 'fixtures', 'rawhttp.js'), WEB, '8081', '0', '8092']);
+  await origin.waitFor(/rawhttp ready/);
 });
 t.teardown(async () => {
   await origin?.stop();
