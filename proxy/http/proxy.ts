@@ -108,55 +108,49 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
       }
       return refuseResponse(res, 400, 'bad-request', 'this is a proxy: send absolute-form requests or CONNECT');
     }
-    const t = parseAbsoluteUrl(url);
+    const ok = await admitAbsolute(req, client, 'request', (status, reason, detail) => refuseResponse(res, status, reason, detail));
+    if (!ok) return;
+    if (res.destroyed || req.socket.destroyed) return ok.a.done();
+    forwardRequest(fdeps, req, res, { conn: ok.a.conn, done: ok.a.done, ip: ok.a.ip, port: ok.t.port, method, path: ok.t.path, headers: ok.headers, audit: ok.base });
+  }
+
+  /**
+   * An absolute-form request or WebSocket upgrade: URL, framing, decision + lookup, Host header. Every
+   * refusal is audited and answered through `refuse`; undefined then.
+   */
+  async function admitAbsolute(req: http.IncomingMessage, client: string, via: 'request' | 'websocket', refuse: (status: number, reason: string, detail?: string) => void) {
+    const method = req.method ?? '';
+    const t = parseAbsoluteUrl(req.url ?? '');
     const bad = (detail: string, h = '', p = 0) => {
       log({ event: 'http', client, host: h, port: p, method, decision: 'deny', reason: 'bad-request', status: 400, detail });
-      refuseResponse(res, 400, 'bad-request', detail);
+      refuse(400, 'bad-request', detail);
     };
-    if (!t.ok) return bad(t.detail);
-    const head = checkRequestHead(method, req.httpVersion, req.rawHeaders, false);
-    if (!head.ok) return bad(head.detail, t.host.slice(0, 255), t.port);
-    const a = await admit(adeps, 'request', 'http', client, t.host, t.port);
+    if (via === 'websocket' && String(req.headers.upgrade).toLowerCase() !== 'websocket') return void bad('only absolute-form WebSocket upgrades are proxied');
+    if (!t.ok) return void bad(via === 'websocket' ? 'only absolute-form WebSocket upgrades are proxied' : t.detail);
+    const head = checkRequestHead(method, req.httpVersion, req.rawHeaders, via === 'websocket');
+    if (!head.ok) return void bad(head.detail, t.host.slice(0, 255), t.port);
+    const a = await admit(adeps, via, 'http', client, t.host, t.port);
     if (!a.ok) {
       log({ event: 'http', client, host: a.decision.host ?? t.host.slice(0, 255), port: t.port, method, rule: a.decision.rule, decision: 'deny', reason: a.reason, status: a.status, detail: a.detail });
-      return refuseResponse(res, a.status, a.reason, a.detail);
+      return void refuse(a.status, a.reason, a.detail);
     }
     const base = { event: 'http', client, host: a.decision.host, port: t.port, ip: a.ip, method, rule: a.decision.rule } as const;
-    if (res.destroyed || req.socket.destroyed) return a.done();
     if (!hostHeaderMatches(req.headers.host, a.decision.host, t.port)) {
       a.done();
       log({ ...base, decision: 'deny', reason: 'host-mismatch', status: 403, detail: `Host: ${String(req.headers.host).slice(0, 255)}` });
-      return refuseResponse(res, 403, 'host-mismatch', 'the Host header must name the URL host');
+      return void refuse(403, 'host-mismatch', 'the Host header must name the URL host');
     }
-    forwardRequest(fdeps, req, res, { conn: a.conn, done: a.done, ip: a.ip, port: t.port, method, path: t.path, headers: head.headers, audit: base });
+    return { a, t, base, headers: head.headers };
   }
 
   /** Absolute-form WebSocket upgrades. */
   async function onUpgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer): Promise<void> {
     const client = socket.remoteAddress ?? '';
-    const method = req.method ?? '';
     socket.on('error', () => socket.destroy());
-    const bad = (detail: string, h = '', p = 0) => {
-      log({ event: 'http', client, host: h, port: p, method, decision: 'deny', reason: 'bad-request', status: 400, detail });
-      rawReply(socket, 400, 'bad-request', detail);
-    };
-    const t = parseAbsoluteUrl(req.url ?? '');
-    if (String(req.headers.upgrade).toLowerCase() !== 'websocket' || !t.ok) return bad('only absolute-form WebSocket upgrades are proxied');
-    const check = checkRequestHead(method, req.httpVersion, req.rawHeaders, true);
-    if (!check.ok) return bad(check.detail, t.host.slice(0, 255), t.port);
-    const a = await admit(adeps, 'websocket', 'http', client, t.host, t.port);
-    if (!a.ok) {
-      log({ event: 'http', client, host: a.decision.host ?? t.host.slice(0, 255), port: t.port, method, rule: a.decision.rule, decision: 'deny', reason: a.reason, status: a.status, detail: a.detail });
-      return rawReply(socket, a.status, a.reason, a.detail);
-    }
-    const base = { event: 'http', client, host: a.decision.host, port: t.port, ip: a.ip, method, rule: a.decision.rule } as const;
-    if (socket.destroyed) return a.done();
-    if (!hostHeaderMatches(req.headers.host, a.decision.host, t.port)) {
-      a.done();
-      log({ ...base, decision: 'deny', reason: 'host-mismatch', status: 403, detail: `Host: ${String(req.headers.host).slice(0, 255)}` });
-      return rawReply(socket, 403, 'host-mismatch', 'the Host header must name the URL host');
-    }
-    forwardUpgrade(fdeps, socket, head, { conn: a.conn, done: a.done, ip: a.ip, port: t.port, method, path: t.path, headers: check.headers, audit: base });
+    const ok = await admitAbsolute(req, client, 'websocket', (status, reason, detail) => rawReply(socket, status, reason, detail));
+    if (!ok) return;
+    if (socket.destroyed) return ok.a.done();
+    forwardUpgrade(fdeps, socket, head, { conn: ok.a.conn, done: ok.a.done, ip: ok.a.ip, port: ok.t.port, method: req.method ?? '', path: ok.t.path, headers: ok.headers, audit: ok.base });
   }
 
   /**
