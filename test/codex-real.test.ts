@@ -12,7 +12,7 @@ import { execa } from 'execa';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI, tempDir } from './harness/world.js';
-import { BASE_IMAGE, dockerOk, docker, startDockerWorld, removeE2E, type DockerWorld } from './harness/docker.js';
+import { BASE_IMAGE, withDockerEngine, docker, startDockerWorld, removeE2E, type DockerWorld } from './harness/docker.js';
 import { cachedCodexTarballs, fakeOpenAI, makeTestCA, type FakeOpenAI } from './harness/codex.js';
 import { CODEX_VERSION, codexPlatform } from '../image/context.js';
 import { sandboxExecArgs, codexCommand } from '../image/args.js';
@@ -38,14 +38,7 @@ const FINAL = 'codex-egress real-client test: done';
 t.setTimeout(20 * 60_000);
 
 t.test('real Codex end to end', async (t) => {
-  const engine = await dockerOk();
-  if (!engine) {
-    // In CI the engine must be there (.ci/run calls docker-setup.sh); elsewhere, say why nothing ran.
-    if (process.env.CI) t.fail('no Docker engine: run test/harness/docker-setup.sh first');
-    else t.skip('no Docker engine: run test/harness/docker-setup.sh to enable the real-Codex end-to-end test');
-    return;
-  }
-  await run(t);
+  await withDockerEngine(t, 'the real-Codex end-to-end test', () => run(t));
 });
 
 /** The one shell command the scripted model has Codex run (in the workdir, Codex's cwd). */

@@ -8,7 +8,7 @@ import { existsSync, readFileSync, mkdirSync, writeFileSync, chownSync, symlinkS
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { CLI, tempDir } from './harness/world.js';
-import { BASE_IMAGE, NODE_LTS_MAJOR, dockerOk, docker, packFakeCodex, startDockerWorld, removeE2E, nodeLtsBase, type DockerWorld } from './harness/docker.js';
+import { BASE_IMAGE, NODE_LTS_MAJOR, withDockerEngine, docker, packFakeCodex, startDockerWorld, removeE2E, nodeLtsBase, type DockerWorld } from './harness/docker.js';
 import { projectFor } from '../image/names.js';
 import { PROJECT_LABEL } from '../image/names.js';
 
@@ -24,14 +24,7 @@ const OWNER = 2345;
 const KILL_NODE = 'for d in /proc/[0-9]*; do c=$(tr "\\0" " " < $d/cmdline 2>/dev/null); case "$c" in node*gateway*) kill -9 ${d#/proc/};; esac; done';
 
 t.test('docker end to end', async (t) => {
-  const engine = await dockerOk();
-  if (!engine) {
-    // In CI the engine must be there (.ci/run calls docker-setup.sh); elsewhere, say why nothing ran.
-    if (process.env.CI) t.fail('no Docker engine: run test/harness/docker-setup.sh first');
-    else t.skip('no Docker engine: run test/harness/docker-setup.sh to enable the Docker end-to-end test');
-    return;
-  }
-  await run(t, engine);
+  await withDockerEngine(t, 'the Docker end-to-end test', (engine) => run(t, engine));
 });
 
 async function run(t: Tap, engine: string) {

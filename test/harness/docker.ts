@@ -16,6 +16,17 @@ export async function dockerOk(): Promise<string | undefined> {
   return r.exitCode === 0 ? String(r.stdout).trim() : undefined;
 }
 
+/**
+ * Run an end-to-end test body when a Docker engine answers. In CI the engine must be there (.ci/run calls
+ * docker-setup.sh): a missing one fails; elsewhere the test is skipped, saying why.
+ */
+export async function withDockerEngine(t: { fail(m: string): void; skip(m: string): void }, what: string, body: (engine: string) => Promise<void>): Promise<void> {
+  const engine = await dockerOk();
+  if (engine) return body(engine);
+  if (process.env.CI) t.fail('no Docker engine: run test/harness/docker-setup.sh first');
+  else t.skip(`no Docker engine: run test/harness/docker-setup.sh to enable ${what}`);
+}
+
 export const docker = async (args: string[], timeout = 120_000) => {
   const r = await execa('docker', args, { reject: false, timeout });
   return { code: r.exitCode ?? 1, stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? '') };
