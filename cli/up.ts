@@ -10,7 +10,7 @@ import { CODEX_VERSION } from '../image/context.js';
 import { dockerInherit, exists } from '../image/docker.js';
 import {
   prepareState, seedCodexHome, findAuthFile, sandboxUser, workdirOwner, sandboxWritable, checkStateOutsideWorkdir, prepareAuthMountPoint,
-  giveCodexHome, ProjectError, type SandboxUser,
+  prepareSessionsMountPoint, giveCodexHome, ProjectError, type SandboxUser,
 } from '../image/project.js';
 import { resolveTrusted } from '../image/paths.js';
 import { printable } from './printable.js';
@@ -185,6 +185,7 @@ export async function bringUp(v: Values): Promise<ProjectContext | number> {
   const root = process.getuid?.() === 0;
   await seedCodexHome(paths.codexHome, process.env, undefined, { owner: root ? user : undefined, untrusted });
   await prepareAuthMountPoint(paths.codexHome, user, !!authFile);
+  await prepareSessionsMountPoint(paths.codexHome, user, !!sessionsPath);
   if (root) await giveCodexHome(paths, user);
   else if (process.getuid?.() !== user.uid) err(`codex-egress: note: the sandbox runs as ${user.uid}:${user.gid} (the workdir's owner) but only root can give it the Codex home ${paths.codexHome}`);
   if (existsSync(paths.legacyCodexHome) || isLink(paths.legacyCodexHome)) {

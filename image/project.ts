@@ -1,6 +1,6 @@
 // The project's files on the host: the gateway's state (allowlist, audit log), the Codex home, the
 // sandbox user, and the checks on the workdir. Small I/O; the allowlist edit itself is pure.
-import { chmod, mkdir, readFile, readdir, rename, writeFile, lstat, unlink } from 'node:fs/promises';
+import { chmod, mkdir, readFile, readdir, rename, writeFile, lstat, unlink, lchown } from 'node:fs/promises';
 import { existsSync, statSync, realpathSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve, relative, isAbsolute, dirname } from 'node:path';
@@ -161,6 +161,24 @@ export async function prepareAuthMountPoint(codexHome: string, user: { uid: numb
     await unlink(path);
   }
   await createExclusive(path, '', process.getuid?.() === 0 ? user : undefined, 0o600);
+}
+
+/**
+ * The mount point of --sessions-path inside the Codex home (`sessions`). Docker resolves a mount
+ * destination inside the container, following links there: a `sessions` link the sandbox left in its
+ * Codex home (say to /usr/local/bin or /etc) would put the sessions directory, whose contents the
+ * sandbox also writes, over that directory of the image, and the next `docker exec -u 0` (the user fix
+ * at start) would run the sandbox's `node` as root. When the sessions directory is mounted, the mount
+ * point must be a real directory: a link or any other non-directory in its place is removed first.
+ */
+export async function prepareSessionsMountPoint(codexHome: string, user: { uid: number; gid: number }, mounted: boolean): Promise<void> {
+  if (!mounted) return;
+  const path = join(codexHome, 'sessions');
+  const st = await lstat(path).catch(() => undefined);
+  if (st?.isDirectory()) return;
+  if (st) await unlink(path);
+  await mkdirNoFollow(path, codexHome);
+  if (process.getuid?.() === 0) await lchown(path, user.uid, user.gid);
 }
 
 /** The first existing user Codex config directory (CODEX_CONFIG_DIR, ~/.codex, ~/.config/codex). */

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, mkdirSync, writeFileSync, symlinkSync, existsSync,
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { resolveTrusted, isWithin, createExclusive, chownTreeNoFollow, mkdirNoFollow, UnsafePathError } from '../image/paths.js';
-import { seedCodexHome, prepareAuthMountPoint, checkStateOutsideWorkdir, statePaths, sandboxUser, sandboxWritable } from '../image/project.js';
+import { seedCodexHome, prepareAuthMountPoint, prepareSessionsMountPoint, checkStateOutsideWorkdir, statePaths, sandboxUser, sandboxWritable } from '../image/project.js';
 import { projectFor } from '../image/names.js';
 import { SignalGuard } from '../cli/common.js';
 
@@ -131,6 +131,32 @@ t.test('the auth.json mount point: a link is replaced by a plain empty file', as
   await prepareAuthMountPoint(codexHome, { uid: 0, gid: 0 }, false);
   t.notOk(existsSync(join(codexHome, 'auth.json')) || lstatSync(join(codexHome, 'auth.json'), { throwIfNoEntry: false }), 'without an auth file a planted auth.json link goes too (Codex would read through it)');
   t.equal(readFileSync(join(secret, 'id_rsa'), 'utf8'), 'PRIVATE');
+});
+
+t.test('ATTACK (sessions mount point): a sessions link left in the Codex home never redirects the --sessions-path mount', async (t) => {
+  // Docker resolves a mount destination inside the container, following links: a link
+  // <codex home>/sessions -> /usr/local/bin puts the sessions directory (which the sandbox writes) over
+  // the image's /usr/local/bin, and the user fix `docker exec -u 0:0 … node` runs the sandbox's `node`
+  // as root (seen with docker 20.10: a script named node in the sessions directory printed uid 0).
+  const { dir, secret } = fresh(t);
+  const codexHome = join(dir, 'codex-home');
+  mkdirSync(codexHome);
+  const me = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
+  for (const target of ['/usr/local/bin', '/etc', secret, 'auth.json']) {
+    rmSync(join(codexHome, 'sessions'), { recursive: true, force: true });
+    symlinkSync(target, join(codexHome, 'sessions'));
+    await prepareSessionsMountPoint(codexHome, me, true);
+    const st = lstatSync(join(codexHome, 'sessions'));
+    t.ok(st.isDirectory() && !st.isSymbolicLink(), `a link to ${target} is replaced by a real directory`);
+  }
+  rmSync(join(codexHome, 'sessions'), { recursive: true, force: true });
+  writeFileSync(join(codexHome, 'sessions'), 'a file in its place');
+  await prepareSessionsMountPoint(codexHome, me, true);
+  t.ok(lstatSync(join(codexHome, 'sessions')).isDirectory(), 'a file in its place too');
+  writeFileSync(join(codexHome, 'sessions', 'kept.jsonl'), '{}');
+  await prepareSessionsMountPoint(codexHome, me, true);
+  t.ok(existsSync(join(codexHome, 'sessions', 'kept.jsonl')), 'a real directory is left as it is');
+  t.same(readFileSync(join(secret, 'id_rsa'), 'utf8'), 'PRIVATE', 'nothing followed');
 });
 
 t.test('chown of the Codex home: lchown, never through a link', { skip: process.getuid?.() !== 0 && 'needs root' }, async (t) => {
