@@ -1,16 +1,16 @@
 // `codex-egress up`: gateway, then sandbox, then verify; then Codex (or a shell) in this terminal.
-import { existsSync, lstatSync } from 'node:fs';
+import { existsSync, lstatSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, UsageError } from './args.js';
 import { EXIT, WORKDIR_HELP, IMAGE_HELP, workdirOptions, imageOptions, projectFrom, imagesFrom, guarded, out, err, json, type ProjectContext } from './common.js';
 import { up, verify, down, firstAllowedHost, codexMode, type ProbeResult } from '../image/appliance.js';
-import { GATEWAY_FIREWALL_DEFAULT, DEFAULT_IMAGES, sandboxExecArgs, codexCommand, apiKeyEnv, type Mount, type CodexSandboxMode } from '../image/args.js';
+import { GATEWAY_FIREWALL_DEFAULT, DEFAULT_IMAGES, sandboxExecArgs, codexCommand, apiKeyEnv, containerPathOf, SANDBOX_CODEX_HOME, type Mount, type CodexSandboxMode } from '../image/args.js';
 import { buildImages } from '../image/build.js';
 import { CODEX_VERSION } from '../image/context.js';
 import { dockerInherit, exists } from '../image/docker.js';
 import {
   prepareState, seedCodexHome, findAuthFile, sandboxUser, workdirOwner, sandboxWritable, checkStateOutsideWorkdir, prepareAuthMountPoint,
-  prepareSessionsMountPoint, giveCodexHome, ProjectError, type SandboxUser,
+  prepareSessionsMountPoint, giveCodexHome, checkWorkdirPlacement, ProjectError, type SandboxUser,
 } from '../image/project.js';
 import { resolveTrusted } from '../image/paths.js';
 import { printable } from './printable.js';
@@ -143,6 +143,7 @@ export async function bringUp(v: Values): Promise<ProjectContext | number> {
   let user: SandboxUser;
   try {
     checkStateOutsideWorkdir(p, paths);
+    checkWorkdirPlacement(p.workdir);
     user = sandboxUser(workdirOwner(p.workdir), v.user);
   } catch (e) {
     if (e instanceof ProjectError) throw new UsageError(e.message);
@@ -160,9 +161,15 @@ export async function bringUp(v: Values): Promise<ProjectContext | number> {
   const untrusted = sandboxWritable(p, paths, sessionsPath);
   const trusted = (path: string, what: string) => resolveTrusted(path, { untrusted, what });
   const mounts: Mount[] = [];
+  // A read-only path inside a read-write mount goes over that mount's copy of it (not beside it).
+  const rw: Mount[] = [
+    { host: realpathSync(p.workdir), container: p.workdir },
+    ...(existsSync(paths.codexHome) ? [{ host: realpathSync(paths.codexHome), container: SANDBOX_CODEX_HOME }] : []),
+    ...(sessionsPath ? [{ host: sessionsPath, container: `${SANDBOX_CODEX_HOME}/sessions` }] : []),
+  ];
   for (const path of v['read-only'] ?? []) {
     const real = trusted(path, '--read-only');
-    mounts.push({ host: real, container: real, readOnly: true });
+    mounts.push({ host: real, container: containerPathOf(real, rw), readOnly: true });
   }
   if (v['git-readonly']) {
     if (!existsSync(join(p.workdir, '.git')) && !isLink(join(p.workdir, '.git'))) throw new UsageError(`--git-readonly: ${p.workdir}/.git does not exist`);

@@ -5,7 +5,7 @@ import { existsSync, statSync, realpathSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve, relative, isAbsolute, dirname } from 'node:path';
 import { parseRuleFile, ruleText } from '../proxy/policy/rules.js';
-import { ALLOWLIST_FILE, AUDIT_FILE } from './args.js';
+import { ALLOWLIST_FILE, AUDIT_FILE, PROTECTED_SANDBOX_PATHS } from './args.js';
 import type { Project } from './names.js';
 import { UnsafePathError, resolveTrusted, mkdirNoFollow, createExclusive, chownTreeNoFollow, isWithin, realRoots } from './paths.js';
 
@@ -82,6 +82,18 @@ export function checkStateOutsideWorkdir(p: Project, s: StatePaths): void {
   const b = `${real(base)}${suffix}`.replace(/^\/\//, '/');
   if (isWithin(b, w)) throw new ProjectError(`the state directory ${s.base} is inside the workdir ${p.workdir}: the sandbox could change its own allowlist (set CODEX_EGRESS_STATE_DIR elsewhere)`);
   if (isWithin(w, b)) throw new ProjectError(`the workdir ${p.workdir} is inside the state directory ${s.base}: choose a workdir outside it`);
+}
+
+/**
+ * The workdir is mounted read-write at its own path inside the sandbox: it must neither contain nor lie
+ * inside a path the appliance relies on there (PROTECTED_SANDBOX_PATHS: the Codex home, whose mount a
+ * link planted in the workdir would redirect; the image's binaries, which `up` runs as root).
+ */
+export function checkWorkdirPlacement(workdir: string): void {
+  for (const d of PROTECTED_SANDBOX_PATHS) {
+    if (isWithin(d, workdir)) throw new ProjectError(`the workdir ${workdir} contains ${d} of the sandbox (it is mounted at the same path): choose a project directory elsewhere`);
+    if (isWithin(workdir, d)) throw new ProjectError(`the workdir ${workdir} is inside ${d} of the sandbox (it is mounted at the same path): choose a project directory elsewhere`);
+  }
 }
 
 export interface SandboxUser {
