@@ -90,6 +90,24 @@ export async function codexMode(p: Project): Promise<{ mode: string; user?: stri
   return { mode: mode || 'unknown', ...(user ? { user } : {}) };
 }
 
+/**
+ * The host directories a container has mounted read-write, as Docker reports them (real paths); []
+ * when the container does not exist. What a running sandbox can change is what it was started with,
+ * whatever flags a later command is given.
+ */
+export async function writableMounts(container: string): Promise<string[]> {
+  const r = await dockerResult(['inspect', '--format', '{{json .Mounts}}', container], { timeoutMs: 30_000 });
+  if (r.exitCode !== 0) return [];
+  let mounts: Array<{ Source?: unknown; RW?: unknown }>;
+  try {
+    mounts = JSON.parse(r.stdout) as typeof mounts;
+    if (!Array.isArray(mounts)) throw new Error('not a list');
+  } catch (e) {
+    throw new Error(`docker inspect ${container}: cannot read its mounts (${(e as Error).message})`);
+  }
+  return mounts.filter((m) => m.RW === true && typeof m.Source === 'string' && m.Source !== '').map((m) => m.Source as string);
+}
+
 /** The gateway's /healthz body (JSON), or undefined when it does not answer. */
 export async function health(p: Project): Promise<Record<string, unknown> | undefined> {
   const url = `http://${p.gatewayIp}:${PROXY_PORT}/healthz`;

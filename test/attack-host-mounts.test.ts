@@ -7,7 +7,7 @@
 // CH/sessions -> /usr/local/bin put S over /usr/local/bin, and a script named `node` in S ran as uid 0
 // under `docker exec -u 0:0 … node` (what `up` runs to fix the sandbox user).
 import t from 'tap';
-import { mkdirSync, writeFileSync, symlinkSync, chmodSync, readFileSync, lstatSync, existsSync, realpathSync } from 'node:fs';
+import { mkdirSync, writeFileSync, symlinkSync, chmodSync, readFileSync, lstatSync, existsSync, realpathSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { CLI, tempDir } from './harness/world.js';
@@ -21,6 +21,10 @@ const has = (x) => a.includes(x);
 if (a[1] === 'inspect' && a[0] === 'image') { out('sha256:fake\\n'); process.exit(0); }
 if (a[1] === 'inspect' && (a[0] === 'container' || a[0] === 'network')) process.exit(1);
 if (a[0] === 'inspect' && a.some((x) => x.includes('.State.Status'))) { out('running 0 0\\n'); process.exit(0); }
+// A running appliance (FAKE_RUNNING_MOUNTS: the sandbox's mounts as docker inspect gives them).
+if (a[0] === 'inspect' && a.some((x) => x.includes('.State.Running'))) { if (process.env.FAKE_RUNNING_MOUNTS) { out('true\\n'); process.exit(0); } process.exit(1); }
+if (a[0] === 'inspect' && a.some((x) => x.includes('.Mounts'))) { if (process.env.FAKE_RUNNING_MOUNTS) { out(process.env.FAKE_RUNNING_MOUNTS + '\\n'); process.exit(0); } process.exit(1); }
+if (a[0] === 'exec' && has('codex')) { out('codex output from the sandbox\\n'); process.exit(0); }
 if (a[0] === 'inspect' && a.some((x) => x.includes('.Config.Labels'))) { out('off 4321:4321\\n'); process.exit(0); }
 if (a[0] === 'exec' && a.some((x) => x.startsWith('PROBE_CONFIG='))) { out(JSON.stringify({ id: 'fake', ok: true, detail: 'fake docker' }) + '\\n'); process.exit(0); }
 if ((a[0] === 'ps' && has('-q')) || (a[0] === 'network' && a[1] === 'ls')) process.exit(0);
@@ -61,7 +65,14 @@ const setup = (t: { teardown(fn: () => void): void }) => {
     const sandboxMounts = create.flatMap((x, i) => (x === '-v' ? [create[i + 1]!] : []));
     return { code: r.exitCode, stderr: String(r.stderr), calls, sandboxMounts };
   };
-  return { root, env, run };
+  const execRun = async (workdir: string, args: string[], extra: Record<string, string>) => {
+    writeFileSync(log, '');
+    const r = await execa(process.execPath, [CLI, 'exec', '--workdir', workdir, ...args], {
+      env: { ...env, ...extra }, extendEnv: false, reject: false, timeout: 60_000, cwd: root,
+    });
+    return { code: r.exitCode, stderr: String(r.stderr) };
+  };
+  return { root, env, run, execRun };
 };
 
 t.test('ATTACK (sessions mount point): a `sessions` link left in the Codex home does not redirect --sessions-path', async (t) => {
@@ -111,4 +122,25 @@ t.test('ATTACK (workdir around the Codex home): a workdir containing /home/codex
     t.match(r.stderr, /of the sandbox \(it is mounted at the same path\)/, `${w}: says why`);
     t.notOk(r.calls.some((c) => c[0] === 'create'), `${w}: nothing created`);
   }
+});
+
+t.test('ATTACK (exec --output in the running sandbox\'s sessions): what the running sandbox can write decides, not this command\'s flags', async (t) => {
+  const { root, execRun } = setup(t);
+  const project = join(root, 'project');
+  const sessions = join(root, 'sessions');
+  const secret = join(root, 'secret');
+  mkdirSync(project);
+  mkdirSync(sessions);
+  mkdirSync(secret);
+  // The appliance runs (up --detach --sessions-path SESSIONS); the sandbox left a link in its sessions.
+  symlinkSync(secret, join(sessions, 'out'));
+  const mounts = JSON.stringify([
+    { Type: 'bind', Source: project, Destination: project, RW: true },
+    { Type: 'bind', Source: sessions, Destination: '/home/codex/.codex/sessions', RW: true },
+  ]);
+  // `exec` is then run without repeating --sessions-path.
+  const r = await execRun(project, ['--output', join(sessions, 'out'), 'a prompt'], { FAKE_RUNNING_MOUNTS: mounts });
+  t.not(r.code, 0, 'refused', { stderr: r.stderr.slice(-400) });
+  t.match(r.stderr, /symbolic link inside|inside .*which the sandbox can change/, 'names the reason');
+  t.same(readdirSync(secret), [], 'no run.log or exit.json written through the link');
 });
