@@ -132,8 +132,12 @@ export async function createExclusive(path: string, data: string | Uint8Array, o
  */
 export async function chownTreeNoFollow(dir: string, uid: number, gid: number, limit = 200_000): Promise<number> {
   let changed = 0;
+  // Deeper than PATH_MAX (the sandbox can build that with relative mkdir/chdir) cannot be named: it is
+  // the sandbox's own (the host creates only near the top), so it is left as it is rather than failing.
+  const tooLong = (e: NodeJS.ErrnoException) => (e.code === 'ENAMETOOLONG' ? undefined : Promise.reject(e));
   const walk = async (d: string): Promise<void> => {
-    const st = await lstat(d);
+    const st = await lstat(d).catch(tooLong);
+    if (!st) return;
     if (st.uid !== uid || st.gid !== gid) {
       await lchown(d, uid, gid);
       changed++;
@@ -144,7 +148,8 @@ export async function chownTreeNoFollow(dir: string, uid: number, gid: number, l
       const p = `${d}/${e.name}`;
       if (e.isDirectory()) await walk(p);
       else {
-        const s = await lstat(p);
+        const s = await lstat(p).catch(tooLong);
+        if (!s) continue;
         if (s.uid !== uid || s.gid !== gid) {
           await lchown(p, uid, gid);
           changed++;

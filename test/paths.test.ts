@@ -3,6 +3,7 @@
 import t from 'tap';
 import { mkdtempSync, rmSync, mkdirSync, writeFileSync, symlinkSync, existsSync, readFileSync, lstatSync, statSync, realpathSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { resolveTrusted, isWithin, createExclusive, chownTreeNoFollow, mkdirNoFollow, UnsafePathError } from '../image/paths.js';
 import { seedCodexHome, prepareAuthMountPoint, prepareSessionsMountPoint, checkStateOutsideWorkdir, statePaths, sandboxUser, sandboxWritable } from '../image/project.js';
@@ -172,6 +173,33 @@ t.test('chown of the Codex home: lchown, never through a link', { skip: process.
   t.equal(lstatSync(join(codexHome, 'file-link')).uid, 4321, 'the link itself');
   t.equal(statSync(join(secret, 'id_rsa')).uid, 0, 'not the file it points to');
   t.equal(statSync(secret).uid, 0, 'not the directory it points to');
+});
+
+t.test('ATTACK (chown depth): a tree deeper than PATH_MAX in the Codex home does not stop `up`', { skip: process.getuid?.() !== 0 && 'needs root' }, async (t) => {
+  // The sandbox can build it with relative mkdir/chdir; lstat of its full name fails ENAMETOOLONG, and
+  // every later `up` as root failed at giveCodexHome. What lies that deep is the sandbox's own.
+  const { dir } = fresh(t);
+  const codexHome = join(dir, 'codex-home');
+  mkdirSync(codexHome);
+  writeFileSync(join(codexHome, 'config.toml'), 'x');
+  const cwd = process.cwd();
+  try {
+    process.chdir(codexHome);
+    for (let i = 0; i < 25; i++) {
+      mkdirSync('d'.repeat(200));
+      process.chdir('d'.repeat(200));
+    }
+    writeFileSync('deep', 'x');
+  } finally {
+    process.chdir(cwd);
+  }
+  try {
+    await t.resolves(chownTreeNoFollow(codexHome, 4321, 4322), 'no ENAMETOOLONG');
+    t.equal(statSync(join(codexHome, 'config.toml')).uid, 4321, 'what can be named is given to the sandbox user');
+    t.equal(statSync(codexHome).uid, 4321);
+  } finally {
+    spawnSync('rm', ['-rf', join(codexHome, 'd'.repeat(200))]); // rmSync cannot name it either
+  }
 });
 
 t.test('sandbox user: the workdir owner, root only when asked', async (t) => {
