@@ -16,6 +16,7 @@ const FAKE_DOCKER = `#!/usr/bin/env node
 const fs = require('fs');
 const a = process.argv.slice(2);
 fs.appendFileSync(process.env.FAKE_DOCKER_LOG, JSON.stringify(a) + '\\n');
+if (a[0] === 'exec' && a.includes('codex')) fs.appendFileSync(process.env.FAKE_DOCKER_LOG + '.keys', JSON.stringify({ CODEX_API_KEY: process.env.CODEX_API_KEY ?? null }) + '\\n');
 const out = (s) => process.stdout.write(s);
 const has = (x) => a.includes(x);
 if (a[1] === 'inspect' && a[0] === 'image') { out('sha256:fake\\n'); process.exit(0); }
@@ -143,4 +144,26 @@ t.test('ATTACK (exec --output in the running sandbox\'s sessions): what the runn
   t.not(r.code, 0, 'refused', { stderr: r.stderr.slice(-400) });
   t.match(r.stderr, /symbolic link inside|inside .*which the sandbox can change/, 'names the reason');
   t.same(readdirSync(secret), [], 'no run.log or exit.json written through the link');
+});
+
+t.test('held (API key): never in an argument list, a container\'s configuration or a file; given to docker exec by name', async (t) => {
+  const { root, env, execRun } = setup(t);
+  const project = join(root, 'project');
+  mkdirSync(project);
+  const SECRET = 'sk-attack-review-SECRET-0123456789';
+  const log = env.FAKE_DOCKER_LOG;
+  const all: string[] = [];
+  for (const extra of [{}, { FAKE_RUNNING_MOUNTS: '[]' }]) {
+    writeFileSync(`${log}.keys`, '');
+    const r = await execRun(project, ['--user', '4321:4321', 'a prompt'], { ...extra, OPENAI_API_KEY: SECRET });
+    t.equal(r.code, 0, 'exec exits 0', { stderr: r.stderr.slice(-400) });
+    t.notMatch(r.stderr, SECRET, 'not printed');
+    all.push(readFileSync(log, 'utf8'));
+    const keys = readFileSync(`${log}.keys`, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { CODEX_API_KEY: string | null });
+    t.same(keys, [{ CODEX_API_KEY: SECRET }], 'docker exec of codex has CODEX_API_KEY in its environment');
+  }
+  t.notOk(all.join('').includes(SECRET), 'in no docker argument list (create, exec, inspect)');
+  t.ok(all.join('').includes('"-e","CODEX_API_KEY"'), 'passed by name');
+  const walk = (d: string): string[] => readdirSync(d, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(d, e.name)) : e.isFile() ? [join(d, e.name)] : []));
+  for (const f of walk(join(root, 'state'))) t.notOk(readFileSync(f, 'utf8').includes(SECRET), `not in ${f.slice(root.length)}`);
 });
