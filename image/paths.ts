@@ -112,6 +112,27 @@ export async function mkdirNoFollow(path: string, base: string, mode = 0o700): P
 }
 
 /**
+ * chmod of a directory that must be a real one, never through a link (opened O_DIRECTORY|O_NOFOLLOW,
+ * changed through its descriptor). Throws UnsafePathError when it is a link or not a directory.
+ */
+export async function chmodDirNoFollow(path: string, mode: number): Promise<void> {
+  let fh: FileHandle | undefined;
+  try {
+    fh = await open(path, fsc.O_RDONLY | fsc.O_DIRECTORY | fsc.O_NOFOLLOW);
+    await fh.chmod(mode);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ELOOP' || code === 'ENOTDIR') {
+      const link = lstatSync(path, { throwIfNoEntry: false })?.isSymbolicLink();
+      throw new UnsafePathError(`${path} is ${link ? 'a symbolic link' : 'not a directory'}: refusing to change its mode (the gateway can write beside it; remove it)`);
+    }
+    throw e;
+  } finally {
+    await fh?.close();
+  }
+}
+
+/**
  * Create a new file (never an existing one, never through a link: O_CREAT|O_EXCL|O_NOFOLLOW) and hand
  * it over. When `owner` is given the file is chowned through its descriptor, so no name is followed.
  */

@@ -7,7 +7,7 @@ import { join, resolve, relative, isAbsolute, dirname } from 'node:path';
 import { parseRuleFile, ruleText } from '../proxy/policy/rules.js';
 import { ALLOWLIST_FILE, AUDIT_FILE, PROTECTED_SANDBOX_PATHS } from './args.js';
 import type { Project } from './names.js';
-import { UnsafePathError, resolveTrusted, mkdirNoFollow, createExclusive, chownTreeNoFollow, isWithin, realRoots } from './paths.js';
+import { UnsafePathError, resolveTrusted, mkdirNoFollow, createExclusive, chownTreeNoFollow, chmodDirNoFollow, isWithin, realRoots } from './paths.js';
 
 export class ProjectError extends Error {
   readonly code = 'ERR_PROJECT';
@@ -141,8 +141,10 @@ const ALLOWLIST_HEADER = `# codex-egress allowlist: one rule per line, edited by
  */
 export async function prepareState(s: StatePaths): Promise<void> {
   await mkdir(s.logDir, { recursive: true }); // the user's own state tree
+  // The gateway has the project's state directory read-write (as root, through the group): what is in
+  // it may have been replaced by a link, so nothing below it is changed through one.
   await chmod(s.dir, 0o770);
-  await chmod(s.logDir, 0o770);
+  await chmodDirNoFollow(s.logDir, 0o770);
   if (!existsSync(s.allowlist)) await createExclusive(s.allowlist, ALLOWLIST_HEADER);
   // what the host writes in from here on: no link below the project's state directory
   await mkdirNoFollow(s.codexHome, s.dir);

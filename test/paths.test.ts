@@ -1,12 +1,12 @@
 // The host's path checks (issue 10 §1): links the sandbox could plant in what it can write are never
 // followed, by a bind source, a seed copy, a chown or a run file. Real files and links in a temp dir.
 import t from 'tap';
-import { mkdtempSync, rmSync, mkdirSync, writeFileSync, symlinkSync, existsSync, readFileSync, lstatSync, statSync, realpathSync } from 'node:fs';
+import { mkdtempSync, rmSync, mkdirSync, writeFileSync, symlinkSync, existsSync, readFileSync, lstatSync, statSync, realpathSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { resolveTrusted, isWithin, createExclusive, chownTreeNoFollow, mkdirNoFollow, UnsafePathError } from '../image/paths.js';
-import { seedCodexHome, prepareAuthMountPoint, prepareSessionsMountPoint, checkStateOutsideWorkdir, statePaths, sandboxUser, sandboxWritable } from '../image/project.js';
+import { prepareState, seedCodexHome, prepareAuthMountPoint, prepareSessionsMountPoint, checkStateOutsideWorkdir, statePaths, sandboxUser, sandboxWritable } from '../image/project.js';
 import { projectFor } from '../image/names.js';
 import { SignalGuard } from '../cli/common.js';
 
@@ -200,6 +200,20 @@ t.test('ATTACK (chown depth): a tree deeper than PATH_MAX in the Codex home does
   } finally {
     spawnSync('rm', ['-rf', join(codexHome, 'd'.repeat(200))]); // rmSync cannot name it either
   }
+});
+
+t.test('ATTACK (state links, second stage): a `logs` link the gateway could plant in its state directory is not chmodded through', async (t) => {
+  // The gateway has <state>/<project> read-write (root with the host user's group): after a compromise
+  // of the gateway it could replace logs/ with a link, and the host's chmod 0770 at the next up/allow
+  // followed it (e.g. to /etc/shadow).
+  const { dir, secret } = fresh(t);
+  const paths = statePaths(projectFor(join(dir, 'project')), { CODEX_EGRESS_STATE_DIR: join(dir, 'state') });
+  await prepareState(paths);
+  rmSync(paths.logDir, { recursive: true });
+  chmodSync(secret, 0o700); // a directory such as /root/.ssh
+  symlinkSync(secret, paths.logDir);
+  await t.rejects(prepareState(paths), { name: 'UnsafePathError', message: /logs is a symbolic link/ }, 'refused, naming it');
+  t.equal(statSync(secret).mode & 0o777, 0o700, 'the target keeps its mode');
 });
 
 t.test('sandbox user: the workdir owner, root only when asked', async (t) => {
