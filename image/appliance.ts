@@ -187,10 +187,20 @@ export async function verify(p: Project, o: { allowedHost?: string; deniedHost?:
     input: script,
     timeoutMs: 60_000,
   });
+  // The probes run in the sandbox, which may be hostile by now (`verify` on a running appliance): a line
+  // that is not a probe result is a failed probe, never a crash.
   const results = r.stdout
     .split('\n')
     .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as ProbeResult);
+    .map((l): ProbeResult => {
+      try {
+        const x = JSON.parse(l) as Partial<ProbeResult>;
+        if (typeof x.id === 'string' && typeof x.ok === 'boolean' && typeof x.detail === 'string') return { id: x.id, ok: x.ok, detail: x.detail };
+      } catch {
+        /* below */
+      }
+      return { id: 'probe-output', ok: false, detail: `not a probe result: ${l.slice(0, 200)}` };
+    });
   if (results.length === 0) return [{ id: 'probes-ran', ok: false, detail: `no probe output (exit ${r.exitCode}): ${r.stderr.trim().slice(-300)}` }];
   return results;
 }

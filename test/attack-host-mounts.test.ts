@@ -27,6 +27,7 @@ if (a[0] === 'inspect' && a.some((x) => x.includes('.State.Running'))) { if (pro
 if (a[0] === 'inspect' && a.some((x) => x.includes('.Mounts'))) { if (process.env.FAKE_RUNNING_MOUNTS) { out(process.env.FAKE_RUNNING_MOUNTS + '\\n'); process.exit(0); } process.exit(1); }
 if (a[0] === 'exec' && has('codex')) { out('codex output from the sandbox\\n'); process.exit(0); }
 if (a[0] === 'inspect' && a.some((x) => x.includes('.Config.Labels'))) { out('off 4321:4321\\n'); process.exit(0); }
+if (a[0] === 'exec' && a.some((x) => x.startsWith('PROBE_CONFIG=')) && process.env.FAKE_PROBE_OUTPUT) { out(process.env.FAKE_PROBE_OUTPUT); process.exit(0); }
 if (a[0] === 'exec' && a.some((x) => x.startsWith('PROBE_CONFIG='))) { out(JSON.stringify({ id: 'fake', ok: true, detail: 'fake docker' }) + '\\n'); process.exit(0); }
 if ((a[0] === 'ps' && has('-q')) || (a[0] === 'network' && a[1] === 'ls')) process.exit(0);
 process.exit(0);
@@ -166,4 +167,17 @@ t.test('held (API key): never in an argument list, a container\'s configuration 
   t.ok(all.join('').includes('"-e","CODEX_API_KEY"'), 'passed by name');
   const walk = (d: string): string[] => readdirSync(d, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(d, e.name)) : e.isFile() ? [join(d, e.name)] : []));
   for (const f of walk(join(root, 'state'))) t.notOk(readFileSync(f, 'utf8').includes(SECRET), `not in ${f.slice(root.length)}`);
+});
+
+t.test('ATTACK (verify output): what a running sandbox prints in place of probe results is a failed probe, not a crash', async (t) => {
+  const { root, env } = setup(t);
+  const project = join(root, 'project');
+  mkdirSync(project);
+  for (const bogus of ['{not json\n', '{}\n', '{"ok":true}\n', '{"id":"x","ok":"yes","detail":"d"}\n']) {
+    const r = await execa(process.execPath, [CLI, 'verify', '--workdir', project], {
+      env: { ...env, FAKE_RUNNING_MOUNTS: '[]', FAKE_PROBE_OUTPUT: `{"id":"gateway-healthy","ok":true,"detail":"fine"}\n${bogus}` }, extendEnv: false, reject: false, timeout: 60_000,
+    });
+    t.equal(r.exitCode, 3, `${JSON.stringify(bogus)}: a probe failed (exit 3)`, { stderr: String(r.stderr).slice(-300) });
+    t.match(String(r.stdout), /FAIL\s+probe-output/, 'reported as a failed probe');
+  }
 });
