@@ -3,7 +3,7 @@ import { existsSync, lstatSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, UsageError } from './args.js';
 import { EXIT, WORKDIR_HELP, IMAGE_HELP, workdirOptions, imageOptions, projectFrom, imagesFrom, guarded, out, err, json, type ProjectContext } from './common.js';
-import { up, verify, down, firstAllowedHost, codexMode, type ProbeResult } from '../image/appliance.js';
+import { up, verify, down, firstAllowedHost, codexMode, otherRunningWorkdirs, type ProbeResult } from '../image/appliance.js';
 import { GATEWAY_FIREWALL_DEFAULT, DEFAULT_IMAGES, sandboxExecArgs, codexCommand, apiKeyEnv, containerPathOf, SANDBOX_CODEX_HOME, type Mount, type CodexSandboxMode } from '../image/args.js';
 import { buildImages } from '../image/build.js';
 import { CODEX_VERSION } from '../image/context.js';
@@ -12,7 +12,7 @@ import {
   prepareState, seedCodexHome, findAuthFile, sandboxUser, workdirOwner, sandboxWritable, checkStateOutsideWorkdir, prepareAuthMountPoint,
   prepareSessionsMountPoint, giveCodexHome, checkWorkdirPlacement, ProjectError, type SandboxUser,
 } from '../image/project.js';
-import { resolveTrusted } from '../image/paths.js';
+import { resolveTrusted, isWithin } from '../image/paths.js';
 import { printable } from './printable.js';
 
 export const INIT_SCRIPT_PATH = '/opt/codex-egress/init.sh';
@@ -153,6 +153,21 @@ export async function bringUp(v: Values): Promise<ProjectContext | number> {
   for (const c of [p.gateway, p.sandbox]) {
     if (await exists('container', c)) {
       err(`codex-egress up: ${c} already exists: run "codex-egress down" first (or "status")`);
+      return EXIT.error;
+    }
+  }
+  // Nor may another project's sandbox run on this workdir (the same directory under another name) or
+  // on a directory around or inside it: it could change this one's paths between the checks and the mounts.
+  const mine = realpathSync(p.workdir);
+  for (const o of await otherRunningWorkdirs(p)) {
+    let theirs = o.workdir;
+    try {
+      theirs = realpathSync(o.workdir);
+    } catch {
+      /* gone: compared as labelled */
+    }
+    if (isWithin(mine, theirs) || isWithin(theirs, mine)) {
+      err(`codex-egress up: project ${printable(o.name)} runs on ${printable(o.workdir)}, which ${isWithin(mine, theirs) ? 'contains' : 'is inside'} this workdir: its sandbox could change the paths mounted here (run "codex-egress down --workdir ${printable(o.workdir)}" first)`);
       return EXIT.error;
     }
   }

@@ -8,7 +8,7 @@ import {
   projectFilter, PROXY_PORT, CODEX_SANDBOX_LABEL, SANDBOX_USER_LABEL, type GatewayOptions, type SandboxOptions,
 } from './args.js';
 import { docker, dockerResult, exists } from './docker.js';
-import type { Project } from './names.js';
+import { PROJECT_LABEL, WORKDIR_LABEL, type Project } from './names.js';
 import { PACKAGE_ROOT } from './context.js';
 
 export interface UpPlan {
@@ -88,6 +88,25 @@ export async function codexMode(p: Project): Promise<{ mode: string; user?: stri
   if (r.exitCode !== 0) return undefined;
   const [mode = '', user] = r.stdout.trim().split(' ');
   return { mode: mode || 'unknown', ...(user ? { user } : {}) };
+}
+
+/**
+ * The workdirs (their labels) of the running containers of every other codex-egress project on this
+ * engine: a sandbox running there can change what lies in its workdir at any time.
+ */
+export async function otherRunningWorkdirs(p: Project): Promise<Array<{ name: string; workdir: string }>> {
+  const ids = (await docker(['ps', '-q', '--filter', `label=${WORKDIR_LABEL}`])).split('\n').filter(Boolean);
+  if (!ids.length) return [];
+  const fmt = `{{index .Config.Labels "${PROJECT_LABEL}"}}\t{{index .Config.Labels "${WORKDIR_LABEL}"}}`;
+  const r = await dockerResult(['inspect', '--format', fmt, ...ids], { timeoutMs: 30_000 });
+  return r.stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => {
+      const [name = '', workdir = ''] = l.split('\t');
+      return { name, workdir };
+    })
+    .filter((o) => o.name !== p.name && o.workdir !== '');
 }
 
 /**

@@ -19,6 +19,9 @@ fs.appendFileSync(process.env.FAKE_DOCKER_LOG, JSON.stringify(a) + '\\n');
 if (a[0] === 'exec' && a.includes('codex')) fs.appendFileSync(process.env.FAKE_DOCKER_LOG + '.keys', JSON.stringify({ CODEX_API_KEY: process.env.CODEX_API_KEY ?? null }) + '\\n');
 const out = (s) => process.stdout.write(s);
 const has = (x) => a.includes(x);
+// Another project running (FAKE_OTHER_WORKDIR: its workdir label).
+if (a[0] === 'ps' && a.includes('label=dev.codex-egress.workdir') && process.env.FAKE_OTHER_WORKDIR) { out('0123456789ab\\n'); process.exit(0); }
+if (a[0] === 'inspect' && has('0123456789ab')) { out('codex-egress-other-000000\\t' + process.env.FAKE_OTHER_WORKDIR + '\\n'); process.exit(0); }
 if (a[1] === 'inspect' && a[0] === 'image') { out('sha256:fake\\n'); process.exit(0); }
 if (a[1] === 'inspect' && (a[0] === 'container' || a[0] === 'network')) process.exit(1);
 if (a[0] === 'inspect' && a.some((x) => x.includes('.State.Status'))) { out('running 0 0\\n'); process.exit(0); }
@@ -57,10 +60,10 @@ const setup = (t: { teardown(fn: () => void): void }) => {
     FAKE_DOCKER_LOG: log,
   };
   mkdirSync(env.HOME);
-  const run = async (workdir: string, args: string[]): Promise<Run> => {
+  const run = async (workdir: string, args: string[], extra: Record<string, string> = {}): Promise<Run> => {
     writeFileSync(log, '');
     const r = await execa(process.execPath, [CLI, 'up', '--detach', '--user', '4321:4321', '--workdir', workdir, ...args], {
-      env, extendEnv: false, reject: false, timeout: 60_000, cwd: root,
+      env: { ...env, ...extra }, extendEnv: false, reject: false, timeout: 60_000, cwd: root,
     });
     const calls = readFileSync(log, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as string[]);
     const create = calls.find((c) => c[0] === 'create' && c.some((x) => x.endsWith('-sandbox'))) ?? [];
@@ -180,4 +183,27 @@ t.test('ATTACK (verify output): what a running sandbox prints in place of probe 
     t.equal(r.exitCode, 3, `${JSON.stringify(bogus)}: a probe failed (exit 3)`, { stderr: String(r.stderr).slice(-300) });
     t.match(String(r.stdout), /FAIL\s+probe-output/, 'reported as a failed probe');
   }
+});
+
+t.test('ATTACK (two names, one workdir): up refuses while another project\'s sandbox runs on this workdir, around it or inside it', async (t) => {
+  // The same directory reached through a link is another project (another name, another state): its
+  // running sandbox could swap .git or a --read-only path for a link between this up's checks and
+  // Docker's mount (which follows links), e.g. while the gateway becomes healthy.
+  const { root, run } = setup(t);
+  const real = join(root, 'real', 'project');
+  mkdirSync(join(real, '.git', 'sub'), { recursive: true });
+  symlinkSync(join(root, 'real'), join(root, 'alias'));
+  const cases: Array<[string, string]> = [
+    [join(root, 'alias', 'project'), 'the same directory under another name'],
+    [join(root, 'real'), 'a directory around it'],
+    [join(real, '.git', 'sub'), 'a directory inside it'],
+  ];
+  for (const [other, what] of cases) {
+    const r = await run(real, ['--git-readonly'], { FAKE_OTHER_WORKDIR: other });
+    t.equal(r.code, 1, `${what}: refused`);
+    t.match(r.stderr, /codex-egress-other-000000 runs on/, `${what}: names the other project`);
+    t.notOk(r.calls.some((c) => c[0] === 'create'), `${what}: nothing created`);
+  }
+  const ok = await run(real, ['--git-readonly'], { FAKE_OTHER_WORKDIR: join(root, 'elsewhere') });
+  t.equal(ok.code, 0, 'an unrelated project running does not matter', { stderr: ok.stderr.slice(-300) });
 });
