@@ -6,11 +6,11 @@ import { execa } from 'execa';
 import { parse, UsageError } from './args.js';
 import { projectFrom, gatewayRunning, guarded, err } from './common.js';
 import { bringUp, codexArgv, keyEnv, APPLIANCE_OPTIONS, APPLIANCE_HELP } from './up.js';
-import { down } from '../image/appliance.js';
+import { down, writableMounts } from '../image/appliance.js';
 import { sandboxExecArgs } from '../image/args.js';
 import { DOCKER } from '../image/docker.js';
 import { sandboxWritable } from '../image/project.js';
-import { resolveTrusted, isWithin, mkdirNoFollow, createExclusive, UnsafePathError } from '../image/paths.js';
+import { resolveTrusted, isWithin, mkdirNoFollow, createExclusive, UnsafePathError, realRoots } from '../image/paths.js';
 
 export const EXEC_USAGE = `Usage: codex-egress exec [options] "PROMPT" [-- CODEX_ARGS...]
 
@@ -35,7 +35,9 @@ export async function execCommand(argv: string[]): Promise<number> {
   // something the sandbox can change.
   let outDir = '';
   if (v.output) {
-    const untrusted = sandboxWritable(ctx.project, ctx.paths, v['sessions-path']);
+    // What this command's flags name, and what a running sandbox was actually started with (its
+    // --sessions-path may not be repeated here).
+    const untrusted = [...sandboxWritable(ctx.project, ctx.paths, v['sessions-path']), ...realRoots(await writableMounts(ctx.project.sandbox))];
     outDir = resolveTrusted(v.output, { untrusted, what: '--output', mayNotExist: true });
     const inside = untrusted.find((r) => isWithin(outDir, r));
     if (inside) throw new UnsafePathError(`--output ${v.output}: ${outDir} is inside ${inside}, which the sandbox can change: choose a directory outside it`);

@@ -1,18 +1,18 @@
 // `codex-egress up`: gateway, then sandbox, then verify; then Codex (or a shell) in this terminal.
-import { existsSync, lstatSync } from 'node:fs';
+import { existsSync, lstatSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, UsageError } from './args.js';
 import { EXIT, WORKDIR_HELP, IMAGE_HELP, workdirOptions, imageOptions, projectFrom, imagesFrom, guarded, out, err, json, type ProjectContext } from './common.js';
-import { up, verify, down, firstAllowedHost, codexMode, type ProbeResult } from '../image/appliance.js';
-import { GATEWAY_FIREWALL_DEFAULT, DEFAULT_IMAGES, sandboxExecArgs, codexCommand, apiKeyEnv, type Mount, type CodexSandboxMode } from '../image/args.js';
+import { up, verify, down, firstAllowedHost, codexMode, otherRunningWorkdirs, type ProbeResult } from '../image/appliance.js';
+import { GATEWAY_FIREWALL_DEFAULT, DEFAULT_IMAGES, sandboxExecArgs, codexCommand, apiKeyEnv, containerPathOf, SANDBOX_CODEX_HOME, type Mount, type CodexSandboxMode } from '../image/args.js';
 import { buildImages } from '../image/build.js';
 import { CODEX_VERSION } from '../image/context.js';
 import { dockerInherit, exists } from '../image/docker.js';
 import {
   prepareState, seedCodexHome, findAuthFile, sandboxUser, workdirOwner, sandboxWritable, checkStateOutsideWorkdir, prepareAuthMountPoint,
-  giveCodexHome, ProjectError, type SandboxUser,
+  prepareSessionsMountPoint, giveCodexHome, checkWorkdirPlacement, ProjectError, type SandboxUser,
 } from '../image/project.js';
-import { resolveTrusted } from '../image/paths.js';
+import { resolveTrusted, isWithin } from '../image/paths.js';
 import { printable } from './printable.js';
 
 export const INIT_SCRIPT_PATH = '/opt/codex-egress/init.sh';
@@ -143,6 +143,7 @@ export async function bringUp(v: Values): Promise<ProjectContext | number> {
   let user: SandboxUser;
   try {
     checkStateOutsideWorkdir(p, paths);
+    checkWorkdirPlacement(p.workdir);
     user = sandboxUser(workdirOwner(p.workdir), v.user);
   } catch (e) {
     if (e instanceof ProjectError) throw new UsageError(e.message);
@@ -155,14 +156,35 @@ export async function bringUp(v: Values): Promise<ProjectContext | number> {
       return EXIT.error;
     }
   }
+  // Nor may another project's sandbox run on this workdir (the same directory under another name) or
+  // on a directory around or inside it: it could change this one's paths between the checks and the mounts.
+  const mine = realpathSync(p.workdir);
+  for (const o of await otherRunningWorkdirs(p)) {
+    let theirs = o.workdir;
+    try {
+      theirs = realpathSync(o.workdir);
+    } catch {
+      /* gone: compared as labelled */
+    }
+    if (isWithin(mine, theirs) || isWithin(theirs, mine)) {
+      err(`codex-egress up: project ${printable(o.name)} runs on ${printable(o.workdir)}, which ${isWithin(mine, theirs) ? 'contains' : 'is inside'} this workdir: its sandbox could change the paths mounted here (run "codex-egress down --workdir ${printable(o.workdir)}" first)`);
+      return EXIT.error;
+    }
+  }
   const sessionsPath = v['sessions-path'] ? resolveTrusted(v['sessions-path'], { untrusted: sandboxWritable(p, paths), what: '--sessions-path' }) : undefined;
   // Every bind source: resolved one component at a time, a link inside what the sandbox can write refused.
   const untrusted = sandboxWritable(p, paths, sessionsPath);
   const trusted = (path: string, what: string) => resolveTrusted(path, { untrusted, what });
   const mounts: Mount[] = [];
+  // A read-only path inside a read-write mount goes over that mount's copy of it (not beside it).
+  const rw: Mount[] = [
+    { host: realpathSync(p.workdir), container: p.workdir },
+    ...(existsSync(paths.codexHome) ? [{ host: realpathSync(paths.codexHome), container: SANDBOX_CODEX_HOME }] : []),
+    ...(sessionsPath ? [{ host: sessionsPath, container: `${SANDBOX_CODEX_HOME}/sessions` }] : []),
+  ];
   for (const path of v['read-only'] ?? []) {
     const real = trusted(path, '--read-only');
-    mounts.push({ host: real, container: real, readOnly: true });
+    mounts.push({ host: real, container: containerPathOf(real, rw), readOnly: true });
   }
   if (v['git-readonly']) {
     if (!existsSync(join(p.workdir, '.git')) && !isLink(join(p.workdir, '.git'))) throw new UsageError(`--git-readonly: ${p.workdir}/.git does not exist`);
@@ -185,6 +207,7 @@ export async function bringUp(v: Values): Promise<ProjectContext | number> {
   const root = process.getuid?.() === 0;
   await seedCodexHome(paths.codexHome, process.env, undefined, { owner: root ? user : undefined, untrusted });
   await prepareAuthMountPoint(paths.codexHome, user, !!authFile);
+  await prepareSessionsMountPoint(paths.codexHome, user, !!sessionsPath);
   if (root) await giveCodexHome(paths, user);
   else if (process.getuid?.() !== user.uid) err(`codex-egress: note: the sandbox runs as ${user.uid}:${user.gid} (the workdir's owner) but only root can give it the Codex home ${paths.codexHome}`);
   if (existsSync(paths.legacyCodexHome) || isLink(paths.legacyCodexHome)) {

@@ -8,7 +8,7 @@ import {
   projectFilter, PROXY_PORT, CODEX_SANDBOX_LABEL, SANDBOX_USER_LABEL, type GatewayOptions, type SandboxOptions,
 } from './args.js';
 import { docker, dockerResult, exists } from './docker.js';
-import type { Project } from './names.js';
+import { PROJECT_LABEL, WORKDIR_LABEL, type Project } from './names.js';
 import { PACKAGE_ROOT } from './context.js';
 
 export interface UpPlan {
@@ -90,6 +90,43 @@ export async function codexMode(p: Project): Promise<{ mode: string; user?: stri
   return { mode: mode || 'unknown', ...(user ? { user } : {}) };
 }
 
+/**
+ * The workdirs (their labels) of the running containers of every other codex-egress project on this
+ * engine: a sandbox running there can change what lies in its workdir at any time.
+ */
+export async function otherRunningWorkdirs(p: Project): Promise<Array<{ name: string; workdir: string }>> {
+  const ids = (await docker(['ps', '-q', '--filter', `label=${WORKDIR_LABEL}`])).split('\n').filter(Boolean);
+  if (!ids.length) return [];
+  const fmt = `{{index .Config.Labels "${PROJECT_LABEL}"}}\t{{index .Config.Labels "${WORKDIR_LABEL}"}}`;
+  const r = await dockerResult(['inspect', '--format', fmt, ...ids], { timeoutMs: 30_000 });
+  return r.stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => {
+      const [name = '', workdir = ''] = l.split('\t');
+      return { name, workdir };
+    })
+    .filter((o) => o.name !== p.name && o.workdir !== '');
+}
+
+/**
+ * The host directories a container has mounted read-write, as Docker reports them (real paths); []
+ * when the container does not exist. What a running sandbox can change is what it was started with,
+ * whatever flags a later command is given.
+ */
+export async function writableMounts(container: string): Promise<string[]> {
+  const r = await dockerResult(['inspect', '--format', '{{json .Mounts}}', container], { timeoutMs: 30_000 });
+  if (r.exitCode !== 0) return [];
+  let mounts: Array<{ Source?: unknown; RW?: unknown }>;
+  try {
+    mounts = JSON.parse(r.stdout) as typeof mounts;
+    if (!Array.isArray(mounts)) throw new Error('not a list');
+  } catch (e) {
+    throw new Error(`docker inspect ${container}: cannot read its mounts (${(e as Error).message})`);
+  }
+  return mounts.filter((m) => m.RW === true && typeof m.Source === 'string' && m.Source !== '').map((m) => m.Source as string);
+}
+
 /** The gateway's /healthz body (JSON), or undefined when it does not answer. */
 export async function health(p: Project): Promise<Record<string, unknown> | undefined> {
   const url = `http://${p.gatewayIp}:${PROXY_PORT}/healthz`;
@@ -169,10 +206,20 @@ export async function verify(p: Project, o: { allowedHost?: string; deniedHost?:
     input: script,
     timeoutMs: 60_000,
   });
+  // The probes run in the sandbox, which may be hostile by now (`verify` on a running appliance): a line
+  // that is not a probe result is a failed probe, never a crash.
   const results = r.stdout
     .split('\n')
     .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as ProbeResult);
+    .map((l): ProbeResult => {
+      try {
+        const x = JSON.parse(l) as Partial<ProbeResult>;
+        if (typeof x.id === 'string' && typeof x.ok === 'boolean' && typeof x.detail === 'string') return { id: x.id, ok: x.ok, detail: x.detail };
+      } catch {
+        /* below */
+      }
+      return { id: 'probe-output', ok: false, detail: `not a probe result: ${l.slice(0, 200)}` };
+    });
   if (results.length === 0) return [{ id: 'probes-ran', ok: false, detail: `no probe output (exit ${r.exitCode}): ${r.stderr.trim().slice(-300)}` }];
   return results;
 }

@@ -156,6 +156,32 @@ export interface Mount {
   readOnly?: boolean;
 }
 
+/**
+ * Where a host path appears inside the sandbox. A path inside one of the sandbox's read-write mounts
+ * (host side given as its real path) is there under that mount's destination, not at its own real
+ * path: a `--read-only` path inside the workdir must be mounted over the workdir's copy of it, or the
+ * sandbox keeps it writable through the workdir (the workdir is mounted at the path as given, which
+ * may pass through the user's own links, e.g. /home -> /usr/home). The deepest mount wins. Pure.
+ */
+export function containerPathOf(real: string, rw: Mount[]): string {
+  const within = (path: string, dir: string) => path === dir || path.startsWith(`${dir}/`);
+  const m = rw.filter((x) => within(real, x.host)).sort((a, b) => b.host.length - a.host.length)[0];
+  return m ? `${m.container}${real.slice(m.host.length)}` : real;
+}
+
+/**
+ * Paths inside the sandbox that no read-write mount may cover or lie inside: the Codex home and the
+ * init script's directory (mount destinations of their own: a link the sandbox left in a mount around
+ * them would redirect them inside the container), and the image's executables, libraries and
+ * configuration (a read-write /usr/local/bin would put the sandbox's `node` in the place of the one
+ * `up` runs as root to fix the user).
+ */
+export const PROTECTED_SANDBOX_PATHS = [
+  SANDBOX_CODEX_HOME, '/opt/codex-egress',
+  '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32', '/usr/bin', '/usr/sbin', '/usr/lib', '/usr/lib32', '/usr/lib64', '/usr/libx32', '/usr/libexec',
+  '/usr/local/bin', '/usr/local/sbin', '/usr/local/lib', '/etc', '/proc', '/sys', '/dev', '/run', '/var/run',
+] as const;
+
 export interface SandboxOptions {
   image: string;
   uid: number;

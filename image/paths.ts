@@ -112,6 +112,27 @@ export async function mkdirNoFollow(path: string, base: string, mode = 0o700): P
 }
 
 /**
+ * chmod of a directory that must be a real one, never through a link (opened O_DIRECTORY|O_NOFOLLOW,
+ * changed through its descriptor). Throws UnsafePathError when it is a link or not a directory.
+ */
+export async function chmodDirNoFollow(path: string, mode: number): Promise<void> {
+  let fh: FileHandle | undefined;
+  try {
+    fh = await open(path, fsc.O_RDONLY | fsc.O_DIRECTORY | fsc.O_NOFOLLOW);
+    await fh.chmod(mode);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ELOOP' || code === 'ENOTDIR') {
+      const link = lstatSync(path, { throwIfNoEntry: false })?.isSymbolicLink();
+      throw new UnsafePathError(`${path} is ${link ? 'a symbolic link' : 'not a directory'}: refusing to change its mode (the gateway can write beside it; remove it)`);
+    }
+    throw e;
+  } finally {
+    await fh?.close();
+  }
+}
+
+/**
  * Create a new file (never an existing one, never through a link: O_CREAT|O_EXCL|O_NOFOLLOW) and hand
  * it over. When `owner` is given the file is chowned through its descriptor, so no name is followed.
  */
@@ -132,8 +153,12 @@ export async function createExclusive(path: string, data: string | Uint8Array, o
  */
 export async function chownTreeNoFollow(dir: string, uid: number, gid: number, limit = 200_000): Promise<number> {
   let changed = 0;
+  // Deeper than PATH_MAX (the sandbox can build that with relative mkdir/chdir) cannot be named: it is
+  // the sandbox's own (the host creates only near the top), so it is left as it is rather than failing.
+  const tooLong = (e: NodeJS.ErrnoException) => (e.code === 'ENAMETOOLONG' ? undefined : Promise.reject(e));
   const walk = async (d: string): Promise<void> => {
-    const st = await lstat(d);
+    const st = await lstat(d).catch(tooLong);
+    if (!st) return;
     if (st.uid !== uid || st.gid !== gid) {
       await lchown(d, uid, gid);
       changed++;
@@ -144,7 +169,8 @@ export async function chownTreeNoFollow(dir: string, uid: number, gid: number, l
       const p = `${d}/${e.name}`;
       if (e.isDirectory()) await walk(p);
       else {
-        const s = await lstat(p);
+        const s = await lstat(p).catch(tooLong);
+        if (!s) continue;
         if (s.uid !== uid || s.gid !== gid) {
           await lchown(p, uid, gid);
           changed++;

@@ -1,13 +1,13 @@
 // The project's files on the host: the gateway's state (allowlist, audit log), the Codex home, the
 // sandbox user, and the checks on the workdir. Small I/O; the allowlist edit itself is pure.
-import { chmod, mkdir, readFile, readdir, rename, writeFile, lstat, unlink } from 'node:fs/promises';
+import { chmod, mkdir, readFile, readdir, rename, writeFile, lstat, unlink, lchown } from 'node:fs/promises';
 import { existsSync, statSync, realpathSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve, relative, isAbsolute, dirname } from 'node:path';
 import { parseRuleFile, ruleText } from '../proxy/policy/rules.js';
-import { ALLOWLIST_FILE, AUDIT_FILE } from './args.js';
+import { ALLOWLIST_FILE, AUDIT_FILE, PROTECTED_SANDBOX_PATHS } from './args.js';
 import type { Project } from './names.js';
-import { UnsafePathError, resolveTrusted, mkdirNoFollow, createExclusive, chownTreeNoFollow, isWithin, realRoots } from './paths.js';
+import { UnsafePathError, resolveTrusted, mkdirNoFollow, createExclusive, chownTreeNoFollow, chmodDirNoFollow, isWithin, realRoots } from './paths.js';
 
 export class ProjectError extends Error {
   readonly code = 'ERR_PROJECT';
@@ -84,6 +84,18 @@ export function checkStateOutsideWorkdir(p: Project, s: StatePaths): void {
   if (isWithin(w, b)) throw new ProjectError(`the workdir ${p.workdir} is inside the state directory ${s.base}: choose a workdir outside it`);
 }
 
+/**
+ * The workdir is mounted read-write at its own path inside the sandbox: it must neither contain nor lie
+ * inside a path the appliance relies on there (PROTECTED_SANDBOX_PATHS: the Codex home, whose mount a
+ * link planted in the workdir would redirect; the image's binaries, which `up` runs as root).
+ */
+export function checkWorkdirPlacement(workdir: string): void {
+  for (const d of PROTECTED_SANDBOX_PATHS) {
+    if (isWithin(d, workdir)) throw new ProjectError(`the workdir ${workdir} contains ${d} of the sandbox (it is mounted at the same path): choose a project directory elsewhere`);
+    if (isWithin(workdir, d)) throw new ProjectError(`the workdir ${workdir} is inside ${d} of the sandbox (it is mounted at the same path): choose a project directory elsewhere`);
+  }
+}
+
 export interface SandboxUser {
   uid: number;
   gid: number;
@@ -129,8 +141,10 @@ const ALLOWLIST_HEADER = `# codex-egress allowlist: one rule per line, edited by
  */
 export async function prepareState(s: StatePaths): Promise<void> {
   await mkdir(s.logDir, { recursive: true }); // the user's own state tree
+  // The gateway has the project's state directory read-write (as root, through the group): what is in
+  // it may have been replaced by a link, so nothing below it is changed through one.
   await chmod(s.dir, 0o770);
-  await chmod(s.logDir, 0o770);
+  await chmodDirNoFollow(s.logDir, 0o770);
   if (!existsSync(s.allowlist)) await createExclusive(s.allowlist, ALLOWLIST_HEADER);
   // what the host writes in from here on: no link below the project's state directory
   await mkdirNoFollow(s.codexHome, s.dir);
@@ -161,6 +175,24 @@ export async function prepareAuthMountPoint(codexHome: string, user: { uid: numb
     await unlink(path);
   }
   await createExclusive(path, '', process.getuid?.() === 0 ? user : undefined, 0o600);
+}
+
+/**
+ * The mount point of --sessions-path inside the Codex home (`sessions`). Docker resolves a mount
+ * destination inside the container, following links there: a `sessions` link the sandbox left in its
+ * Codex home (say to /usr/local/bin or /etc) would put the sessions directory, whose contents the
+ * sandbox also writes, over that directory of the image, and the next `docker exec -u 0` (the user fix
+ * at start) would run the sandbox's `node` as root. When the sessions directory is mounted, the mount
+ * point must be a real directory: a link or any other non-directory in its place is removed first.
+ */
+export async function prepareSessionsMountPoint(codexHome: string, user: { uid: number; gid: number }, mounted: boolean): Promise<void> {
+  if (!mounted) return;
+  const path = join(codexHome, 'sessions');
+  const st = await lstat(path).catch(() => undefined);
+  if (st?.isDirectory()) return;
+  if (st) await unlink(path);
+  await mkdirNoFollow(path, codexHome);
+  if (process.getuid?.() === 0) await lchown(path, user.uid, user.gid);
 }
 
 /** The first existing user Codex config directory (CODEX_CONFIG_DIR, ~/.codex, ~/.config/codex). */

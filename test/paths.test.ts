@@ -1,11 +1,12 @@
 // The host's path checks (issue 10 §1): links the sandbox could plant in what it can write are never
 // followed, by a bind source, a seed copy, a chown or a run file. Real files and links in a temp dir.
 import t from 'tap';
-import { mkdtempSync, rmSync, mkdirSync, writeFileSync, symlinkSync, existsSync, readFileSync, lstatSync, statSync, realpathSync } from 'node:fs';
+import { mkdtempSync, rmSync, mkdirSync, writeFileSync, symlinkSync, existsSync, readFileSync, lstatSync, statSync, realpathSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { resolveTrusted, isWithin, createExclusive, chownTreeNoFollow, mkdirNoFollow, UnsafePathError } from '../image/paths.js';
-import { seedCodexHome, prepareAuthMountPoint, checkStateOutsideWorkdir, statePaths, sandboxUser, sandboxWritable } from '../image/project.js';
+import { prepareState, seedCodexHome, prepareAuthMountPoint, prepareSessionsMountPoint, checkStateOutsideWorkdir, statePaths, sandboxUser, sandboxWritable } from '../image/project.js';
 import { projectFor } from '../image/names.js';
 import { SignalGuard } from '../cli/common.js';
 
@@ -133,6 +134,32 @@ t.test('the auth.json mount point: a link is replaced by a plain empty file', as
   t.equal(readFileSync(join(secret, 'id_rsa'), 'utf8'), 'PRIVATE');
 });
 
+t.test('ATTACK (sessions mount point): a sessions link left in the Codex home never redirects the --sessions-path mount', async (t) => {
+  // Docker resolves a mount destination inside the container, following links: a link
+  // <codex home>/sessions -> /usr/local/bin puts the sessions directory (which the sandbox writes) over
+  // the image's /usr/local/bin, and the user fix `docker exec -u 0:0 … node` runs the sandbox's `node`
+  // as root (seen with docker 20.10: a script named node in the sessions directory printed uid 0).
+  const { dir, secret } = fresh(t);
+  const codexHome = join(dir, 'codex-home');
+  mkdirSync(codexHome);
+  const me = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
+  for (const target of ['/usr/local/bin', '/etc', secret, 'auth.json']) {
+    rmSync(join(codexHome, 'sessions'), { recursive: true, force: true });
+    symlinkSync(target, join(codexHome, 'sessions'));
+    await prepareSessionsMountPoint(codexHome, me, true);
+    const st = lstatSync(join(codexHome, 'sessions'));
+    t.ok(st.isDirectory() && !st.isSymbolicLink(), `a link to ${target} is replaced by a real directory`);
+  }
+  rmSync(join(codexHome, 'sessions'), { recursive: true, force: true });
+  writeFileSync(join(codexHome, 'sessions'), 'a file in its place');
+  await prepareSessionsMountPoint(codexHome, me, true);
+  t.ok(lstatSync(join(codexHome, 'sessions')).isDirectory(), 'a file in its place too');
+  writeFileSync(join(codexHome, 'sessions', 'kept.jsonl'), '{}');
+  await prepareSessionsMountPoint(codexHome, me, true);
+  t.ok(existsSync(join(codexHome, 'sessions', 'kept.jsonl')), 'a real directory is left as it is');
+  t.same(readFileSync(join(secret, 'id_rsa'), 'utf8'), 'PRIVATE', 'nothing followed');
+});
+
 t.test('chown of the Codex home: lchown, never through a link', { skip: process.getuid?.() !== 0 && 'needs root' }, async (t) => {
   const { dir, secret } = fresh(t);
   const codexHome = join(dir, 'codex-home');
@@ -146,6 +173,47 @@ t.test('chown of the Codex home: lchown, never through a link', { skip: process.
   t.equal(lstatSync(join(codexHome, 'file-link')).uid, 4321, 'the link itself');
   t.equal(statSync(join(secret, 'id_rsa')).uid, 0, 'not the file it points to');
   t.equal(statSync(secret).uid, 0, 'not the directory it points to');
+});
+
+t.test('ATTACK (chown depth): a tree deeper than PATH_MAX in the Codex home does not stop `up`', { skip: process.getuid?.() !== 0 && 'needs root' }, async (t) => {
+  // The sandbox can build it with relative mkdir/chdir; lstat of its full name fails ENAMETOOLONG, and
+  // every later `up` as root failed at giveCodexHome. What lies that deep is the sandbox's own.
+  const { dir } = fresh(t);
+  const codexHome = join(dir, 'codex-home');
+  mkdirSync(codexHome);
+  writeFileSync(join(codexHome, 'config.toml'), 'x');
+  const cwd = process.cwd();
+  try {
+    process.chdir(codexHome);
+    for (let i = 0; i < 25; i++) {
+      mkdirSync('d'.repeat(200));
+      process.chdir('d'.repeat(200));
+    }
+    writeFileSync('deep', 'x');
+  } finally {
+    process.chdir(cwd);
+  }
+  try {
+    await t.resolves(chownTreeNoFollow(codexHome, 4321, 4322), 'no ENAMETOOLONG');
+    t.equal(statSync(join(codexHome, 'config.toml')).uid, 4321, 'what can be named is given to the sandbox user');
+    t.equal(statSync(codexHome).uid, 4321);
+  } finally {
+    spawnSync('rm', ['-rf', join(codexHome, 'd'.repeat(200))]); // rmSync cannot name it either
+  }
+});
+
+t.test('ATTACK (state links, second stage): a `logs` link the gateway could plant in its state directory is not chmodded through', async (t) => {
+  // The gateway has <state>/<project> read-write (root with the host user's group): after a compromise
+  // of the gateway it could replace logs/ with a link, and the host's chmod 0770 at the next up/allow
+  // followed it (e.g. to /etc/shadow).
+  const { dir, secret } = fresh(t);
+  const paths = statePaths(projectFor(join(dir, 'project')), { CODEX_EGRESS_STATE_DIR: join(dir, 'state') });
+  await prepareState(paths);
+  rmSync(paths.logDir, { recursive: true });
+  chmodSync(secret, 0o700); // a directory such as /root/.ssh
+  symlinkSync(secret, paths.logDir);
+  await t.rejects(prepareState(paths), { name: 'UnsafePathError', message: /logs is a symbolic link/ }, 'refused, naming it');
+  t.equal(statSync(secret).mode & 0o777, 0o700, 'the target keeps its mode');
 });
 
 t.test('sandbox user: the workdir owner, root only when asked', async (t) => {
