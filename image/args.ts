@@ -269,7 +269,8 @@ export function sandboxUserFixArgs(p: Project, uid: number, gid: number): string
     "edit('/etc/passwd', (c) => { c[2] = uid; c[3] = gid; return c; });",
     "edit('/etc/group', (c) => { c[2] = gid; return c; });",
   ].join(' ');
-  return ['exec', '-u', '0:0', p.sandbox, 'node', '-e', script, String(uid), String(gid)];
+  // From /, not the workdir: nothing the sandbox can write is this root process's current directory.
+  return ['exec', '-u', '0:0', '-w', '/', p.sandbox, 'node', '-e', script, String(uid), String(gid)];
 }
 
 /** Everything of the project's, for `down` and `status`. */

@@ -94,7 +94,7 @@ t.test('sandbox: internal network only, DNS and proxy = gateway, no capabilities
   t.same(values(inner, '--cap-drop'), ['ALL'], 'inner: still no capabilities');
   t.same(values(inner, '--cap-add'), []);
   t.same(values(sandboxCreateArgs(p, { ...sb, uid: 1234, gid: 99 }), '--user'), ['1234:99'], 'the given user');
-  t.same(sandboxUserFixArgs(p, 1234, 99).slice(0, 4), ['exec', '-u', '0:0', p.sandbox]);
+  t.same(sandboxUserFixArgs(p, 1234, 99).slice(0, 6), ['exec', '-u', '0:0', '-w', '/', p.sandbox]);
   t.same(sandboxUserFixArgs(p, 1234, 99).slice(-2), ['1234', '99']);
 });
 
