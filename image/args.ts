@@ -285,7 +285,8 @@ export interface BuildOptions {
 
 export function buildArgs(o: BuildOptions): string[] {
   return [
-    'build', '-f', o.dockerfile, '-t', o.tag,
+    // --force-rm: a failed step's container is removed too (the legacy builder keeps it otherwise).
+    'build', '--force-rm', '-f', o.dockerfile, '-t', o.tag,
     ...Object.entries(o.buildArgs).flatMap(([k, v]) => ['--build-arg', `${k}=${v}`]),
     o.context,
   ];

@@ -117,7 +117,7 @@ t.test('API keys: CODEX_API_KEY for Codex, from OPENAI_API_KEY when only that is
 });
 
 t.test('build arguments and quoting', async (t) => {
-  t.same(buildArgs({ dockerfile: '/c/Dockerfile', context: '/c', tag: 'x:1', buildArgs: { BASE_IMAGE: 'b' } }), ['build', '-f', '/c/Dockerfile', '-t', 'x:1', '--build-arg', 'BASE_IMAGE=b', '/c']);
+  t.same(buildArgs({ dockerfile: '/c/Dockerfile', context: '/c', tag: 'x:1', buildArgs: { BASE_IMAGE: 'b' } }), ['build', '--force-rm', '-f', '/c/Dockerfile', '-t', 'x:1', '--build-arg', 'BASE_IMAGE=b', '/c']);
   t.equal(shellQuote("it's"), `'it'\\''s'`);
   t.equal(shellQuote('node'), 'node');
   t.same(codexSpecs('1.2.3', 'linux-x64'), ['@openai/codex@1.2.3', '@openai/codex@1.2.3-linux-x64']);

@@ -104,7 +104,7 @@ export async function nodeLtsBase(): Promise<string> {
   mkdirSync(ctx, { recursive: true });
   copyFileSync(node, join(ctx, 'node'));
   writeFileSync(join(ctx, 'Dockerfile'), `FROM ${BASE_IMAGE}\nCOPY node /usr/local/bin/node\nRUN (dpkg -s libatomic1 >/dev/null 2>&1 || (apt-get update -q && apt-get install -y -q --no-install-recommends libatomic1 && rm -rf /var/lib/apt/lists/*)) && chmod 755 /usr/local/bin/node && ln -sf /usr/local/bin/node /usr/bin/node && node --version\n`);
-  const b = await docker(['build', '-q', '-t', tag, ctx], 600_000);
+  const b = await docker(['build', '-q', '--force-rm', '-t', tag, ctx], 600_000);
   if (b.code !== 0) throw new Error(`building ${tag}: ${b.stderr}`);
   return tag;
 }
