@@ -1,30 +1,13 @@
 // The appliance commands' surface (up, down, status, …; the gateway command has test/cli.test.ts): --help for each with documented exit codes, usage errors exit 2,
 // and the pure helpers of `logs` and `doctor`. No Docker needed.
 import t from 'tap';
-import { main } from '../cli/main.js';
+import { cliInProcess } from './harness/cli.js';
 import { parseSince, matches, formatLine, countDecisions } from '../cli/auditlog.js';
 import { engineRecentEnough } from '../cli/doctor.js';
 
 const COMMANDS = ['up', 'exec', 'down', 'status', 'allow', 'deny', 'domains', 'logs', 'verify', 'doctor', 'build'];
-/** Run the CLI in this process (fast: no node start per call), capturing its output. */
-const cli = async (args: string[]) => {
-  let stdout = '';
-  let stderr = '';
-  const write = { out: process.stdout.write, err: process.stderr.write };
-  process.stdout.write = ((c: string | Uint8Array) => ((stdout += String(c)), true)) as typeof process.stdout.write;
-  process.stderr.write = ((c: string | Uint8Array) => ((stderr += String(c)), true)) as typeof process.stderr.write;
-  const state = process.env.CODEX_EGRESS_STATE_DIR;
-  process.env.CODEX_EGRESS_STATE_DIR = '/nonexistent-state';
-  try {
-    const code = await main(args);
-    return { code, stdout, stderr };
-  } finally {
-    process.stdout.write = write.out;
-    process.stderr.write = write.err;
-    if (state === undefined) delete process.env.CODEX_EGRESS_STATE_DIR;
-    else process.env.CODEX_EGRESS_STATE_DIR = state;
-  }
-};
+/** Run the CLI in this process, with a state directory that does not exist. */
+const cli = (args: string[]) => cliInProcess(args, '/nonexistent-state');
 
 t.test('every command has --help with its exit codes', async (t) => {
   const top = await cli(['--help']);

@@ -8,7 +8,7 @@ import { Summariser, type SummaryOptions } from '../proxy/audit-summary.js';
 import { createAudit, type AuditEvent } from '../proxy/audit.js';
 import { Tail, countDecisions, countLog, fileLines, formatLine, logFiles, matches, MAX_LINE, parseLine } from '../cli/auditlog.js';
 import { printable, printableJson } from '../cli/printable.js';
-import { main } from '../cli/main.js';
+import { cliInProcess } from './harness/cli.js';
 import { projectFor } from '../image/names.js';
 import { statePaths } from '../image/project.js';
 import { tempDir } from './harness/world.js';
@@ -245,23 +245,7 @@ t.test('formatLine: no field of any event can carry a hidden character to the te
 });
 
 /** Run the CLI in this process with a state directory of the test's own, capturing its output. */
-async function cli(args: string[], stateDir: string) {
-  let stdout = '';
-  let stderr = '';
-  const write = { out: process.stdout.write, err: process.stderr.write };
-  process.stdout.write = ((c: string | Uint8Array) => ((stdout += String(c)), true)) as typeof process.stdout.write;
-  process.stderr.write = ((c: string | Uint8Array) => ((stderr += String(c)), true)) as typeof process.stderr.write;
-  const before = process.env.CODEX_EGRESS_STATE_DIR;
-  process.env.CODEX_EGRESS_STATE_DIR = stateDir;
-  try {
-    return { code: await main(args), stdout, stderr };
-  } finally {
-    process.stdout.write = write.out;
-    process.stderr.write = write.err;
-    if (before === undefined) delete process.env.CODEX_EGRESS_STATE_DIR;
-    else process.env.CODEX_EGRESS_STATE_DIR = before;
-  }
-}
+const cli = cliInProcess;
 
 t.test('logs reads the rotated history oldest first, filters, escapes, and --json stays JSON', async (t) => {
   const dir = tempDir();
