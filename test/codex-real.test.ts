@@ -12,7 +12,7 @@ import { execa } from 'execa';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI, tempDir } from './harness/world.js';
-import { BASE_IMAGE, withDockerEngine, docker, startDockerWorld, removeE2E, type DockerWorld } from './harness/docker.js';
+import { BASE_IMAGE, withDockerEngine, e2eRun, docker, startDockerWorld, removeE2E, type DockerWorld } from './harness/docker.js';
 import { cachedCodexTarballs, fakeOpenAI, makeTestCA, type FakeOpenAI } from './harness/codex.js';
 import { CODEX_VERSION, codexPlatform } from '../image/context.js';
 import { sandboxExecArgs, codexCommand } from '../image/args.js';
@@ -22,8 +22,8 @@ import { projectFor, PROJECT_LABEL } from '../image/names.js';
 // (codexCommand: Codex's own sandbox off, the appliance is the sandbox), and the sandbox user is the
 // workdir's owner below.
 
-const id = `${process.pid}-${Date.now().toString(36)}`;
-const images = { gateway: `codex-egress-e2e-gateway:${id}`, codex: `codex-egress-e2e-codex:${id}` };
+const e2e = e2eRun();
+const { id, images } = e2e;
 const ALLOWED = 'allowed.example.org';
 const DENIED = 'denied.example.org';
 const API_NAMES = ['api.openai.com', 'chatgpt.com'];
@@ -58,15 +58,7 @@ async function run(t: Tap) {
   mkdirSync(project);
   mkdirSync(join(tmp.path, 'home'));
   const p = projectFor(project);
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    HOME: join(tmp.path, 'home'),
-    CODEX_EGRESS_STATE_DIR: join(tmp.path, 'state'),
-    CODEX_EGRESS_IMAGE: images.codex,
-    CODEX_EGRESS_GATEWAY_IMAGE: images.gateway,
-    NO_COLOR: '1',
-  };
-  for (const k of ['OPENAI_ALLOWED_DOMAINS', 'CODEX_AUTH_FILE', 'CODEX_CONFIG_DIR', 'WORKSPACE_ROOT_DIR', 'OPENAI_API_KEY', 'CODEX_API_KEY']) delete env[k];
+  const env = e2e.env(tmp.path);
   const cli = async (args: string[], timeout = 180_000) => {
     const r = await execa(process.execPath, [CLI, ...args], { cwd: project, env, reject: false, timeout });
     return { code: r.exitCode ?? 1, stdout: String(r.stdout), stderr: String(r.stderr) };

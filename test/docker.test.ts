@@ -8,12 +8,12 @@ import { existsSync, readFileSync, mkdirSync, writeFileSync, chownSync, symlinkS
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { CLI, tempDir } from './harness/world.js';
-import { BASE_IMAGE, NODE_LTS_MAJOR, withDockerEngine, docker, packFakeCodex, startDockerWorld, removeE2E, nodeLtsBase, type DockerWorld } from './harness/docker.js';
+import { BASE_IMAGE, NODE_LTS_MAJOR, withDockerEngine, e2eRun, docker, packFakeCodex, startDockerWorld, removeE2E, nodeLtsBase, type DockerWorld } from './harness/docker.js';
 import { projectFor } from '../image/names.js';
 import { PROJECT_LABEL } from '../image/names.js';
 
-const id = `${process.pid}-${Date.now().toString(36)}`;
-const images = { gateway: `codex-egress-e2e-gateway:${id}`, codex: `codex-egress-e2e-codex:${id}` };
+const e2e = e2eRun();
+const { id, images } = e2e;
 const ALLOWED = 'allowed.example.org';
 const LATER = 'later.example.org';
 const NEVER = 'never.example.org';
@@ -41,20 +41,7 @@ async function run(t: Tap, engine: string) {
   const stateDir = join(tmp.path, 'state', p.name);
   const codexHome = join(stateDir, 'codex-home');
   const apiKey = `sk-e2e-${id}`;
-  const env = {
-    ...process.env,
-    HOME: join(tmp.path, 'home'),
-    CODEX_EGRESS_STATE_DIR: join(tmp.path, 'state'),
-    CODEX_EGRESS_IMAGE: images.codex,
-    CODEX_EGRESS_GATEWAY_IMAGE: images.gateway,
-    NO_COLOR: '1',
-  } as NodeJS.ProcessEnv;
-  delete env.CODEX_API_KEY;
-  delete env.OPENAI_API_KEY;
-  delete env.OPENAI_ALLOWED_DOMAINS;
-  delete env.CODEX_AUTH_FILE;
-  delete env.CODEX_CONFIG_DIR;
-  delete env.WORKSPACE_ROOT_DIR;
+  const env = e2e.env(tmp.path);
   const cli = async (args: string[], timeout = 180_000, extraEnv: NodeJS.ProcessEnv = {}) => {
     const r = await execa(process.execPath, [CLI, ...args], { cwd: project, env: { ...env, ...extraEnv }, extendEnv: false, reject: false, timeout });
     return { code: r.exitCode ?? 1, stdout: String(r.stdout), stderr: String(r.stderr) };

@@ -27,6 +27,26 @@ export async function withDockerEngine(t: { fail(m: string): void; skip(m: strin
   else t.skip(`no Docker engine: run test/harness/docker-setup.sh to enable ${what}`);
 }
 
+/** One e2e run: its id (labels, names), the images it builds, and the CLI's environment for a temp dir. */
+export function e2eRun() {
+  const id = `${process.pid}-${Date.now().toString(36)}`;
+  const images = { gateway: `codex-egress-e2e-gateway:${id}`, codex: `codex-egress-e2e-codex:${id}` };
+  /** HOME and the state directory under `dir`, the run's images, no colour, no host Codex/key settings. */
+  const env = (dir: string): NodeJS.ProcessEnv => {
+    const e: NodeJS.ProcessEnv = {
+      ...process.env,
+      HOME: join(dir, 'home'),
+      CODEX_EGRESS_STATE_DIR: join(dir, 'state'),
+      CODEX_EGRESS_IMAGE: images.codex,
+      CODEX_EGRESS_GATEWAY_IMAGE: images.gateway,
+      NO_COLOR: '1',
+    };
+    for (const k of ['OPENAI_ALLOWED_DOMAINS', 'CODEX_AUTH_FILE', 'CODEX_CONFIG_DIR', 'WORKSPACE_ROOT_DIR', 'OPENAI_API_KEY', 'CODEX_API_KEY']) delete e[k];
+    return e;
+  };
+  return { id, images, env };
+}
+
 export const docker = async (args: string[], timeout = 120_000) => {
   const r = await execa('docker', args, { reject: false, timeout });
   return { code: r.exitCode ?? 1, stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? '') };
