@@ -169,12 +169,7 @@ export async function prepareAuthMountPoint(codexHome: string, user: { uid: numb
     if (st && (st.isSymbolicLink() || (st.isFile() && st.size === 0))) await unlink(path);
     return;
   }
-  if (st && st.isFile() && !st.isSymbolicLink()) return;
-  if (st) {
-    if (st.isDirectory()) throw new ProjectError(`${path} is a directory: remove it (the auth.json mount point)`);
-    await unlink(path);
-  }
-  await createExclusive(path, '', process.getuid?.() === 0 ? user : undefined, 0o600);
+  await mountPoint(codexHome, 'auth.json', 'file', user);
 }
 
 /**
@@ -186,13 +181,25 @@ export async function prepareAuthMountPoint(codexHome: string, user: { uid: numb
  * point must be a real directory: a link or any other non-directory in its place is removed first.
  */
 export async function prepareSessionsMountPoint(codexHome: string, user: { uid: number; gid: number }, mounted: boolean): Promise<void> {
-  if (!mounted) return;
-  const path = join(codexHome, 'sessions');
+  if (mounted) await mountPoint(codexHome, 'sessions', 'dir', user);
+}
+
+/**
+ * A mount destination inside the Codex home, which the sandbox can change: it must be a real file or
+ * directory of that kind when Docker mounts over it (Docker follows a link there, inside the container).
+ * Anything else in its place (a link, another kind) is removed and the mount point made anew, handed to
+ * the sandbox user when root runs this. A directory where a file belongs cannot be removed safely: refused.
+ */
+async function mountPoint(codexHome: string, name: string, kind: 'file' | 'dir', user: { uid: number; gid: number }): Promise<void> {
+  const path = join(codexHome, name);
   const st = await lstat(path).catch(() => undefined);
-  if (st?.isDirectory()) return;
+  if (st && (kind === 'file' ? st.isFile() : st.isDirectory())) return;
+  if (st?.isDirectory()) throw new ProjectError(`${path} is a directory: remove it (the ${name} mount point)`);
   if (st) await unlink(path);
+  const owner = process.getuid?.() === 0 ? user : undefined;
+  if (kind === 'file') return createExclusive(path, '', owner, 0o600);
   await mkdirNoFollow(path, codexHome);
-  if (process.getuid?.() === 0) await lchown(path, user.uid, user.gid);
+  if (owner) await lchown(path, owner.uid, owner.gid);
 }
 
 /** The first existing user Codex config directory (CODEX_CONFIG_DIR, ~/.codex, ~/.config/codex). */
