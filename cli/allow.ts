@@ -62,19 +62,25 @@ const command = (op: 'allow' | 'deny') =>
         throw e;
       }
       running = await gatewayRunning(p);
-      if (running) {
-        await reloadGateway(p);
-        reload = await waitForReload(tail, 10_000);
+      // The gateway watches the file and reloads once per change of its content; a signal is only the
+      // fall-back when no reload came (events not delivered and the poll not yet run), so an edit is one reload.
+      if (running && changed.length) {
+        reload = await waitForReload(tail, 5_000);
+        if (!reload) {
+          await reloadGateway(p);
+          reload = await waitForReload(tail, 10_000);
+        }
       }
     } finally {
       await tail.close();
     }
-    const ok = !running || reload?.ok === true;
+    const ok = !running || !changed.length || reload?.ok === true;
     if (v.json) json({ op, rules: positionals, changed, file: paths.allowlist, running, reload: reload ?? null, ok });
     else {
       out(printable(`${op}: ${changed.length ? changed.join(' ') : 'no change'} (${paths.allowlist})`));
       if (!running) out('the appliance is not running: the rules apply at the next "codex-egress up"');
-      else if (!reload) err('codex-egress: the gateway did not confirm a reload within 10 s: check "codex-egress logs"');
+      else if (!changed.length) out('nothing to reload');
+      else if (!reload) err('codex-egress: the gateway did not confirm a reload within 15 s: check "codex-egress logs"');
       else if (reload.ok) out(`gateway reloaded: ${reload.rules} rules`);
       else err(`codex-egress: the gateway rejected the allowlist, the previous one stays: ${printable(JSON.stringify(reload.errors))}`);
     }

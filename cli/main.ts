@@ -1,7 +1,7 @@
 // codex-egress: one file per command; this one only dispatches.
 import { createRequire } from 'node:module';
 import { gatewayCommand, GATEWAY_USAGE } from './gateway.js';
-import { UsageError } from './args.js';
+import { failureOf } from './errors.js';
 import { firewallFactory } from '../firewall/index.js';
 import { upCommand, UP_USAGE } from './up.js';
 import { downCommand, DOWN_USAGE } from './down.js';
@@ -72,20 +72,22 @@ export async function main(argv: string[]): Promise<number> {
   }
   const cmd = COMMANDS[name];
   if (!cmd) {
-    process.stderr.write(`codex-egress: unknown command "${name}"\n\n${USAGE}\n`);
+    process.stderr.write(`codex-egress: unknown command "${name}" (see "codex-egress --help")\n`);
     return 2;
   }
-  if (rest.includes('--help') || rest.includes('-h')) {
+  // --help is the command's own only before "--": after it, everything is for Codex (up -- --help).
+  const own = rest.includes('--') ? rest.slice(0, rest.indexOf('--')) : rest;
+  if (own.includes('--help') || own.includes('-h')) {
     process.stdout.write(`${cmd.usage}\n`);
     return 0;
   }
   try {
     return await cmd.run(rest);
   } catch (err) {
-    if (err instanceof UsageError) {
-      process.stderr.write(`codex-egress ${name}: ${err.message}\n\n${cmd.usage}\n`);
-      return 2;
-    }
-    throw err;
+    // Every error: one line and an exit code (cli/errors.ts); the stack only when asked for.
+    const f = failureOf(name, err);
+    process.stderr.write(`${f.line}\n`);
+    if (process.env.CODEX_EGRESS_DEBUG && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+    return f.code;
   }
 }

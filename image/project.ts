@@ -274,10 +274,12 @@ export function editAllowlist(content: string, op: 'allow' | 'deny', rules: stri
   const bodies = rules.map((r) => {
     const text = r.trim().replace(/^!/, '').trim();
     const res = ruleText.safeParse(text);
-    if (!res.success) errors.push(`"${r}": ${res.error.issues.map((i) => i.message).join('; ')}`);
+    // The parser's messages already name the rule ("*.com": …): it is not quoted twice.
+    const why = res.success ? '' : res.error.issues.map((i) => i.message).join('; ');
+    if (!res.success) errors.push(why.startsWith(JSON.stringify(text)) ? why : `"${r}": ${why}`);
     return text;
   });
-  if (errors.length) throw new ProjectError(`invalid rule${errors.length > 1 ? 's' : ''}:\n  ${errors.join('\n  ')}`);
+  if (errors.length) throw new ProjectError(`invalid rule${errors.length > 1 ? 's' : ''} ${errors.join('; ')}`);
   let lines = content.split('\n');
   if (lines.at(-1) === '') lines.pop();
   const changed: string[] = [];
@@ -301,6 +303,8 @@ export function editAllowlist(content: string, op: 'allow' | 'deny', rules: stri
 export async function editAllowlistFile(path: string, op: 'allow' | 'deny', rules: string[]) {
   const current = existsSync(path) ? await readFile(path, 'utf8') : ALLOWLIST_HEADER;
   const r = editAllowlist(current, op, rules);
+  // The same bytes are not written again: the gateway reloads on a change of content, and there is none.
+  if (r.content === current && existsSync(path)) return r;
   const tmp = `${path}.${process.pid}.tmp`;
   await writeFile(tmp, r.content);
   await rename(tmp, path);

@@ -1,7 +1,5 @@
 // Wiring: configuration → firewall → DNS and proxy servers; live reload; graceful stop.
-import { watch, type FSWatcher } from 'node:fs';
-import { stat } from 'node:fs/promises';
-import { dirname, basename } from 'node:path';
+import { watchFile } from './watch-file.js';
 import { createAudit, type Audit } from './audit.js';
 import { loadAllowlist, writeEffective, ConfigError, type GatewayConfig } from './config.js';
 import { Resolver, type OnResolved } from './dns/resolver.js';
@@ -134,43 +132,4 @@ export async function startGateway(cfg: GatewayConfig, makeFirewall?: FirewallFa
   };
 
   return { dns: dnsServer, proxy: proxyServer, allowlist: current, reload, stop, stopNow };
-}
-
-/**
- * Call `onChange` when the file changes, including an atomic replace (rename over it) and creation.
- * fs.watch on the directory reacts at once; a 1 s stat poll backs it up where events are not delivered
- * (some bind mounts and network file systems).
- */
-function watchFile(path: string, onChange: () => void): () => void {
-  let last = '';
-  let timer: NodeJS.Timeout | undefined;
-  const check = async (event: boolean) => {
-    const s = await stat(path).catch(() => undefined);
-    const sig = s ? `${s.ino}:${s.size}:${s.mtimeMs}` : 'missing';
-    const first = last === '';
-    const changed = sig !== last;
-    last = sig;
-    if (!first && (changed || event)) onChange();
-  };
-  const debounced = () => {
-    clearTimeout(timer);
-    timer = setTimeout(() => void check(true), 50);
-  };
-  void check(false);
-  let watcher: FSWatcher | undefined;
-  try {
-    watcher = watch(dirname(path), (_event, file) => {
-      if (!file || file.toString() === basename(path)) debounced();
-    });
-    watcher.on('error', () => undefined);
-  } catch {
-    // The directory may not exist yet: the poll still notices the file when it appears.
-  }
-  const poll = setInterval(() => void check(false), 1000);
-  poll.unref();
-  return () => {
-    watcher?.close();
-    clearInterval(poll);
-    clearTimeout(timer);
-  };
 }

@@ -202,10 +202,19 @@ async function run(t: Tap, engine: string) {
   await t.test('allow and deny, live, persisted', async (t) => {
     const before = await sandboxCurl(`https://${LATER}/`);
     t.not(before.code, 0, `${LATER} not reachable before allow`);
+    const reloadLines = () => readFileSync(join(stateDir, 'logs', 'audit.jsonl'), 'utf8').split('\n').filter((l) => l.includes('"event":"reload"')).length;
+    const reloadsBefore = reloadLines();
     const a = await cli(['allow', '--json', LATER]);
     t.equal(a.code, 0, a.stderr);
     const ar = JSON.parse(a.stdout);
     t.equal(ar.reload?.ok, true, 'the gateway confirmed the reload');
+    await new Promise((r) => setTimeout(r, 2500)); // two of the watcher's polls
+    t.equal(reloadLines() - reloadsBefore, 1, 'one edit, one reload (not the watcher, the poll and a signal each)');
+    const again = await cli(['allow', LATER]);
+    t.equal(again.code, 0, again.stderr);
+    t.match(again.stdout, /no change/);
+    await new Promise((r) => setTimeout(r, 1500));
+    t.equal(reloadLines() - reloadsBefore, 1, 'an allow that changes nothing reloads nothing');
     const file = readFileSync(ar.file, 'utf8');
     t.match(file, new RegExp(`^${LATER.replace(/\./g, '\\.')}$`, 'm'), 'persisted to allowed_domains.txt');
     const during = await sandboxCurl(`https://${LATER}/after-allow`);
