@@ -8,6 +8,7 @@ import type { Duplex } from 'node:stream';
 import type { Allowlist } from '../policy/allowlist.js';
 import type { ProxyLimits } from '../config.js';
 import type { Audit } from '../audit.js';
+import { overLimitRefuser, isOverLimit } from './overlimit.js';
 import type { Resolver } from '../dns/resolver.js';
 import { withConnectionScope } from '../lastresort.js';
 import { admit } from './admit.js';
@@ -50,6 +51,7 @@ function internalError(err: unknown, socket: Duplex | undefined): void {
 /** A handler whose exceptions (thrown, or its promise rejected) close its connection only. */
 function guarded<A extends unknown[]>(socketOf: (a: A) => Duplex | undefined, fn: (...a: A) => unknown): (...a: A) => void {
   return (...a: A) => {
+    if (isOverLimit(socketOf(a))) return; // answered 429 when it connected (overlimit.ts)
     try {
       const r = fn(...a);
       if (r instanceof Promise) r.catch((err: unknown) => internalError(err, socketOf(a)));
@@ -249,11 +251,12 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
   noHeaderCountLimit(server);
   scopeConnections(server);
   server.timeout = limits.idleTimeoutMs;
+  const refuseOverLimit = overLimitRefuser(audit, limits.maxConnectionsPerClient);
   server.on('connection', (socket: net.Socket) => {
     const client = socket.remoteAddress ?? '';
     const n = (perClient.get(client) ?? 0) + 1;
     if (n > limits.maxConnectionsPerClient) {
-      socket.destroy();
+      refuseOverLimit(socket, client);
       return;
     }
     perClient.set(client, n);
