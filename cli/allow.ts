@@ -6,6 +6,7 @@ import { editAllowlistFile, prepareState, ProjectError } from '../image/project.
 import { reloadGateway } from '../image/appliance.js';
 import { Tail, parseLine, type AuditLine } from './auditlog.js';
 import { printable } from './printable.js';
+import { risksOf } from './risks.js';
 
 const usage = (op: 'allow' | 'deny') => `Usage: codex-egress ${op} [options] RULE...
 
@@ -75,8 +76,15 @@ const command = (op: 'allow' | 'deny') =>
       await tail.close();
     }
     const ok = !running || !changed.length || reload?.ok === true;
-    if (v.json) json({ op, rules: positionals, changed, file: paths.allowlist, running, reload: reload ?? null, ok });
+    // Warned, not refused: a rule that opens a host known to carry anyone's content or tunnels (cli/risk-notes.ts).
+    const risks = op === 'allow' ? positionals.flatMap((rule) => risksOf(rule).map((n) => ({ rule, host: n.host, why: n.why }))) : [];
+    if (v.json) json({ op, rules: positionals, changed, file: paths.allowlist, running, reload: reload ?? null, ok, risks });
     else {
+      for (const r of risks) {
+        const host = r.host.replace(/^[*.]+/, '');
+        const what = host === r.rule.toLowerCase().replace(/\.$/, '') ? host : `${r.rule} opens ${host}, which`;
+        err(printable(`codex-egress allow: note: ${what} ${r.why}; allowed as asked ("codex-egress deny ${r.rule}" takes it back)`));
+      }
       out(printable(`${op}: ${changed.length ? changed.join(' ') : 'no change'} (${paths.allowlist})`));
       if (!running) out('the appliance is not running: the rules apply at the next "codex-egress up"');
       else if (!changed.length) out('nothing to reload');

@@ -1,5 +1,5 @@
 // `codex-egress logs`: the gateway's audit log, pretty (colour on a TTY) or as the JSON lines themselves.
-import { parse, UsageError } from './args.js';
+import { parse, intOption, UsageError } from './args.js';
 import { EXIT, WORKDIR_HELP, workdirOptions, projectFrom, out, err } from './common.js';
 import { stat } from 'node:fs/promises';
 import { Tail, fileLines, logFiles, parseLine, matches, formatLine, parseSince, type Filter } from './auditlog.js';
@@ -16,6 +16,7 @@ and other hidden characters escaped (\\xHH, \\u{HHHH}).
 Options:
 ${WORKDIR_HELP}
   -f, --follow            keep printing new lines until interrupted
+  -n, --tail N            only the last N matching lines of the history (then, with -f, every new one)
   --denied                only denials (and rejected reloads)
   --since WHEN            only lines from then on: a duration (30s, 10m, 2h, 1d) or an ISO time
   --json                  the JSON lines as written (schema version in "v")
@@ -27,6 +28,7 @@ export async function logsCommand(argv: string[]): Promise<number> {
   const { values: v } = parse(argv, {
     ...workdirOptions,
     follow: { type: 'boolean', short: 'f' },
+    tail: { type: 'string', short: 'n' },
     denied: { type: 'boolean' },
     since: { type: 'string' },
     json: { type: 'boolean' },
@@ -40,16 +42,31 @@ export async function logsCommand(argv: string[]): Promise<number> {
       throw new UsageError((e as Error).message);
     }
   }
+  const tailN = v.tail === undefined ? undefined : intOption('tail', v.tail, 0, 0, 10_000_000);
   const colour = !v.json && !!process.stdout.isTTY && !process.env.NO_COLOR;
   let printed = 0;
   let seen = 0;
+  // -n: the history's matching lines are held in a ring of N, printed once the history is read.
+  let held: string[] | undefined = tailN === undefined ? undefined : [];
+  let next = 0; // where the ring's next line goes once it is full
   const print = (l: string) => {
     const e = parseLine(l);
     if (e) seen++;
     if (!e || !matches(e, filter)) return;
     // --json: the line as written, with any hidden character as a \u escape (the same JSON value).
-    out(v.json ? printableJson(l) : formatLine(e, colour));
+    const text = v.json ? printableJson(l) : formatLine(e, colour);
     printed++;
+    if (!held) return out(text);
+    if (tailN === 0) return;
+    if (held.length < tailN!) held.push(text);
+    else {
+      held[next] = text;
+      next = (next + 1) % tailN!;
+    }
+  };
+  const release = () => {
+    for (const text of [...(held ?? []).slice(next), ...(held ?? []).slice(0, next)]) out(text);
+    held = undefined;
   };
   // The live file is opened first, so a rotation while the history is read neither loses nor repeats it.
   const tail = await Tail.atStart(paths.auditLog);
@@ -62,6 +79,7 @@ export async function logsCommand(argv: string[]): Promise<number> {
       for await (const l of fileLines(f)) print(l);
     }
     for await (const l of tail.poll()) print(l);
+    release();
     if (printed === 0 && !v.follow) err(`codex-egress: ${seen ? `none of the ${seen} audit events matches` : 'no audit events yet'} (${paths.auditLog})`);
     if (!v.follow) return EXIT.ok;
     let stop = false;

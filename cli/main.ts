@@ -13,6 +13,7 @@ import { verifyCommand, VERIFY_USAGE } from './verify.js';
 import { doctorCommand, DOCTOR_USAGE } from './doctor.js';
 import { execCommand, EXEC_USAGE } from './exec.js';
 import { buildCommand, BUILD_USAGE } from './build.js';
+import { suggestCommand, SUGGEST_USAGE } from './suggest.js';
 
 const USAGE = `Usage: codex-egress <command> [options]
 
@@ -25,6 +26,7 @@ Commands:
   deny        deny rules (persisted, applied live)
   domains     the effective allowlist with provenance
   logs        the audit log (-f to follow, --denied, --since, --json)
+  suggest     learning mode: the refused names as proposed allow rules, with counts
   verify      run the egress probes from inside the sandbox
   doctor      check Docker, the engine, the images, iptables/ipset in the gateway
   build       build the gateway and sandbox images
@@ -45,6 +47,7 @@ const COMMANDS: Record<string, Command> = {
   deny: { run: denyCommand, usage: DENY_USAGE },
   domains: { run: domainsCommand, usage: DOMAINS_USAGE },
   logs: { run: logsCommand, usage: LOGS_USAGE },
+  suggest: { run: suggestCommand, usage: SUGGEST_USAGE },
   verify: { run: verifyCommand, usage: VERIFY_USAGE },
   doctor: { run: doctorCommand, usage: DOCTOR_USAGE },
   build: { run: buildCommand, usage: BUILD_USAGE },
