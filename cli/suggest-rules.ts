@@ -102,8 +102,8 @@ export function propose(asked: Iterable<Asked>, allowed: (name: string, port?: n
       for (const name of names) add(name, list.filter((a) => a.name === name));
       continue;
     }
-    let parent = commonParent(names);
-    if (parent.length < site.length) parent = site; // never above the site
+    // Every name of the group ends in its site, so their common parent is the site or below it.
+    const parent = commonParent(names);
     add(names.includes(parent) ? `.${parent}` : `*.${parent}`, list);
   }
   return out.sort((a, b) => b.count - a.count || a.rule.localeCompare(b.rule));

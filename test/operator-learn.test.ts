@@ -34,6 +34,7 @@ const EVENTS = [
   dns('files.pythonhosted.org', 'not-allowlisted', '10.9.0.4'),
   dns('bad.example.org', 'denied-by-rule'), // a deny rule refused it: never proposed
   dns('github.com'), // allowed since (in the file below): not proposed
+  dns('later.example.org'), // denied since (a deny rule in the file): not proposed
   dns('x.evil-one.test'),
   dns('y.evil-two.test'), // two sites: two rules, never one wide one
   dns('co.uk'), // a public suffix: nothing narrow covers it
@@ -48,7 +49,7 @@ const EVENTS = [
 t.before(() => {
   mkdirSync(paths.logDir, { recursive: true });
   writeFileSync(paths.auditLog, `${EVENTS.map((e) => JSON.stringify(e)).join('\n')}\nnot json\n`);
-  writeFileSync(paths.allowlist, '# codex-egress allowlist\ngithub.com\napi.example.net\n!bad.example.org\n');
+  writeFileSync(paths.allowlist, '# codex-egress allowlist\ngithub.com\napi.example.net\n!bad.example.org\n!later.example.org\n');
 });
 
 t.test('suggest: the narrowest rules, with counts and clients, and one command to accept them', async (t) => {
@@ -62,7 +63,7 @@ t.test('suggest: the narrowest rules, with counts and clients, and one command t
   t.same(byRule['files.pythonhosted.org']!.clients, ['10.9.0.4'], 'the client that asked');
   t.equal(s.proposals[0]!.rule, 'pypi.org', 'most asked first');
   t.equal(byRule['raw.githubusercontent.com']!.risks.length, 1, 'a risk note on a proposal');
-  t.notOk(s.proposals.some((p) => /bad\.example\.org|github\.com$|co\.uk|10\.0\.0\.1|^\*\.test|evil/.test(p.rule) && !/^[xy]\.evil/.test(p.rule)), 'no denied, allowed, suffix or address rule');
+  t.notOk(s.proposals.some((p) => /bad\.example\.org|later\.example\.org|github\.com$|co\.uk|10\.0\.0\.1|^\*\.test|evil/.test(p.rule) && !/^[xy]\.evil/.test(p.rule)), 'no denied, allowed, suffix or address rule');
   t.match(s.command, /^codex-egress allow pypi\.org .*'\*\.cdn\.example\.com'/, 'a wildcard is quoted for the shell');
   const human = await run(['suggest']);
   t.match(human.stdout, /^RULE +COUNT +NAMES/m);
@@ -97,6 +98,7 @@ t.test('allow: a note (not a refusal) for a host that carries anyone\'s content 
     ['mybucket.s3.amazonaws.com', '.s3.amazonaws.com'],
     ['x.ngrok.io', '.ngrok.io'],
     ['.pastebin.com', '.pastebin.com'],
+    ['*.pastebin.com', '.pastebin.com'],
     ['dns.google', 'dns.google'],
     ['x.cloudflare-dns.com', '.cloudflare-dns.com'],
     ['foo.workers.dev', '*.workers.dev'],
@@ -122,6 +124,7 @@ t.test('logs -n N: the last N matching lines', async (t) => {
   t.equal(last2.exitCode, 0);
   t.same(last2.stdout.trim().split('\n'), all.slice(-2));
   t.same((await run(['logs', '--tail', '3'])).stdout.trim().split('\n'), all.slice(-3), '--tail');
+  t.same((await run(['logs', '-n', '4'])).stdout.trim().split('\n'), all.slice(-4), 'in order, whatever the count');
   t.equal((await run(['logs', '-n', '0'])).stdout, '', '-n 0: nothing');
   t.same((await run(['logs', '-n', '500'])).stdout.trim().split('\n'), all, 'more than there are: all');
   const denied = (await run(['logs', '--denied', '-n', '1'])).stdout.trim();
