@@ -125,7 +125,8 @@ export function keyEnv(): { names: string[]; env: Record<string, string> } {
 export async function bringUp(v: Values): Promise<ProjectContext | number> {
   if (v.firewall && v['no-firewall']) throw new UsageError('--firewall and --no-firewall contradict each other');
   const ctx = projectFrom(v);
-  const { project: p, paths } = ctx;
+  let p = ctx.project;
+  const { paths } = ctx;
   const images = imagesFrom(v);
   const missing = [];
   for (const image of [images.gateway, images.codex]) if (!(await exists('image', image))) missing.push(image);
@@ -215,9 +216,11 @@ export async function bringUp(v: Values): Promise<ProjectContext | number> {
   }
   const firewall = v.firewall ? true : v['no-firewall'] ? false : GATEWAY_FIREWALL_DEFAULT;
   const log = (s: string) => err(`codex-egress: ${s}`);
-  await up(
+  // The /24 it got (a free one unless --subnet): every later step uses its addresses.
+  p = ctx.project = await up(
     {
       project: p,
+      subnetFixed: v.subnet !== undefined,
       egressNetwork: v['egress-network'],
       gateway: {
         image: images.gateway,

@@ -247,12 +247,12 @@ export function sandboxCreateArgs(p: Project, o: SandboxOptions): string[] {
  * `docker exec` in the sandbox, as its user, in the workdir. `envNames` are passed by name only (`-e
  * NAME`): docker takes the value from its own environment, so a secret never appears in an argument list.
  */
-export function sandboxExecArgs(p: Project, command: string[], o: { tty?: boolean; stdin?: boolean; envNames?: string[]; user?: string } = {}): string[] {
+export function sandboxExecArgs(p: Project, command: string[], o: { tty?: boolean; stdin?: boolean; envNames?: string[]; user?: string; cwd?: string } = {}): string[] {
   return [
     'exec', ...(o.stdin || o.tty ? ['-i'] : []), ...(o.tty ? ['-t'] : []),
     ...(o.envNames ?? []).flatMap((n) => ['-e', n]),
     ...(o.user ? ['-u', o.user] : []),
-    '-w', p.workdir, p.sandbox, ...command,
+    '-w', o.cwd ?? p.workdir, p.sandbox, ...command,
   ];
 }
 
