@@ -11,6 +11,7 @@ import { docker, dockerResult, exists } from './docker.js';
 import { PROJECT_LABEL, WORKDIR_LABEL, type Project } from './names.js';
 import { PACKAGE_ROOT } from './context.js';
 import { createInternalNetwork, liveProject } from './subnet.js';
+import { readOnlyDestinations } from './readonly.js';
 
 export interface UpPlan {
   project: Project;
@@ -206,6 +207,7 @@ export async function verify(p: Project, o: { allowedHost?: string; deniedHost?:
     allowedHost: o.allowedHost,
     deniedHost: o.deniedHost ?? 'verify-denied.codex-egress.invalid',
     timeoutMs: o.timeoutMs ?? 2000,
+    readOnly: await readOnlyDestinations(p.sandbox),
   };
   // The probes make their own direct and proxied connections: Node >= 24 would send http.request through
   // the proxy variables when NODE_USE_ENV_PROXY is set, so it is unset for them.

@@ -197,6 +197,10 @@ export interface SandboxOptions {
   /** Extra mounts: --read-only paths, .git read-only, the read-only view of the gateway's state. */
   mounts?: Mount[];
   gpus?: string;
+  /** /dev/shm size (docker --shm-size). */
+  shmSize?: string;
+  /** The container runtime (docker --runtime), e.g. runsc. */
+  runtime?: string;
   env?: Record<string, string>;
 }
 
@@ -237,6 +241,8 @@ export function sandboxCreateArgs(p: Project, o: SandboxOptions): string[] {
     ...(o.sessionsPath ? mount({ host: o.sessionsPath, container: `${SANDBOX_CODEX_HOME}/sessions` }) : []),
     ...(o.mounts ?? []).flatMap(mount),
     ...(o.gpus ? ['--gpus', o.gpus] : []),
+    ...(o.shmSize ? ['--shm-size', o.shmSize] : []),
+    ...(o.runtime ? ['--runtime', o.runtime] : []),
     '-w', p.workdir,
     o.image,
     'sleep', 'infinity',
