@@ -2,11 +2,12 @@
 // four concurrent `exec` runs whose derived /24s are the same one (each must get a free /24 of its own),
 // then worker mode: a git repository served over HTTPS in the fake internet on an allowed name, cloned
 // inside the sandbox through the gateway, a ref checked out, run.log/exit.json/summary.md; an update
-// of the clone to another ref; a denied repository host failing before anything is cloned.
+// of the clone to another ref; a denied repository host failing before anything is cloned; --read-only
+// proven read-only by verify from inside, --config, --codex-bin and --shm-size seen from inside.
 import t from 'tap';
 type Tap = typeof t;
 import { execa } from 'execa';
-import { mkdirSync, writeFileSync, chownSync, readFileSync, existsSync, statSync } from 'node:fs';
+import { mkdirSync, writeFileSync, chownSync, chmodSync, readFileSync, existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI, tempDir } from './harness/world.js';
 import { BASE_IMAGE, withDockerEngine, e2eRun, docker, packFakeCodex, startDockerWorld, removeE2E, nodeLtsBase, E2E_LABEL, type DockerWorld } from './harness/docker.js';
@@ -140,8 +141,38 @@ async function run(t: Tap) {
     chownSync(w, OWNER, OWNER);
     const p = projectFor(w);
     projects.push(p);
-    const up = await cli(w, ['up', '--detach', ...net, '--allow', ALLOWED, '--allow', GIT_HOST]);
+    // --read-only: a dataset outside the workdir and one inside it (mounted over the workdir's copy);
+    // --config: a team config directory; --codex-bin: a host "Codex" (a script) over the image's.
+    const data = join(tmp.path, 'dataset');
+    mkdirSync(data);
+    writeFileSync(join(data, 'd.csv'), '1,2\n');
+    mkdirSync(join(w, 'cache'));
+    chownSync(join(w, 'cache'), OWNER, OWNER);
+    const cfg = join(tmp.path, 'team-config');
+    mkdirSync(join(cfg, 'prompts'), { recursive: true });
+    writeFileSync(join(cfg, 'config.toml'), 'model = "team-e2e"\n');
+    writeFileSync(join(cfg, 'prompts', 'review.md'), 'review it\n');
+    const hostCodex = join(tmp.path, 'host-codex');
+    writeFileSync(hostCodex, '#!/bin/sh\necho "host codex binary: $*"\n');
+    chmodSync(hostCodex, 0o755);
+    const up = await cli(w, ['up', '--detach', ...net, '--allow', ALLOWED, '--allow', GIT_HOST, '--read-only', data, '--read-only', join(w, 'cache'), '--config', cfg, '--codex-bin', hostCodex, '--shm-size', '96m', '--json']);
     t.equal(up.code, 0, `up ${up.stderr.slice(-600)}`);
+    const probes = (JSON.parse(up.stdout.slice(up.stdout.indexOf('{'))) as { probes: Array<{ id: string; ok: boolean; detail: string }> }).probes;
+    const ro = probes.filter((x) => x.id === 'read-only');
+    t.same(ro.map((x) => x.detail.slice(0, x.detail.indexOf(':'))).sort(), [data, join(w, 'cache'), '/usr/local/bin/codex'].sort(), 'verify probes every read-only mount (the two --read-only paths, --codex-bin)');
+    for (const x of ro) t.match(x, { ok: true, detail: /: mount ro; write (EROFS|EACCES)/ }, `read-only from inside: ${x.detail}`);
+    const v = await cli(w, ['verify']);
+    t.equal(v.code, 0, 'verify on the running appliance passes');
+    t.match(v.stdout, new RegExp(`PASS\\s+read-only\\s+${join(w, 'cache')}: mount ro`), 'the path inside the workdir is read-only too');
+    const inSandbox = await docker(['exec', p.sandbox, 'sh', '-c', 'cat $CODEX_HOME/config.toml $CODEX_HOME/prompts/review.md; codex --version; df -m /dev/shm | tail -1']);
+    t.match(inSandbox.stdout, /^model = "team-e2e"\nreview it\nhost codex binary: --version\n/, '--config and --codex-bin seen from inside the sandbox');
+    t.match(inSandbox.stdout, /\s96\s/, '--shm-size: /dev/shm is 96 MB');
+    t.not((await docker(['exec', p.sandbox, 'sh', '-c', `echo x > ${hostCodex}; echo x > /usr/local/bin/codex`])).code, 0, 'the host binary is read-only inside');
+    t.equal(readFileSync(hostCodex, 'utf8'), '#!/bin/sh\necho "host codex binary: $*"\n');
+    // The worker runs below need the fake Codex of the image again: the appliance is restarted without --codex-bin.
+    t.equal((await cli(w, ['down'])).code, 0);
+    const up2 = await cli(w, ['up', '--detach', ...net, '--allow', ALLOWED, '--allow', GIT_HOST]);
+    t.equal(up2.code, 0, `up again ${up2.stderr.slice(-600)}`);
     // The fake internet's self-signed certificate, trusted by the sandbox's git (test set-up, as root).
     const ca = await execa('docker', ['exec', '-i', '-u', '0', p.sandbox, 'sh', '-c', 'cat >> /etc/ssl/certs/ca-certificates.crt'], { input: readFileSync(join(tmp.path, 'world', 'cert.pem')), reject: false });
     t.equal(ca.exitCode, 0, 'world CA trusted in the sandbox');
@@ -188,5 +219,26 @@ async function run(t: Tap) {
     t.ok(Date.now() - started < 30_000, `fails fast (${Date.now() - started} ms), not a git timeout`);
     t.notOk((await world.queries()).slice(before).some((q) => q.name === NOGIT_HOST), 'nothing asked for the denied host');
     t.equal((await cli(w, ['down'])).code, 0);
+  });
+
+  // gVisor: only where a working runsc is registered with the engine (CODEX_EGRESS_TEST_RUNTIME names it;
+  // README: A stronger boundary, for why Debian's runsc needs --network=host on recent kernels).
+  const runtime = process.env.CODEX_EGRESS_TEST_RUNTIME;
+  await t.test('--runtime: the appliance verified with the sandbox under gVisor', { skip: runtime ? false : 'CODEX_EGRESS_TEST_RUNTIME is not set (a runsc runtime registered with the engine)' }, async (t) => {
+    const g = join(tmp.path, 'gvisor');
+    mkdirSync(g);
+    chownSync(g, OWNER, OWNER);
+    const p = projectFor(g);
+    projects.push(p);
+    const up = await cli(g, ['up', '--detach', ...net, '--allow', ALLOWED, '--runtime', runtime!, '--read-only', join(tmp.path, 'dataset')]);
+    t.equal(up.code, 0, `up under ${runtime}: every probe passed ${up.stderr.slice(-800)}`);
+    t.match(up.stdout, /PASS\s+read-only\s+.*dataset: mount ro/, 'the read-only probe under gVisor');
+    t.equal((await docker(['inspect', '--format', '{{.HostConfig.Runtime}}', p.sandbox])).stdout.trim(), runtime, 'the sandbox runs under it');
+    t.equal((await docker(['inspect', '--format', '{{.HostConfig.Runtime}}', p.gateway])).stdout.trim(), 'runc', 'the gateway does not');
+    t.match((await docker(['exec', p.sandbox, 'dmesg'])).stdout, /gVisor/i, "the sandbox's kernel is gVisor's");
+    const x = await cli(g, ['exec', `https://${ALLOWED}/under-gvisor`]);
+    t.equal(x.code, 0, x.stderr.slice(-400));
+    t.match(x.stdout, /hello from .* path=\/under-gvisor/, 'Codex reaches the allowed host through the gateway');
+    t.equal((await cli(g, ['down'])).code, 0);
   });
 }
