@@ -19,7 +19,8 @@ export const EXIT = {
 } as const;
 
 export const WORKDIR_HELP = `  --workdir DIR           the project directory (default: the current directory)
-  --subnet CIDR           the internal network's /24 (default: derived from the directory)`;
+  --subnet CIDR           the internal network's /24 (default: derived from the directory, or the next
+                          free one when that is in use; given: exactly that one)`;
 
 export const workdirOptions = {
   workdir: { type: 'string' },

@@ -3,6 +3,9 @@
 import { parse } from './args.js';
 import { EXIT, IMAGE_HELP, imageOptions, imagesFrom, out, json } from './common.js';
 import { dockerResult, exists } from '../image/docker.js';
+import { engineRuntimes, gpuRuntimeStatus, runtimeStatus } from '../image/engine.js';
+import { codexBinCheck } from './runner-options.js';
+import { resolve } from 'node:path';
 
 export const DOCTOR_USAGE = `Usage: codex-egress doctor [options]
 
@@ -10,8 +13,14 @@ Checks: the docker client, the engine and its version (20.10 or newer), the two 
 iptables and ipset work inside the gateway image with the capabilities "up" grants (NET_ADMIN, NET_RAW),
 in a throwaway container without network.
 
+Then the engine's GPU runtime (a note: none is fine without --gpus), and on request whether a
+runtime is registered (--runtime NAME) and whether a host Codex binary fits the sandbox image
+(--codex-bin PATH: a Linux binary for the image's architecture, or a script).
+
 Options:
 ${IMAGE_HELP}
+  --runtime NAME          check that this container runtime (e.g. runsc) is registered with the engine
+  --codex-bin PATH        check this host Codex binary against the sandbox image
   --json                  print as JSON
   -h, --help              this help
 
@@ -22,6 +31,8 @@ interface Check {
   ok: boolean;
   detail: string;
   advice?: string;
+  /** Informational: reported, never a failure. */
+  note?: boolean;
 }
 
 /** "20.10.24+dfsg1" → at least 20.10? */
@@ -31,7 +42,7 @@ export function engineRecentEnough(version: string): boolean {
 }
 
 export async function doctorCommand(argv: string[]): Promise<number> {
-  const { values: v } = parse(argv, { ...imageOptions, json: { type: 'boolean' } });
+  const { values: v } = parse(argv, { ...imageOptions, json: { type: 'boolean' }, runtime: { type: 'string' }, 'codex-bin': { type: 'string' } });
   const images = imagesFrom(v);
   const checks: Check[] = [];
   const client = await dockerResult(['version', '--format', '{{.Client.Version}}'], { timeoutMs: 20_000 }).catch((e: Error) => ({ exitCode: 127, stdout: '', stderr: e.message }));
@@ -62,8 +73,23 @@ export async function doctorCommand(argv: string[]): Promise<number> {
       advice: 'the kernel needs netfilter and ip_set (modprobe ip_set ip_set_hash_ip; iptables-nft or -legacy as the host uses)',
     });
   }
+  if (engine) {
+    const rt = await engineRuntimes();
+    const gpu = gpuRuntimeStatus(rt);
+    checks.push({ id: 'gpu-runtime', ok: true, note: true, detail: gpu.detail });
+    if (v.runtime !== undefined) {
+      const r = runtimeStatus(v.runtime, rt);
+      checks.push({ id: 'runtime', ok: r.ok, detail: r.detail, advice: 'README: A stronger boundary (--runtime)' });
+    }
+  }
+  if (v['codex-bin'] !== undefined) {
+    const c = checks.find((x) => x.id === 'image-codex')?.ok
+      ? await codexBinCheck(resolve(v['codex-bin']), images.codex).catch((e: Error) => ({ ok: false, detail: e.message }))
+      : { ok: false, detail: `the sandbox image ${images.codex} is missing: cannot compare architectures` };
+    checks.push({ id: 'codex-bin', ok: c.ok, detail: c.detail, advice: 'the Codex binary for Linux on the image\'s architecture (e.g. from the @openai/codex npm package\'s vendor/<triple>/codex/codex)' });
+  }
   const ok = checks.every((c) => c.ok);
   if (v.json) json({ ok, checks });
-  else for (const c of checks) out(`${c.ok ? 'ok  ' : 'FAIL'}  ${c.id.padEnd(22)} ${c.detail}${c.ok || !c.advice ? '' : `\n      → ${c.advice}`}`);
+  else for (const c of checks) out(`${c.note ? 'note' : c.ok ? 'ok  ' : 'FAIL'}  ${c.id.padEnd(22)} ${c.detail}${c.ok || !c.advice ? '' : `\n      → ${c.advice}`}`);
   return ok ? EXIT.ok : EXIT.error;
 }

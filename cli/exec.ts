@@ -11,26 +11,32 @@ import { sandboxExecArgs } from '../image/args.js';
 import { DOCKER } from '../image/docker.js';
 import { sandboxWritable } from '../image/project.js';
 import { resolveTrusted, isWithin, mkdirNoFollow, createExclusive, UnsafePathError, realRoots } from '../image/paths.js';
+import { liveProject } from '../image/subnet.js';
+import { lastMessagePath, safeDirectoryEnv } from '../image/worker.js';
+import { WORKER_OPTIONS, WORKER_HELP, workerPlan, repoRefusal, cloneInSandbox, lastMessage, summaryMarkdown } from './worker.js';
 
 export const EXEC_USAGE = `Usage: codex-egress exec [options] "PROMPT" [-- CODEX_ARGS...]
 
 Runs "codex exec PROMPT" in the sandbox without a terminal. Its output goes to the terminal and to
-run.log; exit.json records the exit code, start and end times and the effective allowlist. If the
+run.log; exit.json records the exit code, start and end times and the effective allowlist; summary.md
+holds Codex's last message (--output-last-message). If the
 appliance is not running it is brought up (and verified) first and taken down afterwards, unless --detach.
 
 Options:
   --output DIR            where run.log and exit.json go (default: runs/<time> in the project's state
                           directory); never inside the workdir or the Codex home, which the sandbox can change
+${WORKER_HELP}
 ${APPLIANCE_HELP}
   -h, --help              this help
 
 Exit codes: Codex's own once it ran; 1 error; 2 usage; 3 a probe failed (Codex not started).`;
 
 export async function execCommand(argv: string[]): Promise<number> {
-  const { values: v, positionals } = parse(argv, { ...APPLIANCE_OPTIONS, output: { type: 'string' } }, true);
+  const { values: v, positionals } = parse(argv, { ...APPLIANCE_OPTIONS, ...WORKER_OPTIONS, output: { type: 'string' } }, true);
   const [prompt, ...codexArgs] = positionals;
   if (!prompt) throw new UsageError('no prompt given');
   let ctx = projectFrom(v);
+  const worker = workerPlan(v, ctx.project.workdir);
   // Checked before anything starts. The host writes here while the sandbox runs: no part of it may be
   // something the sandbox can change.
   let outDir = '';
@@ -43,6 +49,15 @@ export async function execCommand(argv: string[]): Promise<number> {
     if (inside) throw new UnsafePathError(`--output ${v.output}: ${outDir} is inside ${inside}, which the sandbox can change: choose a directory outside it`);
   }
   const ownUp = !(await gatewayRunning(ctx.project));
+  // Worker mode: a repository host the gateway would refuse fails here, naming the rule, not as a git timeout.
+  if (worker) {
+    const refusal = await repoRefusal(worker, ctx.paths, !ownUp, v);
+    if (refusal) {
+      err(`codex-egress exec: ${refusal}`);
+      return 1;
+    }
+  }
+  if (!ownUp) ctx = { ...ctx, project: await liveProject(ctx.project) };
   if (ownUp) {
     const r = await bringUp(v);
     if (typeof r === 'number') return r;
@@ -62,15 +77,29 @@ export async function execCommand(argv: string[]): Promise<number> {
   });
   const log = createWriteStream('', { fd: logFh.fd, autoClose: false });
   const keys = keyEnv();
-  const sub = execa(DOCKER, sandboxExecArgs(p, codexArgv(v, ['exec'], [...codexArgs, prompt]), { envNames: keys.names }), {
-    all: true, reject: false, buffer: false, stdin: 'ignore', env: keys.env,
-  });
-  sub.all?.pipe(log);
-  sub.all?.pipe(process.stdout, { end: false });
+  const runId = `${process.pid}-${started.getTime()}`;
   let exitCode = 1;
+  let commit: string | undefined;
+  let failure: string | undefined;
   await guarded(
     p,
     async () => {
+      if (worker) {
+        const c = await cloneInSandbox(p, worker, log);
+        if (!c.ok) {
+          failure = c.message;
+          exitCode = 1;
+          err(`codex-egress exec: ${c.message}`);
+          return;
+        }
+        commit = c.commit;
+      }
+      const env = { ...keys.env, ...(worker ? safeDirectoryEnv(worker.path) : {}) };
+      const sub = execa(DOCKER, sandboxExecArgs(p, codexArgv(v, ['exec', '--output-last-message', lastMessagePath(runId)], [...codexArgs, prompt]), { envNames: Object.keys(env), ...(worker ? { cwd: worker.path } : {}) }), {
+        all: true, reject: false, buffer: false, stdin: 'ignore', env,
+      });
+      sub.all?.pipe(log, { end: false });
+      sub.all?.pipe(process.stdout, { end: false });
       const r = await sub;
       exitCode = r.exitCode ?? 1;
     },
@@ -81,9 +110,14 @@ export async function execCommand(argv: string[]): Promise<number> {
       const allowlist = existsSync(paths.effective) ? (JSON.parse(await readFile(paths.effective, 'utf8')) as { rules: unknown[] }).rules : null;
       await createExclusive(
         join(outDir, 'exit.json'),
-        `${JSON.stringify({ exitCode, started: started.toISOString(), finished: finished.toISOString(), prompt, codexArgs, project: p.name, workdir: p.workdir, allowlist }, null, 2)}\n`,
+        `${JSON.stringify({
+          exitCode, started: started.toISOString(), finished: finished.toISOString(), prompt, codexArgs, project: p.name, workdir: p.workdir,
+          ...(worker ? { repo: worker.repo.url, ref: worker.ref ?? null, repoDir: worker.path, commit: commit ?? null } : {}), ...(failure ? { error: failure } : {}), allowlist,
+        }, null, 2)}\n`,
       );
-      err(`codex-egress: codex exited ${exitCode}; run.log and exit.json in ${outDir}`);
+      const message = failure ? undefined : await lastMessage(p, runId);
+      await createExclusive(join(outDir, 'summary.md'), summaryMarkdown({ prompt, exitCode, repo: worker?.repo.url, commit, message: failure ?? message }));
+      err(`codex-egress: ${failure ? 'codex did not run' : `codex exited ${exitCode}`}; run.log, exit.json and summary.md in ${outDir}`);
       if (ownUp && !v.detach) await down(p, (s) => err(`codex-egress: ${s}`));
     },
   );

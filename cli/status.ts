@@ -6,6 +6,7 @@ import { EXIT, WORKDIR_HELP, workdirOptions, projectFrom, out, json } from './co
 import { state, health, codexMode } from '../image/appliance.js';
 import { describeMode } from './up.js';
 import { countLog } from './auditlog.js';
+import { liveProject } from '../image/subnet.js';
 import { printable } from './printable.js';
 
 export const STATUS_USAGE = `Usage: codex-egress status [options]
@@ -22,7 +23,8 @@ Exit codes: 0 running and healthy; 1 running but unhealthy; 2 usage; 4 not runni
 
 export async function statusCommand(argv: string[]): Promise<number> {
   const { values: v } = parse(argv, { ...workdirOptions, json: { type: 'boolean' } });
-  const { project: p, paths } = projectFrom(v);
+  const { project, paths } = projectFrom(v);
+  const p = await liveProject(project);
   const s = await state(p);
   const gateway = s.containers.find((c) => c.name === p.gateway);
   const h = gateway?.running ? await health(p) : undefined;

@@ -14,6 +14,7 @@ import {
 } from '../image/project.js';
 import { resolveTrusted, isWithin } from '../image/paths.js';
 import { printable } from './printable.js';
+import { RUNNER_OPTIONS, RUNNER_HELP, checkRunnerFlags, runtimeRefusal, codexBinMount, writableOutside, confirmWritable } from './runner-options.js';
 
 export const INIT_SCRIPT_PATH = '/opt/codex-egress/init.sh';
 
@@ -39,6 +40,7 @@ export const APPLIANCE_OPTIONS = {
   user: { type: 'string' },
   detach: { type: 'boolean' },
   json: { type: 'boolean' },
+  ...RUNNER_OPTIONS,
 } as const;
 
 export const APPLIANCE_HELP = `${WORKDIR_HELP}
@@ -62,6 +64,7 @@ ${IMAGE_HELP}
   --user UID[:GID]        the sandbox user (default: the workdir's owner; 0 = root, only when asked)
   --detach                leave the appliance running and return
   --json                  print the verify results as JSON
+${RUNNER_HELP}
 Arguments after -- go to Codex after these defaults, so they win (e.g. -- --sandbox workspace-write).
 CODEX_API_KEY (or OPENAI_API_KEY, given to Codex as CODEX_API_KEY) is passed to Codex when set.`;
 
@@ -124,8 +127,10 @@ export function keyEnv(): { names: string[]; env: Record<string, string> } {
 /** Bring the appliance up and verify it; returns the project, or an exit code when it refused. */
 export async function bringUp(v: Values): Promise<ProjectContext | number> {
   if (v.firewall && v['no-firewall']) throw new UsageError('--firewall and --no-firewall contradict each other');
+  checkRunnerFlags(v);
   const ctx = projectFrom(v);
-  const { project: p, paths } = ctx;
+  let p = ctx.project;
+  const { paths } = ctx;
   const images = imagesFrom(v);
   const missing = [];
   for (const image of [images.gateway, images.codex]) if (!(await exists('image', image))) missing.push(image);
@@ -172,6 +177,13 @@ export async function bringUp(v: Values): Promise<ProjectContext | number> {
     }
   }
   const sessionsPath = v['sessions-path'] ? resolveTrusted(v['sessions-path'], { untrusted: sandboxWritable(p, paths), what: '--sessions-path' }) : undefined;
+  // Writable mounts the user chose outside the workdir: a yes first (--yes, or asked on a terminal).
+  await confirmWritable(writableOutside(mine, sessionsPath ? [{ path: sessionsPath, what: '--sessions-path' }] : []), !!v.yes, (s) => err(`codex-egress: ${s}`));
+  const refusal = await runtimeRefusal(v.runtime);
+  if (refusal) {
+    err(`codex-egress up: ${refusal}`);
+    return EXIT.error;
+  }
   // Every bind source: resolved one component at a time, a link inside what the sandbox can write refused.
   const untrusted = sandboxWritable(p, paths, sessionsPath);
   const trusted = (path: string, what: string) => resolveTrusted(path, { untrusted, what });
@@ -194,6 +206,8 @@ export async function bringUp(v: Values): Promise<ProjectContext | number> {
   if (v['init-script']) {
     mounts.push({ host: trusted(v['init-script'], '--init-script'), container: INIT_SCRIPT_PATH, readOnly: true });
   }
+  if (v['codex-bin']) mounts.push(await codexBinMount(trusted(v['codex-bin'], '--codex-bin'), images.codex));
+  const config = v.config ? trusted(v.config, '--config') : undefined;
   let authFile: string | undefined;
   try {
     authFile = findAuthFile(v['auth-file']);
@@ -205,7 +219,9 @@ export async function bringUp(v: Values): Promise<ProjectContext | number> {
   if (user.uid === 0) err('codex-egress: WARNING: the sandbox runs as ROOT (uid 0), as --user asked: files Codex creates are root-owned');
   await prepareState(paths);
   const root = process.getuid?.() === 0;
-  await seedCodexHome(paths.codexHome, process.env, undefined, { owner: root ? user : undefined, untrusted });
+  await seedCodexHome(paths.codexHome, process.env, undefined, { owner: root ? user : undefined, untrusted, config }).catch((e: unknown) => {
+    throw e instanceof ProjectError ? new UsageError(e.message) : e;
+  });
   await prepareAuthMountPoint(paths.codexHome, user, !!authFile);
   await prepareSessionsMountPoint(paths.codexHome, user, !!sessionsPath);
   if (root) await giveCodexHome(paths, user);
@@ -215,9 +231,11 @@ export async function bringUp(v: Values): Promise<ProjectContext | number> {
   }
   const firewall = v.firewall ? true : v['no-firewall'] ? false : GATEWAY_FIREWALL_DEFAULT;
   const log = (s: string) => err(`codex-egress: ${s}`);
-  await up(
+  // The /24 it got (a free one unless --subnet): every later step uses its addresses.
+  p = ctx.project = await up(
     {
       project: p,
+      subnetFixed: v.subnet !== undefined,
       egressNetwork: v['egress-network'],
       gateway: {
         image: images.gateway,
@@ -240,6 +258,8 @@ export async function bringUp(v: Values): Promise<ProjectContext | number> {
         sessionsPath,
         mounts,
         gpus: v.gpus,
+        shmSize: v['shm-size'],
+        runtime: v.runtime,
       },
     },
     log,

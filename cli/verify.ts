@@ -3,6 +3,7 @@ import { parse } from './args.js';
 import { EXIT, WORKDIR_HELP, workdirOptions, projectFrom, gatewayRunning, notRunning } from './common.js';
 import { verify, firstAllowedHost, codexMode } from '../image/appliance.js';
 import { printProbes } from './up.js';
+import { liveProject } from '../image/subnet.js';
 
 export const VERIFY_USAGE = `Usage: codex-egress verify [options]
 
@@ -22,8 +23,9 @@ Exit codes: 0 every probe passed; 1 error; 2 usage; 3 a probe failed; 4 not runn
 
 export async function verifyCommand(argv: string[]): Promise<number> {
   const { values: v } = parse(argv, { ...workdirOptions, 'verify-host': { type: 'string' }, json: { type: 'boolean' } });
-  const { project: p, paths } = projectFrom(v);
-  if (!(await gatewayRunning(p))) return notRunning(p);
+  const { project, paths } = projectFrom(v);
+  if (!(await gatewayRunning(project))) return notRunning(project);
+  const p = await liveProject(project);
   const results = await verify(p, { allowedHost: v['verify-host'] ?? (await firstAllowedHost(paths.effective)) });
   printProbes(results, !!v.json, await codexMode(p));
   return results.every((r) => r.ok) ? EXIT.ok : EXIT.probeFailed;

@@ -4,12 +4,14 @@ import { readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  internalNetworkArgs, egressNetworkArgs, gatewayCreateArgs, connectEgressArgs, sandboxCreateArgs, healthCommand, sandboxUserFixArgs,
+  egressNetworkArgs, gatewayCreateArgs, connectEgressArgs, sandboxCreateArgs, healthCommand, sandboxUserFixArgs,
   projectFilter, PROXY_PORT, CODEX_SANDBOX_LABEL, SANDBOX_USER_LABEL, type GatewayOptions, type SandboxOptions,
 } from './args.js';
 import { docker, dockerResult, exists } from './docker.js';
 import { PROJECT_LABEL, WORKDIR_LABEL, type Project } from './names.js';
 import { PACKAGE_ROOT } from './context.js';
+import { createInternalNetwork, liveProject } from './subnet.js';
+import { readOnlyDestinations } from './readonly.js';
 
 export interface UpPlan {
   project: Project;
@@ -18,19 +20,24 @@ export interface UpPlan {
   /** An existing network to use as the gateway's way out (not created, not removed); else one is made. */
   egressNetwork?: string;
   healthTimeoutMs?: number;
+  /** The subnet was given (--subnet): only that /24; otherwise a free one is picked (image/subnet.ts). */
+  subnetFixed?: boolean;
 }
 
 export type Log = (line: string) => void;
 
-/** Bring everything up. On failure, what was created is removed again (nothing half-made is left). */
-export async function up(plan: UpPlan, log: Log): Promise<void> {
-  const p = plan.project;
+/**
+ * Bring everything up. On failure, what was created is removed again (nothing half-made is left).
+ * Returns the project with the addresses it got (its /24 may not be the derived one: image/subnet.ts).
+ */
+export async function up(plan: UpPlan, log: Log): Promise<Project> {
+  let p = plan.project;
   if (await exists('container', p.gateway)) throw new Error(`${p.gateway} already exists: run "codex-egress down" first, or "status"`);
   try {
     if (!(await exists('network', p.internalNetwork))) {
+      p = await createInternalNetwork(p, !!plan.subnetFixed, log);
       log(`network ${p.internalNetwork} (internal, ${p.subnet}, no host address)`);
-      await docker(internalNetworkArgs(p));
-    }
+    } else p = await liveProject(p);
     const egress = plan.egressNetwork ?? p.egressNetwork;
     if (!plan.egressNetwork && !(await exists('network', egress))) {
       log(`network ${egress} (egress)`);
@@ -50,6 +57,7 @@ export async function up(plan: UpPlan, log: Log): Promise<void> {
     await down(p, () => undefined);
     throw err;
   }
+  return p;
 }
 
 /** Poll the gateway's /healthz (inside its container) until healthy; bounded in time. */
@@ -199,6 +207,7 @@ export async function verify(p: Project, o: { allowedHost?: string; deniedHost?:
     allowedHost: o.allowedHost,
     deniedHost: o.deniedHost ?? 'verify-denied.codex-egress.invalid',
     timeoutMs: o.timeoutMs ?? 2000,
+    readOnly: await readOnlyDestinations(p.sandbox),
   };
   // The probes make their own direct and proxied connections: Node >= 24 would send http.request through
   // the proxy variables when NODE_USE_ENV_PROXY is set, so it is unset for them.

@@ -197,6 +197,10 @@ export interface SandboxOptions {
   /** Extra mounts: --read-only paths, .git read-only, the read-only view of the gateway's state. */
   mounts?: Mount[];
   gpus?: string;
+  /** /dev/shm size (docker --shm-size). */
+  shmSize?: string;
+  /** The container runtime (docker --runtime), e.g. runsc. */
+  runtime?: string;
   env?: Record<string, string>;
 }
 
@@ -237,6 +241,8 @@ export function sandboxCreateArgs(p: Project, o: SandboxOptions): string[] {
     ...(o.sessionsPath ? mount({ host: o.sessionsPath, container: `${SANDBOX_CODEX_HOME}/sessions` }) : []),
     ...(o.mounts ?? []).flatMap(mount),
     ...(o.gpus ? ['--gpus', o.gpus] : []),
+    ...(o.shmSize ? ['--shm-size', o.shmSize] : []),
+    ...(o.runtime ? ['--runtime', o.runtime] : []),
     '-w', p.workdir,
     o.image,
     'sleep', 'infinity',
@@ -247,12 +253,12 @@ export function sandboxCreateArgs(p: Project, o: SandboxOptions): string[] {
  * `docker exec` in the sandbox, as its user, in the workdir. `envNames` are passed by name only (`-e
  * NAME`): docker takes the value from its own environment, so a secret never appears in an argument list.
  */
-export function sandboxExecArgs(p: Project, command: string[], o: { tty?: boolean; stdin?: boolean; envNames?: string[]; user?: string } = {}): string[] {
+export function sandboxExecArgs(p: Project, command: string[], o: { tty?: boolean; stdin?: boolean; envNames?: string[]; user?: string; cwd?: string } = {}): string[] {
   return [
     'exec', ...(o.stdin || o.tty ? ['-i'] : []), ...(o.tty ? ['-t'] : []),
     ...(o.envNames ?? []).flatMap((n) => ['-e', n]),
     ...(o.user ? ['-u', o.user] : []),
-    '-w', p.workdir, p.sandbox, ...command,
+    '-w', o.cwd ?? p.workdir, p.sandbox, ...command,
   ];
 }
 

@@ -7,6 +7,7 @@ import tls from 'node:tls';
 import dgram from 'node:dgram';
 import dns from 'node:dns/promises';
 import os from 'node:os';
+import fs from 'node:fs';
 
 interface ProbeConfig {
   gatewayIp: string;
@@ -17,6 +18,8 @@ interface ProbeConfig {
   allowedHost?: string;
   deniedHost: string;
   timeoutMs: number;
+  /** The sandbox's read-only mounts (their paths inside it), each to be proven read-only. */
+  readOnly?: string[];
 }
 const cfg = JSON.parse(process.env.PROBE_CONFIG ?? '{}') as ProbeConfig;
 type Result = { id: string; ok: boolean; detail: string };
@@ -115,7 +118,42 @@ async function allBlocked(id: string, targets: Array<[string, number]>): Promise
   return { id, ok: outcomes.every((o) => blocked(o.slice(o.lastIndexOf(' ') + 1))), detail: outcomes.join('; ') };
 }
 
+/** The per-mount options of the mount at `path` (the last one listed: it is the one on top), from mountinfo. */
+function mountOptions(path: string): string[] | undefined {
+  const unescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+  const lines = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter(Boolean);
+  let real = path;
+  try {
+    real = fs.realpathSync(path);
+  } catch {
+    /* compared as given */
+  }
+  const hit = lines.map((l) => l.split(' ')).filter((f) => unescape(f[4] ?? '') === path || unescape(f[4] ?? '') === real).at(-1);
+  return hit?.[5]?.split(',');
+}
+
+/**
+ * A read-only mount is read-only: the kernel lists it `ro` and a write fails (a new file in a directory,
+ * an open for writing of a file) with EROFS; for a file the sandbox user may not write anyway, EACCES.
+ */
+function readOnlyProbe(path: string): Result {
+  const opts = mountOptions(path);
+  let write = 'written';
+  try {
+    const st = fs.statSync(path);
+    const target = st.isDirectory() ? `${path}/.codex-egress-ro-probe-${process.pid}` : path;
+    const fd = fs.openSync(target, st.isDirectory() ? 'wx' : 'r+');
+    fs.closeSync(fd);
+    if (st.isDirectory()) fs.unlinkSync(target);
+  } catch (e) {
+    write = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+  }
+  const ok = !!opts?.includes('ro') && (write === 'EROFS' || write === 'EACCES');
+  return { id: 'read-only', ok, detail: `${path}: mount ${opts ? (opts.includes('ro') ? 'ro' : 'NOT ro') : 'not found'}; write ${write}` };
+}
+
 const probes: Array<() => Promise<Result>> = [
+  ...(cfg.readOnly ?? []).map((path) => async () => readOnlyProbe(path)),
   async () => {
     const r = await httpGet(`http://${cfg.gatewayIp}:${cfg.proxyPort}/healthz`, false);
     return { id: 'gateway-healthy', ok: r.status === 200, detail: `GET /healthz: ${r.status || r.reason}` };

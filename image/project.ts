@@ -227,18 +227,21 @@ export async function seedCodexHome(
   codexHome: string,
   env: NodeJS.ProcessEnv = process.env,
   home = homedir(),
-  o: { owner?: { uid: number; gid: number }; untrusted?: string[] } = {},
+  o: { owner?: { uid: number; gid: number }; untrusted?: string[]; config?: string } = {},
 ): Promise<string[]> {
   const seeded: string[] = [];
   await mkdirNoFollow(codexHome, dirname(codexHome));
-  const found = userCodexDir(env, home);
+  // --config FILE|DIR (resolved and checked by the caller) comes before the search order, and its
+  // config.toml replaces the project's (an explicit choice, each run); a FILE brings no prompts.
+  const given = o.config ? ((await lstat(o.config)).isDirectory() ? { dir: o.config } : { dir: dirname(o.config), file: o.config }) : undefined;
+  const found = given?.dir ?? userCodexDir(env, home);
   if (!found) return seeded;
   const untrusted = o.untrusted ?? [];
   let src: string;
   try {
     src = resolveTrusted(found, { untrusted, what: 'the Codex config directory' });
   } catch (e) {
-    if (e instanceof UnsafePathError) return seeded;
+    if (e instanceof UnsafePathError && !given) return seeded;
     throw e;
   }
   const copy = async (from: string, to: string) => {
@@ -251,7 +254,14 @@ export async function seedCodexHome(
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST' && (e as NodeJS.ErrnoException).code !== 'ELOOP') throw e;
     }
   };
-  await copy(join(src, 'config.toml'), join(codexHome, 'config.toml'));
+  if (given) {
+    // Replaced, never written through: whatever the sandbox left under that name goes first (unlink does not follow).
+    const old = await lstat(join(codexHome, 'config.toml')).catch(() => undefined);
+    if (old?.isDirectory()) throw new ProjectError(`${join(codexHome, 'config.toml')} is a directory: remove it to use --config`);
+    if (old) await unlink(join(codexHome, 'config.toml'));
+  }
+  await copy(given?.file ?? join(src, 'config.toml'), join(codexHome, 'config.toml'));
+  if (given?.file) return seeded;
   const prompts = join(src, 'prompts');
   const pst = await lstat(prompts).catch(() => undefined);
   if (pst?.isDirectory()) {

@@ -93,7 +93,7 @@ t.test('ATTACK (sessions mount point): a `sessions` link left in the Codex home 
   const codexHome = first.sandboxMounts.map((m) => m.split(':')[0]!).find((h) => h.endsWith('/codex-home'))!;
   t.ok(codexHome && existsSync(codexHome), `the Codex home is mounted (${codexHome})`);
   symlinkSync('/usr/local/bin', join(codexHome, 'sessions'));
-  const r = await run(project, ['--sessions-path', sessions]);
+  const r = await run(project, ['--sessions-path', sessions, '--yes']);
   t.equal(r.code, 0, 'up exits 0', { stderr: r.stderr.slice(-400) });
   t.ok(r.sandboxMounts.includes(`${sessions}:/home/codex/.codex/sessions`), 'the sessions directory is mounted');
   const st = lstatSync(join(codexHome, 'sessions'));

@@ -56,7 +56,7 @@ export const docker = async (args: string[], timeout = 120_000) => {
  * A Codex stand-in with the real package layout (bin in package.json; installed by the real Dockerfile).
  * Our `-c key=value` overrides are skipped (and listed on stderr as `fake codex config: …`).
  * `codex --version`; `codex exec URL` writes codex-made.txt in the workdir (so the test sees who owns
- * what Codex creates), prints `fake codex key: <sha256 of CODEX_API_KEY, 12 hex>|none`, then fetches URL
+ * what Codex creates; with --output-last-message FILE it writes its cwd and safe.directory there), prints `fake codex key: <sha256 of CODEX_API_KEY, 12 hex>|none`, then fetches URL
  * with curl, which finds the gateway through the proxy variables alone, as Codex does; anything else
  * prints its arguments.
  */
@@ -80,6 +80,8 @@ for (let i = 0; i < all.length; i++) {
 if (config.length) console.error('fake codex config: ' + config.join(' '));
 if (args[0] === '--version') { console.log('codex-cli 0.0.0-test'); process.exit(0); }
 if (args[0] === 'exec') {
+  const lm = args.indexOf('--output-last-message');
+  if (lm > 0) writeFileSync(args.splice(lm, 2)[1], 'fake codex last message: cwd=' + process.cwd() + ' safe=' + (process.env.GIT_CONFIG_VALUE_0 ?? 'none') + '\\n');
   const key = process.env.CODEX_API_KEY;
   console.log('fake codex key: ' + (key ? createHash('sha256').update(key).digest('hex').slice(0, 12) : 'none'));
   writeFileSync('codex-made.txt', 'made by the fake codex\\n');
