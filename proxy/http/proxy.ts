@@ -11,7 +11,7 @@ import type { Audit } from '../audit.js';
 import type { Resolver } from '../dns/resolver.js';
 import { withConnectionScope } from '../lastresort.js';
 import { admit } from './admit.js';
-import { handleConnect, type HttpTunnel } from './connect.js';
+import { handleConnect, openTunnel, type HttpTunnel, type TunnelMode } from './connect.js';
 import { checkRequestHead } from './framing.js';
 import { forwardRequest, forwardUpgrade, type ForwardDeps, type RequestAudit } from './forward.js';
 import { Registry, revokedDetail, stillAllowed, type Connection } from './registry.js';
@@ -37,6 +37,8 @@ export interface ProxyServer {
   connections(): Connection[];
   /** Close the connections `allowlist` no longer allows; returns them. */
   revoke(allowlist: Allowlist): Connection[];
+  /** A client connection to a pool address that stands for `host` (proxy/transparent/): the CONNECT path without the CONNECT. */
+  transparent(socket: net.Socket, host: string, port: number, via: TunnelMode['via']): void;
   /** Stop accepting; close open tunnels and connections. */
   close(): Promise<void>;
 }
@@ -165,7 +167,7 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
     const tunnel = tunnelOf.get(req.socket);
     const method = req.method ?? '';
     if (!tunnel) return void req.socket.destroy();
-    const base = { event: 'http', client: tunnel.client, host: tunnel.host, port: tunnel.port, ip: tunnel.ip, method, rule: tunnel.rule } as const;
+    const base = { event: 'http', client: tunnel.client, host: tunnel.host, port: tunnel.port, ip: tunnel.ip, method, rule: tunnel.rule, ...(tunnel.mode ? { mode: tunnel.mode } : {}) } as const;
     const no = (status: number, reason: 'bad-request' | 'host-mismatch' | 'policy-reload', detail: string) => {
       log({ ...base, decision: 'deny', reason, status, detail });
       refuse(status, reason, detail);
@@ -180,7 +182,7 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
     }
     if (!stillAllowed(tunnel.conn, opts.allowlist)) return no(403, 'policy-reload', revokedDetail(tunnel.conn));
     let settle!: () => void;
-    const conn: Connection = { kind: upgrade ? 'websocket' : 'request', client: tunnel.client, host: tunnel.host, port: tunnel.port, via: 'connect', closed: new Promise((r) => (settle = r)) };
+    const conn: Connection = { kind: upgrade ? 'websocket' : 'request', client: tunnel.client, host: tunnel.host, port: tunnel.port, via: tunnel.conn.via, closed: new Promise((r) => (settle = r)) };
     const remove = registry.add(conn);
     const done = () => {
       remove();
@@ -249,12 +251,13 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
   noHeaderCountLimit(server);
   scopeConnections(server);
   server.timeout = limits.idleTimeoutMs;
-  server.on('connection', (socket: net.Socket) => {
+  /** Count a client socket against its address's limit; false (and closed) when over it. */
+  const track = (socket: net.Socket): boolean => {
     const client = socket.remoteAddress ?? '';
     const n = (perClient.get(client) ?? 0) + 1;
     if (n > limits.maxConnectionsPerClient) {
       socket.destroy();
-      return;
+      return false;
     }
     perClient.set(client, n);
     sockets.add(socket);
@@ -265,7 +268,9 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
       if (left <= 0) perClient.delete(client);
       else perClient.set(client, left);
     });
-  });
+    return true;
+  };
+  server.on('connection', (socket: net.Socket) => void track(socket));
   server.on('clientError', onClientError);
   server.on('request', guarded(([req]) => req.socket, onRequest));
   server.on('connect', guarded(([, socket]) => socket, (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => handleConnect(cdeps, req, socket, head)));
@@ -284,6 +289,13 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
     address: server.address() as net.AddressInfo,
     connections: () => registry.all(),
     revoke: (allowlist) => registry.revoke(allowlist),
+    transparent: (socket, host, port, via) => {
+      if (!track(socket)) return;
+      socket.setNoDelay(true);
+      withConnectionScope(socket, () =>
+        guarded(() => socket, () => openTunnel(cdeps, socket, socket.remoteAddress ?? '', host, port, Buffer.alloc(0), { mode: 'transparent', via }))(),
+      );
+    },
     close: async () => {
       const closing = new Promise<void>((resolve) => server.close(() => resolve()));
       inner.close();
