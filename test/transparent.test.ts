@@ -10,7 +10,7 @@ import { startGatewayIn, startWorld } from './harness/world.js';
 import { curl, dig, startTopology, tcpProbe, writeAllowlist, GATEWAY, NEW_WEB, UPSTREAM, WEB, type Topology } from './harness/topology.js';
 
 const PROXY = `http://${GATEWAY}:3128`;
-const RULES = ['allowed.test', 'allowed.test:22', 'new.test', 'full1.test', 'full2.test'];
+const RULES = ['allowed.test', 'allowed.test:22', 'new.test', 'rebind.test', 'full1.test', 'full2.test'];
 /** The default pool: the upper half of the gateway's /24. */
 const inPool = (ip: string | undefined) => !!ip && /^10\.10\.0\.(\d+)$/.test(ip) && Number(ip.split('.')[3]) >= 129 && Number(ip.split('.')[3]) <= 254;
 
@@ -97,6 +97,12 @@ t.test('DNS answers an allowed name with its own pool address, the same one each
   t.equal(String(six.stdout).trim(), '', 'AAAA: no answer (IPv6 never leaves)');
 });
 
+t.test('a rebinding answer (allowed name, private address) is refused: no pool address for it', async (t) => {
+  const d = await dig(topo.sandbox, GATEWAY, 'rebind.test');
+  t.equal(d.status, 'REFUSED');
+  t.same(d.answers, []);
+});
+
 t.test('a denied name still gets NXDOMAIN (never a pool address) and the upstream never sees it', async (t) => {
   const d = await dig(topo.sandbox, GATEWAY, 'denied.test');
   t.equal(d.status, 'NXDOMAIN');
@@ -134,6 +140,13 @@ t.test('the pool address is the name: SNI or Host of another allowed name is ref
   const h = await direct('-H', 'Host: new.test', `http://${a}/`);
   t.equal(h.code, 403, 'Host: new.test on allowed.test\'s address');
   t.match(await audited((e) => e.event === 'http' && e.mode === 'transparent' && e.reason === 'host-mismatch'), { host: 'allowed.test' });
+  const noSni = await direct('-k', `https://${a}/`);
+  t.not(noSni.code, 200, 'TLS with no SNI (a client dialling the address) is refused');
+  t.match(await audited((e) => e.event === 'connect' && e.mode === 'transparent' && e.reason === 'sni-mismatch' && /null/.test(String(e.detail))), { host: 'allowed.test' });
+  // A second request on the same connection, for another allowed name: refused, the first one answered.
+  const two = await talk(a, 80, 'GET /one HTTP/1.1\r\nHost: allowed.test\r\n\r\nGET /two HTTP/1.1\r\nHost: new.test\r\n\r\n', 2000);
+  t.match(two.data, /^HTTP\/1\.1 200[^]*path=\/one[^]*HTTP\/1\.1 403/, 'the first answered, the second refused');
+  t.notMatch(two.data, 'path=/two');
   const ok = await direct('--resolve', `new.test:443:${await poolOf('new.test')}`, 'https://new.test/');
   t.equal(ok.code, 200, `new.test on its own address works: ${ok.stderr}`);
   t.match(ok.body, `hello from ${NEW_WEB}:443`);
@@ -184,7 +197,7 @@ t.test('a reload revokes transparent connections, releases the address, and the 
     setTimeout(() => { console.log('STILL-OPEN'); process.exit(0); }, 15000);`;
   const p = topo.sandbox.spawn(process.execPath, ['-e', script]);
   await p.waitFor(/OPEN/, 10_000);
-  writeAllowlist(topo.dir, ['new.test', 'full1.test', 'full2.test']);
+  writeAllowlist(topo.dir, ['new.test', 'rebind.test', 'full1.test', 'full2.test']);
   const reload = await audited((e) => e.event === 'reload' && e.ok === true && (e.removed as string[]).includes('allowed.test'), 8000);
   t.ok((reload.closed_tunnels as number) >= 1, 'the reload closed it');
   t.ok((reload.released as string[]).includes(`${a}=allowed.test`), `released ${a}`);
