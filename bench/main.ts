@@ -20,9 +20,10 @@ import { http } from './scenarios/http.js';
 import { dns } from './scenarios/dns.js';
 import { firewall } from './scenarios/firewall.js';
 import { scaling } from './scenarios/scaling.js';
+import { transparent } from './scenarios/transparent.js';
 
 // Memory first (fresh processes), firewall late (it restarts the gateway), scaling last (in-process).
-const SCENARIOS = { memory, tunnel, connect, http, dns, firewall, scaling } as const;
+const SCENARIOS = { memory, tunnel, connect, http, dns, transparent, firewall, scaling } as const;
 type Id = keyof typeof SCENARIOS;
 
 const USAGE = `Usage: npm run bench -- [--smoke | --full] [--only ${Object.keys(SCENARIOS).join(',')}] [--no-peers] [--cpu-prof DIR]

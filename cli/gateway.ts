@@ -29,6 +29,11 @@ Options:
                           with --listen 0.0.0.0 this option is required)
   --firewall-set-size N   most addresses the firewall allows at once (default 65536); when full, new
                           DNS answers are refused (SERVFAIL) instead of failing open
+  --transparent           transparent egress by name: DNS answers an allowed name with an address of the
+                          gateway's own pool, and a TCP connection to it on an allowed port is that name's
+                          tunnel (checked and audited as CONNECT), for tools that ignore proxy settings
+  --no-transparent        DNS answers the upstream's addresses; only the proxy reaches out (default)
+  --transparent-pool CIDR the pool's addresses (default: the upper half of the --listen address's /24)
   --dns-timeout SECONDS   per-upstream DNS timeout (default 2)
   --connect-timeout SECONDS   upstream TCP connect timeout (default 10)
   --idle-timeout SECONDS  close tunnels and connections idle this long in both directions (default 900)
@@ -54,6 +59,9 @@ export async function gatewayCommand(argv: string[], makeFirewall?: FirewallFact
     'sandbox-interface': { type: 'string' },
     'firewall-set-size': { type: 'string' },
     'dns-timeout': { type: 'string' },
+    transparent: { type: 'boolean' },
+    'no-transparent': { type: 'boolean' },
+    'transparent-pool': { type: 'string' },
     'connect-timeout': { type: 'string' },
     'idle-timeout': { type: 'string' },
     'hello-timeout': { type: 'string' },
@@ -61,6 +69,7 @@ export async function gatewayCommand(argv: string[], makeFirewall?: FirewallFact
     'max-connections': { type: 'string' },
   });
   if (v.firewall && v['no-firewall']) throw new UsageError('--firewall and --no-firewall contradict each other');
+  if (v.transparent && v['no-transparent']) throw new UsageError('--transparent and --no-transparent contradict each other');
   const d = defaultConfig();
   let upstreams = v.upstream ?? [];
   if (upstreams.length === 0) upstreams = resolvConfUpstreams(await readFile('/etc/resolv.conf', 'utf8').catch(() => ''));
@@ -80,6 +89,8 @@ export async function gatewayCommand(argv: string[], makeFirewall?: FirewallFact
     sandboxInterface: v['sandbox-interface'],
     firewallSetSize: intOption('firewall-set-size', v['firewall-set-size'], d.firewallSetSize, 1, 1_000_000),
     dnsTimeoutMs: secondsOption('dns-timeout', v['dns-timeout'], d.dnsTimeoutMs, 60),
+    transparent: v.transparent === true || (!!v['transparent-pool'] && !v['no-transparent']),
+    transparentPool: v['transparent-pool'],
     limits: {
       ...d.limits,
       connectTimeoutMs: secondsOption('connect-timeout', v['connect-timeout'], d.limits.connectTimeoutMs),

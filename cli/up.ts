@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { parse, UsageError } from './args.js';
 import { EXIT, WORKDIR_HELP, IMAGE_HELP, workdirOptions, imageOptions, projectFrom, imagesFrom, guarded, out, err, json, type ProjectContext } from './common.js';
 import { up, verify, down, firstAllowedHost, codexMode, otherRunningWorkdirs, type ProbeResult } from '../image/appliance.js';
-import { GATEWAY_FIREWALL_DEFAULT, DEFAULT_IMAGES, sandboxExecArgs, codexCommand, apiKeyEnv, containerPathOf, SANDBOX_CODEX_HOME, type Mount, type CodexSandboxMode } from '../image/args.js';
+import { GATEWAY_FIREWALL_DEFAULT, GATEWAY_TRANSPARENT_DEFAULT, DEFAULT_IMAGES, sandboxExecArgs, codexCommand, apiKeyEnv, containerPathOf, SANDBOX_CODEX_HOME, type Mount, type CodexSandboxMode } from '../image/args.js';
 import { buildImages } from '../image/build.js';
 import { CODEX_VERSION } from '../image/context.js';
 import { dockerInherit, exists } from '../image/docker.js';
@@ -28,6 +28,8 @@ export const APPLIANCE_OPTIONS = {
   'egress-network': { type: 'string' },
   firewall: { type: 'boolean' },
   'no-firewall': { type: 'boolean' },
+  transparent: { type: 'boolean' },
+  'no-transparent': { type: 'boolean' },
   'auth-file': { type: 'string' },
   'sessions-path': { type: 'string' },
   'read-only': { type: 'string', multiple: true },
@@ -50,6 +52,9 @@ ${IMAGE_HELP}
   --upstream IP[:PORT]    the gateway's upstream DNS resolver, repeatable (default: Docker's, via the egress network)
   --egress-network NAME   an existing Docker network for the gateway's way out (default: one made per project)
   --firewall | --no-firewall  the gateway's kernel firewall (default: ${GATEWAY_FIREWALL_DEFAULT ? 'on' : 'off'})
+  --transparent | --no-transparent  transparent egress by name: tools that ignore the proxy variables reach
+                          allowed names on their allowed TCP ports through the gateway (default: ${GATEWAY_TRANSPARENT_DEFAULT ? 'on' : 'off'},
+                          with the firewall; README: transparent mode)
   --auth-file FILE        Codex auth.json, mounted read-only (default: CODEX_AUTH_FILE, CODEX_CONFIG_DIR, ~/.codex, ~/.config/codex)
   --sessions-path DIR     keep Codex sessions here (default: the project's Codex home)
   --read-only PATH        mount PATH read-only at the same path, repeatable
@@ -128,6 +133,8 @@ export function keyEnv(): { names: string[]; env: Record<string, string> } {
 export async function bringUp(v: Values): Promise<ProjectContext | number> {
   if (v.firewall && v['no-firewall']) throw new UsageError('--firewall and --no-firewall contradict each other');
   checkRunnerFlags(v);
+  if (v.transparent && v['no-transparent']) throw new UsageError('--transparent and --no-transparent contradict each other');
+  if (v.transparent && v['no-firewall']) throw new UsageError('--transparent needs the gateway\'s firewall (its pool addresses need NET_ADMIN): drop --no-firewall');
   const ctx = projectFrom(v);
   let p = ctx.project;
   const { paths } = ctx;
@@ -247,6 +254,7 @@ export async function bringUp(v: Values): Promise<ProjectContext | number> {
         allow: v.allow,
         noDefaults: v['no-defaults'],
         envAllowed: process.env.OPENAI_ALLOWED_DOMAINS,
+        transparent: v.transparent ? true : v['no-transparent'] ? false : GATEWAY_TRANSPARENT_DEFAULT && firewall,
       },
       sandbox: {
         image: images.codex,

@@ -9,6 +9,13 @@ import { IpsetSession, sessionExec } from './session.js';
 import { applyFirewall, execDirect, FirewallError, interfaceExists, interfaceOf, setPorts, type Exec } from './apply.js';
 import { ALLOW_SET, allowedPorts, dropRules, v4Rules, v6Rules, type FirewallPlan } from './rules.js';
 import { RuleWatch } from './watch.js';
+import { poolFor } from '../proxy/transparent/pool.js';
+
+/** The pool's CIDR when transparent mode is on (and its pool valid: the gateway refuses to start otherwise). */
+const transparentPool = (cfg: GatewayConfig): string | undefined => {
+  const p = poolFor(cfg);
+  return p?.ok ? p.cidr : undefined;
+};
 
 export { FirewallError } from './apply.js';
 
@@ -46,6 +53,7 @@ export function planFor(cfg: GatewayConfig, iface: string): FirewallPlan {
     upstreams: cfg.upstreams,
     setSize: cfg.firewallSetSize,
     minTtl: MIN_SET_TTL,
+    ...(transparentPool(cfg) ? { transparentPool: transparentPool(cfg) } : {}),
   };
 }
 

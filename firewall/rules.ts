@@ -37,6 +37,8 @@ export interface FirewallPlan {
   setSize: number;
   /** Default (and minimum) lifetime of an allow-set entry, in seconds. */
   minTtl: number;
+  /** Transparent mode's pool (an IPv4 CIDR): TCP to it on the allowed ports is accepted, UDP rejected at once. */
+  transparentPool?: string;
 }
 
 /** A rule that drops or rejects, as reported in /healthz and `firewall` audit events. */
@@ -68,6 +70,7 @@ export function v4Rules(plan: FirewallPlan): Record<Builtin, string[]> {
       `${to}-i ${sif} ${udp(plan.dnsPort)} -j ACCEPT`,
       `${to}-i ${sif} ${tcp(plan.dnsPort)} -j ACCEPT`,
       `${to}-i ${sif} ${tcp(plan.proxyPort)} -j ACCEPT`,
+      ...(plan.transparentPool ? transparentInput(plan.transparentPool, sif) : []),
       `${comment('in-drop')} -j DROP`,
     ],
     FORWARD: [`${comment('forward-drop')} -j DROP`],
@@ -82,6 +85,17 @@ export function v4Rules(plan: FirewallPlan): Record<Builtin, string[]> {
       `${comment('out-reject')} ${REJECT}`,
     ],
   };
+}
+
+/**
+ * Transparent mode's INPUT rules: the pool addresses on the allowed ports (the port set, as for the way
+ * out), and UDP to the pool refused with an ICMP port unreachable, so a QUIC client falls back to TCP at once.
+ */
+export function transparentInput(pool: string, sif: string): string[] {
+  return [
+    `-d ${pool} -i ${sif} -p tcp -m set --match-set ${PORT_SET} dst -j ACCEPT`,
+    `-d ${pool} -i ${sif} -p udp ${comment('in-pool-udp')} ${REJECT}`,
+  ];
 }
 
 /** IPv6: nothing in, through or out but loopback; the built-in policies are DROP as well. */

@@ -3,6 +3,11 @@ import { PROJECT_LABEL, WORKDIR_LABEL, type Project } from './names.js';
 
 /** The gateway's kernel firewall: on (NET_ADMIN, `--firewall`); `up --no-firewall` is for development only. */
 export const GATEWAY_FIREWALL_DEFAULT = true;
+/**
+ * Transparent egress by name (proxy/transparent/): on, with the firewall. The pool is the upper half of
+ * the project's /24, kept out of Docker's address management (internalNetworkArgs' --ip-range).
+ */
+export const GATEWAY_TRANSPARENT_DEFAULT = true;
 
 export const PROXY_PORT = 3128;
 export const DNS_PORT = 53;
@@ -72,6 +77,8 @@ export function internalNetworkArgs(p: Project): string[] {
   return [
     'network', 'create', '--driver', 'bridge', '--internal',
     '--subnet', p.subnet,
+    // Docker gives out the lower half only: the upper half is the gateway's transparent pool.
+    '--ip-range', p.subnet.replace(/\.0\/24$/, '.0/25'),
     '-o', 'com.docker.network.bridge.inhibit_ipv4=true',
     ...labels(p),
     p.internalNetwork,
@@ -97,6 +104,8 @@ export interface GatewayOptions {
   noDefaults?: boolean;
   /** OPENAI_ALLOWED_DOMAINS, passed through when set. */
   envAllowed?: string;
+  /** Transparent egress by name (`--transparent` / `--no-transparent`); unset: the gateway's own default. */
+  transparent?: boolean;
 }
 
 /** The command that answers 0 only when the gateway's /healthz says healthy. */
@@ -139,6 +148,7 @@ export function gatewayCommandArgs(p: Project, o: GatewayOptions): string[] {
     '--allowlist', `${GATEWAY_ALLOWLIST_DIR}/${ALLOWLIST_FILE}`,
     '--audit-log', `${GATEWAY_LOG_DIR}/${AUDIT_FILE}`,
     o.firewall ? '--firewall' : '--no-firewall',
+    ...(o.transparent === undefined ? [] : [o.transparent ? '--transparent' : '--no-transparent']),
     ...(o.upstreams ?? []).flatMap((u) => ['--upstream', u]),
     ...(o.allow ?? []).flatMap((r) => ['--allow', r]),
     ...(o.noDefaults ? ['--no-defaults'] : []),

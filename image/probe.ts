@@ -113,6 +113,62 @@ async function lookup(name: string): Promise<string> {
   }
 }
 
+/** TLS straight to host:port (no proxy) naming `servername`: 'ok', or why not. */
+function directTls(host: string, port: number, servername: string): Promise<string> {
+  return new Promise((resolve) => {
+    const s = tls.connect({ host, port, servername, rejectUnauthorized: false });
+    const done = (what: string) => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve(what);
+    };
+    const timer = setTimeout(() => done('timeout'), cfg.timeoutMs * 3);
+    s.on('secureConnect', () => done('ok'));
+    s.on('error', (e: NodeJS.ErrnoException) => done(e.code ?? e.message));
+  });
+}
+
+/**
+ * Transparent mode (the gateway's /healthz says whether it is on): an allowed name resolves to a pool
+ * address, and TLS to it with no proxy works; the same address named as another host is refused. Off:
+ * a direct connection to the allowed name's address is blocked.
+ */
+async function transparentProbe(): Promise<Result> {
+  if (!cfg.allowedHost) return { id: 'transparent', ok: true, detail: 'skipped: no exact host in the allowlist' };
+  const h = await new Promise<{ transparent?: { pool: string } }>((resolve) => {
+    http.get({ host: cfg.gatewayIp, port: cfg.proxyPort, path: '/healthz', timeout: cfg.timeoutMs * 3 }, (res) => {
+      let body = '';
+      res.on('data', (d) => (body += d));
+      res.on('end', () => {
+        try {
+          resolve(JSON.parse(body));
+        } catch {
+          resolve({});
+        }
+      });
+    }).on('error', () => resolve({}));
+  });
+  const d = await lookup(cfg.allowedHost);
+  const ip = d.startsWith('resolved ') ? d.slice('resolved '.length).split(',')[0]! : '';
+  if (!h.transparent) {
+    const direct = ip ? await tcp(ip, 443) : 'no address';
+    return { id: 'transparent', ok: blocked(direct), detail: `off; ${cfg.allowedHost} ${d}; direct :443 ${direct}` };
+  }
+  const [pass, other] = await Promise.all([directTls(cfg.allowedHost, 443, cfg.allowedHost), ip ? directTls(ip, 443, cfg.deniedHost) : Promise.resolve('no address')]);
+  return {
+    id: 'transparent',
+    ok: !!ip && inCidr(ip, h.transparent.pool) && pass === 'ok' && other !== 'ok',
+    detail: `pool ${h.transparent.pool}; ${cfg.allowedHost} ${d}; TLS without proxy ${pass}; as ${cfg.deniedHost} ${other}`,
+  };
+}
+
+function inCidr(ip: string, cidr: string): boolean {
+  const [base, bits] = cidr.split('/');
+  const n = (a: string) => a.split('.').reduce((x, o) => x * 256 + Number(o), 0);
+  const size = 2 ** (32 - Number(bits));
+  return Math.floor(n(ip) / size) === Math.floor(n(base ?? '') / size);
+}
+
 async function allBlocked(id: string, targets: Array<[string, number]>): Promise<Result> {
   const outcomes = await Promise.all(targets.map(async ([h, p]) => `${h}:${p} ${await tcp(h, p)}`));
   return { id, ok: outcomes.every((o) => blocked(o.slice(o.lastIndexOf(' ') + 1))), detail: outcomes.join('; ') };
@@ -191,6 +247,7 @@ const probes: Array<() => Promise<Result>> = [
     const p = await httpGet('http://169.254.169.254/latest/meta-data/', true);
     return { ...r, ok: r.ok && p.status === 403, detail: `${r.detail}; via proxy ${p.status} ${p.reason}` };
   },
+  transparentProbe,
   () => allBlocked('host-bridge', [[cfg.bridgeIp, 22], [cfg.bridgeIp, 80], ['172.17.0.1', 22], ['172.17.0.1', 2375]]),
 ];
 

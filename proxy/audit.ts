@@ -18,6 +18,8 @@ export type AuditEvent =
       reason: Reason;
       rcode: string;
       answers: string[];
+      /** Transparent mode: the upstream's addresses behind the pool address in `answers`. */
+      resolved?: string[];
       rule?: RuleRef;
       ms: number;
     }
@@ -33,6 +35,8 @@ export type AuditEvent =
       rule?: RuleRef;
       status?: number;
       detail?: string;
+      /** `transparent`: the client connected to a pool address (proxy/transparent/); absent: CONNECT or a proxy request. */
+      mode?: 'transparent';
     }
   | {
       event: 'tunnel_close';
@@ -44,9 +48,10 @@ export type AuditEvent =
       bytes_down: number;
       ms: number;
       closed_by: ClosedBy;
+      mode?: 'transparent';
     }
-  | { event: 'reload'; ok: boolean; rules: number; added: string[]; removed: string[]; errors?: string[]; closed_tunnels?: number }
-  | { event: 'start'; dns: string; proxy: string; firewall: boolean; rules: number; upstreams: string[] }
+  | { event: 'reload'; ok: boolean; rules: number; added: string[]; removed: string[]; errors?: string[]; closed_tunnels?: number; released?: string[] }
+  | { event: 'start'; dns: string; proxy: string; firewall: boolean; rules: number; upstreams: string[]; transparent?: string }
   | { event: 'stop'; signal?: string; forced?: boolean }
   | FirewallAuditEvent;
 

@@ -69,6 +69,10 @@ export const gatewayConfig = z.object({
   /** Most addresses the firewall's allow set holds; when full, DNS answers are refused. */
   firewallSetSize: z.number().int().min(1).max(1_000_000),
   dnsTimeoutMs: z.number().int().min(50).max(60_000),
+  /** Transparent mode (proxy/transparent/): DNS answers an allowed name with a pool address of the gateway. */
+  transparent: z.boolean().default(false),
+  /** Its pool, an IPv4 CIDR on the sandbox's network (default: the upper half of the listen address's /24). */
+  transparentPool: z.string().optional(),
   limits: z.object({
     connectTimeoutMs: z.number().int().positive(),
     headersTimeoutMs: z.number().int().positive(),

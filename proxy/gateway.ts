@@ -7,6 +7,8 @@ import { UpstreamClient } from './dns/upstream.js';
 import { startDnsServer, type DnsServer } from './dns/server.js';
 import { startProxy, type ProxyServer } from './http/proxy.js';
 import type { Allowlist } from './policy/allowlist.js';
+import { startTransparentMode, type TransparentMode } from './transparent/mode.js';
+import { poolFor } from './transparent/pool.js';
 
 /** What the gateway needs from the kernel firewall (firewall/). */
 export interface Firewall {
@@ -34,6 +36,8 @@ export interface Gateway {
 
 export async function startGateway(cfg: GatewayConfig, makeFirewall?: FirewallFactory): Promise<Gateway> {
   let allowlist = await loadAllowlist(cfg);
+  const pool = poolFor(cfg);
+  if (pool && !pool.ok) throw new ConfigError([pool.error]);
   const audit = createAudit(cfg.auditLog, { rotation: { maxBytes: cfg.auditLogMaxBytes, keep: cfg.auditLogKeep } });
   let firewall: Firewall | undefined;
   if (cfg.firewall) {
@@ -56,15 +60,22 @@ export async function startGateway(cfg: GatewayConfig, makeFirewall?: FirewallFa
   const current = () => allowlist;
   let dns: DnsServer | undefined;
   let proxy: ProxyServer | undefined;
+  let transparent: TransparentMode | undefined;
   const health = () => {
     const fw = firewall ? firewall.status() : { up: false, disabled: true, warning: 'firewall disabled (--no-firewall): development only' };
     const up = { dns: !!dns, proxy: !!proxy, firewall: fw };
-    return { healthy: up.dns && up.proxy && (!firewall || fw.up), rules: allowlist.rules.length, ...up };
+    return { healthy: up.dns && up.proxy && (!firewall || fw.up), rules: allowlist.rules.length, ...up, ...(transparent ? { transparent: transparent.status() } : {}) };
   };
   try {
-    dns = await startDnsServer(cfg.listen, cfg.dnsPort, { allowlist: current, resolver, audit });
+    // Transparent mode: the pool is the gateway's and its listeners hand connections to the proxy (which exists first).
+    let assign: ((name: string, ttl: number) => ReturnType<TransparentMode['assign']>) | undefined;
+    if (cfg.transparent) assign = (name, ttl) => transparent!.assign(name, ttl);
     proxy = await startProxy(cfg.listen, cfg.proxyPort, { allowlist: current, resolver, audit, limits: cfg.limits, health });
+    if (cfg.transparent) transparent = await startTransparentMode(cfg, allowlist, proxy, audit);
+    dns = await startDnsServer(cfg.listen, cfg.dnsPort, { allowlist: current, resolver, audit, transparent: assign });
   } catch (err) {
+    await transparent?.close();
+    await proxy?.close();
     await dns?.close();
     await firewall?.stop();
     await audit.close();
@@ -82,6 +93,7 @@ export async function startGateway(cfg: GatewayConfig, makeFirewall?: FirewallFa
     firewall: !!firewall,
     rules: allowlist.rules.length,
     upstreams: cfg.upstreams.map((u) => `${u.host}:${u.port}`),
+    ...(transparent ? { transparent: transparent.status().pool } : {}),
   });
 
   let reloading: Promise<boolean> = Promise.resolve(true);
@@ -104,9 +116,11 @@ export async function startGateway(cfg: GatewayConfig, makeFirewall?: FirewallFa
     // Every connection admitted under the old policy (tunnel, WebSocket, request in flight, or one still
     // resolving or connecting) that the new one refuses is closed now.
     const closed = proxyServer.revoke(next).length;
+    // Transparent mode: addresses of names no longer allowed stand for nothing now; listeners follow the ports.
+    const released = await transparent?.reload(next);
     await firewall?.onReload(next);
     await writeEffective(cfg.allowlistPath, next).catch(() => undefined);
-    audit.write({ event: 'reload', ok: true, rules: next.rules.length, added, removed, closed_tunnels: closed });
+    audit.write({ event: 'reload', ok: true, rules: next.rules.length, added, removed, closed_tunnels: closed, ...(released ? { released } : {}) });
     return true;
   }
   const reload = () => (reloading = reloading.then(reloadOnce, reloadOnce));
@@ -117,7 +131,7 @@ export async function startGateway(cfg: GatewayConfig, makeFirewall?: FirewallFa
   const stop = (signal?: string) =>
     (stopping ??= (async () => {
       stopWatching();
-      await Promise.all([dnsServer.close(), proxyServer.close()]);
+      await Promise.all([dnsServer.close(), proxyServer.close(), transparent?.close()]);
       await firewall?.stop();
       audit.write({ event: 'stop', signal });
       await audit.close();

@@ -145,7 +145,7 @@ async function run(t: Tap, engine: string) {
     t.match(verdict, { codexSandbox: 'off', sandboxUser: `${OWNER}:${OWNER}` }, "verify says Codex's own sandbox is off, and who the sandbox is");
     t.same(
       verdict.probes.map((x) => x.id),
-      ['gateway-healthy', 'allowed-host', 'denied-host', 'ip-literal', 'direct-dns', 'ipv6', 'lan', 'metadata', 'host-bridge'],
+      ['gateway-healthy', 'allowed-host', 'denied-host', 'ip-literal', 'direct-dns', 'ipv6', 'lan', 'metadata', 'transparent', 'host-bridge'],
     );
     for (const probe of verdict.probes) t.ok(probe.ok, `${probe.id}: ${probe.detail}`);
     t.comment(`up + verify took ${Date.now() - started} ms`);
@@ -309,8 +309,14 @@ async function run(t: Tap, engine: string) {
     t.match(ok.stdout, new RegExp(`^v${NODE_LTS_MAJOR}\\.\\S+ 200 hello from .* host=node\\.example\\.org path=/node-fetch`), 'fetch works with the proxy variables alone');
     const lines = (await cli(['logs', '--json'])).stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l));
     t.ok(lines.some((l) => l.event === 'connect' && l.host === NODE_HOST && l.decision === 'allow'), 'through the gateway: its CONNECT is in the audit log');
-    const direct = await docker(['exec', '-e', 'NODE_EXTRA_CA_CERTS=/tmp/world-ca.pem', p.sandbox, 'env', '-u', 'NODE_USE_ENV_PROXY', 'node', '--input-type=module', '-e', `await fetch('https://${NODE_HOST}/direct', { signal: AbortSignal.timeout(5000) })`]);
-    t.not(direct.code, 0, 'without NODE_USE_ENV_PROXY Node ignores the proxy, and the direct way is closed');
+    // Without NODE_USE_ENV_PROXY Node ignores the proxy. Transparent mode (the default) takes it to the name
+    // through the gateway all the same; the direct way to the name's real address stays closed.
+    const bare = await docker(['exec', '-e', 'NODE_EXTRA_CA_CERTS=/tmp/world-ca.pem', p.sandbox, 'env', '-u', 'NODE_USE_ENV_PROXY', 'node', '--input-type=module', '-e', `const r = await fetch('https://${NODE_HOST}/bare', { signal: AbortSignal.timeout(5000) }); console.log(r.status)`]);
+    t.equal(bare.stdout.trim(), '200', `without NODE_USE_ENV_PROXY: through the gateway by name (transparent mode) ${bare.stderr}`);
+    const seen = (await cli(['logs', '--json'])).stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    t.ok(seen.some((l) => l.event === 'connect' && l.host === NODE_HOST && l.mode === 'transparent' && l.decision === 'allow'), 'its transparent connect is in the audit log');
+    const direct = await docker(['exec', '-e', 'NODE_EXTRA_CA_CERTS=/tmp/world-ca.pem', p.sandbox, 'env', '-u', 'NODE_USE_ENV_PROXY', 'node', '--input-type=module', '-e', `await fetch('http://${world.ip}/direct', { signal: AbortSignal.timeout(5000) })`]);
+    t.not(direct.code, 0, 'without NODE_USE_ENV_PROXY Node ignores the proxy, and the direct way (to the real address) is closed');
   });
 
   await t.test('the gateway restarts by itself after a crash; the firewall is back exactly once before it serves', async (t) => {
@@ -372,7 +378,8 @@ async function run(t: Tap, engine: string) {
   await t.test('up attached, default upstream (Docker DNS): runs Codex, returns its exit code, takes everything down', async (t) => {
     // No --upstream: the gateway uses its resolv.conf (Docker's embedded DNS), as in the product.
     // Two Ctrl-C while it takes the appliance down (as a user's repeated key press would) do not stop it.
-    const sub = execa(process.execPath, [CLI, 'up', '--no-defaults', '--allow', ALLOWED, '--egress-network', world.network, '--', '--version'], { cwd: project, env, extendEnv: false, reject: false, timeout: 240_000 });
+    // --no-transparent: the verify line then shows the address Docker's DNS answered (not a pool address).
+    const sub = execa(process.execPath, [CLI, 'up', '--no-defaults', '--no-transparent', '--allow', ALLOWED, '--egress-network', world.network, '--', '--version'], { cwd: project, env, extendEnv: false, reject: false, timeout: 240_000 });
     let signalled = false;
     sub.stderr?.on('data', (d: Buffer) => {
       if (!signalled && d.toString().includes('taking the appliance down')) {

@@ -4,6 +4,7 @@ import net, { type AddressInfo } from 'node:net';
 import type { Allowlist } from '../policy/allowlist.js';
 import type { Audit, AuditEvent } from '../audit.js';
 import type { Resolver } from './resolver.js';
+import type { Assignment } from '../transparent/pool.js';
 import { buildResponse, encodeResponseFast, parse, parseQueryFast, RCODE, rcodeName, TYPE, typeName, type Packet } from './wire.js';
 
 export interface DnsServerOptions {
@@ -12,6 +13,8 @@ export interface DnsServerOptions {
   audit: Audit;
   /** Concurrent TCP connections at most. */
   maxTcpConnections?: number;
+  /** Transparent mode: the pool address that stands for an allowed name, answered instead of its addresses. */
+  transparent?: (name: string, ttl: number) => Assignment;
 }
 
 type DnsAudit = Extract<AuditEvent, { event: 'dns' }>;
@@ -20,7 +23,7 @@ type DnsAudit = Extract<AuditEvent, { event: 'dns' }>;
 export async function answerQuery(
   req: Packet,
   client: string,
-  opts: Pick<DnsServerOptions, 'allowlist' | 'resolver' | 'audit'>,
+  opts: Pick<DnsServerOptions, 'allowlist' | 'resolver' | 'audit' | 'transparent'>,
 ): Promise<Packet | undefined> {
   if (req.header.qr) return undefined; // a response sent to us: never answer (no reflection loops)
   const started = performance.now();
@@ -53,6 +56,12 @@ export async function answerQuery(
   const now = opts.allowlist().decide(q.name, 'dns');
   if (!now.allow || r.status === 'revoked') {
     return reply(RCODE.NXDOMAIN, { decision: 'deny', reason: now.allow ? 'policy-reload' : now.reason, rule: now.rule, answers: [] });
+  }
+  if (r.status === 'ok' && opts.transparent) {
+    // The name, not its addresses: the sandbox connects to the gateway's pool address for it.
+    const p = opts.transparent(d.host, r.ttl);
+    if (!p.ok) return reply(RCODE.SERVFAIL, { decision: 'deny', reason: 'pool-exhausted', rule, answers: [], resolved: r.ips });
+    return reply(RCODE.NOERROR, { decision: 'allow', reason: 'allowed', rule, answers: [p.ip], resolved: r.ips }, [p.ip], r.ttl);
   }
   switch (r.status) {
     case 'ok':

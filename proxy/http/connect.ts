@@ -26,6 +26,7 @@ export interface HttpTunnel {
   port: number;
   ip: string;
   rule: RequestAudit['rule'];
+  mode?: 'transparent';
 }
 
 export interface ConnectDeps extends AdmitDeps {
@@ -55,23 +56,45 @@ function relay(from: net.Socket, to: net.Socket): void {
 }
 
 export async function handleConnect(deps: ConnectDeps, req: http.IncomingMessage, socket: net.Socket, head: Buffer): Promise<void> {
-  const { audit, limits } = deps;
   const client = socket.remoteAddress ?? '';
   socket.on('error', () => socket.destroy());
   const t = parseAuthority(req.url ?? '');
   if (!t.ok) {
-    audit.write({ event: 'connect', client, host: String(req.url).slice(0, 255), port: 0, decision: 'deny', reason: 'bad-request', status: 400, detail: t.detail });
+    deps.audit.write({ event: 'connect', client, host: String(req.url).slice(0, 255), port: 0, decision: 'deny', reason: 'bad-request', status: 400, detail: t.detail });
     return rawReply(socket, 400, 'bad-request', t.detail);
   }
-  const a = await admit(deps, 'tunnel', 'connect', client, t.host, t.port);
+  return openTunnel(deps, socket, client, t.host, t.port, head, CONNECT_MODE);
+}
+
+/** How a tunnel was asked for: CONNECT (answered with a status line), or a connection to a pool address (transparent/). */
+export interface TunnelMode {
+  mode: 'connect' | 'transparent';
+  /** What the name is decided as (transparent: `http` on port 80, so a rule without a port allows it). */
+  via: Connection['via'];
+}
+export const CONNECT_MODE: TunnelMode = { mode: 'connect', via: 'connect' };
+
+/**
+ * The tunnel to `host:port` for a client socket: admit, dial, first-bytes check, pipe, audit. In
+ * transparent mode nothing is written to the client before the origin's bytes (a refusal closes the
+ * socket), a rule without a port carries on port 80 what a named port carries (its checks included),
+ * and the audit lines say `mode: transparent`.
+ */
+export async function openTunnel(deps: ConnectDeps, socket: net.Socket, client: string, host: string, port: number, head: Buffer, how: TunnelMode): Promise<void> {
+  const { audit, limits } = deps;
+  const transparent = how.mode === 'transparent';
+  const mode = transparent ? ({ mode: 'transparent' } as const) : {};
+  const t = { host, port };
+  const a = await admit(deps, 'tunnel', how.via, client, t.host, t.port);
   if (!a.ok) {
-    audit.write({ event: 'connect', client, host: a.decision.host ?? t.host.slice(0, 255), port: t.port, rule: a.decision.rule, decision: 'deny', reason: a.reason, status: a.status, detail: a.detail });
-    return rawReply(socket, a.status, a.reason, a.detail);
+    audit.write({ event: 'connect', client, host: a.decision.host ?? t.host.slice(0, 255), port: t.port, rule: a.decision.rule, decision: 'deny', reason: a.reason, status: a.status, detail: a.detail, ...mode });
+    return transparent ? void socket.destroy() : rawReply(socket, a.status, a.reason, a.detail);
   }
   const { decision, ip, conn } = a;
   if (socket.destroyed) return a.done();
   const name = decision.host;
-  const base = { event: 'connect', client, host: name, port: t.port, ip, rule: decision.rule } as const;
+  const carries = transparent && how.via === 'http' && decision.carries === 'tls' ? 'named' : decision.carries;
+  const base = { event: 'connect', client, host: name, port: t.port, ip, rule: decision.rule, ...mode } as const;
   // noDelay: a tunnel relays what it is given at once (the client side is the HTTP server's, already noDelay).
   const upstream = net.connect({ host: ip, port: t.port, allowHalfOpen: true, noDelay: true });
   upstream.setTimeout(limits.connectTimeoutMs, () => upstream.destroy(new Error(`connect timeout after ${limits.connectTimeoutMs} ms`)));
@@ -88,7 +111,8 @@ export async function handleConnect(deps: ConnectDeps, req: http.IncomingMessage
   const refuse = (status: number, reason: RequestAudit['reason'], detail?: string, decisionKind: 'deny' | 'error' = 'deny') => {
     audit.write({ ...base, decision: decisionKind, reason, status, detail });
     upstream.destroy();
-    rawReply(socket, status, reason, detail);
+    if (transparent) socket.destroy();
+    else rawReply(socket, status, reason, detail);
   };
   conn.onClose = (why) => {
     if (open) return finish(why);
@@ -110,7 +134,7 @@ export async function handleConnect(deps: ConnectDeps, req: http.IncomingMessage
     }
     open = true;
     audit.write({ ...base, decision: 'allow', reason: 'allowed', status: 200 });
-    socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+    if (!transparent) socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
     socket.setTimeout(limits.idleTimeoutMs, () => finish('idle-timeout'));
     inspect();
   });
@@ -130,6 +154,7 @@ export async function handleConnect(deps: ConnectDeps, req: http.IncomingMessage
       bytes_down: httpMode ? socket.bytesWritten : upstream.bytesRead,
       ms: Date.now() - started,
       closed_by: closedBy ?? 'client',
+      ...mode,
     });
   });
   upstream.on('close', () => {
@@ -138,7 +163,7 @@ export async function handleConnect(deps: ConnectDeps, req: http.IncomingMessage
   });
 
   function inspect(): void {
-    const check = new FirstBytes(name, decision.carries);
+    const check = new FirstBytes(name, carries);
     // The whole check (first bytes, and for TLS the handshake up to the server's hello) has this long.
     const timer = setTimeout(() => act(check.timeout()), limits.helloTimeoutMs);
     socket.once('close', () => clearTimeout(timer));
@@ -177,7 +202,7 @@ export async function handleConnect(deps: ConnectDeps, req: http.IncomingMessage
           httpMode = true;
           upstream.destroy();
           socket.setTimeout(0);
-          deps.toHttp(socket, v.bytes, { conn, client, host: name, port: base.port, ip, rule: decision.rule });
+          deps.toHttp(socket, v.bytes, { conn, client, host: name, port: base.port, ip, rule: decision.rule, ...mode });
           return;
         case 'reject':
           stop();

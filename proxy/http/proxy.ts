@@ -12,7 +12,7 @@ import { overLimitRefuser, isOverLimit } from './overlimit.js';
 import type { Resolver } from '../dns/resolver.js';
 import { withConnectionScope } from '../lastresort.js';
 import { admit } from './admit.js';
-import { handleConnect, type HttpTunnel } from './connect.js';
+import { handleConnect, openTunnel, type HttpTunnel, type TunnelMode } from './connect.js';
 import { checkRequestHead } from './framing.js';
 import { forwardRequest, forwardUpgrade, type ForwardDeps, type RequestAudit } from './forward.js';
 import { Registry, revokedDetail, stillAllowed, type Connection } from './registry.js';
@@ -38,6 +38,8 @@ export interface ProxyServer {
   connections(): Connection[];
   /** Close the connections `allowlist` no longer allows; returns them. */
   revoke(allowlist: Allowlist): Connection[];
+  /** A client connection to a pool address that stands for `host` (proxy/transparent/): the CONNECT path without the CONNECT. */
+  transparent(socket: net.Socket, host: string, port: number, via: TunnelMode['via']): void;
   /** Stop accepting; close open tunnels and connections. */
   close(): Promise<void>;
 }
@@ -167,7 +169,7 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
     const tunnel = tunnelOf.get(req.socket);
     const method = req.method ?? '';
     if (!tunnel) return void req.socket.destroy();
-    const base = { event: 'http', client: tunnel.client, host: tunnel.host, port: tunnel.port, ip: tunnel.ip, method, rule: tunnel.rule } as const;
+    const base = { event: 'http', client: tunnel.client, host: tunnel.host, port: tunnel.port, ip: tunnel.ip, method, rule: tunnel.rule, ...(tunnel.mode ? { mode: tunnel.mode } : {}) } as const;
     const no = (status: number, reason: 'bad-request' | 'host-mismatch' | 'policy-reload', detail: string) => {
       log({ ...base, decision: 'deny', reason, status, detail });
       refuse(status, reason, detail);
@@ -182,7 +184,7 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
     }
     if (!stillAllowed(tunnel.conn, opts.allowlist)) return no(403, 'policy-reload', revokedDetail(tunnel.conn));
     let settle!: () => void;
-    const conn: Connection = { kind: upgrade ? 'websocket' : 'request', client: tunnel.client, host: tunnel.host, port: tunnel.port, via: 'connect', closed: new Promise((r) => (settle = r)) };
+    const conn: Connection = { kind: upgrade ? 'websocket' : 'request', client: tunnel.client, host: tunnel.host, port: tunnel.port, via: tunnel.conn.via, closed: new Promise((r) => (settle = r)) };
     const remove = registry.add(conn);
     const done = () => {
       remove();
@@ -252,12 +254,20 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
   scopeConnections(server);
   server.timeout = limits.idleTimeoutMs;
   const refuseOverLimit = overLimitRefuser(audit, limits.maxConnectionsPerClient);
-  server.on('connection', (socket: net.Socket) => {
+  const refuseTransparentOverLimit = (socket: net.Socket, client: string) => {
+    audit.write({ event: 'connect', client, host: '', port: 0, decision: 'deny', reason: 'connection-limit', detail: `over ${limits.maxConnectionsPerClient} concurrent connections`, mode: 'transparent' });
+    socket.destroy();
+  };
+  /**
+   * Count a client socket against its address's limit; false when over it (then `refuse` answered it:
+   * a 429 on the proxy port; on a transparent connection, which speaks no HTTP to us, an audit line and a close).
+   */
+  const track = (socket: net.Socket, refuse: (socket: net.Socket, client: string) => void = refuseOverLimit): boolean => {
     const client = socket.remoteAddress ?? '';
     const n = (perClient.get(client) ?? 0) + 1;
     if (n > limits.maxConnectionsPerClient) {
-      refuseOverLimit(socket, client);
-      return;
+      refuse(socket, client);
+      return false;
     }
     perClient.set(client, n);
     sockets.add(socket);
@@ -268,7 +278,9 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
       if (left <= 0) perClient.delete(client);
       else perClient.set(client, left);
     });
-  });
+    return true;
+  };
+  server.on('connection', (socket: net.Socket) => void track(socket));
   server.on('clientError', onClientError);
   server.on('request', guarded(([req]) => req.socket, onRequest));
   server.on('connect', guarded(([, socket]) => socket, (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => handleConnect(cdeps, req, socket, head)));
@@ -287,6 +299,13 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
     address: server.address() as net.AddressInfo,
     connections: () => registry.all(),
     revoke: (allowlist) => registry.revoke(allowlist),
+    transparent: (socket, host, port, via) => {
+      if (!track(socket, refuseTransparentOverLimit)) return;
+      socket.setNoDelay(true);
+      withConnectionScope(socket, () =>
+        guarded(() => socket, () => openTunnel(cdeps, socket, socket.remoteAddress ?? '', host, port, Buffer.alloc(0), { mode: 'transparent', via }))(),
+      );
+    },
     close: async () => {
       const closing = new Promise<void>((resolve) => server.close(() => resolve()));
       inner.close();
