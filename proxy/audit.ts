@@ -33,6 +33,11 @@ export type AuditEvent =
       rule?: RuleRef;
       status?: number;
       detail?: string;
+      /** Credential injection (proxy/inject): the tunnel was terminated by the gateway for this credential. */
+      intercepted?: boolean;
+      /** What the request carried in the credential's header; the credential's name, never its value. */
+      credential?: 'injected' | 'foreign' | 'absent' | 'duplicate';
+      credential_name?: string;
     }
   | {
       event: 'tunnel_close';

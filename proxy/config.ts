@@ -69,6 +69,8 @@ export const gatewayConfig = z.object({
   /** Most addresses the firewall's allow set holds; when full, DNS answers are refused. */
   firewallSetSize: z.number().int().min(1).max(1_000_000),
   dnsTimeoutMs: z.number().int().min(50).max(60_000),
+  /** Credential injection (proxy/inject): the credentials file, the CA directory, extra upstream trust. */
+  inject: z.object({ credentials: z.string().min(1), caDir: z.string().min(1), upstreamCa: z.string().min(1).optional() }).optional(),
   limits: z.object({
     connectTimeoutMs: z.number().int().positive(),
     headersTimeoutMs: z.number().int().positive(),

@@ -8,6 +8,8 @@ import { Resolver, type OnResolved } from './dns/resolver.js';
 import { UpstreamClient } from './dns/upstream.js';
 import { startDnsServer, type DnsServer } from './dns/server.js';
 import { startProxy, type ProxyServer } from './http/proxy.js';
+import { loadInject } from './inject/load.js';
+import { injectSummary } from './inject/tunnel.js';
 import type { Allowlist } from './policy/allowlist.js';
 
 /** What the gateway needs from the kernel firewall (firewall/). */
@@ -36,6 +38,7 @@ export interface Gateway {
 
 export async function startGateway(cfg: GatewayConfig, makeFirewall?: FirewallFactory): Promise<Gateway> {
   let allowlist = await loadAllowlist(cfg);
+  const inject = cfg.inject ? loadInject(cfg.inject) : undefined;
   const audit = createAudit(cfg.auditLog, { rotation: { maxBytes: cfg.auditLogMaxBytes, keep: cfg.auditLogKeep } });
   let firewall: Firewall | undefined;
   if (cfg.firewall) {
@@ -61,11 +64,11 @@ export async function startGateway(cfg: GatewayConfig, makeFirewall?: FirewallFa
   const health = () => {
     const fw = firewall ? firewall.status() : { up: false, disabled: true, warning: 'firewall disabled (--no-firewall): development only' };
     const up = { dns: !!dns, proxy: !!proxy, firewall: fw };
-    return { healthy: up.dns && up.proxy && (!firewall || fw.up), rules: allowlist.rules.length, ...up };
+    return { healthy: up.dns && up.proxy && (!firewall || fw.up), rules: allowlist.rules.length, ...up, ...(inject ? { credentials: injectSummary(inject) } : {}) };
   };
   try {
     dns = await startDnsServer(cfg.listen, cfg.dnsPort, { allowlist: current, resolver, audit });
-    proxy = await startProxy(cfg.listen, cfg.proxyPort, { allowlist: current, resolver, audit, limits: cfg.limits, health });
+    proxy = await startProxy(cfg.listen, cfg.proxyPort, { allowlist: current, resolver, audit, limits: cfg.limits, health, ...(inject ? { inject } : {}) });
   } catch (err) {
     await dns?.close();
     await firewall?.stop();

@@ -22,6 +22,7 @@ export const DENY_REASONS = [
   'bad-request',
   'policy-reload',
   'shutdown',
+  'foreign-credential',
 ] as const;
 export type DenyReason = (typeof DENY_REASONS)[number];
 
@@ -66,6 +67,8 @@ export const DENY_STATUS: Readonly<Record<DenyReason, number>> = {
   'bad-request': 400,
   'policy-reload': 403,
   shutdown: 503,
+  // a request to an injected host carrying another credential than the sentinel (its `foreign: refuse`)
+  'foreign-credential': 403,
 };
 
 /** The statuses an error is answered with: 502 (bad or failed upstream) and 504 (no answer in time). */

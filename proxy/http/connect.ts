@@ -11,6 +11,8 @@ import { rawReply } from './reply.js';
 import { parseAuthority } from './target.js';
 
 import type { ClosedBy } from '../reasons.js';
+import type { Credential } from '../inject/credentials.js';
+import type { UpstreamTls } from '../inject/tunnel.js';
 
 export interface ConnectLimits {
   connectTimeoutMs: number;
@@ -26,6 +28,8 @@ export interface HttpTunnel {
   port: number;
   ip: string;
   rule: RequestAudit['rule'];
+  /** Credential injection (proxy/inject): the credential whose header each request gets, and the upstream TLS. */
+  inject?: { credential: Credential; tls: UpstreamTls };
 }
 
 export interface ConnectDeps extends AdmitDeps {
@@ -33,6 +37,8 @@ export interface ConnectDeps extends AdmitDeps {
   limits: ConnectLimits;
   /** Give the client socket (with these bytes put back) to the HTTP checks, bound to the tunnel. */
   toHttp(socket: net.Socket, bytes: Buffer, tunnel: HttpTunnel): void;
+  /** Take over a tunnel to a host with an injected credential (proxy/inject/tunnel.ts); false: not such a host. */
+  intercept?(socket: net.Socket, head: Buffer, tunnel: HttpTunnel, done: () => void): boolean;
 }
 
 /** Bytes a tunnel direction may hold unsent before it stops reading (per direction). */
@@ -71,6 +77,7 @@ export async function handleConnect(deps: ConnectDeps, req: http.IncomingMessage
   const { decision, ip, conn } = a;
   if (socket.destroyed) return a.done();
   const name = decision.host;
+  if (deps.intercept?.(socket, head, { conn, client, host: name, port: t.port, ip, rule: decision.rule }, a.done)) return;
   const base = { event: 'connect', client, host: name, port: t.port, ip, rule: decision.rule } as const;
   // noDelay: a tunnel relays what it is given at once (the client side is the HTTP server's, already noDelay).
   const upstream = net.connect({ host: ip, port: t.port, allowHalfOpen: true, noDelay: true });
