@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { parse, UsageError } from './args.js';
 import { projectFrom, gatewayRunning, guarded, err } from './common.js';
-import { bringUp, codexArgv, keyEnv, APPLIANCE_OPTIONS, APPLIANCE_HELP } from './up.js';
+import { bringUp, codexArgv, APPLIANCE_OPTIONS, APPLIANCE_HELP } from './up.js';
+import { keyEnvFor, forgetCredentials } from './credentials.js';
 import { down, writableMounts } from '../image/appliance.js';
 import { sandboxExecArgs } from '../image/args.js';
 import { DOCKER } from '../image/docker.js';
@@ -61,7 +62,7 @@ export async function execCommand(argv: string[]): Promise<number> {
     throw new Error(`${join(outDir, 'run.log')}: ${e.code === 'EEXIST' ? 'exists already (choose an empty --output directory)' : e.message}`);
   });
   const log = createWriteStream('', { fd: logFh.fd, autoClose: false });
-  const keys = keyEnv();
+  const keys = await keyEnvFor(p);
   const sub = execa(DOCKER, sandboxExecArgs(p, codexArgv(v, ['exec'], [...codexArgs, prompt]), { envNames: keys.names }), {
     all: true, reject: false, buffer: false, stdin: 'ignore', env: keys.env,
   });
@@ -84,7 +85,10 @@ export async function execCommand(argv: string[]): Promise<number> {
         `${JSON.stringify({ exitCode, started: started.toISOString(), finished: finished.toISOString(), prompt, codexArgs, project: p.name, workdir: p.workdir, allowlist }, null, 2)}\n`,
       );
       err(`codex-egress: codex exited ${exitCode}; run.log and exit.json in ${outDir}`);
-      if (ownUp && !v.detach) await down(p, (s) => err(`codex-egress: ${s}`));
+      if (ownUp && !v.detach) {
+        await down(p, (s) => err(`codex-egress: ${s}`));
+        forgetCredentials(paths);
+      }
     },
   );
   return exitCode;

@@ -14,6 +14,7 @@ import {
 } from '../image/project.js';
 import { resolveTrusted, isWithin } from '../image/paths.js';
 import { printable } from './printable.js';
+import { prepareCredentials, keyEnvFor, forgetCredentials, CREDENTIALS_HELP, CREDENTIALS_OPTIONS } from './credentials.js';
 
 export const INIT_SCRIPT_PATH = '/opt/codex-egress/init.sh';
 
@@ -39,6 +40,7 @@ export const APPLIANCE_OPTIONS = {
   user: { type: 'string' },
   detach: { type: 'boolean' },
   json: { type: 'boolean' },
+  ...CREDENTIALS_OPTIONS,
 } as const;
 
 export const APPLIANCE_HELP = `${WORKDIR_HELP}
@@ -62,8 +64,9 @@ ${IMAGE_HELP}
   --user UID[:GID]        the sandbox user (default: the workdir's owner; 0 = root, only when asked)
   --detach                leave the appliance running and return
   --json                  print the verify results as JSON
+${CREDENTIALS_HELP}
 Arguments after -- go to Codex after these defaults, so they win (e.g. -- --sandbox workspace-write).
-CODEX_API_KEY (or OPENAI_API_KEY, given to Codex as CODEX_API_KEY) is passed to Codex when set.`;
+CODEX_API_KEY (or OPENAI_API_KEY) is given to the gateway, Codex gets a sentinel (--credentials mount: the key itself).`;
 
 export const UP_USAGE = `Usage: codex-egress up [options] [-- CODEX_ARGS...]
 
@@ -202,6 +205,9 @@ export async function bringUp(v: Values): Promise<ProjectContext | number> {
     throw e;
   }
   if (authFile) authFile = trusted(authFile, 'auth.json');
+  const cred = await prepareCredentials(v, p, paths, authFile, mounts);
+  if (!cred.plan.mountAuthFile) authFile = undefined;
+  if (cred.mount) mounts.push(cred.mount);
   if (user.uid === 0) err('codex-egress: WARNING: the sandbox runs as ROOT (uid 0), as --user asked: files Codex creates are root-owned');
   await prepareState(paths);
   const root = process.getuid?.() === 0;
@@ -229,6 +235,7 @@ export async function bringUp(v: Values): Promise<ProjectContext | number> {
         allow: v.allow,
         noDefaults: v['no-defaults'],
         envAllowed: process.env.OPENAI_ALLOWED_DOMAINS,
+        extraArgs: cred.gatewayArgs,
       },
       sandbox: {
         image: images.codex,
@@ -240,16 +247,24 @@ export async function bringUp(v: Values): Promise<ProjectContext | number> {
         sessionsPath,
         mounts,
         gpus: v.gpus,
+        env: cred.plan.sandboxEnv,
+        credentials: cred.plan.mode,
+        trustCa: !!cred.mount,
       },
     },
     log,
-  );
+  ).catch((e: unknown) => {
+    forgetCredentials(paths);
+    throw e;
+  });
+  for (const n of cred.plan.notes) log(`credentials: ${n}`);
   log(`allowlist ${paths.allowlist} · audit log ${paths.auditLog} · Codex home ${paths.codexHome}`);
   const results = await verify(p, { allowedHost: v['verify-host'] ?? (await firstAllowedHost(paths.effective)) });
   printProbes(results, !!v.json, await codexMode(p));
   if (!results.every((r) => r.ok)) {
     err('codex-egress up: a verify probe failed: refusing to start Codex; taking the appliance down');
     await down(p, log);
+    forgetCredentials(paths);
     return EXIT.probeFailed;
   }
   if (v['init-script']) {
@@ -258,6 +273,7 @@ export async function bringUp(v: Values): Promise<ProjectContext | number> {
     if (r !== 0) {
       err(`codex-egress up: the init script failed (exit ${r}); taking the appliance down`);
       await down(p, log);
+      forgetCredentials(paths);
       return EXIT.error;
     }
   }
@@ -275,13 +291,13 @@ export async function upCommand(argv: string[]): Promise<number> {
   }
   const tty = !!process.stdin.isTTY && !!process.stdout.isTTY;
   const command = v.shell ? ['bash'] : codexArgv(v, [], positionals);
-  const keys = keyEnv();
+  const keys = await keyEnvFor(p);
   return guarded(
     p,
     () => dockerInherit(sandboxExecArgs(p, command, { tty, stdin: true, envNames: keys.names }), { env: keys.env }),
     () => {
       err(`codex-egress: Codex exited: taking the appliance down (${p.name})`);
-      return down(p, (s) => err(`codex-egress: ${s}`));
+      return down(p, (s) => err(`codex-egress: ${s}`)).finally(() => forgetCredentials(r.paths));
     },
   );
 }

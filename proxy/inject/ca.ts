@@ -3,7 +3,7 @@
 // only. The gateway issues from it one leaf certificate per injected host (kept in memory, renewed
 // before it expires).
 import { createPrivateKey, createPublicKey, generateKeyPairSync, X509Certificate, type KeyObject } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, existsSync, fchmodSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { certificate, toPem } from './x509.js';
@@ -19,24 +19,41 @@ const CA_RENEW_BEFORE = 30 * DAY;
 export interface CaFiles {
   cert: string;
   key: string;
+  /** The certificate as checked or made (copy these bytes, never the file: it may change). */
+  certPem: string;
   /** Made now (false: the existing one was still good). */
   created: boolean;
 }
 
+/** Write a new file: never an existing name or through a link (O_EXCL|O_NOFOLLOW), mode set on the descriptor. */
+export function writeNewFile(path: string, data: string, mode: number): void {
+  rmSync(path, { force: true });
+  const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
+  try {
+    writeSync(fd, data);
+    fchmodSync(fd, mode);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+const isFile = (path: string) => lstatSync(path, { throwIfNoEntry: false })?.isFile() === true;
+
 /**
- * The CA in `dir` (ca.pem, ca-key.pem), made when missing, unreadable or near its end. The key file is
- * 0640 (the gateway reads it through the user's group), the certificate 0644.
+ * The CA in `dir` (ca.pem, ca-key.pem), made when missing, unreadable, not plain files or near its end.
+ * The key file is 0640 (the gateway reads it through the user's group), the certificate 0644. The
+ * caller makes `dir` safely (image/credentials.ts: no link on the way); here it is made only if missing.
  */
 export function ensureCa(dir: string, project: string, now = new Date()): CaFiles {
   const cert = join(dir, CA_CERT_FILE);
   const key = join(dir, CA_KEY_FILE);
-  mkdirSync(dir, { recursive: true, mode: 0o750 });
-  chmodSync(dir, 0o750);
-  if (existsSync(cert) && existsSync(key)) {
+  if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o750 });
+  if (isFile(cert) && isFile(key)) {
     try {
-      const x = new X509Certificate(readFileSync(cert));
+      const certPem = readFileSync(cert, 'utf8');
+      const x = new X509Certificate(certPem);
       const k = createPrivateKey(readFileSync(key));
-      if (x.ca && x.checkPrivateKey(k) && Date.parse(x.validTo) - now.getTime() > CA_RENEW_BEFORE) return { cert, key, created: false };
+      if (x.ca && x.checkPrivateKey(k) && Date.parse(x.validTo) - now.getTime() > CA_RENEW_BEFORE) return { cert, key, certPem, created: false };
     } catch {
       /* made again below */
     }
@@ -51,13 +68,12 @@ export function ensureCa(dir: string, project: string, now = new Date()): CaFile
     notAfter: new Date(now.getTime() + CA_LIFETIME),
   });
   // key first, each written whole then renamed: a half-written pair is never read as a CA
-  writeFileSync(`${key}.tmp`, pair.privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o640 });
-  chmodSync(`${key}.tmp`, 0o640);
+  const certPem = toPem(der);
+  writeNewFile(`${key}.tmp`, String(pair.privateKey.export({ type: 'pkcs8', format: 'pem' })), 0o640);
   renameSync(`${key}.tmp`, key);
-  writeFileSync(`${cert}.tmp`, toPem(der), { mode: 0o644 });
-  chmodSync(`${cert}.tmp`, 0o644);
+  writeNewFile(`${cert}.tmp`, certPem, 0o644);
   renameSync(`${cert}.tmp`, cert);
-  return { cert, key, created: true };
+  return { cert, key, certPem, created: true };
 }
 
 export class CaError extends Error {
