@@ -38,6 +38,15 @@ const GH_HOST = 'api.github.example.org';
 const KEY = 'sk-codex-egress-test-real-key-3f9a1c';
 const GH_TOKEN = 'ghp_e2eFakeToken0123456789';
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
+/** GET https://api.openai.com/v1/models through the proxy with node's own TLS (default trust), prints node=STATUS. */
+const NODE_TLS_PROBE = `
+const http = require('http'), tls = require('tls');
+const u = new URL(process.env.HTTPS_PROXY);
+http.request({ host: u.hostname, port: u.port, method: 'CONNECT', path: 'api.openai.com:443' }).on('connect', (res, s) => {
+  const t = tls.connect({ socket: s, servername: 'api.openai.com' }, () => t.write('GET /v1/models HTTP/1.1\\r\\nHost: api.openai.com\\r\\nConnection: close\\r\\n\\r\\n'));
+  t.once('data', (d) => { console.log('node=' + String(d).split(' ')[1]); process.exit(0); });
+  t.on('error', (e) => { console.log('node=' + e.code); process.exit(0); });
+}).on('error', (e) => console.log('node=' + e.code)).end();`;
 const API_NAMES = ['api.openai.com', 'chatgpt.com'];
 /** The fake API's address on the world network (DockerWorld.address): the /28's last, which Docker hands out last. */
 const API_ADDRESS = 13;
@@ -220,8 +229,8 @@ async function run(t: Tap) {
   }
 
   await t.test('the sandbox holds only the sentinel; the gateway injects; the CA is trusted by curl, node and python', async (t) => {
-    const inSandbox = async (script: string, user?: string) => {
-      const r = await execa('docker', ['exec', ...(user ? ['-u', user] : []), p.sandbox, 'sh', '-c', script], { reject: false, timeout: 120_000 });
+    const inSandbox = async (script: string, user?: string, vars: Record<string, string> = {}) => {
+      const r = await execa('docker', ['exec', ...(user ? ['-u', user] : []), ...Object.keys(vars).flatMap((k) => ['-e', k]), p.sandbox, 'sh', '-c', script], { reject: false, timeout: 120_000, env: vars });
       return { code: r.exitCode ?? 1, out: String(r.stdout), errOut: String(r.stderr) };
     };
     const caKey = readFileSync(join(credentialPaths(statePaths(p, env)).caDir, 'ca-key.pem'), 'utf8').split('\n')[1]!;
@@ -247,16 +256,20 @@ async function run(t: Tap) {
     const trust = await inSandbox(
       [
         `curl -sS -o /dev/null -w 'curl=%{http_code}\n' https://api.openai.com/v1/models`,
-        `node -e "fetch('https://api.openai.com/v1/models').then((r) => console.log('node=' + r.status), (e) => console.log('node=' + e.cause?.code))"`,
+        // node's TLS with its default trust (+ NODE_EXTRA_CA_CERTS) through a CONNECT of its own: the base image's
+        // Node 20 fetch ignores the proxy variables
+        `node -e "$NODE_PROBE"`,
         `python3 -c "import urllib.request; print('python=%d' % urllib.request.urlopen('https://api.openai.com/v1/models').status)"`,
       ].join('; '),
+      undefined,
+      { NODE_PROBE: NODE_TLS_PROBE },
     );
     t.match(trust.out, /curl=200/, `curl trusts the project CA ${trust.errOut}`);
     t.match(trust.out, /node=200/, 'node trusts it');
     t.match(trust.out, /python=200/, `python trusts it ${trust.errOut.slice(-300)}`);
 
     // the sentinel stolen and sent to another allowed host carries nothing; the gh-style token is injected for its host
-    const stolen = await inSandbox(`curl -sS -H "Authorization: Bearer $CODEX_API_KEY" https://${ALLOWED}/echo-auth; curl -sS -H "Authorization: token $GH_TOKEN" https://${GH_HOST}/echo-auth`);
+    const stolen = await inSandbox(`curl -sS -k -H "Authorization: Bearer $CODEX_API_KEY" https://${ALLOWED}/echo-auth; curl -sS -H "Authorization: token $GH_TOKEN" https://${GH_HOST}/echo-auth`);
     const seen = [...stolen.out.matchAll(/\{"who":[^\n]*?\]\}/g)].map((m) => (JSON.parse(m[0]) as { auth: string[] }).auth);
     t.same(seen, [[sha(`Bearer ${SENTINEL}`)], [sha(`token ${GH_TOKEN}`)]], `the allowed host got the sentinel, the GitHub-like host its token ${stolen.out}${stolen.errOut}`);
 
