@@ -2,6 +2,7 @@
 import { parse } from './args.js';
 import { EXIT, WORKDIR_HELP, workdirOptions, projectFrom, guarded, err, json } from './common.js';
 import { down } from '../image/appliance.js';
+import { forgetCredentials } from './credentials.js';
 
 export const DOWN_USAGE = `Usage: codex-egress down [options]
 
@@ -18,11 +19,12 @@ Exit codes: 0 done (also when nothing was running); 1 error; 2 usage.`;
 
 export async function downCommand(argv: string[]): Promise<number> {
   const { values: v } = parse(argv, { ...workdirOptions, json: { type: 'boolean' } });
-  const { project } = projectFrom(v);
+  const { project, paths } = projectFrom(v);
   // Cleanup finishes whatever signals arrive (a third aborts, saying what is left).
   let removed: string[] = [];
   await guarded(project, async () => undefined, async () => {
     removed = await down(project, v.json ? () => undefined : (s) => err(`codex-egress: ${s}`));
+    forgetCredentials(paths);
   });
   if (v.json) json({ project: project.name, removed });
   else if (removed.length === 0) err(`codex-egress: nothing running for ${project.workdir}`);

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { parse, UsageError } from './args.js';
 import { projectFrom, gatewayRunning, guarded, err } from './common.js';
-import { bringUp, codexArgv, keyEnv, APPLIANCE_OPTIONS, APPLIANCE_HELP } from './up.js';
+import { bringUp, codexArgv, APPLIANCE_OPTIONS, APPLIANCE_HELP } from './up.js';
+import { keyEnvFor, forgetCredentials } from './credentials.js';
 import { down, writableMounts } from '../image/appliance.js';
 import { sandboxExecArgs } from '../image/args.js';
 import { DOCKER } from '../image/docker.js';
@@ -76,7 +77,7 @@ export async function execCommand(argv: string[]): Promise<number> {
     throw new Error(`${join(outDir, 'run.log')}: ${e.code === 'EEXIST' ? 'exists already (choose an empty --output directory)' : e.message}`);
   });
   const log = createWriteStream('', { fd: logFh.fd, autoClose: false });
-  const keys = keyEnv();
+  const keys = await keyEnvFor(p);
   const runId = `${process.pid}-${started.getTime()}`;
   let exitCode = 1;
   let commit: string | undefined;
@@ -118,7 +119,10 @@ export async function execCommand(argv: string[]): Promise<number> {
       const message = failure ? undefined : await lastMessage(p, runId);
       await createExclusive(join(outDir, 'summary.md'), summaryMarkdown({ prompt, exitCode, repo: worker?.repo.url, commit, message: failure ?? message }));
       err(`codex-egress: ${failure ? 'codex did not run' : `codex exited ${exitCode}`}; run.log, exit.json and summary.md in ${outDir}`);
-      if (ownUp && !v.detach) await down(p, (s) => err(`codex-egress: ${s}`));
+      if (ownUp && !v.detach) {
+        await down(p, (s) => err(`codex-egress: ${s}`));
+        forgetCredentials(paths);
+      }
     },
   );
   return exitCode;

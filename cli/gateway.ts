@@ -40,6 +40,10 @@ Options:
   --hello-timeout SECONDS time a CONNECT tunnel has for its first-bytes check (default 10)
   --headers-timeout SECONDS   time a client has to send complete request headers (default 10)
   --max-connections N     concurrent connections per client address (default 512)
+  --credentials FILE      inject these credentials (JSON; README: Credentials): TLS to their hosts is
+                          terminated with the CA in --ca-dir and the sentinel replaced by the value
+  --ca-dir DIR            the injection CA: DIR/ca.pem and DIR/ca-key.pem (required with --credentials)
+  --upstream-ca FILE      PEM certificates trusted for the injected hosts besides the system roots
   -h, --help              this help`;
 
 export async function gatewayCommand(argv: string[], makeFirewall?: FirewallFactory): Promise<number> {
@@ -67,7 +71,12 @@ export async function gatewayCommand(argv: string[], makeFirewall?: FirewallFact
     'hello-timeout': { type: 'string' },
     'headers-timeout': { type: 'string' },
     'max-connections': { type: 'string' },
+    credentials: { type: 'string' },
+    'ca-dir': { type: 'string' },
+    'upstream-ca': { type: 'string' },
   });
+  if (!v.credentials !== !v['ca-dir']) throw new UsageError('--credentials and --ca-dir go together');
+  if (v['upstream-ca'] && !v.credentials) throw new UsageError('--upstream-ca is for --credentials');
   if (v.firewall && v['no-firewall']) throw new UsageError('--firewall and --no-firewall contradict each other');
   if (v.transparent && v['no-transparent']) throw new UsageError('--transparent and --no-transparent contradict each other');
   const d = defaultConfig();
@@ -91,6 +100,7 @@ export async function gatewayCommand(argv: string[], makeFirewall?: FirewallFact
     dnsTimeoutMs: secondsOption('dns-timeout', v['dns-timeout'], d.dnsTimeoutMs, 60),
     transparent: v.transparent === true || (!!v['transparent-pool'] && !v['no-transparent']),
     transparentPool: v['transparent-pool'],
+    ...(v.credentials && v['ca-dir'] ? { inject: { credentials: v.credentials, caDir: v['ca-dir'], ...(v['upstream-ca'] ? { upstreamCa: v['upstream-ca'] } : {}) } } : {}),
     limits: {
       ...d.limits,
       connectTimeoutMs: secondsOption('connect-timeout', v['connect-timeout'], d.limits.connectTimeoutMs),

@@ -14,6 +14,7 @@ import { doctorCommand, DOCTOR_USAGE } from './doctor.js';
 import { execCommand, EXEC_USAGE } from './exec.js';
 import { buildCommand, BUILD_USAGE } from './build.js';
 import { suggestCommand, SUGGEST_USAGE } from './suggest.js';
+import { secretCommand, SECRET_USAGE } from './secret.js';
 
 const USAGE = `Usage: codex-egress <command> [options]
 
@@ -30,6 +31,7 @@ Commands:
   verify      run the egress probes from inside the sandbox
   doctor      check Docker, the engine, the images, iptables/ipset in the gateway
   build       build the gateway and sandbox images
+  secret      credentials for other hosts, injected by the gateway (set, list, rm)
   gateway     run the egress gateway (DNS resolver, HTTP/CONNECT proxy, firewall, audit log)
 
 Exit codes: 0 ok; 1 failure; 2 bad usage; 3 a verify probe failed; 4 not running. "up" and "exec"
@@ -51,6 +53,7 @@ const COMMANDS: Record<string, Command> = {
   verify: { run: verifyCommand, usage: VERIFY_USAGE },
   doctor: { run: doctorCommand, usage: DOCTOR_USAGE },
   build: { run: buildCommand, usage: BUILD_USAGE },
+  secret: { run: secretCommand, usage: SECRET_USAGE },
   gateway: { run: (argv) => gatewayCommand(argv, firewallFactory()), usage: GATEWAY_USAGE },
 };
 

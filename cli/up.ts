@@ -15,6 +15,7 @@ import {
 import { resolveTrusted, isWithin } from '../image/paths.js';
 import { printable } from './printable.js';
 import { RUNNER_OPTIONS, RUNNER_HELP, checkRunnerFlags, runtimeRefusal, codexBinMount, writableOutside, confirmWritable } from './runner-options.js';
+import { prepareCredentials, keyEnvFor, forgetCredentials, CREDENTIALS_HELP, CREDENTIALS_OPTIONS } from './credentials.js';
 
 export const INIT_SCRIPT_PATH = '/opt/codex-egress/init.sh';
 
@@ -43,6 +44,7 @@ export const APPLIANCE_OPTIONS = {
   detach: { type: 'boolean' },
   json: { type: 'boolean' },
   ...RUNNER_OPTIONS,
+  ...CREDENTIALS_OPTIONS,
 } as const;
 
 export const APPLIANCE_HELP = `${WORKDIR_HELP}
@@ -70,8 +72,9 @@ ${IMAGE_HELP}
   --detach                leave the appliance running and return
   --json                  print the verify results as JSON
 ${RUNNER_HELP}
+${CREDENTIALS_HELP}
 Arguments after -- go to Codex after these defaults, so they win (e.g. -- --sandbox workspace-write).
-CODEX_API_KEY (or OPENAI_API_KEY, given to Codex as CODEX_API_KEY) is passed to Codex when set.`;
+CODEX_API_KEY (or OPENAI_API_KEY) is given to the gateway, Codex gets a sentinel (--credentials mount: the key itself).`;
 
 export const UP_USAGE = `Usage: codex-egress up [options] [-- CODEX_ARGS...]
 
@@ -223,6 +226,9 @@ export async function bringUp(v: Values): Promise<ProjectContext | number> {
     throw e;
   }
   if (authFile) authFile = trusted(authFile, 'auth.json');
+  const cred = await prepareCredentials(v, p, paths, authFile, mounts);
+  if (!cred.plan.mountAuthFile) authFile = undefined;
+  if (cred.mount) mounts.push(cred.mount);
   if (user.uid === 0) err('codex-egress: WARNING: the sandbox runs as ROOT (uid 0), as --user asked: files Codex creates are root-owned');
   await prepareState(paths);
   const root = process.getuid?.() === 0;
@@ -255,6 +261,7 @@ export async function bringUp(v: Values): Promise<ProjectContext | number> {
         noDefaults: v['no-defaults'],
         envAllowed: process.env.OPENAI_ALLOWED_DOMAINS,
         transparent: v.transparent ? true : v['no-transparent'] ? false : GATEWAY_TRANSPARENT_DEFAULT && firewall,
+        extraArgs: cred.gatewayArgs,
       },
       sandbox: {
         image: images.codex,
@@ -268,16 +275,24 @@ export async function bringUp(v: Values): Promise<ProjectContext | number> {
         gpus: v.gpus,
         shmSize: v['shm-size'],
         runtime: v.runtime,
+        env: cred.plan.sandboxEnv,
+        credentials: cred.plan.mode,
+        trustCa: !!cred.mount,
       },
     },
     log,
-  );
+  ).catch((e: unknown) => {
+    forgetCredentials(paths);
+    throw e;
+  });
+  for (const n of cred.plan.notes) log(`credentials: ${n}`);
   log(`allowlist ${paths.allowlist} · audit log ${paths.auditLog} · Codex home ${paths.codexHome}`);
   const results = await verify(p, { allowedHost: v['verify-host'] ?? (await firstAllowedHost(paths.effective)) });
   printProbes(results, !!v.json, await codexMode(p));
   if (!results.every((r) => r.ok)) {
     err('codex-egress up: a verify probe failed: refusing to start Codex; taking the appliance down');
     await down(p, log);
+    forgetCredentials(paths);
     return EXIT.probeFailed;
   }
   if (v['init-script']) {
@@ -286,6 +301,7 @@ export async function bringUp(v: Values): Promise<ProjectContext | number> {
     if (r !== 0) {
       err(`codex-egress up: the init script failed (exit ${r}); taking the appliance down`);
       await down(p, log);
+      forgetCredentials(paths);
       return EXIT.error;
     }
   }
@@ -303,13 +319,13 @@ export async function upCommand(argv: string[]): Promise<number> {
   }
   const tty = !!process.stdin.isTTY && !!process.stdout.isTTY;
   const command = v.shell ? ['bash'] : codexArgv(v, [], positionals);
-  const keys = keyEnv();
+  const keys = await keyEnvFor(p);
   return guarded(
     p,
     () => dockerInherit(sandboxExecArgs(p, command, { tty, stdin: true, envNames: keys.names }), { env: keys.env }),
     () => {
       err(`codex-egress: Codex exited: taking the appliance down (${p.name})`);
-      return down(p, (s) => err(`codex-egress: ${s}`));
+      return down(p, (s) => err(`codex-egress: ${s}`)).finally(() => forgetCredentials(r.paths));
     },
   );
 }

@@ -12,6 +12,7 @@ import { PROJECT_LABEL, WORKDIR_LABEL, type Project } from './names.js';
 import { PACKAGE_ROOT } from './context.js';
 import { createInternalNetwork, liveProject } from './subnet.js';
 import { readOnlyDestinations } from './readonly.js';
+import { sandboxTrustArgs } from './credentials.js';
 
 export interface UpPlan {
   project: Project;
@@ -52,6 +53,7 @@ export async function up(plan: UpPlan, log: Log): Promise<Project> {
     await docker(sandboxCreateArgs(p, plan.sandbox));
     await docker(['start', p.sandbox]);
     await docker(sandboxUserFixArgs(p, plan.sandbox.uid, plan.sandbox.gid));
+    if (plan.sandbox.trustCa) await docker(sandboxTrustArgs(p));
   } catch (err) {
     log(`up failed: ${(err as Error).message}; removing what was created`);
     await down(p, () => undefined);

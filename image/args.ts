@@ -34,6 +34,8 @@ export const GATEWAY_RESTART_POLICY = 'on-failure';
 export type CodexSandboxMode = 'off' | 'inner';
 export const CODEX_SANDBOX_LABEL = 'dev.codex-egress.codex-sandbox';
 export const SANDBOX_USER_LABEL = 'dev.codex-egress.user';
+/** The credentials model the sandbox was made with (image/credentials.ts). */
+export const CREDENTIALS_LABEL = 'dev.codex-egress.credentials';
 
 /**
  * The `codex` command line: our defaults first, as `-c` overrides on the root command, so that anything
@@ -106,6 +108,8 @@ export interface GatewayOptions {
   envAllowed?: string;
   /** Transparent egress by name (`--transparent` / `--no-transparent`); unset: the gateway's own default. */
   transparent?: boolean;
+  /** More `codex-egress gateway` arguments (credential injection: image/credentials.ts). */
+  extraArgs?: string[];
 }
 
 /** The command that answers 0 only when the gateway's /healthz says healthy. */
@@ -152,6 +156,7 @@ export function gatewayCommandArgs(p: Project, o: GatewayOptions): string[] {
     ...(o.upstreams ?? []).flatMap((u) => ['--upstream', u]),
     ...(o.allow ?? []).flatMap((r) => ['--allow', r]),
     ...(o.noDefaults ? ['--no-defaults'] : []),
+    ...(o.extraArgs ?? []),
   ];
 }
 
@@ -212,6 +217,9 @@ export interface SandboxOptions {
   /** The container runtime (docker --runtime), e.g. runsc. */
   runtime?: string;
   env?: Record<string, string>;
+  /** The credentials model (image/credentials.ts), as a label; `trustCa`: append the project CA to the system store at start. */
+  credentials?: string;
+  trustCa?: boolean;
 }
 
 /** The proxy URL the sandbox uses: an IP literal, so no DNS is needed to find it. */
@@ -239,6 +247,7 @@ export function sandboxCreateArgs(p: Project, o: SandboxOptions): string[] {
   return [
     'create', '--name', p.sandbox, ...labels(p),
     '--label', `${CODEX_SANDBOX_LABEL}=${mode}`, '--label', `${SANDBOX_USER_LABEL}=${o.uid}:${o.gid}`,
+    ...(o.credentials ? ['--label', `${CREDENTIALS_LABEL}=${o.credentials}`] : []),
     '--network', p.internalNetwork, '--ip', p.sandboxIp, '--dns', p.gatewayIp,
     '--cap-drop', 'ALL', '--security-opt', 'no-new-privileges', ...inner,
     '--sysctl', 'net.ipv6.conf.all.disable_ipv6=1', '--sysctl', 'net.ipv6.conf.default.disable_ipv6=1',

@@ -37,6 +37,11 @@ export type AuditEvent =
       detail?: string;
       /** `transparent`: the client connected to a pool address (proxy/transparent/); absent: CONNECT or a proxy request. */
       mode?: 'transparent';
+      /** Credential injection (proxy/inject): the tunnel was terminated by the gateway for this credential. */
+      intercepted?: boolean;
+      /** What the request carried in the credential's header; the credential's name, never its value. */
+      credential?: 'injected' | 'foreign' | 'absent' | 'duplicate';
+      credential_name?: string;
     }
   | {
       event: 'tunnel_close';

@@ -73,6 +73,8 @@ export const gatewayConfig = z.object({
   transparent: z.boolean().default(false),
   /** Its pool, an IPv4 CIDR on the sandbox's network (default: the upper half of the listen address's /24). */
   transparentPool: z.string().optional(),
+  /** Credential injection (proxy/inject): the credentials file, the CA directory, extra upstream trust. */
+  inject: z.object({ credentials: z.string().min(1), caDir: z.string().min(1), upstreamCa: z.string().min(1).optional() }).optional(),
   limits: z.object({
     connectTimeoutMs: z.number().int().positive(),
     headersTimeoutMs: z.number().int().positive(),

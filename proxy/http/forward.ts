@@ -2,6 +2,7 @@
 // node:http with explicit framing (proxy/http/framing.ts), and checking the origin's answer before any
 // of it reaches the client. Replaces http-proxy (README: the forwarder).
 import http from 'node:http';
+import https from 'node:https';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Allowlist } from '../policy/allowlist.js';
@@ -22,6 +23,8 @@ export interface ForwardDeps {
   audit: Audit;
   /** Keep-alive pool for plain HTTP; a connection goes back to it only after a clean, complete exchange. */
   agent: http.Agent;
+  /** The same for the TLS connections of credential injection (proxy/inject). */
+  tlsAgent?: https.Agent;
   idleTimeoutMs: number;
 }
 
@@ -37,6 +40,14 @@ export interface Forward {
   headers: string[];
   /** The audit line's fields so far (event, client, host, port, ip, method, rule). */
   audit: Omit<RequestAudit, 'decision' | 'reason'>;
+  /** Credential injection: the request goes out over TLS, verified against this name (and trust). */
+  tls?: { servername: string; ca?: string[] };
+}
+
+/** The upstream request: plain HTTP, or verified TLS for an intercepted tunnel. */
+function upstreamRequest(f: Forward, agent: http.Agent | false | undefined): http.ClientRequest {
+  const o = { host: f.ip, port: f.port, method: f.method, path: f.path, headers: f.headers, agent };
+  return f.tls ? https.request({ ...o, servername: f.tls.servername, ca: f.tls.ca, rejectUnauthorized: true }) : http.request(o);
 }
 
 
@@ -50,7 +61,7 @@ export function forwardRequest(deps: ForwardDeps, req: http.IncomingMessage, res
     f.done();
     deps.audit.write({ ...f.audit, ...outcome, status: res.statusCode });
   };
-  const up = http.request({ host: f.ip, port: f.port, method: f.method, path: f.path, headers: f.headers, agent: deps.agent });
+  const up = upstreamRequest(f, f.tls ? deps.tlsAgent : deps.agent);
   // Anything unusual destroys the upstream socket, so it never goes back to the pool.
   const fail = (status: number, reason: FailReason, detail: string) => {
     if (logged) return;
@@ -109,7 +120,7 @@ export function forwardUpgrade(deps: ForwardDeps, socket: net.Socket, head: Buff
     answered = true;
     deps.audit.write({ ...f.audit, ...e });
   };
-  const up = http.request({ host: f.ip, port: f.port, method: f.method, path: f.path, headers: f.headers, agent: false });
+  const up = upstreamRequest(f, false);
   const fail = (status: number, reason: FailReason, detail: string) => {
     up.destroy();
     upSocket?.destroy();

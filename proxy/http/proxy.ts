@@ -3,6 +3,7 @@
 // framing), reply (refusals, lingering close), registry (every open connection, for revocation).
 // This file is the server: listen, limits, the routes, and close.
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Allowlist } from '../policy/allowlist.js';
@@ -18,6 +19,8 @@ import { forwardRequest, forwardUpgrade, type ForwardDeps, type RequestAudit } f
 import { Registry, revokedDetail, stillAllowed, type Connection } from './registry.js';
 import { rawReply, refuseResponse } from './reply.js';
 import { hostHeaderMatches, parseAbsoluteUrl } from './target.js';
+import { credentialFor, intercept, type InjectOptions } from '../inject/tunnel.js';
+import { rewriteCredential } from '../inject/rewrite.js';
 
 export { DENY_HEADER } from './reply.js';
 
@@ -30,6 +33,8 @@ export interface ProxyOptions {
   limits: ProxyLimits;
   /** /healthz body and whether the gateway is healthy. */
   health: () => { healthy: boolean; [k: string]: unknown };
+  /** Credential injection: the hosts whose tunnels the gateway terminates, and the CA it does it with. */
+  inject?: InjectOptions;
 }
 
 export interface ProxyServer {
@@ -92,7 +97,8 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
   const perClient = new Map<string, number>();
   const sockets = new Set<net.Socket>();
   const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
-  const fdeps: ForwardDeps = { allowlist: opts.allowlist, audit, agent, idleTimeoutMs: limits.idleTimeoutMs };
+  const tlsAgent = new https.Agent({ keepAlive: true, maxSockets: 256 });
+  const fdeps: ForwardDeps = { allowlist: opts.allowlist, audit, agent, tlsAgent, idleTimeoutMs: limits.idleTimeoutMs };
   const adeps = { allowlist: opts.allowlist, resolver: opts.resolver, registry };
   /** Plain-HTTP tunnels: the HTTP server their requests are parsed by, and which tunnel a socket is. */
   const tunnelOf = new WeakMap<Duplex, HttpTunnel>();
@@ -170,8 +176,8 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
     const method = req.method ?? '';
     if (!tunnel) return void req.socket.destroy();
     const base = { event: 'http', client: tunnel.client, host: tunnel.host, port: tunnel.port, ip: tunnel.ip, method, rule: tunnel.rule, ...(tunnel.mode ? { mode: tunnel.mode } : {}) } as const;
-    const no = (status: number, reason: 'bad-request' | 'host-mismatch' | 'policy-reload', detail: string) => {
-      log({ ...base, decision: 'deny', reason, status, detail });
+    const no = (status: number, reason: 'bad-request' | 'host-mismatch' | 'policy-reload' | 'foreign-credential', detail: string, extra: Partial<RequestAudit> = {}) => {
+      log({ ...base, ...extra, decision: 'deny', reason, status, detail });
       refuse(status, reason, detail);
       return undefined;
     };
@@ -183,6 +189,15 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
       return no(403, 'host-mismatch', `Host ${JSON.stringify(String(req.headers.host).slice(0, 255))} is not the tunnel's host ${tunnel.host}`);
     }
     if (!stillAllowed(tunnel.conn, opts.allowlist)) return no(403, 'policy-reload', revokedDetail(tunnel.conn));
+    let headers = head.headers;
+    let audited: Omit<RequestAudit, 'decision' | 'reason'> = base;
+    if (tunnel.inject) {
+      const cred = tunnel.inject.credential;
+      const r = rewriteCredential(head.headers, cred);
+      if (!r.ok) return no(r.status, r.reason, r.detail, { credential: r.use, credential_name: cred.name });
+      headers = r.headers;
+      audited = { ...base, credential: r.use, credential_name: cred.name };
+    }
     let settle!: () => void;
     const conn: Connection = { kind: upgrade ? 'websocket' : 'request', client: tunnel.client, host: tunnel.host, port: tunnel.port, via: tunnel.conn.via, closed: new Promise((r) => (settle = r)) };
     const remove = registry.add(conn);
@@ -190,7 +205,7 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
       remove();
       settle();
     };
-    return { conn, done, ip: tunnel.ip, port: tunnel.port, method, path: url, headers: head.headers, audit: base };
+    return { conn, done, ip: tunnel.ip, port: tunnel.port, method, path: url, headers, audit: audited, ...(tunnel.inject ? { tls: tunnel.inject.tls } : {}) };
   }
 
   const serverOptions: http.ServerOptions = {
@@ -247,7 +262,19 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
     if (bytes.length) socket.unshift(bytes);
     inner.emit('connection', socket);
   };
-  const cdeps = { ...adeps, audit, limits, toHttp };
+  const idep = opts.inject && { inject: opts.inject, audit, helloTimeoutMs: limits.helloTimeoutMs, idleTimeoutMs: limits.idleTimeoutMs, toHttp };
+  const cdeps = {
+    ...adeps,
+    audit,
+    limits,
+    toHttp,
+    intercept: (socket: net.Socket, head: Buffer, tunnel: HttpTunnel, done: () => void) => {
+      const cred = credentialFor(opts.inject, tunnel.host, tunnel.port);
+      if (!cred || !idep) return false;
+      intercept(idep, cred, socket, head, tunnel, done);
+      return true;
+    },
+  };
 
   const server = http.createServer(serverOptions);
   noHeaderCountLimit(server);
@@ -313,6 +340,7 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
       for (const c of open) registry.close(c, 'shutdown');
       for (const s of sockets) s.destroy();
       agent.destroy();
+      tlsAgent.destroy();
       await Promise.all([closing, ...open.map((c) => Promise.race([c.closed, new Promise((r) => setTimeout(r, 2000).unref())]))]);
     },
   };

@@ -71,6 +71,8 @@ export interface LoggedRequest {
   input_types?: string[];
   outputs?: string[];
   auth: boolean;
+  /** sha256 of the Authorization header the API received. */
+  auth_sha256?: string;
 }
 
 export interface FakeOpenAI {
