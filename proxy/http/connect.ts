@@ -38,6 +38,9 @@ export interface ConnectDeps extends AdmitDeps {
 
 export { RELAY_BUFFER } from './relay.js';
 
+/** The answer to an admitted CONNECT, encoded once (never written to: a queued write may refer to it). */
+const ESTABLISHED = Buffer.from('HTTP/1.1 200 Connection Established\r\n\r\n', 'latin1');
+
 export async function handleConnect(deps: ConnectDeps, req: http.IncomingMessage, socket: net.Socket, head: Buffer): Promise<void> {
   const { audit, limits } = deps;
   const client = socket.remoteAddress ?? '';
@@ -96,7 +99,7 @@ export async function handleConnect(deps: ConnectDeps, req: http.IncomingMessage
     }
     open = true;
     audit.write({ ...base, decision: 'allow', reason: 'allowed', status: 200 });
-    socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+    socket.write(ESTABLISHED);
     socket.setTimeout(limits.idleTimeoutMs, () => finish('idle-timeout'));
     inspect();
   });
