@@ -24,11 +24,14 @@ export function summary(r: Results): string {
   const find = (id: string, metric: string) => r.results.find((s) => s.id === id)?.rows.find((row) => row.metric === metric);
   const picks: Array<[string, string, string]> = [
     ['tunnel', 'throughput', 'tunnel throughput (MB/s)'],
+    ['tunnel', 'proxy CPU per GB relayed', 'tunnel: proxy CPU per GB relayed (ms)'],
     ['connect', 'added p50 over direct, c=1', 'added connect latency p50, c=1 (ms)'],
     ['connect', 'new tunnels/s, c=64', 'new tunnels/s, c=64'],
     ['connect', 'new tunnels/s, c=512', 'new tunnels/s, c=512'],
+    ['connect', 'proxy CPU per 1,000 tunnels, c=64', 'connect: proxy CPU per 1,000 tunnels, c=64 (ms)'],
     ['http', 'requests/s, c=64', 'plain HTTP requests/s, c=64'],
     ['http', 'latency p99, c=64', 'plain HTTP p99, c=64 (ms)'],
+    ['http', 'proxy CPU per 1,000 requests, c=64', 'plain HTTP: proxy CPU per 1,000 requests, c=64 (ms)'],
     ['dns', 'cached allowed: queries/s', 'DNS cached allowed (q/s)'],
     ['dns', 'uncached allowed: queries/s', 'DNS uncached allowed (q/s)'],
     ['dns', 'denied: queries/s', 'DNS denied (q/s)'],

@@ -1,5 +1,6 @@
 // Connection cost: new tunnels per second and time to first answer byte (connect → CONNECT → ClientHello → answer).
 import { CONN } from '../env.js';
+import { withCpu } from '../cpu.js';
 import { OURS, type Row, type ScenarioResult } from '../table.js';
 import { proxies, type Ctx } from './common.js';
 
@@ -17,13 +18,17 @@ export async function connect({ env, preset, log }: Ctx): Promise<ScenarioResult
   const notes: string[] = [];
   for (const c of preset.concurrency) {
     const res: Record<string, ConnectResult> = {};
+    const cpu: Record<string, number | null> = {};
     for (const p of paths) {
-      const r = await env.node<ConnectResult>(
-        'loadgen.js',
-        { mode: 'connect', via: p.via, target: `${CONN.ip}:${CONN.port}`, name: CONN.name, concurrency: c, durationMs: preset.connectMs },
-        preset.connectMs + 60_000,
+      const { r, cpu: ms } = await withCpu(env, p.name, () =>
+        env.node<ConnectResult>(
+          'loadgen.js',
+          { mode: 'connect', via: p.via, target: `${CONN.ip}:${CONN.port}`, name: CONN.name, concurrency: c, durationMs: preset.connectMs },
+          preset.connectMs + 60_000,
+        ),
       );
       res[p.name] = r;
+      cpu[p.name] = p.name === 'direct' ? null : ms / (r.perSec * (preset.connectMs / 1000) / 1000);
       log(`connect c=${c} ${p.name}: ${r.perSec.toFixed(0)}/s p50 ${r.latencyMs.p50.toFixed(3)} ms p99 ${r.latencyMs.p99.toFixed(3)} ms errors ${r.errors}`);
       if (r.errors) notes.push(`c=${c} ${p.name}: ${r.errors} failed connections (last: ${r.lastError})`);
       await new Promise((r2) => setTimeout(r2, 500));
@@ -37,11 +42,13 @@ export async function connect({ env, preset, log }: Ctx): Promise<ScenarioResult
       { metric: `latency p50, c=${c}`, unit: 'ms', better: 'lower', values: pick((r) => r.latencyMs.p50) },
       { metric: `latency p99, c=${c}`, unit: 'ms', better: 'lower', values: pick((r) => r.latencyMs.p99) },
       { metric: `added p50 over direct, c=${c}`, unit: 'ms', better: 'lower', values: added, ...(c === 1 ? { target: '≤ 1 ms', met: addedOurs <= 1 } : {}) },
+      { metric: `proxy CPU per 1,000 tunnels, c=${c}`, unit: 'ms', better: 'lower', values: cpu },
     );
   }
   notes.unshift(
     `Each worker loops for ${preset.connectMs / 1000} s: TCP connect → CONNECT ${CONN.name}:443 → 200 → ClientHello → first answer byte → close. Load generator: ours (bench/loadgen.ts, one Node process).`,
     'The gateway resolves through its cache (warm after the first tunnel), checks SNI and writes one audit line per tunnel and one on close.',
+    'Proxy CPU: user + system time of the proxy process (/proc/PID/stat) during the point, per 1,000 tunnels opened.',
   );
   return { id: 'connect', title: 'Connection cost (new CONNECT tunnels)', columns, rows, notes };
 }

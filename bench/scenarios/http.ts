@@ -2,11 +2,14 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { HTTP } from '../env.js';
+import { withCpu } from '../cpu.js';
 import { OURS, type Row, type ScenarioResult } from '../table.js';
 import { proxies, type Ctx } from './common.js';
 
 export interface WrkResult {
   rps: number;
+  /** Requests completed in the run. */
+  requests: number;
   p50: number;
   p99: number;
   non2xx: number;
@@ -22,6 +25,7 @@ export function parseWrk(out: string): WrkResult {
   };
   return {
     rps: Number(/Requests\/sec:\s+([0-9.]+)/.exec(out)?.[1] ?? NaN),
+    requests: Number(/(\d+) requests in/.exec(out)?.[1] ?? NaN),
     p50: pct('50'),
     p99: pct('99'),
     non2xx: Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0),
@@ -51,9 +55,11 @@ export async function http(ctx: Ctx): Promise<ScenarioResult> {
   const notes: string[] = [];
   for (const c of [1, 64]) {
     const res: Record<string, WrkResult> = {};
+    const cpu: Record<string, number | null> = {};
     for (const p of paths) {
-      const r = await runWrk(ctx, p.via, c, preset.httpSeconds);
+      const { r, cpu: ms } = await withCpu(env, p.name, () => runWrk(ctx, p.via, c, preset.httpSeconds));
       res[p.name] = r;
+      cpu[p.name] = p.name === 'direct' ? null : ms / (r.requests / 1000);
       log(`http c=${c} ${p.name}: ${r.rps.toFixed(0)} req/s p50 ${r.p50} ms p99 ${r.p99} ms`);
       if (r.non2xx || r.socketErrors) notes.push(`c=${c} ${p.name}: ${r.non2xx} non-2xx responses ${r.socketErrors}`);
     }
@@ -62,10 +68,12 @@ export async function http(ctx: Ctx): Promise<ScenarioResult> {
       { metric: `requests/s, c=${c}`, unit: '/s', better: 'higher', values: pick((r) => r.rps) },
       { metric: `latency p50, c=${c}`, unit: 'ms', better: 'lower', values: pick((r) => r.p50) },
       { metric: `latency p99, c=${c}`, unit: 'ms', better: 'lower', values: pick((r) => r.p99) },
+      { metric: `proxy CPU per 1,000 requests, c=${c}`, unit: 'ms', better: 'lower', values: cpu },
     );
   }
   notes.unshift(
     `wrk -t1 -cN -d${preset.httpSeconds}s --latency, GET http://${HTTP.name}/ (13-byte body) through each proxy with keep-alive; "direct" is wrk straight to the origin (a Node http server, which bounds every column).`,
+    'Proxy CPU: user + system time of the proxy process (/proc/PID/stat) during the run, per 1,000 requests.',
   );
   return { id: 'http', title: 'Plain HTTP (keep-alive, small responses, wrk)', columns, rows, notes };
 }

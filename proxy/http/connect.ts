@@ -8,6 +8,7 @@ import { FirstBytes, type Verdict } from './firstbytes.js';
 import type { ForwardDeps, RequestAudit } from './forward.js';
 import { stillAllowed, type Connection } from './registry.js';
 import { rawReply } from './reply.js';
+import { relay, UpstreamReads } from './relay.js';
 import { parseAuthority } from './target.js';
 
 import type { ClosedBy } from '../reasons.js';
@@ -42,24 +43,10 @@ export interface ConnectDeps extends AdmitDeps {
   intercept?(socket: net.Socket, head: Buffer, tunnel: HttpTunnel, done: () => void): boolean;
 }
 
-/** Bytes a tunnel direction may hold unsent before it stops reading (per direction). */
-export const RELAY_BUFFER = 128 * 1024;
+export { RELAY_BUFFER } from './relay.js';
 
-/**
- * Copy one direction of a tunnel. Like pipe(), but it stops reading only once more than RELAY_BUFFER
- * bytes wait to be sent: pipe() pauses after every chunk larger than the socket's 16 KiB high-water mark
- * (all of them, at 64 KiB a read) and resumes a tick later, even when the kernel took the chunk at once.
- */
-function relay(from: net.Socket, to: net.Socket): void {
-  const resume = () => from.resume();
-  from.on('data', (chunk: Buffer) => {
-    if (!to.write(chunk) && to.writableLength > RELAY_BUFFER) {
-      from.pause();
-      to.once('drain', resume);
-    }
-  });
-  from.once('end', () => to.end());
-}
+/** The answer to an admitted CONNECT, encoded once (never written to: a queued write may refer to it). */
+const ESTABLISHED = Buffer.from('HTTP/1.1 200 Connection Established\r\n\r\n', 'latin1');
 
 export async function handleConnect(deps: ConnectDeps, req: http.IncomingMessage, socket: net.Socket, head: Buffer): Promise<void> {
   const client = socket.remoteAddress ?? '';
@@ -103,7 +90,9 @@ export async function openTunnel(deps: ConnectDeps, socket: net.Socket, client: 
   if (deps.intercept?.(socket, head, { conn, client, host: name, port: t.port, ip, rule: decision.rule, ...mode }, a.done)) return;
   const base = { event: 'connect', client, host: name, port: t.port, ip, rule: decision.rule, ...mode } as const;
   // noDelay: a tunnel relays what it is given at once (the client side is the HTTP server's, already noDelay).
-  const upstream = net.connect({ host: ip, port: t.port, allowHalfOpen: true, noDelay: true });
+  // Its reads go to the first-bytes check, then straight to the client (relay.ts: larger reads).
+  const reads = new UpstreamReads();
+  const upstream = net.connect({ host: ip, port: t.port, allowHalfOpen: true, noDelay: true, onread: reads.onread });
   upstream.setTimeout(limits.connectTimeoutMs, () => upstream.destroy(new Error(`connect timeout after ${limits.connectTimeoutMs} ms`)));
   const started = Date.now();
   let closedBy: ClosedBy | undefined;
@@ -141,7 +130,7 @@ export async function openTunnel(deps: ConnectDeps, socket: net.Socket, client: 
     }
     open = true;
     audit.write({ ...base, decision: 'allow', reason: 'allowed', status: 200 });
-    if (!transparent) socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+    if (!transparent) socket.write(ESTABLISHED);
     socket.setTimeout(limits.idleTimeoutMs, () => finish('idle-timeout'));
     inspect();
   });
@@ -188,7 +177,6 @@ export async function openTunnel(deps: ConnectDeps, socket: net.Socket, client: 
       inspecting = false;
       clearTimeout(timer);
       socket.removeListener('data', onClient);
-      upstream.removeListener('data', onServer);
     };
     function act(v: Verdict): void {
       if (socket.destroyed) return;
@@ -201,7 +189,7 @@ export async function openTunnel(deps: ConnectDeps, socket: net.Socket, client: 
         case 'pass':
           stop();
           if (v.bytes.length) upstream.write(v.bytes);
-          relay(upstream, socket);
+          reads.relayTo(upstream, socket);
           relay(socket, upstream);
           return;
         case 'http':
@@ -219,7 +207,7 @@ export async function openTunnel(deps: ConnectDeps, socket: net.Socket, client: 
       }
     }
     socket.on('data', onClient);
-    upstream.on('data', onServer);
+    reads.inspectWith(onServer);
     if (head.length) act(check.client(head));
   }
 }

@@ -24,6 +24,9 @@ import { rewriteCredential } from '../inject/rewrite.js';
 
 export { DENY_HEADER } from './reply.js';
 
+/** The proxy's listen backlog (capped by the kernel's net.core.somaxconn). */
+export const LISTEN_BACKLOG = 4096;
+
 export type { ProxyLimits } from '../config.js';
 
 export interface ProxyOptions {
@@ -315,7 +318,9 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, host, () => {
+    // A deep accept queue (the kernel caps it at net.core.somaxconn): Node's default of 511 drops SYNs
+    // when hundreds of clients connect at once, and each drop costs that client a 1 s retransmit.
+    server.listen({ port, host, backlog: LISTEN_BACKLOG }, () => {
       server.removeListener('error', reject);
       resolve();
     });

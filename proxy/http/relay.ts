@@ -1,0 +1,82 @@
+// Copying the bytes of an open tunnel. Two ways in, one rule for both: a direction stops reading only
+// once more than RELAY_BUFFER bytes wait unsent, and goes on at the next 'drain'.
+// - relay(): a socket's 'data' events (the client side: the HTTP server made that socket).
+// - UpstreamReads: the upstream socket reads into its own buffer (`onread`, given to net.connect),
+//   reused from read to read while every write completes at once, and grown from READ_START to
+//   READ_MAX once a read fills it: a bulk download costs a quarter of the reads (and their events and
+//   allocations) of Node's 64 KiB default, an idle tunnel holds only READ_START.
+import type net from 'node:net';
+
+/** Bytes a tunnel direction may hold unsent before it stops reading (per direction). */
+export const RELAY_BUFFER = 128 * 1024;
+/** An upstream read buffer's first size, and the size it grows to once a read fills it. */
+export const READ_START = 16 * 1024;
+export const READ_MAX = 256 * 1024;
+
+/** Send `chunk` on; past RELAY_BUFFER unsent, stop reading `from` until `to` drains. */
+function forward(from: net.Socket, to: net.Socket, chunk: Buffer): void {
+  if (!to.write(chunk) && to.writableLength > RELAY_BUFFER) {
+    from.pause();
+    to.once('drain', () => from.resume());
+  }
+}
+
+/**
+ * Copy one direction of a tunnel from 'data' events. Like pipe(), but it stops reading only once more
+ * than RELAY_BUFFER bytes wait to be sent: pipe() pauses after every chunk larger than the socket's
+ * 16 KiB high-water mark (all of them, at 64 KiB a read) and resumes a tick later, even when the kernel
+ * took the chunk at once.
+ */
+export function relay(from: net.Socket, to: net.Socket): void {
+  from.on('data', (chunk: Buffer) => forward(from, to, chunk));
+  from.once('end', () => to.end());
+}
+
+/**
+ * The reads of a tunnel's upstream socket: pass `onread` to net.connect (the socket then emits no
+ * 'data'; 'end', 'error', 'close', pause() and resume() are as usual). While the tunnel is inspected
+ * every read gets a fresh buffer (the first-bytes check may keep what it was given); once relaying
+ * (`relayTo`), a buffer is reused only when the write of the last read left nothing queued (the kernel
+ * has the bytes: nothing refers to the buffer any more), otherwise the next read gets a new one.
+ */
+export class UpstreamReads {
+  private size = READ_START;
+  private buf: Buffer | undefined;
+  private sink: (chunk: Buffer) => void = () => undefined;
+  /** Where the last chunk was written (relay mode); undefined while inspecting. */
+  private to: net.Socket | undefined;
+
+  readonly onread: net.OnReadOpts = {
+    buffer: () => this.next(),
+    callback: (n: number, buf: Uint8Array) => {
+      // A full read grows the next buffer (bulk data is waiting).
+      if (n === buf.length && this.size < READ_MAX) this.size = Math.min(this.size * 4, READ_MAX);
+      this.sink((buf as Buffer).subarray(0, n));
+      return true; // backpressure is pause() and resume(), as for 'data'
+    },
+  };
+
+  /** Bytes from the upstream go to `fn` (the first-bytes check), each in a buffer of its own. */
+  inspectWith(fn: (chunk: Buffer) => void): void {
+    this.sink = fn;
+    this.to = undefined;
+  }
+
+  /** Relay what the upstream sends to `to` from now on (and end `to` when the upstream ends). */
+  relayTo(from: net.Socket, to: net.Socket): void {
+    this.to = to;
+    this.buf = undefined; // the last inspected read may still be referred to
+    this.sink = (chunk) => forward(from, to, chunk);
+    from.once('end', () => to.end());
+  }
+
+  private next(): Buffer {
+    const to = this.to;
+    const reusable = to !== undefined && to.writableLength === 0 && !to.destroyed && this.buf?.length === this.size;
+    if (reusable) return this.buf!;
+    const buf = Buffer.allocUnsafeSlow(this.size);
+    // Only a relaying direction reuses its buffer; an inspected read's buffer is the check's to keep.
+    this.buf = to ? buf : undefined;
+    return buf;
+  }
+}
