@@ -214,9 +214,13 @@ export function parseMessage(msg: Buffer, maxRecords = MAX_RECORDS): Message | u
 
 // ---- building and encoding ---------------------------------------------------------------------------
 
-/** A name as uncompressed wire labels; throws Malformed unless it is a plain latin1 name that fits. */
-function wireName(name: string): Buffer {
-  if (name === '') return Buffer.from([0]);
+/**
+ * A name as uncompressed wire labels (one trailing dot, the root's, allowed); throws Malformed unless
+ * it is a plain latin1 name that fits.
+ */
+function wireName(fqdn: string): Buffer {
+  const name = fqdn.length > 1 && fqdn.endsWith('.') ? fqdn.slice(0, -1) : fqdn;
+  if (name === '' || name === '.') return Buffer.from([0]);
   const labels = name.split('.');
   if (labels.some((l) => l.length === 0 || l.length > MAX_LABEL) || /[^\u0000-\u00ff]/.test(name)) {
     throw new Malformed(`cannot encode the name ${JSON.stringify(name)}`);
