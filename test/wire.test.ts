@@ -249,7 +249,8 @@ t.test('queries: hostile names are refused', async (t) => {
     ['name points at itself', Buffer.concat([head(0x100, 1), Buffer.from([0xc0, 12]), u16(1, 1)])],
     ['two-pointer loop', Buffer.concat([head(0x100, 1), Buffer.from([0xc0, 14, 0xc0, 12]), u16(1, 1)])],
     ['forward pointer', Buffer.concat([head(0x100, 1), Buffer.from([1, 0x61, 0xc0, 20]), u16(1, 1), name('b')])],
-    ['pointer into the header', Buffer.concat([head(0x100, 1), Buffer.from([0xc0, 0]), u16(1, 1)])],
+    // id 0x0161 and flags 0x0100 read as labels: "a", "\0", then the zero of the count: a name, if allowed
+    ['pointer into the header', Buffer.concat([u16(0x0161, 0x0100, 1, 0, 0, 0), Buffer.from([0xc0, 0]), u16(1, 1)])],
     ['reserved label type 0x40', Buffer.concat([head(0x100, 1), Buffer.from([0x41, 0x61, 0]), u16(1, 1)])],
     ['reserved label type 0x80', Buffer.concat([head(0x100, 1), Buffer.from([0x81, 0x61, 0]), u16(1, 1)])],
     ['a dot inside a label', Buffer.concat([head(0x100, 1), name('allowed.test'), u16(1, 1)])],
@@ -317,9 +318,30 @@ t.test('answers: every record type parses, unknown ones as raw rdata; hostile re
     ['more records claimed than the bound', Buffer.concat([head(0x8180, 1, MAX_RECORDS), QA])],
   ];
   for (const [what, bytes] of cases) t.equal(parseMessage(bytes), undefined, what);
+  // the record bound holds for well-formed messages too (parse cost): 512 records parse, 513 do not
+  const aRecord = rr(PTR_Q, 1, Buffer.from([203, 0, 113, 1]));
+  const many = (n: number) => Buffer.concat([head(0x8180, 1, n - 1), QA, ...Array.from({ length: n - 1 }, () => aRecord)]);
+  t.equal(parseMessage(many(MAX_RECORDS))?.answers.length, MAX_RECORDS - 1, `${MAX_RECORDS} records (question included) parse`);
+  t.equal(parseMessage(many(MAX_RECORDS + 1)), undefined, `${MAX_RECORDS + 1} records are refused`);
   t.ok(parseMessage(Buffer.concat([head(0x8180, 1, 1), QA, rr(PTR_Q, 1, Buffer.from([1, 2, 3, 4]))])), 'the same shape, well formed, parses');
   t.same(readAChain(parseMessage(answer1(rr(PTR_Q, 5, name('b', 'test')), rr(name('b', 'test'), 5, PTR_Q)))!, 'api.openai.com'), { ips: [], ttl: 0 }, 'a CNAME loop ends, empty');
   t.same(readAChain(parseMessage(answer1(rr(PTR_Q, 1, Buffer.from([1, 2, 3, 4]), 0xfffffff0)))!, 'api.openai.com').ttl, 0x7fffffff, 'a TTL with the top bit set is clamped');
+});
+
+t.test('encode: a name is compressed only where it is byte for byte the question (case kept)', async (t) => {
+  const m: Message = {
+    header: { id: 1, qr: 1, opcode: 0, aa: 0, tc: 0, rd: 1, ra: 1, z: 0, ad: 0, cd: 0, rcode: 0 },
+    questions: [{ name: 'api.openai.com', type: 1, class: 1 }],
+    answers: [
+      { name: 'api.openai.com', type: 1, class: 1, ttl: 5, address: '203.0.113.1' },
+      { name: 'API.openai.com', type: 1, class: 1, ttl: 5, address: '203.0.113.2' },
+    ],
+    authorities: [],
+    additionals: [],
+  };
+  const back = parseMessage(encode(m));
+  t.same(back?.answers.map((r) => r.name), ['api.openai.com', 'API.openai.com']);
+  t.ok(encode(m).includes(Buffer.from([0xc0, 0x0c, 0, 1])), 'the first answer points at the question');
 });
 
 t.test('fuzz: any bytes parse to a message or to undefined, never a throw; what parses round-trips', async (t) => {
