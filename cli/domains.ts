@@ -1,6 +1,6 @@
 // `codex-egress domains`: the effective allowlist with provenance (what the gateway enforces).
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readEffective } from '../proxy/effective.js';
 import { parse } from './args.js';
 import { EXIT, WORKDIR_HELP, workdirOptions, projectFrom, gatewayRunning, out, json } from './common.js';
 import { readRuleFile } from '../proxy/config.js';
@@ -30,8 +30,9 @@ export async function domainsCommand(argv: string[]): Promise<number> {
   const { project, paths } = projectFrom(v);
   let rules: Entry[];
   let from: string;
-  if (existsSync(paths.effective) && (await gatewayRunning(project))) {
-    rules = (JSON.parse(await readFile(paths.effective, 'utf8')) as { rules: Entry[] }).rules;
+  const effective = existsSync(paths.effective) && (await gatewayRunning(project)) ? await readEffective(paths.effective) : undefined;
+  if (effective) {
+    rules = effective.rules;
     from = paths.effective;
   } else {
     const r = mergeSources({ defaults: true, env: process.env.OPENAI_ALLOWED_DOMAINS, flags: [], file: await readRuleFile(paths.allowlist) });

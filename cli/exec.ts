@@ -1,6 +1,7 @@
 // `codex-egress exec "PROMPT"`: run `codex exec` non-interactively in the sandbox; write run.log and exit.json.
-import { createWriteStream, existsSync, constants as fsc } from 'node:fs';
-import { mkdir, readFile, open } from 'node:fs/promises';
+import { createWriteStream, constants as fsc } from 'node:fs';
+import { mkdir, open } from 'node:fs/promises';
+import { readEffective } from '../proxy/effective.js';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { parse, UsageError } from './args.js';
@@ -108,7 +109,8 @@ export async function execCommand(argv: string[]): Promise<number> {
       await new Promise((res) => log.end(res));
       await logFh.close();
       const finished = new Date();
-      const allowlist = existsSync(paths.effective) ? (JSON.parse(await readFile(paths.effective, 'utf8')) as { rules: unknown[] }).rules : null;
+      // A missing or unreadable effective allowlist is recorded as null: exit.json is still written.
+      const allowlist = await readEffective(paths.effective).then((e) => e?.rules ?? null, () => null);
       await createExclusive(
         join(outDir, 'exit.json'),
         `${JSON.stringify({

@@ -1,6 +1,5 @@
 // `codex-egress status`: containers, gateway health, allowlist size, decision counters.
-import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readEffective } from '../proxy/effective.js';
 import { parse } from './args.js';
 import { EXIT, WORKDIR_HELP, workdirOptions, projectFrom, out, json } from './common.js';
 import { state, health, codexMode } from '../image/appliance.js';
@@ -28,7 +27,7 @@ export async function statusCommand(argv: string[]): Promise<number> {
   const s = await state(p);
   const gateway = s.containers.find((c) => c.name === p.gateway);
   const h = gateway?.running ? await health(p) : undefined;
-  const effective = gateway?.running && existsSync(paths.effective) ? (JSON.parse(await readFile(paths.effective, 'utf8')) as { rules: unknown[] }) : undefined;
+  const effective = gateway?.running ? await readEffective(paths.effective) : undefined;
   const counters = await countLog(paths.auditLog);
   const report = {
     project: p.name,

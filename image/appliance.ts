@@ -1,7 +1,7 @@
 // Orchestration of the appliance: bring the topology up in order (networks → gateway created, connected
 // to its egress network, started, healthy → sandbox), verify it, take it down. Arguments come from args.ts.
 import { readFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { readEffective } from '../proxy/effective.js';
 import { join } from 'node:path';
 import {
   egressNetworkArgs, gatewayCreateArgs, connectEgressArgs, sandboxCreateArgs, healthCommand, sandboxUserFixArgs,
@@ -237,8 +237,7 @@ export async function verify(p: Project, o: { allowedHost?: string; deniedHost?:
 
 /** The first exact, portless allow rule of the effective allowlist: the host `verify` expects to reach. */
 export async function firstAllowedHost(effectivePath: string): Promise<string | undefined> {
-  if (!existsSync(effectivePath)) return undefined;
-  const body = JSON.parse(await readFile(effectivePath, 'utf8')) as { rules: Array<{ rule: string }> };
-  return body.rules.map((r) => r.rule).find((r) => /^[a-z0-9-]+(\.[a-z0-9-]+)+$/i.test(r));
+  const body = await readEffective(effectivePath);
+  return body?.rules.map((r) => r.rule).find((r) => /^[a-z0-9-]+(\.[a-z0-9-]+)+$/i.test(r));
 }
 

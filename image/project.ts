@@ -5,6 +5,7 @@ import { existsSync, statSync, realpathSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve, relative, isAbsolute, dirname } from 'node:path';
 import { parseRuleFile, ruleText } from '../proxy/policy/rules.js';
+import { effectivePath } from '../proxy/effective.js';
 import { ALLOWLIST_FILE, AUDIT_FILE, PROTECTED_SANDBOX_PATHS } from './args.js';
 import type { Project } from './names.js';
 import { UnsafePathError, resolveTrusted, mkdirNoFollow, createExclusive, chownTreeNoFollow, chmodDirNoFollow, isWithin, realRoots } from './paths.js';
@@ -38,7 +39,7 @@ export function statePaths(p: Project, env: NodeJS.ProcessEnv = process.env) {
     base,
     dir,
     allowlist: join(dir, ALLOWLIST_FILE),
-    effective: join(dir, ALLOWLIST_FILE.replace(/\.txt$/, '.effective.json')),
+    effective: effectivePath(join(dir, ALLOWLIST_FILE)),
     logDir: join(dir, 'logs'),
     auditLog: join(dir, 'logs', AUDIT_FILE),
     /**

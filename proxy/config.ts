@@ -1,6 +1,5 @@
 // The gateway's configuration, validated with zod. Also the allowlist file and its companion. Small I/O only.
-import { readFile, writeFile, rename } from 'node:fs/promises';
-import { dirname, basename, join } from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { isIPv4 } from 'node:net';
 import { z } from 'zod';
 import { mergeSources, type Allowlist } from './policy/allowlist.js';
@@ -141,21 +140,5 @@ export async function loadAllowlist(cfg: GatewayConfig): Promise<Allowlist> {
   return r.allowlist;
 }
 
-/** The companion file the effective allowlist is written to: allowed_domains.txt → allowed_domains.effective.json */
-export function effectivePath(allowlistPath: string): string {
-  const base = basename(allowlistPath).replace(/\.txt$/, '');
-  return join(dirname(allowlistPath), `${base}.effective.json`);
-}
-
-/** Write the merged allowlist with provenance, atomically, for people and `codex-egress domains` to read. */
-export async function writeEffective(allowlistPath: string, allowlist: Allowlist): Promise<string> {
-  const path = effectivePath(allowlistPath);
-  const body = {
-    generated: new Date().toISOString(),
-    rules: allowlist.rules.map((r) => ({ rule: r.text, source: r.source, origin: r.origin })),
-  };
-  const tmp = `${path}.${process.pid}.tmp`;
-  await writeFile(tmp, `${JSON.stringify(body, null, 2)}\n`);
-  await rename(tmp, path);
-  return path;
-}
+/** The effective allowlist file (its path, format, writer and reader): proxy/effective.ts. */
+export { effectivePath, writeEffective } from './effective.js';

@@ -1,6 +1,6 @@
 // The resolver behind both the DNS server and the proxy: one TTL cache, one address guard, one firewall hook.
 import { isReachable } from '../address.js';
-import { UpstreamClient } from './upstream.js';
+import type { UpstreamResolver } from './upstream.js';
 import { allIPv4, RCODE } from './wire.js';
 
 export type Lookup =
@@ -30,6 +30,11 @@ export interface ResolverOptions {
   negativeTtl?: number;
   maxEntries?: number;
   now?: () => number;
+  /**
+   * The address guard: may the gateway serve and dial this address? Default: proxy/address.ts's
+   * isReachable (public IPv4 only). Tests in-process inject one that admits their loopback origins.
+   */
+  guard?: (ip: string) => boolean;
 }
 
 type Cached = Exclude<Lookup, { status: 'servfail' | 'revoked' }>;
@@ -40,10 +45,10 @@ export class Resolver {
   private readonly opts: Required<Omit<ResolverOptions, 'onResolved' | 'allowed'>> & Pick<ResolverOptions, 'onResolved' | 'allowed'>;
 
   constructor(
-    readonly upstream: UpstreamClient,
+    readonly upstream: UpstreamResolver,
     opts: ResolverOptions = {},
   ) {
-    this.opts = { minTtl: 5, maxTtl: 3600, negativeTtl: 10, maxEntries: 10_000, now: () => Date.now(), ...opts };
+    this.opts = { minTtl: 5, maxTtl: 3600, negativeTtl: 10, maxEntries: 10_000, now: () => Date.now(), guard: isReachable, ...opts };
   }
 
   /** Resolve an already normalised, already allowed name to the IPv4 addresses the gateway may use. */
@@ -96,7 +101,7 @@ export class Resolver {
     if (r.rcode === RCODE.NXDOMAIN) {
       result = { status: 'nxdomain' };
       ttl = negativeTtl;
-    } else if (!allIPv4(r.ips) || r.ips.some((ip) => !isReachable(ip))) {
+    } else if (!allIPv4(r.ips) || r.ips.some((ip) => !this.opts.guard(ip))) {
       result = { status: 'refused', ips: r.ips };
       ttl = negativeTtl;
     } else {

@@ -5,7 +5,7 @@ import type { Allowlist } from '../policy/allowlist.js';
 import type { Audit, AuditEvent } from '../audit.js';
 import type { Resolver } from './resolver.js';
 import type { Assignment } from '../transparent/pool.js';
-import { buildResponse, encodeResponseFast, parse, parseQueryFast, RCODE, rcodeName, TYPE, typeName, type Packet } from './wire.js';
+import { buildResponse, encode, parseQuery, RCODE, rcodeName, TYPE, typeName, type Message } from './wire.js';
 
 export interface DnsServerOptions {
   allowlist: () => Allowlist;
@@ -21,10 +21,10 @@ type DnsAudit = Extract<AuditEvent, { event: 'dns' }>;
 
 /** Decide and answer one query. Returns undefined when nothing should be sent (a response packet). */
 export async function answerQuery(
-  req: Packet,
+  req: Message,
   client: string,
   opts: Pick<DnsServerOptions, 'allowlist' | 'resolver' | 'audit' | 'transparent'>,
-): Promise<Packet | undefined> {
+): Promise<Message | undefined> {
   if (req.header.qr) return undefined; // a response sent to us: never answer (no reflection loops)
   const started = performance.now();
   const q = req.questions[0];
@@ -92,10 +92,10 @@ export async function startDnsServer(host: string, port: number, opts: DnsServer
   const respond = async (msg: Buffer, client: string): Promise<Buffer | undefined> => {
     const screened = screenQuery(msg);
     if (screened !== 'ok') return screened === 'drop' ? undefined : screened;
-    const req = parseQueryFast(msg) ?? parse(msg);
+    const req = parseQuery(msg);
     if (!req) return formErr(msg);
     const res = await answerQuery(req, client, opts);
-    return res && encodeResponseFast(res);
+    return res && encode(res);
   };
   const fail = (err: Error) => process.stderr.write(`codex-egress: dns: ${err.stack ?? err.message}\n`);
 
@@ -173,22 +173,8 @@ function screenQuery(msg: Buffer): 'ok' | 'drop' | Buffer {
   if (msg.length > MAX_QUERY_BYTES) return formErr(msg);
   const [qd, an, ns, ar] = [4, 6, 8, 10].map((o) => msg.readUInt16BE(o));
   if (qd !== 1 || an !== 0 || ns !== 0 || ar! > 1) return formErr(msg);
-  if (dotInLabel(msg)) return formErr(msg);
+  // A label holding a dot (`allowed\.test`, one label) would read as another name: the codec refuses it (FORMERR).
   return 'ok';
-}
-
-/**
- * Does the question's name have a label with a dot in it (`allowed\.test`, one label)? Parsed, it
- * would read as another name (`allowed.test`, two labels): decided, resolved and answered as that one.
- */
-function dotInLabel(msg: Buffer): boolean {
-  for (let off = 12; off < msg.length; ) {
-    const len = msg[off]!;
-    if (len === 0 || len & 0xc0) return false; // the end, or a pointer (the parser refuses what is malformed)
-    if (msg.subarray(off + 1, off + 1 + len).includes(0x2e)) return true;
-    off += 1 + len;
-  }
-  return false;
 }
 
 /** A header-only error reply to a message we will not parse (id and opcode copied, RD kept). */

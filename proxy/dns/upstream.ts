@@ -1,7 +1,7 @@
 // The upstream DNS client: UDP with a timeout, TCP when the answer is truncated, failover between upstreams.
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { buildQuery, parse, parseAnswerFast, readAChain, RCODE, type Packet } from './wire.js';
+import { buildQuery, parseMessage, readAChain, RCODE, type Message } from './wire.js';
 
 export interface Upstream {
   host: string;
@@ -18,27 +18,22 @@ export class UpstreamError extends Error {
 }
 
 const MAX_TCP_MESSAGE = 65535;
-const MAX_RECORDS = 512;
 const label = (u: Upstream) => `${u.host}:${u.port}`;
 
-/** Does this message answer our query (id, response bit, same question)? */
-/** Parse an upstream reply, refusing one that claims more records than an A answer can need (parse cost). */
-function parseReply(msg: Buffer): Packet | undefined {
-  if (msg.length < 12) return undefined;
-  const records = [4, 6, 8, 10].reduce((n, o) => n + msg.readUInt16BE(o), 0);
-  return records > MAX_RECORDS ? undefined : (parseAnswerFast(msg) ?? parse(msg));
-}
+/** Parse an upstream reply; one claiming more records than an A answer can need is refused (wire.ts: MAX_RECORDS). */
+const parseReply = (msg: Buffer): Message | undefined => parseMessage(msg);
 
-function answers(p: Packet | undefined, id: number, name: string): p is Packet {
+/** Does this message answer our query (id, response bit, same question)? */
+function answers(p: Message | undefined, id: number, name: string): p is Message {
   const q = p?.questions[0];
   return !!p && p.header.id === id && p.header.qr === 1 && !!q && q.name.toLowerCase() === name.toLowerCase() && q.type === 1;
 }
 
-function queryUdp(u: Upstream, name: string, timeoutMs: number): Promise<Packet> {
+function queryUdp(u: Upstream, name: string, timeoutMs: number): Promise<Message> {
   const { id, bytes } = buildQuery(name);
   return new Promise((resolve, reject) => {
     const sock = dgram.createSocket('udp4');
-    const done = (err: Error | null, p?: Packet) => {
+    const done = (err: Error | null, p?: Message) => {
       clearTimeout(timer);
       sock.close();
       if (err) reject(err);
@@ -56,12 +51,12 @@ function queryUdp(u: Upstream, name: string, timeoutMs: number): Promise<Packet>
   });
 }
 
-function queryTcp(u: Upstream, name: string, timeoutMs: number): Promise<Packet> {
+function queryTcp(u: Upstream, name: string, timeoutMs: number): Promise<Message> {
   const { id, bytes } = buildQuery(name);
   return new Promise((resolve, reject) => {
     const sock = net.connect({ host: u.host, port: u.port });
     let buf = Buffer.alloc(0);
-    const done = (err: Error | null, p?: Packet) => {
+    const done = (err: Error | null, p?: Message) => {
       clearTimeout(timer);
       sock.destroy();
       if (err) reject(err);
@@ -91,8 +86,13 @@ export interface UpstreamOptions {
   timeoutMs?: number;
 }
 
+/** What the resolver needs from upstream: A records for a name (UpstreamClient; a fake in the in-process tests). */
+export interface UpstreamResolver {
+  resolveA(name: string): Promise<UpstreamResult>;
+}
+
 /** Resolves A records through the configured upstream resolvers, in order, failing over on error. */
-export class UpstreamClient {
+export class UpstreamClient implements UpstreamResolver {
   readonly timeoutMs: number;
   constructor(
     readonly upstreams: readonly Upstream[],

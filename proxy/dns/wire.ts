@@ -1,175 +1,232 @@
-// DNS messages: build queries and answers, read an answer's A chain. No I/O. The common shapes (a plain
-// query, our A answers, an upstream's A/CNAME answer) go through the project's own code below, 14–21×
-// faster than dns2's bit-by-bit codec (README: Performance); dns2 reads and writes the rest.
-import { Packet, type Question, type Resource } from 'dns2';
+// DNS messages (RFC 1035), the project's one codec: parse a query or an upstream answer, build and
+// encode our answers and our upstream queries, read an answer's A chain. No I/O, no dependency.
+// Every record is parsed whatever its type: A and CNAME are decoded, every other type is carried as
+// its raw rdata (RFC 3597). Everything is bounded: names (255 octets), compression pointers (strictly
+// backwards, never into the header), record counts, each record's rdata inside the message. Anything
+// else is malformed, and a malformed message parses to undefined (never a throw, never a guess).
 import { isIPv4 } from 'node:net';
 import { randomInt } from 'node:crypto';
 
-export { Packet };
-export const TYPE = { A: 1, CNAME: 5, AAAA: 28, SVCB: 64, HTTPS: 65 } as const;
+export const TYPE = { A: 1, CNAME: 5, AAAA: 28, OPT: 41, SVCB: 64, HTTPS: 65 } as const;
 export const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5 } as const;
-const CLASS_IN = 1;
+export const CLASS_IN = 1;
 const MAX_CNAME_CHAIN = 10;
+/** A name on the wire: its labels, their length octets and the root's zero, at most (RFC 1035 §2.3.4). */
+const MAX_NAME_OCTETS = 255;
+const MAX_LABEL = 63;
+/** parseMessage() refuses a message claiming more records than this (the parse cost stays bounded). */
+export const MAX_RECORDS = 512;
 
-const TYPE_NAMES = new Map<number, string>(Object.entries(Packet.TYPE).map(([k, v]) => [v as number, k]));
-TYPE_NAMES.set(TYPE.SVCB, 'SVCB').set(TYPE.HTTPS, 'HTTPS');
+/** The names the audit log gives query types (qtype); a type not listed is `TYPE<n>` (RFC 3597). */
+const TYPE_NAMES = new Map<number, string>(
+  Object.entries({
+    A: 1, NS: 2, MD: 3, MF: 4, CNAME: 5, SOA: 6, MB: 7, MG: 8, MR: 9, NULL: 10, WKS: 11, PTR: 12, HINFO: 13,
+    MINFO: 14, MX: 15, TXT: 16, AAAA: 28, SRV: 33, EDNS: 41, DNSKEY: 48, SVCB: 64, HTTPS: 65, SPF: 99,
+    AXFR: 252, MAILB: 253, MAILA: 254, ANY: 255, CAA: 257,
+  }).map(([k, v]) => [v, k]),
+);
 const RCODE_NAMES = new Map<number, string>(Object.entries(RCODE).map(([k, v]) => [v, k]));
 
 export const typeName = (t: number): string => TYPE_NAMES.get(t) ?? `TYPE${t}`;
 export const rcodeName = (r: number): string => RCODE_NAMES.get(r) ?? `RCODE${r}`;
 
-/** A recursive query for `name`, type A, class IN, with a random transaction id. */
-export function buildQuery(name: string): { id: number; bytes: Buffer } {
-  const id = randomInt(0x10000);
-  const fast = encodeQueryFast(id, name);
-  if (fast) return { id, bytes: fast };
-  const p = new Packet();
-  p.header.id = id;
-  p.header.rd = 1;
-  p.questions.push({ name, type: TYPE.A, class: CLASS_IN } as Question);
-  return { id, bytes: p.toBuffer() };
+export interface Header {
+  id: number;
+  qr: number;
+  opcode: number;
+  aa: number;
+  tc: number;
+  rd: number;
+  ra: number;
+  /** Reserved: read, always written as 0. */
+  z: number;
+  ad: number;
+  cd: number;
+  rcode: number;
 }
 
-/** Parse, returning undefined for anything dns2 cannot read. */
-export function parse(bytes: Buffer): Packet | undefined {
-  try {
-    return Packet.parse(bytes);
-  } catch {
-    return undefined;
-  }
+export interface Question {
+  name: string;
+  type: number;
+  class: number;
 }
 
-export interface AChain {
-  ips: string[];
-  /** The smallest TTL along the CNAME chain and the A records. */
+export interface ResourceRecord {
+  name: string;
+  type: number;
+  class: number;
+  /** Seconds; a TTL with the top bit set reads as 0x7fffffff (as dns2 did). */
   ttl: number;
+  /** The record's data as it was on the wire (a parsed record), or what is written for an unknown type. */
+  rdata?: Buffer;
+  /** Type A: the dotted address. */
+  address?: string;
+  /** Type CNAME: the target, decompressed. */
+  domain?: string;
 }
 
-/** Follow `name`'s CNAME chain inside an answer and collect the A records at its end. */
-export function readAChain(answer: Packet, name: string): AChain {
-  let target = name.toLowerCase();
-  let ttl = Number.MAX_SAFE_INTEGER;
-  const seen = new Set<string>();
-  for (let hop = 0; hop <= MAX_CNAME_CHAIN && !seen.has(target); hop++) {
-    seen.add(target);
-    const at = answer.answers.filter((r) => r && typeof r.name === 'string' && r.name.toLowerCase() === target && r.class === CLASS_IN);
-    const a = at.filter((r) => r.type === TYPE.A);
-    if (a.length) {
-      const ips = [...new Set(a.map((r) => String(r.address)))];
-      return { ips, ttl: Math.min(ttl, ...a.map((r) => r.ttl)) };
-    }
-    const cname = at.find((r) => r.type === TYPE.CNAME && typeof r.domain === 'string');
-    if (!cname) break;
-    ttl = Math.min(ttl, cname.ttl);
-    target = cname.domain!.toLowerCase();
-  }
-  return { ips: [], ttl: 0 };
+export interface Message {
+  header: Header;
+  questions: Question[];
+  answers: ResourceRecord[];
+  authorities: ResourceRecord[];
+  additionals: ResourceRecord[];
 }
 
-/** True when every address in the list is a well-formed IPv4 address. */
-export const allIPv4 = (ips: readonly string[]): boolean => ips.every((ip) => isIPv4(ip));
-
-/** The response to `request` with the given rcode and A answers (named as the client asked). */
-export function buildResponse(request: Packet, rcode: number, ips: readonly string[] = [], ttl = 0): Packet {
-  const res = Packet.createResponseFromRequest(request);
-  res.header.ra = 1;
-  res.header.rcode = rcode;
-  const q = request.questions[0];
-  if (q) {
-    for (const address of ips) {
-      res.answers.push({ name: q.name, type: TYPE.A, class: CLASS_IN, ttl, address } as Resource);
-    }
-  }
-  return res;
+export class Malformed extends Error {
+  override readonly name = 'Malformed';
+  readonly code = 'ERR_DNS_MALFORMED';
 }
 
-// ---- Fast paths for the server's hot loop ---------------------------------------------------------
-// dns2's codec reads and writes bit by bit, which dominated the cost of a cached answer. The functions
-// below handle the common shapes directly (queries, our A answers, A/CNAME upstream answers) and give
-// the very same result as dns2 (checked byte for byte and field for field by test/wire.test.ts);
-// anything else falls back to dns2.
+// ---- parsing ----------------------------------------------------------------------------------------
 
-const SIMPLE_NAME = /^[^.]+(?:\.[^.]+)*$/;
-type Header = Packet['header'] & { ad: number; cd: number };
-const MAX_WIRE_NAME = 255;
+function readHeader(msg: Buffer): Header {
+  const flags = msg.readUInt16BE(2);
+  return {
+    id: msg.readUInt16BE(0),
+    qr: flags >> 15,
+    opcode: (flags >> 11) & 0xf,
+    aa: (flags >> 10) & 1,
+    tc: (flags >> 9) & 1,
+    rd: (flags >> 8) & 1,
+    ra: (flags >> 7) & 1,
+    z: (flags >> 6) & 1,
+    ad: (flags >> 5) & 1,
+    cd: (flags >> 4) & 1,
+    rcode: flags & 0xf,
+  };
+}
 
 /**
- * Parse a query already screened by the server (one question, no answer or authority records), as
- * dns2's Packet.parse would: header and question. Additional records (an EDNS OPT at most) are not
- * read: answering never uses them. Returns undefined when the question is not a plain sequence of
- * labels (compression pointer, bad length, truncated): the caller then uses dns2's parse.
+ * Read a name at `start`; `end` is where the bytes after it begin. A compression pointer must point
+ * strictly before the label sequence it ends and past the header, so pointers cannot loop and every
+ * name ends. A label holding a dot would read as two labels (another name): malformed.
  */
-export function parseQueryFast(msg: Buffer): Packet | undefined {
-  if (msg.length < 12) return undefined;
+function readName(msg: Buffer, start: number): { name: string; end: number } {
   const labels: string[] = [];
-  let off = 12;
+  let off = start;
+  let floor = start; // a pointer must point below this
+  let end = -1;
   let octets = 1;
   for (;;) {
-    if (off >= msg.length) return undefined;
+    if (off >= msg.length) throw new Malformed('name truncated');
     const len = msg[off]!;
-    if (len === 0) break;
-    if (len & 0xc0) return undefined;
+    if (len === 0) {
+      if (end < 0) end = off + 1;
+      break;
+    }
+    if ((len & 0xc0) === 0xc0) {
+      if (off + 1 >= msg.length) throw new Malformed('pointer truncated');
+      const to = ((len & 0x3f) << 8) | msg[off + 1]!;
+      if (to >= floor || to < 12) throw new Malformed('compression pointer not strictly backwards');
+      if (end < 0) end = off + 2;
+      off = floor = to;
+      continue;
+    }
+    if (len & 0xc0) throw new Malformed('reserved label type');
     octets += len + 1;
-    if (octets > MAX_WIRE_NAME || off + 1 + len > msg.length) return undefined;
-    labels.push(msg.toString('latin1', off + 1, off + 1 + len));
+    if (octets > MAX_NAME_OCTETS) throw new Malformed('name longer than 255 octets');
+    if (off + 1 + len > msg.length) throw new Malformed('label truncated');
+    const label = msg.subarray(off + 1, off + 1 + len);
+    if (label.includes(0x2e)) throw new Malformed('dot inside a label');
+    labels.push(label.toString('latin1'));
     off += 1 + len;
   }
-  off++;
-  if (off + 4 > msg.length) return undefined;
-  const p = parseQueryHeader(msg);
-  p.questions.push({ name: labels.join('.'), type: msg.readUInt16BE(off), class: msg.readUInt16BE(off + 2) } as Question);
-  return p;
+  return { name: labels.join('.'), end };
 }
+
+function readQuestions(msg: Buffer, count: number, at: number): { questions: Question[]; end: number } {
+  const questions: Question[] = [];
+  let off = at;
+  for (let i = 0; i < count; i++) {
+    const n = readName(msg, off);
+    if (n.end + 4 > msg.length) throw new Malformed('question truncated');
+    questions.push({ name: n.name, type: msg.readUInt16BE(n.end), class: msg.readUInt16BE(n.end + 2) });
+    off = n.end + 4;
+  }
+  return { questions, end: off };
+}
+
+function readRecord(msg: Buffer, at: number): { record: ResourceRecord; end: number } {
+  const n = readName(msg, at);
+  if (n.end + 10 > msg.length) throw new Malformed('record truncated');
+  const type = msg.readUInt16BE(n.end);
+  const length = msg.readUInt16BE(n.end + 8);
+  const start = n.end + 10;
+  const end = start + length;
+  if (end > msg.length) throw new Malformed('rdata truncated');
+  const record: ResourceRecord = {
+    name: n.name,
+    type,
+    class: msg.readUInt16BE(n.end + 2),
+    ttl: Math.min(msg.readUInt32BE(n.end + 4), 0x7fffffff),
+    rdata: msg.subarray(start, end),
+  };
+  if (type === TYPE.A) {
+    if (length !== 4) throw new Malformed('A record not 4 bytes');
+    record.address = `${msg[start]}.${msg[start + 1]}.${msg[start + 2]}.${msg[start + 3]}`;
+  } else if (type === TYPE.CNAME) {
+    const d = readName(msg, start); // may point anywhere before it, but must fill the rdata exactly
+    if (d.end !== end) throw new Malformed('CNAME target does not fill its rdata');
+    record.domain = d.name;
+  }
+  return { record, end };
+}
+
+/** A query's header and question section; the records after it (an EDNS OPT at most) are not read. */
+export function parseQuery(msg: Buffer): Message | undefined {
+  if (msg.length < 12) return undefined;
+  try {
+    const { questions } = readQuestions(msg, msg.readUInt16BE(4), 12);
+    return { header: readHeader(msg), questions, answers: [], authorities: [], additionals: [] };
+  } catch (err) {
+    if (err instanceof Malformed) return undefined;
+    throw err;
+  }
+}
+
+/** A whole message (an upstream's answer): every section, every record type; undefined when malformed. */
+export function parseMessage(msg: Buffer, maxRecords = MAX_RECORDS): Message | undefined {
+  if (msg.length < 12) return undefined;
+  const counts = [4, 6, 8, 10].map((o) => msg.readUInt16BE(o)) as [number, number, number, number];
+  if (counts.reduce((a, b) => a + b) > maxRecords) return undefined;
+  try {
+    const { questions, end } = readQuestions(msg, counts[0], 12);
+    let off = end;
+    const section = (count: number) => {
+      const records: ResourceRecord[] = [];
+      for (let i = 0; i < count; i++) {
+        const r = readRecord(msg, off);
+        records.push(r.record);
+        off = r.end;
+      }
+      return records;
+    };
+    const answers = section(counts[1]);
+    const authorities = section(counts[2]);
+    const additionals = section(counts[3]);
+    return { header: readHeader(msg), questions, answers, authorities, additionals };
+  } catch (err) {
+    if (err instanceof Malformed) return undefined;
+    throw err;
+  }
+}
+
+// ---- building and encoding ---------------------------------------------------------------------------
 
 /**
- * Encode a response made by buildResponse() (one question, A answers for that name, nothing else)
- * exactly as dns2's toBuffer() would, name compression included; any other packet goes to dns2.
+ * A name as uncompressed wire labels (one trailing dot, the root's, allowed); throws Malformed unless
+ * it is a plain latin1 name that fits.
  */
-export function encodeResponseFast(res: Packet): Buffer {
-  const q = res.questions[0];
-  const h = res.header as Header;
-  const simple =
-    res.questions.length === 1 &&
-    q !== undefined &&
-    typeof q.name === 'string' &&
-    !res.authorities.length &&
-    !res.additionals.length &&
-    h.rcode >= 0 &&
-    h.rcode <= 0xf &&
-    res.answers.every((a) => a.name === q.name && a.type === TYPE.A && a.class === CLASS_IN && isIPv4(String(a.address)));
-  const name = simple ? wireName(q.name) : undefined;
-  if (!q || !name) return res.toBuffer();
-  const out = Buffer.allocUnsafe(12 + name.length + 4 + res.answers.length * 16);
-  out.writeUInt16BE(h.id & 0xffff, 0);
-  const bit = (v: number, shift: number, width = 1) => (v & ((1 << width) - 1)) << shift;
-  out.writeUInt16BE(bit(h.qr, 15) | bit(h.opcode, 11, 4) | bit(h.aa, 10) | bit(h.tc, 9) | bit(h.rd, 8) | bit(h.ra, 7) | bit(h.ad, 5) | bit(h.cd, 4) | h.rcode, 2);
-  out.writeUInt16BE(1, 4);
-  out.writeUInt16BE(res.answers.length, 6);
-  out.writeUInt32BE(0, 8);
-  let off = 12 + name.copy(out, 12);
-  out.writeUInt16BE(q.type & 0xffff, off);
-  out.writeUInt16BE(q.class & 0xffff, off + 2);
-  off += 4;
-  for (const a of res.answers) {
-    out.writeUInt16BE(0xc00c, off); // the question's name, at offset 12
-    out.writeUInt16BE(TYPE.A, off + 2);
-    out.writeUInt16BE(CLASS_IN, off + 4);
-    out.writeUInt32BE(Math.min(a.ttl >>> 0, 0x7fffffff), off + 6);
-    out.writeUInt16BE(4, off + 10);
-    const parts = String(a.address).split('.');
-    for (let i = 0; i < 4; i++) out[off + 12 + i] = Number(parts[i]);
-    off += 16;
-  }
-  return out;
-}
-
-/** A name as uncompressed wire labels, or undefined unless it is a plain latin1 name that fits. */
-function wireName(name: string): Buffer | undefined {
-  if (!SIMPLE_NAME.test(name) || /[^\u0000-\u00ff]/.test(name)) return undefined;
+function wireName(fqdn: string): Buffer {
+  const name = fqdn.length > 1 && fqdn.endsWith('.') ? fqdn.slice(0, -1) : fqdn;
+  if (name === '' || name === '.') return Buffer.from([0]);
   const labels = name.split('.');
-  if (labels.some((l) => l.length > 63)) return undefined;
+  if (labels.some((l) => l.length === 0 || l.length > MAX_LABEL) || /[^\u0000-\u00ff]/.test(name)) {
+    throw new Malformed(`cannot encode the name ${JSON.stringify(name)}`);
+  }
   const out = Buffer.alloc(labels.reduce((n, l) => n + l.length + 1, 1));
-  if (out.length > MAX_WIRE_NAME) return undefined;
+  if (out.length > MAX_NAME_OCTETS) throw new Malformed('name longer than 255 octets');
   let off = 0;
   for (const l of labels) {
     out[off++] = l.length;
@@ -179,127 +236,122 @@ function wireName(name: string): Buffer | undefined {
   return out;
 }
 
-/** buildQuery's message written directly (the same bytes dns2 writes); undefined for unusual names. */
-export function encodeQueryFast(id: number, name: string): Buffer | undefined {
-  const wire = wireName(name);
-  if (!wire) return undefined;
-  const out = Buffer.alloc(12 + wire.length + 4);
-  out.writeUInt16BE(id, 0);
-  out.writeUInt16BE(0x0100, 2); // RD
-  out.writeUInt16BE(1, 4);
-  const off = 12 + wire.copy(out, 12);
-  out.writeUInt16BE(TYPE.A, off);
-  out.writeUInt16BE(CLASS_IN, off + 2);
+/** Types whose rdata holds names that may be compressed (RFC 1035): their raw rdata is not portable. */
+const COMPRESSIBLE = new Set([2, 3, 4, 6, 7, 8, 9, 12, 14, 15]);
+
+/** A record's rdata, or undefined for type A (written in place: 4 bytes). */
+function rdataOf(r: ResourceRecord): Buffer | undefined {
+  if (r.type === TYPE.A) {
+    if (typeof r.address !== 'string' || !isIPv4(r.address)) throw new Malformed(`A record with address ${JSON.stringify(r.address)}`);
+    return undefined;
+  }
+  if (r.type === TYPE.CNAME) return wireName(String(r.domain));
+  if (COMPRESSIBLE.has(r.type)) throw new Malformed(`cannot encode a ${typeName(r.type)} record`);
+  if (!r.rdata || r.rdata.length > 0xffff) throw new Malformed(`${typeName(r.type)} record without valid rdata`);
+  return r.rdata;
+}
+
+/**
+ * The message on the wire, in one allocation. A record named as the first question points at it
+ * (offset 12), unless that is the root (one byte, shorter than a pointer); every other name is written
+ * whole. Throws Malformed for what cannot be encoded (the caller's bug).
+ */
+export function encode(m: Message): Buffer {
+  const h = m.header;
+  const sections = [m.questions, m.answers, m.authorities, m.additionals];
+  if (sections.some((s) => s.length > 0xffff)) throw new Malformed('too many records');
+  const qnames = m.questions.map((q) => wireName(q.name));
+  const first = m.questions[0]?.name || undefined;
+  const records = m.answers.length + m.authorities.length + m.additionals.length ? [...m.answers, ...m.authorities, ...m.additionals] : [];
+  const parts = records.map((r) => ({ r, owner: first !== undefined && r.name === first ? undefined : wireName(r.name), rdata: rdataOf(r) }));
+  let size = 12;
+  for (const n of qnames) size += n.length + 4;
+  for (const p of parts) size += (p.owner?.length ?? 2) + 10 + (p.rdata?.length ?? 4);
+  const out = Buffer.allocUnsafe(size);
+  const bit = (v: number, shift: number, width = 1) => (v & ((1 << width) - 1)) << shift;
+  out.writeUInt16BE(h.id & 0xffff, 0);
+  out.writeUInt16BE(
+    bit(h.qr, 15) | bit(h.opcode, 11, 4) | bit(h.aa, 10) | bit(h.tc, 9) | bit(h.rd, 8) | bit(h.ra, 7) | bit(h.ad, 5) | bit(h.cd, 4) | bit(h.rcode, 0, 4),
+    2,
+  );
+  sections.forEach((s, i) => out.writeUInt16BE(s.length, 4 + 2 * i));
+  let off = 12;
+  m.questions.forEach((q, i) => {
+    off += qnames[i]!.copy(out, off);
+    out.writeUInt16BE(q.type & 0xffff, off);
+    out.writeUInt16BE(q.class & 0xffff, off + 2);
+    off += 4;
+  });
+  for (const { r, owner, rdata } of parts) {
+    if (owner) off += owner.copy(out, off);
+    else off = out.writeUInt16BE(0xc00c, off); // the first question's name, at offset 12
+    out.writeUInt16BE(r.type & 0xffff, off);
+    out.writeUInt16BE(r.class & 0xffff, off + 2);
+    out.writeUInt32BE(Math.min(r.ttl >>> 0, 0x7fffffff), off + 4);
+    out.writeUInt16BE(rdata?.length ?? 4, off + 8);
+    off += 10;
+    if (rdata) off += rdata.copy(out, off);
+    else {
+      const a = String(r.address).split('.');
+      for (let i = 0; i < 4; i++) out[off + i] = Number(a[i]);
+      off += 4;
+    }
+  }
   return out;
 }
 
-class Malformed extends Error {
-  override readonly name = 'Malformed';
-  readonly code = 'ERR_DNS_MALFORMED';
+const header = (fields: Partial<Header>): Header => ({
+  id: 0, qr: 0, opcode: 0, aa: 0, tc: 0, rd: 0, ra: 0, z: 0, ad: 0, cd: 0, rcode: 0, ...fields,
+});
+
+/** A recursive query for `name`, type A, class IN, with a random transaction id. Throws Malformed for a name that cannot be sent. */
+export function buildQuery(name: string): { id: number; bytes: Buffer } {
+  const id = randomInt(0x10000);
+  const q: Message = { header: header({ id, rd: 1 }), questions: [{ name, type: TYPE.A, class: CLASS_IN }], answers: [], authorities: [], additionals: [] };
+  return { id, bytes: encode(q) };
 }
 
-/** dns2's name decoding (pointers, cycle and length checks) on byte offsets; throws Malformed. */
-function readName(msg: Buffer, start: number): { name: string; end: number } {
-  const labels: string[] = [];
-  const visited = new Set<number>();
-  let off = start;
-  let end = -1;
-  let octets = 1;
-  const byte = (at: number) => {
-    if (at >= msg.length) throw new Malformed('truncated');
-    return msg[at]!;
+/** The response to `request` with the given rcode and A answers (named as the client asked). */
+export function buildResponse(request: Message, rcode: number, ips: readonly string[] = [], ttl = 0): Message {
+  const { id, opcode, rd } = request.header;
+  const q = request.questions[0];
+  return {
+    header: header({ id, opcode, rd, qr: 1, ra: 1, rcode }),
+    questions: request.questions.slice(),
+    answers: q ? ips.map((address) => ({ name: q.name, type: TYPE.A, class: CLASS_IN, ttl, address })) : [],
+    authorities: [],
+    additionals: [],
   };
-  let len = byte(off++);
-  while (len) {
-    if ((len & 0xc0) === 0xc0) {
-      const pos = ((len - 0xc0) << 8) + byte(off++);
-      if (visited.has(pos)) throw new Malformed('pointer cycle');
-      visited.add(pos);
-      if (end < 0) end = off;
-      off = pos;
-      len = byte(off++);
-      continue;
-    }
-    if (len & 0xc0) throw new Malformed('bad label length');
-    octets += len + 1;
-    if (octets > MAX_WIRE_NAME) throw new Malformed('name too long');
-    if (off + len > msg.length) throw new Malformed('truncated');
-    labels.push(msg.toString('latin1', off, off + len));
-    off += len;
-    len = byte(off++);
-  }
-  return { name: labels.join('.'), end: end < 0 ? off : end };
 }
 
-/**
- * Parse an upstream answer as dns2's Packet.parse would, for the common shape: questions and answers
- * made of A and CNAME records, no authority or additional records. Returns undefined for anything
- * else (other record types, SOA in the authority section, EDNS, malformed): the caller uses dns2.
- */
-export function parseAnswerFast(msg: Buffer): Packet | undefined {
-  if (msg.length < 12) return undefined;
-  const count = (o: number) => msg.readUInt16BE(o);
-  if (count(8) !== 0 || count(10) !== 0) return undefined;
-  try {
-    const p = parseQueryHeader(msg);
-    let off = 12;
-    for (let i = count(4); i > 0; i--) {
-      const n = readName(msg, off);
-      if (n.end + 4 > msg.length) return undefined;
-      p.questions.push({ name: n.name, type: msg.readUInt16BE(n.end), class: msg.readUInt16BE(n.end + 2) } as Question);
-      off = n.end + 4;
-    }
-    for (let i = count(6); i > 0; i--) {
-      const n = readName(msg, off);
-      if (n.end + 10 > msg.length) return undefined;
-      const type = msg.readUInt16BE(n.end);
-      const r = { name: n.name, type, class: msg.readUInt16BE(n.end + 2), ttl: Math.min(msg.readUInt32BE(n.end + 4), 0x7fffffff) } as Resource;
-      const length = msg.readUInt16BE(n.end + 8);
-      const rdata = n.end + 10;
-      if (type === TYPE.A) {
-        if (rdata + length > msg.length) return undefined;
-        r.address = [...msg.subarray(rdata, rdata + length)].join('.');
-        off = rdata + length;
-      } else if (type === TYPE.CNAME) {
-        const d = readName(msg, rdata); // like dns2, the next record starts where the name ends
-        r.domain = d.name;
-        off = d.end;
-      } else {
-        return undefined;
-      }
-      p.answers.push(r);
-    }
-    return p;
-  } catch (err) {
-    if (err instanceof Malformed) return undefined;
-    throw err;
-  }
+// ---- reading an answer --------------------------------------------------------------------------------
+
+export interface AChain {
+  ips: string[];
+  /** The smallest TTL along the CNAME chain and the A records. */
+  ttl: number;
 }
 
-/**
- * A Packet holding only the header of `msg` (at least 12 bytes). dns2's Packet takes a plain header
- * object (its documented constructor); it becomes dns2's Header when the packet is encoded.
- */
-function parseQueryHeader(msg: Buffer): Packet {
-  const flags = msg.readUInt16BE(2);
-  const p = new Packet();
-  const header: Omit<Header, 'toBuffer'> = {
-    id: msg.readUInt16BE(0),
-    qr: (flags >> 15) as 0 | 1,
-    opcode: (flags >> 11) & 0xf,
-    aa: ((flags >> 10) & 1) as 0 | 1,
-    tc: ((flags >> 9) & 1) as 0 | 1,
-    rd: ((flags >> 8) & 1) as 0 | 1,
-    ra: ((flags >> 7) & 1) as 0 | 1,
-    z: (flags >> 6) & 1,
-    ad: (flags >> 5) & 1,
-    cd: (flags >> 4) & 1,
-    rcode: flags & 0xf,
-    qdcount: msg.readUInt16BE(4),
-    ancount: msg.readUInt16BE(6),
-    nscount: msg.readUInt16BE(8),
-    arcount: msg.readUInt16BE(10),
-  };
-  p.header = header as Header;
-  return p;
+/** Follow `name`'s CNAME chain inside an answer and collect the A records at its end. */
+export function readAChain(answer: Message, name: string): AChain {
+  let target = name.toLowerCase();
+  let ttl = Number.MAX_SAFE_INTEGER;
+  const seen = new Set<string>();
+  for (let hop = 0; hop <= MAX_CNAME_CHAIN && !seen.has(target); hop++) {
+    seen.add(target);
+    const at = answer.answers.filter((r) => r.name.toLowerCase() === target && r.class === CLASS_IN);
+    const a = at.filter((r) => r.type === TYPE.A);
+    if (a.length) {
+      const ips = [...new Set(a.flatMap((r) => (r.address === undefined ? [] : [r.address])))];
+      return { ips, ttl: Math.min(ttl, ...a.map((r) => r.ttl)) };
+    }
+    const cname = at.find((r) => r.type === TYPE.CNAME);
+    if (cname?.domain === undefined) break;
+    ttl = Math.min(ttl, cname.ttl);
+    target = cname.domain.toLowerCase();
+  }
+  return { ips: [], ttl: 0 };
 }
+
+/** True when every address in the list is a well-formed IPv4 address. */
+export const allIPv4 = (ips: readonly string[]): boolean => ips.every((ip) => isIPv4(ip));
