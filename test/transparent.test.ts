@@ -158,6 +158,9 @@ t.test("a port not in the name's rule, an address that stands for no name, CONNE
   t.notMatch(n.data, 'BANNER', 'nothing came from the internet');
   t.match(await audited((e) => e.event === 'connect' && e.mode === 'transparent' && e.host === 'new.test' && e.port === 22), { decision: 'deny', reason: 'port-not-allowed' });
   t.not(await tcpProbe(topo.sandbox, await poolOf('allowed.test'), 8443, 1000), 'connected', 'a port no rule allows: no listener, dropped');
+  const notTls = await talk('new.test', 443, 'SSH-2.0-x\r\n', 1000);
+  t.ok(refused(notTls.outcome), `SSH on 443 of a rule without a port: ${notTls.outcome}`);
+  t.match(await audited((e) => e.event === 'connect' && e.mode === 'transparent' && e.host === 'new.test' && e.port === 443 && e.reason === 'tls-required'), { decision: 'deny' });
 
   const unused = await talk('10.10.0.254', 443, 'x', 1000);
   t.ok(refused(unused.outcome), `a pool address given to no name: ${unused.outcome} at once`);

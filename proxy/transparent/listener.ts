@@ -58,6 +58,7 @@ export async function startTransparent(pool: Pool, ports: readonly number[], pro
     servers.set(port, opened);
   }
 
+  /** Close the ports no longer wanted, open the new ones; every port that can be opened is, then the first failure is thrown. */
   async function setPorts(next: readonly number[]): Promise<void> {
     const want = new Set(next);
     for (const [port, list] of servers) {
@@ -65,7 +66,9 @@ export async function startTransparent(pool: Pool, ports: readonly number[], pro
       servers.delete(port);
       await closeAll(list);
     }
-    for (const port of want) if (!servers.has(port)) await open(port);
+    const failed: Error[] = [];
+    for (const port of want) if (!servers.has(port)) await open(port).catch((err: Error) => failed.push(err));
+    if (failed.length) throw failed[0];
   }
 
   try {

@@ -41,7 +41,9 @@ export async function startTransparentMode(
     assign: (name, ttl) => pool.assign(name, ttl),
     reload: async (next) => {
       const released = pool.release((name) => !next.decide(name, 'dns').allow);
-      await l.setPorts(allowedPorts(next));
+      // A port that cannot be listened on (another socket holds it) is said, never fatal: the new policy stays
+      // in force, and a connection to that port finds no listener (refused).
+      await l.setPorts(allowedPorts(next)).catch((err: Error) => process.stderr.write(`codex-egress: ${err.message}\n`));
       return released.map((r) => `${r.ip}=${r.name}`);
     },
     status: () => ({ pool: p.cidr, size: pool.size, used: pool.entries().length, ports: l.ports() }),
