@@ -2,6 +2,7 @@
 import { execa, type Options } from 'execa';
 
 export class DockerError extends Error {
+  override readonly name = 'DockerError';
   readonly code = 'ERR_DOCKER';
   constructor(
     readonly args: string[],

@@ -11,6 +11,7 @@ import type { Project } from './names.js';
 import { UnsafePathError, resolveTrusted, mkdirNoFollow, createExclusive, chownTreeNoFollow, chmodDirNoFollow, isWithin, realRoots } from './paths.js';
 
 export class ProjectError extends Error {
+  override readonly name = 'ProjectError';
   readonly code = 'ERR_PROJECT';
 }
 

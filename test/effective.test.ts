@@ -21,7 +21,10 @@ t.test('what the gateway writes, the reader reads back; a missing file is undefi
   if (!m.ok) throw new Error('rules');
   const path = await writeEffective(join(dir, 'allowed_domains.txt'), m.allowlist);
   const r = await readEffective(path);
-  t.same(r?.rules.map((x) => [x.rule, x.source]), [...m.allowlist.rules.map((x) => [x.text, x.source])]);
+  t.same(
+    r?.rules.map((x) => [x.rule, x.source]),
+    [...m.allowlist.rules.map((x) => [x.text, x.source])],
+  );
   t.equal(await readEffective(join(dir, 'none.effective.json')), undefined);
 });
 
@@ -39,8 +42,16 @@ t.test('links, directories, garbage and other shapes are refused with a clear er
   for (const [name, body, want] of [
     ['not JSON', '{"rules": [', /not JSON/],
     ['no rules', '{"generated": "x"}', /not an effective allowlist/],
-    ['a rule of another shape', '{"generated": "x", "rules": [{"rule": 1, "source": "flag", "origin": "o"}]}', /not an effective allowlist/],
-    ['an unknown source', '{"generated": "x", "rules": [{"rule": "a.test", "source": "sandbox", "origin": "o"}]}', /not an effective allowlist/],
+    [
+      'a rule of another shape',
+      '{"generated": "x", "rules": [{"rule": 1, "source": "flag", "origin": "o"}]}',
+      /not an effective allowlist/,
+    ],
+    [
+      'an unknown source',
+      '{"generated": "x", "rules": [{"rule": "a.test", "source": "sandbox", "origin": "o"}]}',
+      /not an effective allowlist/,
+    ],
   ] as const) {
     const p = join(dir, `${name.replace(/ /g, '-')}.effective.json`);
     writeFileSync(p, body);

@@ -21,22 +21,49 @@ const ZONE = {
 };
 
 let g: Inproc;
-const rules = (p: number) => ['allowed.test', `allowed.test:${p}`, `alias.test:${p}`, 'lan.test', `lan.test:${p}`, 'loop2.test', 'mixed.test', 'broken.test', `broken.test:${p}`, 'missing.test'];
+const rules = (p: number) => [
+  'allowed.test',
+  `allowed.test:${p}`,
+  `alias.test:${p}`,
+  'lan.test',
+  `lan.test:${p}`,
+  'loop2.test',
+  'mixed.test',
+  'broken.test',
+  `broken.test:${p}`,
+  'missing.test',
+];
 t.before(async () => {
   g = await startInproc({ zone: ZONE, rules });
 });
 t.teardown(() => g?.close());
 
-const dnsEvent = (name: string, qtype = 'A') => (e: AuditEvent): e is Extract<AuditEvent, { event: 'dns' }> => e.event === 'dns' && e.name === name && e.qtype === qtype;
-const connectEvent = (host: string) => (e: AuditEvent): e is Extract<AuditEvent, { event: 'connect' }> => e.event === 'connect' && e.host === host;
-const httpEvent = (host: string) => (e: AuditEvent): e is Extract<AuditEvent, { event: 'http' }> => e.event === 'http' && e.host === host;
+const dnsEvent =
+  (name: string, qtype = 'A') =>
+  (e: AuditEvent): e is Extract<AuditEvent, { event: 'dns' }> =>
+    e.event === 'dns' && e.name === name && e.qtype === qtype;
+const connectEvent =
+  (host: string) =>
+  (e: AuditEvent): e is Extract<AuditEvent, { event: 'connect' }> =>
+    e.event === 'connect' && e.host === host;
+const httpEvent =
+  (host: string) =>
+  (e: AuditEvent): e is Extract<AuditEvent, { event: 'http' }> =>
+    e.event === 'http' && e.host === host;
 
 t.test('DNS: an allowed name is answered from upstream and audited with its rule', async (t) => {
   const r = await dnsQuery(g.dns.udp.port, 'allowed.test');
   t.equal(r.rcode, RCODE.NOERROR);
   t.same(r.answers, [LOOP]);
-  t.match(await g.audit.waitFor(dnsEvent('allowed.test')), { decision: 'allow', reason: 'allowed', rcode: 'NOERROR', answers: [LOOP], rule: { text: 'allowed.test', source: 'flag' } });
-  for (const spelling of ['ALLOWED.test', 'allowed.test.', 'aLLoWeD.TeSt']) t.same((await dnsQuery(g.dns.udp.port, spelling)).answers, [LOOP], spelling);
+  t.match(await g.audit.waitFor(dnsEvent('allowed.test')), {
+    decision: 'allow',
+    reason: 'allowed',
+    rcode: 'NOERROR',
+    answers: [LOOP],
+    rule: { text: 'allowed.test', source: 'flag' },
+  });
+  for (const spelling of ['ALLOWED.test', 'allowed.test.', 'aLLoWeD.TeSt'])
+    t.same((await dnsQuery(g.dns.udp.port, spelling)).answers, [LOOP], spelling);
   t.same((await dnsQuery(g.dns.udp.port, 'alias.test')).answers, [LOOP], 'through a CNAME');
 });
 
@@ -49,7 +76,12 @@ t.test('DNS: a denied name is NXDOMAIN and never asked upstream', async (t) => {
 });
 
 t.test('DNS: a dot inside a label is another name: FORMERR, not decided, not forwarded', async (t) => {
-  const q = Buffer.concat([Buffer.from('424201000001000000000000', 'hex'), Buffer.from([12]), Buffer.from('allowed.test'), Buffer.from([0, 0, 1, 0, 1])]);
+  const q = Buffer.concat([
+    Buffer.from('424201000001000000000000', 'hex'),
+    Buffer.from([12]),
+    Buffer.from('allowed.test'),
+    Buffer.from([0, 0, 1, 0, 1]),
+  ]);
   const asked = g.upstream.asked.length;
   const events = g.audit.events.length;
   t.equal((await dnsQuery(g.dns.udp.port, q)).rcode, RCODE.FORMERR);
@@ -92,7 +124,13 @@ t.test('CONNECT: an allowed host:port tunnels to the resolved address; allow lin
   const body = (await readToEnd(r.socket, r.rest)).toString();
   t.match(body, /^HTTP\/1\.1 200/);
   t.match(body, `hello ${host} /through`);
-  t.match(await g.audit.waitFor(connectEvent('allowed.test')), { decision: 'allow', reason: 'allowed', port: g.origin.port, ip: LOOP, rule: { text: host } });
+  t.match(await g.audit.waitFor(connectEvent('allowed.test')), {
+    decision: 'allow',
+    reason: 'allowed',
+    port: g.origin.port,
+    ip: LOOP,
+    rule: { text: host },
+  });
   const closed = await g.audit.waitFor((e) => e.event === 'tunnel_close' && e.host === 'allowed.test');
   t.match(closed, { ip: LOOP, port: g.origin.port });
   t.ok(closed.event === 'tunnel_close' && closed.bytes_up > 0 && closed.bytes_down > 0, 'bytes counted both ways');
@@ -115,7 +153,10 @@ t.test('CONNECT: refusals are answered with the reason and audited as denials', 
     const e = await g.audit.waitFor((e) => e.event === 'connect' && e.reason === reason && e.host.startsWith(host));
     t.match(e, { decision: 'deny', status }, `${authority} audited`);
   }
-  t.notOk(g.origin.requests.some((r) => r.host.startsWith('denied.test')), 'nothing reached the origin for a denied host');
+  t.notOk(
+    g.origin.requests.some((r) => r.host.startsWith('denied.test')),
+    'nothing reached the origin for a denied host',
+  );
 });
 
 t.test('CONNECT: a TLS ClientHello naming another host closes the tunnel (closed_by sni-mismatch)', async (t) => {
@@ -137,13 +178,20 @@ t.test('CONNECT: plain HTTP inside a tunnel must name the tunnel host', async (t
   r.socket.write(`GET / HTTP/1.1\r\nHost: denied.test:${g.origin.port}\r\nConnection: close\r\n\r\n`);
   const body = (await readToEnd(r.socket, r.rest)).toString();
   t.match(body, /^HTTP\/1\.1 403/);
-  t.match(await g.audit.waitFor((e) => e.event === 'http' && e.reason === 'host-mismatch'), { decision: 'deny', host: 'allowed.test', status: 403 });
+  t.match(await g.audit.waitFor((e) => e.event === 'http' && e.reason === 'host-mismatch'), {
+    decision: 'deny',
+    host: 'allowed.test',
+    status: 403,
+  });
   t.notOk(g.origin.requests.some((q) => q.host.startsWith('denied.test')));
 });
 
 t.test('plain HTTP: an absolute-form request is forwarded and audited with its status', async (t) => {
   const url = `http://allowed.test:${g.origin.port}/plain?x=1`;
-  const r = await proxyRequest(g.proxy.address.port, `GET ${url} HTTP/1.1\r\nHost: allowed.test:${g.origin.port}\r\nConnection: close\r\n\r\n`);
+  const r = await proxyRequest(
+    g.proxy.address.port,
+    `GET ${url} HTTP/1.1\r\nHost: allowed.test:${g.origin.port}\r\nConnection: close\r\n\r\n`,
+  );
   t.equal(r.status, 200);
   t.match((await readToEnd(r.socket, r.rest)).toString(), `/plain?x=1`);
   t.match(await g.audit.waitFor(httpEvent('allowed.test')), { decision: 'allow', reason: 'allowed', method: 'GET', status: 200, ip: LOOP });

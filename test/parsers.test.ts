@@ -71,7 +71,14 @@ t.test('parseAbsoluteUrl: http:// only, no credentials, the port defaulting to 8
 const u16 = (n: number) => Buffer.from([n >> 8, n & 0xff]);
 /** A ClientHello body (after the handshake header) with these extensions, each [type, data]. */
 function hello(exts: Array<[number, Buffer]> | undefined): Buffer {
-  const base = Buffer.concat([Buffer.from([3, 3]), Buffer.alloc(32, 7), Buffer.from([0]), u16(2), Buffer.from([0x13, 0x01]), Buffer.from([1, 0])]);
+  const base = Buffer.concat([
+    Buffer.from([3, 3]),
+    Buffer.alloc(32, 7),
+    Buffer.from([0]),
+    u16(2),
+    Buffer.from([0x13, 0x01]),
+    Buffer.from([1, 0]),
+  ]);
   if (!exts) return base;
   const ext = Buffer.concat(exts.map(([type, data]) => Buffer.concat([u16(type), u16(data.length), data])));
   return Buffer.concat([base, u16(ext.length), ext]);
@@ -90,12 +97,30 @@ t.test('parseClientHello: the one server name, or invalid', async (t) => {
     ['a name of another type is skipped', hello([[0, sniData([1, 'evil.test'], [0, 'allowed.test'])]]), { sni: 'allowed.test' }],
     ['bytes kept as they are (latin1)', hello([[0, sniData([0, 'allo\u00adwed.test'])]]), { sni: 'allo\u00adwed.test' }],
     ['two host names', hello([[0, sniData([0, 'allowed.test'], [0, 'evil.test'])]]), /two host names/],
-    ['two server_name extensions', hello([[0, sniData([0, 'allowed.test'])], [0, sniData([0, 'evil.test'])]]), /two server_name/],
-    ['Encrypted Client Hello', hello([[0, sniData([0, 'allowed.test'])], [0xfe0d, Buffer.alloc(8)]]), /Encrypted Client Hello/],
+    [
+      'two server_name extensions',
+      hello([
+        [0, sniData([0, 'allowed.test'])],
+        [0, sniData([0, 'evil.test'])],
+      ]),
+      /two server_name/,
+    ],
+    [
+      'Encrypted Client Hello',
+      hello([
+        [0, sniData([0, 'allowed.test'])],
+        [0xfe0d, Buffer.alloc(8)],
+      ]),
+      /Encrypted Client Hello/,
+    ],
     ['ECH draft', hello([[0xfe0a, Buffer.alloc(8)]]), /Encrypted Client Hello/],
     ['ESNI', hello([[0xffce, Buffer.alloc(8)]]), /ESNI/],
     ['ech_outer_extensions', hello([[0xfd00, Buffer.alloc(2)]]), /ech_outer_extensions/],
-    ['server_name list longer than its extension', hello([[0, Buffer.concat([u16(40), Buffer.from([0]), u16(3), Buffer.from('abc')])]]), /list length/],
+    [
+      'server_name list longer than its extension',
+      hello([[0, Buffer.concat([u16(40), Buffer.from([0]), u16(3), Buffer.from('abc')])]]),
+      /list length/,
+    ],
     ['a name cut short', hello([[0, Buffer.concat([u16(6), Buffer.from([0]), u16(30), Buffer.from('abc')])]]), /truncated server name/],
     ['extensions length mismatch', Buffer.concat([hello([[0, sniData([0, 'allowed.test'])]]), Buffer.from([0])]), /length mismatch/],
     ['truncated in the cipher suites', hello(undefined).subarray(0, 37), /malformed/],

@@ -60,7 +60,10 @@ type Rec = { name: string; type: number; class: number; ttl: number; address?: u
 // cannot), ours carries it raw and never reads it.
 
 /** What a parse gives, as plain data, in the fields both codecs decode (A addresses, CNAME targets). */
-const view = (p: { header: object; questions: Array<{ name: string; type: number; class: number }>; answers: Rec[] }, sections = false) => ({
+const view = (
+  p: { header: object; questions: Array<{ name: string; type: number; class: number }>; answers: Rec[] },
+  sections = false,
+) => ({
   header: Object.fromEntries(HEADER_FIELDS.map((f) => [f, (p.header as Record<string, number>)[f]])),
   questions: p.questions.map((q) => ({ name: q.name, type: q.type, class: q.class })),
   ...(sections && {
@@ -140,7 +143,8 @@ t.test('a typical answer', async (t) => {
   const res = buildResponse(parsed!, 0, ['203.0.113.7', '198.51.100.1'], 300);
   const ref = Packet.createResponseFromRequest(req);
   ref.header.ra = 1;
-  for (const address of ['203.0.113.7', '198.51.100.1']) ref.answers.push({ name: 'api.openai.com', type: 1, class: 1, ttl: 300, address } as never);
+  for (const address of ['203.0.113.7', '198.51.100.1'])
+    ref.answers.push({ name: 'api.openai.com', type: 1, class: 1, ttl: 300, address } as never);
   t.ok(encode(res).equals(ref.toBuffer()));
 });
 
@@ -152,7 +156,13 @@ function answer(): { bytes: Buffer; damaged: boolean } {
   p.header.rd = 1;
   p.header.ra = rnd(2) as 0 | 1;
   p.header.rcode = [0, 0, 0, 3, 2, rnd(16)][rnd(6)]!;
-  const names = ['api.openai.com', 'Edge.Example.NET', 'a.b.c.d.e.f.example.org', 'x.api.openai.com', `${label().toString('latin1')}.example`];
+  const names = [
+    'api.openai.com',
+    'Edge.Example.NET',
+    'a.b.c.d.e.f.example.org',
+    'x.api.openai.com',
+    `${label().toString('latin1')}.example`,
+  ];
   const pick = () => names[rnd(names.length)]!;
   const qname = pick();
   if (rnd(10)) p.questions.push({ name: qname, type: 1, class: 1 } as never);
@@ -163,7 +173,13 @@ function answer(): { bytes: Buffer; damaged: boolean } {
       p.answers.push({ name: owner, type: 5, class: 1, ttl: rnd(100000), domain: next } as never);
       owner = next;
     } else {
-      p.answers.push({ name: rnd(4) ? owner : pick(), type: 1, class: rnd(8) ? 1 : 3, ttl: [60, 0, 0x80000001, rnd(1 << 30)][rnd(4)]!, address: `${rnd(256)}.${rnd(256)}.${rnd(256)}.${rnd(256)}` } as never);
+      p.answers.push({
+        name: rnd(4) ? owner : pick(),
+        type: 1,
+        class: rnd(8) ? 1 : 3,
+        ttl: [60, 0, 0x80000001, rnd(1 << 30)][rnd(4)]!,
+        address: `${rnd(256)}.${rnd(256)}.${rnd(256)}.${rnd(256)}`,
+      } as never);
     }
   }
   if (rnd(8) === 0) p.authorities.push({ name: 'example.org', type: 2, class: 1, ttl: 60, ns: 'ns.example.org' } as never);
@@ -197,7 +213,8 @@ t.test('parseMessage reads what dns2 reads, or declines; every undamaged answer 
     parsed++;
     const b = dns2Parse(bytes);
     const same = !!b && JSON.stringify(view(a, true)) === JSON.stringify(view(b, true));
-    if (!same && mismatches++ < 3) t.fail(`differs on ${bytes.toString('hex')}: ${JSON.stringify(view(a, true))} vs ${b && JSON.stringify(view(b, true))}`);
+    if (!same && mismatches++ < 3)
+      t.fail(`differs on ${bytes.toString('hex')}: ${JSON.stringify(view(a, true))} vs ${b && JSON.stringify(view(b, true))}`);
   }
   t.equal(mismatches, 0, 'no differences');
   t.equal(undamagedRefused, 0, 'every well-formed answer parses (all record types)');
@@ -237,11 +254,13 @@ const head = (flags: number, qd: number, an = 0, ns = 0, ar = 0) => {
   [qd, an, ns, ar].forEach((c, i) => b.writeUInt16BE(c, 4 + 2 * i));
   return b;
 };
-const name = (...labels: string[]) => Buffer.concat([...labels.map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l, 'latin1')])), Buffer.from([0])]);
+const name = (...labels: string[]) =>
+  Buffer.concat([...labels.map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l, 'latin1')])), Buffer.from([0])]);
 const u16 = (...v: number[]) => Buffer.concat(v.map((x) => Buffer.from([x >> 8, x & 0xff])));
 const u32 = (v: number) => Buffer.from([v >>> 24, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff]);
 const QA = Buffer.concat([name('api', 'openai', 'com'), u16(1, 1)]);
-const rr = (owner: Buffer, type: number, rdata: Buffer, ttl = 60, length = rdata.length) => Buffer.concat([owner, u16(type, 1), u32(ttl), u16(length), rdata]);
+const rr = (owner: Buffer, type: number, rdata: Buffer, ttl = 60, length = rdata.length) =>
+  Buffer.concat([owner, u16(type, 1), u32(ttl), u16(length), rdata]);
 const PTR_Q = Buffer.from([0xc0, 12]); // points at the question's name
 
 t.test('queries: hostile names are refused', async (t) => {
@@ -269,10 +288,24 @@ t.test('queries: hostile names are refused', async (t) => {
   t.equal(parseQuery(Buffer.concat([head(0x100, 1), max, u16(1, 1)]))?.questions[0]?.name.length, 253, '255 octets parse');
   t.equal(parseQuery(Buffer.concat([head(0x100, 1), Buffer.from([0]), u16(1, 1)]))?.questions[0]?.name, '', 'the root');
   // a dot reached through a pointer is refused too (the name lives in the answer, the pointer in a second question)
-  const viaPointer = Buffer.concat([head(0x100, 2), name('x'), u16(1, 1), Buffer.from([3, 0x61, 0x2e, 0x62, 0]), u16(1, 1), Buffer.from([1, 0x63, 0xc0, 19]), u16(1, 1)]);
+  const viaPointer = Buffer.concat([
+    head(0x100, 2),
+    name('x'),
+    u16(1, 1),
+    Buffer.from([3, 0x61, 0x2e, 0x62, 0]),
+    u16(1, 1),
+    Buffer.from([1, 0x63, 0xc0, 19]),
+    u16(1, 1),
+  ]);
   t.equal(parseQuery(viaPointer), undefined, 'a dotted label reached by a pointer');
-  const ok = parseQuery(Buffer.concat([head(0x100, 2), name('api', 'openai', 'com'), u16(1, 1), Buffer.from([1, 0x78, 0xc0, 16]), u16(28, 1)]));
-  t.same(ok?.questions.map((q) => q.name), ['api.openai.com', 'x.openai.com'], 'a backward pointer into a name');
+  const ok = parseQuery(
+    Buffer.concat([head(0x100, 2), name('api', 'openai', 'com'), u16(1, 1), Buffer.from([1, 0x78, 0xc0, 16]), u16(28, 1)]),
+  );
+  t.same(
+    ok?.questions.map((q) => q.name),
+    ['api.openai.com', 'x.openai.com'],
+    'a backward pointer into a name',
+  );
 });
 
 t.test('answers: every record type parses, unknown ones as raw rdata; hostile records are refused', async (t) => {
@@ -290,12 +323,15 @@ t.test('answers: every record type parses, unknown ones as raw rdata; hostile re
   ]);
   const m = parseMessage(msg);
   t.ok(m, 'parses');
-  t.same(m!.answers.map((r) => [r.type, r.address ?? r.domain ?? r.rdata?.toString('hex')]), [
-    [5, 'edge.cdn.test'],
-    [1, '203.0.113.7'],
-    [28, '01'.repeat(16)],
-    [99, Buffer.from('opaque').toString('hex')],
-  ]);
+  t.same(
+    m!.answers.map((r) => [r.type, r.address ?? r.domain ?? r.rdata?.toString('hex')]),
+    [
+      [5, 'edge.cdn.test'],
+      [1, '203.0.113.7'],
+      [28, '01'.repeat(16)],
+      [99, Buffer.from('opaque').toString('hex')],
+    ],
+  );
   t.same(m!.authorities[0]?.rdata, rdataSoa, 'SOA carried raw');
   t.same([m!.additionals[0]?.type, m!.additionals[0]?.class, m!.additionals[0]?.name], [41, 1232, ''], 'OPT carried raw');
   t.same(readAChain(m!, 'API.openai.com'), { ips: ['203.0.113.7'], ttl: 30 }, 'the A chain through the CNAME, other types ignored');
@@ -323,9 +359,20 @@ t.test('answers: every record type parses, unknown ones as raw rdata; hostile re
   const many = (n: number) => Buffer.concat([head(0x8180, 1, n - 1), QA, ...Array.from({ length: n - 1 }, () => aRecord)]);
   t.equal(parseMessage(many(MAX_RECORDS))?.answers.length, MAX_RECORDS - 1, `${MAX_RECORDS} records (question included) parse`);
   t.equal(parseMessage(many(MAX_RECORDS + 1)), undefined, `${MAX_RECORDS + 1} records are refused`);
-  t.ok(parseMessage(Buffer.concat([head(0x8180, 1, 1), QA, rr(PTR_Q, 1, Buffer.from([1, 2, 3, 4]))])), 'the same shape, well formed, parses');
-  t.same(readAChain(parseMessage(answer1(rr(PTR_Q, 5, name('b', 'test')), rr(name('b', 'test'), 5, PTR_Q)))!, 'api.openai.com'), { ips: [], ttl: 0 }, 'a CNAME loop ends, empty');
-  t.same(readAChain(parseMessage(answer1(rr(PTR_Q, 1, Buffer.from([1, 2, 3, 4]), 0xfffffff0)))!, 'api.openai.com').ttl, 0x7fffffff, 'a TTL with the top bit set is clamped');
+  t.ok(
+    parseMessage(Buffer.concat([head(0x8180, 1, 1), QA, rr(PTR_Q, 1, Buffer.from([1, 2, 3, 4]))])),
+    'the same shape, well formed, parses',
+  );
+  t.same(
+    readAChain(parseMessage(answer1(rr(PTR_Q, 5, name('b', 'test')), rr(name('b', 'test'), 5, PTR_Q)))!, 'api.openai.com'),
+    { ips: [], ttl: 0 },
+    'a CNAME loop ends, empty',
+  );
+  t.same(
+    readAChain(parseMessage(answer1(rr(PTR_Q, 1, Buffer.from([1, 2, 3, 4]), 0xfffffff0)))!, 'api.openai.com').ttl,
+    0x7fffffff,
+    'a TTL with the top bit set is clamped',
+  );
 });
 
 t.test('encode: a name is compressed only where it is byte for byte the question (case kept)', async (t) => {
@@ -340,7 +387,10 @@ t.test('encode: a name is compressed only where it is byte for byte the question
     additionals: [],
   };
   const back = parseMessage(encode(m));
-  t.same(back?.answers.map((r) => r.name), ['api.openai.com', 'API.openai.com']);
+  t.same(
+    back?.answers.map((r) => r.name),
+    ['api.openai.com', 'API.openai.com'],
+  );
   t.ok(encode(m).includes(Buffer.from([0xc0, 0x0c, 0, 1])), 'the first answer points at the question');
 });
 
@@ -373,7 +423,13 @@ t.test('fuzz: any bytes parse to a message or to undefined, never a throw; what 
     // z is written as 0; a CNAME's rdata is rewritten uncompressed (its target, compared as domain, is the same)
     const plain = (rs: Message['answers']) => rs.map((r) => (r.type === 5 ? { ...r, rdata: undefined } : r));
     const strip = (x: Message) =>
-      JSON.stringify({ ...x, header: { ...x.header, z: 0 }, answers: plain(x.answers), authorities: plain(x.authorities), additionals: plain(x.additionals) });
+      JSON.stringify({
+        ...x,
+        header: { ...x.header, z: 0 },
+        answers: plain(x.answers),
+        authorities: plain(x.authorities),
+        additionals: plain(x.additionals),
+      });
     if (!again || strip(again) !== strip(m)) {
       if (failures++ < 3) t.fail(`round trip differs on ${b.toString('hex')}`);
     } else roundTrips++;

@@ -20,9 +20,34 @@ export const MAX_RECORDS = 512;
 /** The names the audit log gives query types (qtype); a type not listed is `TYPE<n>` (RFC 3597). */
 const TYPE_NAMES = new Map<number, string>(
   Object.entries({
-    A: 1, NS: 2, MD: 3, MF: 4, CNAME: 5, SOA: 6, MB: 7, MG: 8, MR: 9, NULL: 10, WKS: 11, PTR: 12, HINFO: 13,
-    MINFO: 14, MX: 15, TXT: 16, AAAA: 28, SRV: 33, EDNS: 41, DNSKEY: 48, SVCB: 64, HTTPS: 65, SPF: 99,
-    AXFR: 252, MAILB: 253, MAILA: 254, ANY: 255, CAA: 257,
+    A: 1,
+    NS: 2,
+    MD: 3,
+    MF: 4,
+    CNAME: 5,
+    SOA: 6,
+    MB: 7,
+    MG: 8,
+    MR: 9,
+    NULL: 10,
+    WKS: 11,
+    PTR: 12,
+    HINFO: 13,
+    MINFO: 14,
+    MX: 15,
+    TXT: 16,
+    AAAA: 28,
+    SRV: 33,
+    EDNS: 41,
+    DNSKEY: 48,
+    SVCB: 64,
+    HTTPS: 65,
+    SPF: 99,
+    AXFR: 252,
+    MAILB: 253,
+    MAILA: 254,
+    ANY: 255,
+    CAA: 257,
   }).map(([k, v]) => [v, k]),
 );
 const RCODE_NAMES = new Map<number, string>(Object.entries(RCODE).map(([k, v]) => [v, k]));
@@ -263,7 +288,11 @@ export function encode(m: Message): Buffer {
   const qnames = m.questions.map((q) => wireName(q.name));
   const first = m.questions[0]?.name || undefined;
   const records = m.answers.length + m.authorities.length + m.additionals.length ? [...m.answers, ...m.authorities, ...m.additionals] : [];
-  const parts = records.map((r) => ({ r, owner: first !== undefined && r.name === first ? undefined : wireName(r.name), rdata: rdataOf(r) }));
+  const parts = records.map((r) => ({
+    r,
+    owner: first !== undefined && r.name === first ? undefined : wireName(r.name),
+    rdata: rdataOf(r),
+  }));
   let size = 12;
   for (const n of qnames) size += n.length + 4;
   for (const p of parts) size += (p.owner?.length ?? 2) + 10 + (p.rdata?.length ?? 4);
@@ -271,7 +300,15 @@ export function encode(m: Message): Buffer {
   const bit = (v: number, shift: number, width = 1) => (v & ((1 << width) - 1)) << shift;
   out.writeUInt16BE(h.id & 0xffff, 0);
   out.writeUInt16BE(
-    bit(h.qr, 15) | bit(h.opcode, 11, 4) | bit(h.aa, 10) | bit(h.tc, 9) | bit(h.rd, 8) | bit(h.ra, 7) | bit(h.ad, 5) | bit(h.cd, 4) | bit(h.rcode, 0, 4),
+    bit(h.qr, 15) |
+      bit(h.opcode, 11, 4) |
+      bit(h.aa, 10) |
+      bit(h.tc, 9) |
+      bit(h.rd, 8) |
+      bit(h.ra, 7) |
+      bit(h.ad, 5) |
+      bit(h.cd, 4) |
+      bit(h.rcode, 0, 4),
     2,
   );
   sections.forEach((s, i) => out.writeUInt16BE(s.length, 4 + 2 * i));
@@ -301,13 +338,30 @@ export function encode(m: Message): Buffer {
 }
 
 const header = (fields: Partial<Header>): Header => ({
-  id: 0, qr: 0, opcode: 0, aa: 0, tc: 0, rd: 0, ra: 0, z: 0, ad: 0, cd: 0, rcode: 0, ...fields,
+  id: 0,
+  qr: 0,
+  opcode: 0,
+  aa: 0,
+  tc: 0,
+  rd: 0,
+  ra: 0,
+  z: 0,
+  ad: 0,
+  cd: 0,
+  rcode: 0,
+  ...fields,
 });
 
 /** A recursive query for `name`, type A, class IN, with a random transaction id. Throws Malformed for a name that cannot be sent. */
 export function buildQuery(name: string): { id: number; bytes: Buffer } {
   const id = randomInt(0x10000);
-  const q: Message = { header: header({ id, rd: 1 }), questions: [{ name, type: TYPE.A, class: CLASS_IN }], answers: [], authorities: [], additionals: [] };
+  const q: Message = {
+    header: header({ id, rd: 1 }),
+    questions: [{ name, type: TYPE.A, class: CLASS_IN }],
+    answers: [],
+    authorities: [],
+    additionals: [],
+  };
   return { id, bytes: encode(q) };
 }
 

@@ -1,5 +1,4 @@
 // Read where a proxy request wants to go: a CONNECT authority or an absolute-form URL. No I/O.
-import { normalizeName } from '../policy/names.js';
 
 export type Target = { ok: true; host: string; port: number } | { ok: false; detail: string };
 

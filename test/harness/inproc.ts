@@ -133,7 +133,10 @@ export async function startInproc(opts: InprocOptions): Promise<Inproc> {
   const current = () => allowlist;
   const audit = new MemoryAudit();
   const upstream = new FakeUpstream(opts.zone);
-  const resolver = new Resolver(upstream, { guard: opts.guard ?? loopbackOrPublic, allowed: (name) => allowlist.decide(name, 'dns').allow });
+  const resolver = new Resolver(upstream, {
+    guard: opts.guard ?? loopbackOrPublic,
+    allowed: (name) => allowlist.decide(name, 'dns').allow,
+  });
   const dns = await startDnsServer('127.0.0.1', 0, { allowlist: current, resolver, audit });
   const proxy = await startProxy('127.0.0.1', 0, {
     allowlist: current,
