@@ -157,7 +157,7 @@ async function run(t: Tap) {
     return r.stdout
       .split('\n')
       .filter(Boolean)
-      .map((l) => JSON.parse(l) as { event: string; of?: string; count?: number; host?: string; decision?: string; reason?: string });
+      .map((l) => JSON.parse(l) as { event: string; of?: string; count?: number; host?: string; decision?: string; reason?: string; mode?: string });
   };
   /** CONNECT decisions for a host: one per `connect` line, and a `repeat` line's count (repeated denials are summarised). */
   const connects = (lines: Awaited<ReturnType<typeof audit>>, host: string, decision: string) =>
@@ -208,7 +208,9 @@ async function run(t: Tap) {
       t.match(read(`allowed-${tag}.body`), new RegExp(`hello from .* host=${ALLOWED.replace(/\./g, '\\.')} path=/from-codex-${tag}`), 'served by the allowed host');
       t.equal(read(`denied-${tag}.code`), '403', 'the denied fetch got 403 from the gateway');
       t.match(read(`denied-${tag}.headers`), /^x-codex-egress-deny: \S+/im, 'with the deny header');
-      t.equal(read(`direct-${tag}.code`), '000', 'around the proxy, even the allowed host is unreachable');
+      // around the proxy (no proxy settings), the allowed name still works: transparent mode (on by default)
+      // answers it with a pool address of the gateway, which takes the same checks (test/transparent.test.ts)
+      t.equal(read(`direct-${tag}.code`), '200', 'around the proxy, the allowed name goes through the gateway (transparent mode)');
 
       // the decisions in the audit log
       const expected: Array<[string, string, string]> = [
@@ -225,6 +227,12 @@ async function run(t: Tap) {
         after = await audit();
       }
       for (const e of expected) t.ok(grew(after, e), e[2]);
+      const transparentTo = (lines: Awaited<ReturnType<typeof audit>>) => lines.filter((l) => l.event === 'connect' && l.host === ALLOWED && l.decision === 'allow' && l.mode === 'transparent').length;
+      for (let i = 0; i < 75 && transparentTo(after) <= transparentTo(before); i++) {
+        await new Promise((r) => setTimeout(r, 200));
+        after = await audit();
+      }
+      t.ok(transparentTo(after) > transparentTo(before), `audit: the fetch around the proxy is a transparent connection to ${ALLOWED}`);
     });
   }
 
