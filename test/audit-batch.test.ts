@@ -23,11 +23,11 @@ t.test('a lone line (far below a batch) is in the file within the flush interval
   await sleep(100); // the file is open
   audit.write({ event: 'stop', signal: 'lone' });
   let found = false;
-  for (let i = 0; i < 120 && !found; i++) {
+  for (let i = 0; i < 40 && !found; i++) {
     await sleep(25);
     found = lines(path).some((l) => l.signal === 'lone');
   }
-  t.ok(found, `written within ${AUDIT_FLUSH_MS} ms (+ scheduling; 3 s allowed on a loaded machine), without close()`);
+  t.ok(found, `written within ${AUDIT_FLUSH_MS} ms (+ scheduling), without close()`);
 });
 
 t.test('close() writes every waiting line, in order', async (t) => {
