@@ -19,17 +19,6 @@ export interface RotationOptions {
 
 export const ROTATION_DEFAULTS: RotationOptions = { maxBytes: 64 * 1024 * 1024, keep: 4 };
 
-/**
- * Lines are written in batches: at AUDIT_BATCH_BYTES, or AUDIT_FLUSH_MS after the first line waiting,
- * whichever comes first (one `write` per ~30 lines under load instead of one per line). Close, stop and
- * the last resort write what waits, and so does any process.exit() (pino flushes its destinations on
- * exit: test/audit-batch.test.ts); a process killed outright (SIGKILL) loses at most the last
- * AUDIT_FLUSH_MS of lines (README: Audit log).
- */
-export const AUDIT_BATCH_BYTES = 8192;
-export const AUDIT_FLUSH_MS = 50;
-export const BATCHING = { minLength: AUDIT_BATCH_BYTES, periodicFlush: AUDIT_FLUSH_MS } as const;
-
 type Destination = ReturnType<typeof pino.destination>;
 
 export class AuditFile {
@@ -44,7 +33,7 @@ export class AuditFile {
   ) {
     mkdirSync(dirname(path), { recursive: true });
     this.size = existsSync(path) ? statSync(path).size : 0;
-    this.dest = pino.destination({ dest: path, sync: false, mkdir: true, ...BATCHING });
+    this.dest = pino.destination({ dest: path, sync: false, mkdir: true });
     this.dest.on('error', onError);
     this.onError = onError;
     // Bytes the file really received (buffered lines are not in it yet).

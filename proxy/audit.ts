@@ -2,7 +2,7 @@
 import { pino, type Logger } from 'pino';
 import type { RuleRef } from './policy/allowlist.js';
 import type { ClosedBy, Reason } from './reasons.js';
-import { AuditFile, BATCHING, ROTATION_DEFAULTS, type RotationOptions } from './audit-file.js';
+import { AuditFile, ROTATION_DEFAULTS, type RotationOptions } from './audit-file.js';
 import { Summariser, SUMMARY_DEFAULTS, type SummaryOptions } from './audit-summary.js';
 
 /** Schema version carried in every line as `v`. Bump on any incompatible change (README: Audit log). */
@@ -120,7 +120,7 @@ export function createAudit(path: string, opts: AuditOptions = {}): Audit {
   let dest: ReturnType<typeof pino.destination>;
   let file: AuditFile | undefined;
   if (path === '-') {
-    dest = pino.destination({ dest: 1, sync: false, ...BATCHING });
+    dest = pino.destination({ dest: 1, sync: false });
     dest.on('error', onError);
   } else {
     file = new AuditFile(path, opts.rotation ?? ROTATION_DEFAULTS, onError);

@@ -41,7 +41,7 @@ interface Relayed {
  * origin → (upstream socket with UpstreamReads) → relay → client. The origin sends `data` after a
  * small first chunk that the "inspection" sink sees; the client pauses `stallMs` every `stallEvery` bytes.
  */
-async function throughRelay(data: Buffer, opts: { stallEvery: number; stallMs: number; piece?: number }): Promise<Relayed> {
+async function throughRelay(data: Buffer, opts: { stallEvery: number; stallMs: number; piece?: number; firstStallMs?: number }): Promise<Relayed> {
   const origin = net.createServer((s) => {
     s.on('error', () => undefined);
     s.write(Buffer.from('HELLO\n'));
@@ -80,22 +80,31 @@ async function throughRelay(data: Buffer, opts: { stallEvery: number; stallMs: n
         upstream.write('go');
       }
     });
-    const probe = setInterval(() => (peakQueued = Math.max(peakQueued, client.writableLength)), 1);
-    upstream.once('close', () => {
-      clearInterval(probe);
-      upstreamBytesRead = upstream.bytesRead;
-    });
+    // What waits unsent right after each write (the relay's writes go through client.write).
+    const write = client.write.bind(client) as (chunk: Buffer) => boolean;
+    client.write = ((chunk: Buffer) => {
+      const ok = write(chunk);
+      peakQueued = Math.max(peakQueued, client.writableLength);
+      return ok;
+    }) as typeof client.write;
+    upstream.once('close', () => (upstreamBytesRead = upstream.bytesRead));
   });
   const got: Buffer[] = [];
   let bytes = 0;
   await new Promise<void>((resolve, reject) => {
     const c = net.connect(relayPort, '127.0.0.1');
     let sinceStall = 0;
+    let firstStall = opts.firstStallMs ?? 0;
     c.on('data', (chunk: Buffer) => {
       got.push(Buffer.from(chunk));
       bytes += chunk.length;
       sinceStall += chunk.length;
-      if (sinceStall >= opts.stallEvery) {
+      // One long stall early on: the socket buffers fill whatever the machine's speed, so writes queue.
+      if (firstStall && bytes >= 64 * 1024) {
+        c.pause();
+        setTimeout(() => c.resume(), firstStall);
+        firstStall = 0;
+      } else if (sinceStall >= opts.stallEvery) {
         sinceStall = 0;
         c.pause();
         setTimeout(() => c.resume(), opts.stallMs);
@@ -113,7 +122,7 @@ async function throughRelay(data: Buffer, opts: { stallEvery: number; stallMs: n
 
 t.test('in-process: every byte arrives in order while the client stalls (queued writes keep their buffer)', async (t) => {
   const data = pattern(24 * 1024 * 1024, 7);
-  const r = await throughRelay(data, { stallEvery: 512 * 1024, stallMs: 5 });
+  const r = await throughRelay(data, { stallEvery: 512 * 1024, stallMs: 5, firstStallMs: 300 });
   t.equal(r.bytes, data.length, 'all bytes');
   t.equal(r.hash, sha(data), 'the same bytes, in order');
   t.equal(r.upstreamBytesRead, data.length + 6, 'bytesRead counts what onread delivered (the tunnel_close line uses it)');
@@ -121,8 +130,8 @@ t.test('in-process: every byte arrives in order while the client stalls (queued 
 });
 
 t.test('in-process: short reads go on while the client stalls: no buffer is reused under a queued write', async (t) => {
-  const data = pattern(8 * 1024 * 1024, 5);
-  const r = await throughRelay(data, { stallEvery: 256 * 1024, stallMs: 20, piece: 4096 });
+  const data = pattern(24 * 1024 * 1024, 5);
+  const r = await throughRelay(data, { stallEvery: 256 * 1024, stallMs: 20, piece: 4096, firstStallMs: 500 });
   t.equal(r.bytes, data.length, 'all bytes');
   t.equal(r.hash, sha(data), 'the same bytes, in order');
   t.ok(r.peakQueued > 0, `writes did queue (peak ${r.peakQueued} bytes)`);
