@@ -14,6 +14,7 @@ import {
 } from '../image/project.js';
 import { resolveTrusted, isWithin } from '../image/paths.js';
 import { printable } from './printable.js';
+import type { ResolvedMode } from '../image/credentials.js';
 import { prepareCredentials, keyEnvFor, forgetCredentials, CREDENTIALS_HELP, CREDENTIALS_OPTIONS } from './credentials.js';
 
 export const INIT_SCRIPT_PATH = '/opt/codex-egress/init.sh';
@@ -125,7 +126,7 @@ export function keyEnv(): { names: string[]; env: Record<string, string> } {
 }
 
 /** Bring the appliance up and verify it; returns the project, or an exit code when it refused. */
-export async function bringUp(v: Values): Promise<ProjectContext | number> {
+export async function bringUp(v: Values): Promise<(ProjectContext & { credentials?: ResolvedMode }) | number> {
   if (v.firewall && v['no-firewall']) throw new UsageError('--firewall and --no-firewall contradict each other');
   const ctx = projectFrom(v);
   const { project: p, paths } = ctx;
@@ -277,7 +278,7 @@ export async function bringUp(v: Values): Promise<ProjectContext | number> {
       return EXIT.error;
     }
   }
-  return ctx;
+  return { ...ctx, credentials: cred.plan.mode };
 }
 
 export async function upCommand(argv: string[]): Promise<number> {
@@ -291,7 +292,7 @@ export async function upCommand(argv: string[]): Promise<number> {
   }
   const tty = !!process.stdin.isTTY && !!process.stdout.isTTY;
   const command = v.shell ? ['bash'] : codexArgv(v, [], positionals);
-  const keys = await keyEnvFor(p);
+  const keys = await keyEnvFor(p, r.credentials);
   return guarded(
     p,
     () => dockerInherit(sandboxExecArgs(p, command, { tty, stdin: true, envNames: keys.names }), { env: keys.env }),

@@ -229,7 +229,8 @@ async function run(t: Tap, engine: string) {
   await t.test('exec: codex exec in the running sandbox, run.log and exit.json', async (t) => {
     const out = join(tmp.path, 'run-ok');
     // Only OPENAI_API_KEY on the host: Codex gets it as CODEX_API_KEY, by name, never in an argument or a file.
-    const r = await cli(['exec', '--output', out, `https://${ALLOWED}/from-exec`], 180_000, { OPENAI_API_KEY: apiKey });
+    // --credentials mount: the model where Codex itself holds the key (the default injects it: codex-real.test.ts)
+    const r = await cli(['exec', '--credentials', 'mount', '--output', out, `https://${ALLOWED}/from-exec`], 180_000, { OPENAI_API_KEY: apiKey });
     t.equal(r.code, 0, r.stderr);
     const runLog = readFileSync(join(out, 'run.log'), 'utf8');
     t.match(runLog, `fake codex key: ${createHash('sha256').update(apiKey).digest('hex').slice(0, 12)}`, 'Codex read the key from CODEX_API_KEY');
