@@ -98,6 +98,7 @@ t.test('the credentials file: validated, errors never carry a value', async (t) 
   bad({ name: 'a', host: 'x.test', value: 'sk-secret', format: 'Bearer' }, /\{value\}/);
   bad({ name: 'a', host: 'x.test', value: 'sk-secret', header: 'bad header' }, /header/);
   bad({ name: 'a', host: 'x.test', value: 'sk-secret', extra: 1 }, /Unrecognized|unrecognized/);
+  for (const header of ['Host', 'content-length', 'Transfer-Encoding', 'proxy-authorization', 'upgrade']) bad({ name: 'a', host: 'x.test', value: 'sk-secret', header }, /cannot carry a credential/);
   t.throws(() => parseCredentials('{"v":1,"credentials":[{"name":"a","host":"x.test","value":"1"},{"name":"b","host":"X.test","value":"2"}]}'), /two credentials for x\.test:443/);
   t.throws(() => parseCredentials('not json sk-secret'), { message: 'the credentials file is not JSON' });
 });
