@@ -3,6 +3,7 @@
 // with `--credentials mount` gets the real ones.
 import { existsSync } from 'node:fs';
 import { UsageError } from './args.js';
+import { err } from './common.js';
 import { apiKeyEnv, type Mount } from '../image/args.js';
 import {
   credentialPaths, planCredentials, readAuthKind, removeInjection, runningMode, writeInjection, CREDENTIALS_MODES, CredentialsPlanError,
@@ -69,7 +70,13 @@ export function forgetCredentials(paths: StatePaths): void {
  * (`made`: the model this command just made it with; else the running sandbox's label says).
  */
 export async function keyEnvFor(p: Project, made?: ResolvedMode): Promise<{ names: string[]; env: Record<string, string> }> {
-  if ((made ?? (await runningMode(p))) !== 'mount') return { names: [], env: {} };
+  const mode = made ?? (await runningMode(p));
+  if (mode !== 'mount') {
+    if (!made && apiKeyEnv(process.env).names.length) {
+      err(`codex-egress: note: the running sandbox was made with --credentials ${mode ?? '?'}: the API key set here is not given to it (${mode === 'inject' ? 'the gateway holds the key it was started with' : 'run "codex-egress down", then up again'})`);
+    }
+    return { names: [], env: {} };
+  }
   const k = apiKeyEnv(process.env);
   return { names: k.names, env: k.values };
 }

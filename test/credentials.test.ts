@@ -122,6 +122,8 @@ t.test('the model: inject when a key is available; mount for ChatGPT; explicit m
   t.match(plan('auto', {}, { kind: 'apikey', key: 'sk-file' }), { mode: 'inject', credentials: [{ value: 'sk-file' }] });
   t.match(plan('auto', {}, { kind: 'chatgpt' }), { mode: 'mount', mountAuthFile: true, passKeys: true, credentials: [] });
   t.match(plan('auto', {}), { mode: 'none', credentials: [] });
+  t.match(plan('auto', {}, { kind: 'unreadable', detail: 'neither' }), { mode: 'mount', mountAuthFile: true }, 'an auth.json of another kind is mounted as before');
+  t.match(plan('auto', { CODEX_API_KEY: 'sk-c' }, { kind: 'chatgpt' }), { mode: 'inject', mountAuthFile: false }, 'a key wins: the tokens stay out');
   t.match(plan('mount', { OPENAI_API_KEY: 'sk-env' }), { mode: 'mount', passKeys: true, credentials: [] });
   t.match(plan('none', { OPENAI_API_KEY: 'sk-env' }), { mode: 'none', passKeys: false, mountAuthFile: false });
   t.throws(() => plan('inject', {}, { kind: 'chatgpt' }), /ChatGPT sign-in cannot be injected/);
