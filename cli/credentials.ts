@@ -3,10 +3,11 @@
 // with `--credentials mount` gets the real ones.
 import { existsSync } from 'node:fs';
 import { UsageError } from './args.js';
+import { err } from './common.js';
 import { apiKeyEnv, type Mount } from '../image/args.js';
 import {
   credentialPaths, planCredentials, readAuthKind, removeInjection, runningMode, writeInjection, CREDENTIALS_MODES, CredentialsPlanError,
-  type CredentialPlan, type CredentialsMode,
+  type CredentialPlan, type CredentialsMode, type ResolvedMode,
 } from '../image/credentials.js';
 import { CredentialsError } from '../proxy/inject/credentials.js';
 import { CaError } from '../proxy/inject/ca.js';
@@ -64,9 +65,18 @@ export function forgetCredentials(paths: StatePaths): void {
   removeInjection(credentialPaths(paths));
 }
 
-/** API keys for Codex at `docker exec`: the real ones only for a sandbox made with --credentials mount. */
-export async function keyEnvFor(p: Project): Promise<{ names: string[]; env: Record<string, string> }> {
-  if ((await runningMode(p)) !== 'mount') return { names: [], env: {} };
+/**
+ * API keys for Codex at `docker exec`: the real ones only for a sandbox made with --credentials mount
+ * (`made`: the model this command just made it with; else the running sandbox's label says).
+ */
+export async function keyEnvFor(p: Project, made?: ResolvedMode): Promise<{ names: string[]; env: Record<string, string> }> {
+  const mode = made ?? (await runningMode(p));
+  if (mode !== 'mount') {
+    if (!made && apiKeyEnv(process.env).names.length) {
+      err(`codex-egress: note: the running sandbox was made with --credentials ${mode ?? '?'}: the API key set here is not given to it (${mode === 'inject' ? 'the gateway holds the key it was started with' : 'run "codex-egress down", then up again'})`);
+    }
+    return { names: [], env: {} };
+  }
   const k = apiKeyEnv(process.env);
   return { names: k.names, env: k.values };
 }

@@ -5,7 +5,8 @@ import { readEffective } from '../proxy/effective.js';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { parse, UsageError } from './args.js';
-import { projectFrom, gatewayRunning, guarded, err } from './common.js';
+import { projectFrom, gatewayRunning, guarded, err, type ProjectContext } from './common.js';
+import type { ResolvedMode } from '../image/credentials.js';
 import { bringUp, codexArgv, APPLIANCE_OPTIONS, APPLIANCE_HELP } from './up.js';
 import { keyEnvFor, forgetCredentials } from './credentials.js';
 import { down, writableMounts } from '../image/appliance.js';
@@ -37,7 +38,7 @@ export async function execCommand(argv: string[]): Promise<number> {
   const { values: v, positionals } = parse(argv, { ...APPLIANCE_OPTIONS, ...WORKER_OPTIONS, output: { type: 'string' } }, true);
   const [prompt, ...codexArgs] = positionals;
   if (!prompt) throw new UsageError('no prompt given');
-  let ctx = projectFrom(v);
+  let ctx: ProjectContext & { credentials?: ResolvedMode } = projectFrom(v);
   const worker = workerPlan(v, ctx.project.workdir);
   // Checked before anything starts. The host writes here while the sandbox runs: no part of it may be
   // something the sandbox can change.
@@ -78,7 +79,7 @@ export async function execCommand(argv: string[]): Promise<number> {
     throw new Error(`${join(outDir, 'run.log')}: ${e.code === 'EEXIST' ? 'exists already (choose an empty --output directory)' : e.message}`);
   });
   const log = createWriteStream('', { fd: logFh.fd, autoClose: false });
-  const keys = await keyEnvFor(p);
+  const keys = await keyEnvFor(p, ctx.credentials);
   const runId = `${process.pid}-${started.getTime()}`;
   let exitCode = 1;
   let commit: string | undefined;

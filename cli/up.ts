@@ -15,6 +15,7 @@ import {
 import { resolveTrusted, isWithin } from '../image/paths.js';
 import { printable } from './printable.js';
 import { RUNNER_OPTIONS, RUNNER_HELP, checkRunnerFlags, runtimeRefusal, codexBinMount, writableOutside, confirmWritable } from './runner-options.js';
+import type { ResolvedMode } from '../image/credentials.js';
 import { prepareCredentials, keyEnvFor, forgetCredentials, CREDENTIALS_HELP, CREDENTIALS_OPTIONS } from './credentials.js';
 
 export const INIT_SCRIPT_PATH = '/opt/codex-egress/init.sh';
@@ -133,7 +134,7 @@ export function keyEnv(): { names: string[]; env: Record<string, string> } {
 }
 
 /** Bring the appliance up and verify it; returns the project, or an exit code when it refused. */
-export async function bringUp(v: Values): Promise<ProjectContext | number> {
+export async function bringUp(v: Values): Promise<(ProjectContext & { credentials?: ResolvedMode }) | number> {
   if (v.firewall && v['no-firewall']) throw new UsageError('--firewall and --no-firewall contradict each other');
   checkRunnerFlags(v);
   if (v.transparent && v['no-transparent']) throw new UsageError('--transparent and --no-transparent contradict each other');
@@ -305,7 +306,7 @@ export async function bringUp(v: Values): Promise<ProjectContext | number> {
       return EXIT.error;
     }
   }
-  return ctx;
+  return { ...ctx, credentials: cred.plan.mode };
 }
 
 export async function upCommand(argv: string[]): Promise<number> {
@@ -319,7 +320,7 @@ export async function upCommand(argv: string[]): Promise<number> {
   }
   const tty = !!process.stdin.isTTY && !!process.stdout.isTTY;
   const command = v.shell ? ['bash'] : codexArgv(v, [], positionals);
-  const keys = await keyEnvFor(p);
+  const keys = await keyEnvFor(p, r.credentials);
   return guarded(
     p,
     () => dockerInherit(sandboxExecArgs(p, command, { tty, stdin: true, envNames: keys.names }), { env: keys.env }),

@@ -109,8 +109,8 @@ export function trustEnv(): Record<string, string> {
 
 /**
  * Decide the model. `auto`: inject when an API key is available (host CODEX_API_KEY / OPENAI_API_KEY, or
- * an API-key auth.json); mount for a ChatGPT sign-in (the tokens cannot be held by the gateway yet:
- * README); none otherwise. Secrets are injected in every mode but `none`. Pure.
+ * an API-key auth.json); mount for a ChatGPT sign-in or any other auth.json (the tokens cannot be held
+ * by the gateway yet: README); none otherwise. Secrets are injected in every mode but `none`. Pure.
  */
 export function planCredentials(o: { requested: CredentialsMode; env: NodeJS.ProcessEnv; auth?: AuthKind; secrets: ResolvedSecret[] }): CredentialPlan {
   const envKey = o.env.CODEX_API_KEY || o.env.OPENAI_API_KEY || undefined;
@@ -118,7 +118,9 @@ export function planCredentials(o: { requested: CredentialsMode; env: NodeJS.Pro
   const key = envKey ?? fileKey;
   const notes: string[] = [];
   let mode: ResolvedMode;
-  if (o.requested === 'auto') mode = key ? 'inject' : o.auth?.kind === 'chatgpt' ? 'mount' : o.secrets.length ? 'inject' : 'none';
+  // auto: only an API key moves to the gateway; any other auth.json (ChatGPT tokens, a kind this version
+  // does not know) is mounted as before
+  if (o.requested === 'auto') mode = key ? 'inject' : o.auth ? 'mount' : o.secrets.length ? 'inject' : 'none';
   else mode = o.requested;
   if (mode === 'inject' && !key && !o.secrets.length) {
     throw new CredentialsPlanError(
@@ -137,7 +139,7 @@ export function planCredentials(o: { requested: CredentialsMode; env: NodeJS.Pro
     sandboxEnv.OPENAI_API_KEY = SENTINEL;
     notes.push(`the OpenAI key (from ${envKey ? (o.env.CODEX_API_KEY ? 'CODEX_API_KEY' : 'OPENAI_API_KEY') : 'auth.json'}) is held by the gateway; the sandbox has the sentinel`);
   }
-  if (mode === 'mount') notes.push(o.auth?.kind === 'chatgpt' ? 'ChatGPT sign-in: auth.json is mounted read-only into the sandbox (its tokens are readable there; README: Credentials)' : 'credentials mounted/passed into the sandbox (--credentials mount)');
+  if (mode === 'mount') notes.push(o.auth && o.auth.kind !== 'apikey' ? 'auth.json (not an API key: a ChatGPT sign-in?) is mounted read-only into the sandbox: its tokens are readable there (README: Credentials)' : 'credentials mounted/passed into the sandbox (--credentials mount)');
   for (const s of o.secrets) {
     credentials.push(s.credential);
     if (s.env) sandboxEnv[s.env] = SENTINEL;

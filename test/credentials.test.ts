@@ -98,6 +98,7 @@ t.test('the credentials file: validated, errors never carry a value', async (t) 
   bad({ name: 'a', host: 'x.test', value: 'sk-secret', format: 'Bearer' }, /\{value\}/);
   bad({ name: 'a', host: 'x.test', value: 'sk-secret', header: 'bad header' }, /header/);
   bad({ name: 'a', host: 'x.test', value: 'sk-secret', extra: 1 }, /Unrecognized|unrecognized/);
+  for (const header of ['Host', 'content-length', 'Transfer-Encoding', 'proxy-authorization', 'upgrade']) bad({ name: 'a', host: 'x.test', value: 'sk-secret', header }, /cannot carry a credential/);
   t.throws(() => parseCredentials('{"v":1,"credentials":[{"name":"a","host":"x.test","value":"1"},{"name":"b","host":"X.test","value":"2"}]}'), /two credentials for x\.test:443/);
   t.throws(() => parseCredentials('not json sk-secret'), { message: 'the credentials file is not JSON' });
 });
@@ -121,6 +122,8 @@ t.test('the model: inject when a key is available; mount for ChatGPT; explicit m
   t.match(plan('auto', {}, { kind: 'apikey', key: 'sk-file' }), { mode: 'inject', credentials: [{ value: 'sk-file' }] });
   t.match(plan('auto', {}, { kind: 'chatgpt' }), { mode: 'mount', mountAuthFile: true, passKeys: true, credentials: [] });
   t.match(plan('auto', {}), { mode: 'none', credentials: [] });
+  t.match(plan('auto', {}, { kind: 'unreadable', detail: 'neither' }), { mode: 'mount', mountAuthFile: true }, 'an auth.json of another kind is mounted as before');
+  t.match(plan('auto', { CODEX_API_KEY: 'sk-c' }, { kind: 'chatgpt' }), { mode: 'inject', mountAuthFile: false }, 'a key wins: the tokens stay out');
   t.match(plan('mount', { OPENAI_API_KEY: 'sk-env' }), { mode: 'mount', passKeys: true, credentials: [] });
   t.match(plan('none', { OPENAI_API_KEY: 'sk-env' }), { mode: 'none', passKeys: false, mountAuthFile: false });
   t.throws(() => plan('inject', {}, { kind: 'chatgpt' }), /ChatGPT sign-in cannot be injected/);

@@ -138,7 +138,8 @@ async function run(t: Tap, engine: string) {
     mkdirSync(join(project, '.git'));
     mkdirSync(join(tmp.path, 'reference'));
     writeFileSync(join(tmp.path, 'init.sh'), 'echo "init ran as $(id -u)" > /tmp/init-ran\n');
-    const r = await cli(['up', '--detach', '--json', ...upArgs(), '--git-readonly', '--read-only', join(tmp.path, 'reference'), '--init-script', join(tmp.path, 'init.sh')]);
+    // --credentials mount: exec below checks the model where Codex is given the key (the default injects it: codex-real.test.ts)
+    const r = await cli(['up', '--detach', '--json', ...upArgs(), '--credentials', 'mount', '--git-readonly', '--read-only', join(tmp.path, 'reference'), '--init-script', join(tmp.path, 'init.sh')]);
     t.equal(r.code, 0, `up exit 0 ${r.stderr.slice(-800)}`);
     const verdict = JSON.parse(r.stdout) as { ok: boolean; probes: Array<{ id: string; ok: boolean; detail: string }> };
     t.ok(verdict.ok, 'all probes pass');
@@ -238,6 +239,7 @@ async function run(t: Tap, engine: string) {
   await t.test('exec: codex exec in the running sandbox, run.log and exit.json', async (t) => {
     const out = join(tmp.path, 'run-ok');
     // Only OPENAI_API_KEY on the host: Codex gets it as CODEX_API_KEY, by name, never in an argument or a file.
+    // the appliance was made with --credentials mount (above): the model where Codex itself holds the key
     const r = await cli(['exec', '--output', out, `https://${ALLOWED}/from-exec`], 180_000, { OPENAI_API_KEY: apiKey });
     t.equal(r.code, 0, r.stderr);
     const runLog = readFileSync(join(out, 'run.log'), 'utf8');

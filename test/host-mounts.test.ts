@@ -150,7 +150,7 @@ t.test('ATTACK (exec --output in the running sandbox\'s sessions): what the runn
   t.same(readdirSync(secret), [], 'no run.log or exit.json written through the link');
 });
 
-t.test('held (API key): never in an argument list, a container\'s configuration or a file; given to docker exec by name', async (t) => {
+t.test('held (API key, --credentials mount): never in an argument list, a container\'s configuration or a file; given to docker exec by name', async (t) => {
   const { root, env, execRun } = setup(t);
   const project = join(root, 'project');
   mkdirSync(project);
@@ -159,7 +159,8 @@ t.test('held (API key): never in an argument list, a container\'s configuration 
   const all: string[] = [];
   for (const extra of [{}, { FAKE_RUNNING_MOUNTS: '[]' }]) {
     writeFileSync(`${log}.keys`, '');
-    const r = await execRun(project, ['--user', '4321:4321', 'a prompt'], { ...extra, OPENAI_API_KEY: SECRET });
+    // the model this test is about: the key given to Codex (the default injects it: the test below)
+    const r = await execRun(project, ['--user', '4321:4321', '--credentials', 'mount', 'a prompt'], { ...extra, OPENAI_API_KEY: SECRET });
     t.equal(r.code, 0, 'exec exits 0', { stderr: r.stderr.slice(-400) });
     t.notMatch(r.stderr, SECRET, 'not printed');
     all.push(readFileSync(log, 'utf8'));
@@ -170,6 +171,32 @@ t.test('held (API key): never in an argument list, a container\'s configuration 
   t.ok(all.join('').includes('"-e","CODEX_API_KEY"'), 'passed by name');
   const walk = (d: string): string[] => readdirSync(d, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(d, e.name)) : e.isFile() ? [join(d, e.name)] : []));
   for (const f of walk(join(root, 'state'))) t.notOk(readFileSync(f, 'utf8').includes(SECRET), `not in ${f.slice(root.length)}`);
+});
+
+t.test('held (API key, default: injected): Codex gets the sentinel; the key is only in the gateway\'s credentials file', async (t) => {
+  const { root, env, execRun } = setup(t);
+  const project = join(root, 'project');
+  mkdirSync(project);
+  const SECRET = 'sk-inject-review-SECRET-0123456789';
+  const log = env.FAKE_DOCKER_LOG;
+  writeFileSync(`${log}.keys`, '');
+  const r = await execRun(project, ['--user', '4321:4321', 'a prompt'], { OPENAI_API_KEY: SECRET });
+  t.equal(r.code, 0, 'exec exits 0', { stderr: r.stderr.slice(-400) });
+  t.notMatch(r.stderr, SECRET, 'not printed');
+  t.match(r.stderr, /the OpenAI key \(from OPENAI_API_KEY\) is held by the gateway/);
+  const keys = readFileSync(`${log}.keys`, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { CODEX_API_KEY: string | null });
+  t.same(keys, [{ CODEX_API_KEY: null }], 'docker exec of codex gets no key in its environment');
+  const calls = readFileSync(log, 'utf8');
+  t.notOk(calls.includes(SECRET), 'in no docker argument list');
+  t.ok(calls.includes('"-e","CODEX_API_KEY=codex-egress-managed"'), 'the sandbox is created with the sentinel');
+  t.ok(calls.includes('"dev.codex-egress.credentials=inject"'), 'and labelled inject');
+  t.ok(/"--credentials","\/etc\/codex\/credentials\/credentials.json"/.test(calls), 'the gateway is given the credentials file');
+  t.ok(/"-v","[^"]*\/trust\/ca\.pem:\/opt\/codex-egress\/ca\.pem:ro"/.test(calls), 'the sandbox gets the CA certificate, read-only');
+  t.notOk(/credentials\/ca[^"]*:\/[^"]*"/.test(calls.split('\n').filter((l) => l.includes('-sandbox')).join('\n')), 'never the CA directory');
+  const walk = (d: string): string[] => readdirSync(d, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(d, e.name)) : e.isFile() ? [join(d, e.name)] : []));
+  const holding = walk(join(root, 'state')).filter((f) => readFileSync(f, 'utf8').includes(SECRET));
+  t.same(holding, [], 'exec took the appliance down: the key left the disk');
+  t.same(readdirSync(project), [], 'nothing in the workdir');
 });
 
 t.test('ATTACK (verify output): what a running sandbox prints in place of probe results is a failed probe, not a crash', async (t) => {

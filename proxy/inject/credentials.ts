@@ -12,6 +12,7 @@ export const SENTINEL = 'codex-egress-managed';
 export const FOREIGN_MODES = ['forward', 'refuse'] as const;
 export type ForeignMode = (typeof FOREIGN_MODES)[number];
 
+const RESERVED_HEADERS = new Set(['host', 'content-length', 'transfer-encoding', 'connection', 'upgrade', 'keep-alive', 'te', 'trailer', 'expect']);
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 /** A header value's bytes: no CR, LF, NUL or other control characters (a value is never a second header). */
 const VALUE = /^[\x20-\x7e\x80-\xff]+$/;
@@ -28,7 +29,13 @@ export const credentialSchema = z
       return n.name;
     }),
     port: z.number().int().min(1).max(65535).default(443),
-    header: z.string().regex(TOKEN, 'not a header name').transform((s) => s.toLowerCase()).default('authorization'),
+    header: z
+      .string()
+      .regex(TOKEN, 'not a header name')
+      .transform((s) => s.toLowerCase())
+      // a header that frames, routes or upgrades the request is never a credential's
+      .refine((h) => !RESERVED_HEADERS.has(h) && !h.startsWith('proxy-'), 'this header cannot carry a credential')
+      .default('authorization'),
     /**
      * How the header value is made from the credential: a template with `{value}` once (`Bearer {value}`,
      * `token {value}`), or `basic:USER` for `Basic base64(USER:value)` (git over HTTPS).
