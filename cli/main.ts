@@ -13,6 +13,7 @@ import { verifyCommand, VERIFY_USAGE } from './verify.js';
 import { doctorCommand, DOCTOR_USAGE } from './doctor.js';
 import { execCommand, EXEC_USAGE } from './exec.js';
 import { buildCommand, BUILD_USAGE } from './build.js';
+import { loginRun, LOGIN_USAGE } from './login.js';
 
 const USAGE = `Usage: codex-egress <command> [options]
 
@@ -28,6 +29,7 @@ Commands:
   verify      run the egress probes from inside the sandbox
   doctor      check Docker, the engine, the images, iptables/ipset in the gateway
   build       build the gateway and sandbox images
+  login       Codex's own login (device code) in the sandbox, into --codex-home DIR
   gateway     run the egress gateway (DNS resolver, HTTP/CONNECT proxy, firewall, audit log)
 
 Exit codes: 0 ok; 1 failure; 2 bad usage; 3 a verify probe failed; 4 not running. "up" and "exec"
@@ -48,6 +50,7 @@ const COMMANDS: Record<string, Command> = {
   verify: { run: verifyCommand, usage: VERIFY_USAGE },
   doctor: { run: doctorCommand, usage: DOCTOR_USAGE },
   build: { run: buildCommand, usage: BUILD_USAGE },
+  login: { run: loginRun, usage: LOGIN_USAGE },
   gateway: { run: (argv) => gatewayCommand(argv, firewallFactory()), usage: GATEWAY_USAGE },
 };
 

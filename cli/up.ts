@@ -14,6 +14,7 @@ import {
 } from '../image/project.js';
 import { resolveTrusted, isWithin } from '../image/paths.js';
 import { printable } from './printable.js';
+import { withCodexHome } from './codex-home.js';
 import { RUNNER_OPTIONS, RUNNER_HELP, checkRunnerFlags, runtimeRefusal, codexBinMount, writableOutside, confirmWritable } from './runner-options.js';
 
 export const INIT_SCRIPT_PATH = '/opt/codex-egress/init.sh';
@@ -128,7 +129,8 @@ export function keyEnv(): { names: string[]; env: Record<string, string> } {
 export async function bringUp(v: Values): Promise<ProjectContext | number> {
   if (v.firewall && v['no-firewall']) throw new UsageError('--firewall and --no-firewall contradict each other');
   checkRunnerFlags(v);
-  const ctx = projectFrom(v);
+  const base = projectFrom(v);
+  const ctx = withCodexHome(base, v['codex-home']);
   let p = ctx.project;
   const { paths } = ctx;
   const images = imagesFrom(v);
@@ -178,7 +180,8 @@ export async function bringUp(v: Values): Promise<ProjectContext | number> {
   }
   const sessionsPath = v['sessions-path'] ? resolveTrusted(v['sessions-path'], { untrusted: sandboxWritable(p, paths), what: '--sessions-path' }) : undefined;
   // Writable mounts the user chose outside the workdir: a yes first (--yes, or asked on a terminal).
-  await confirmWritable(writableOutside(mine, sessionsPath ? [{ path: sessionsPath, what: '--sessions-path' }] : []), !!v.yes, (s) => err(`codex-egress: ${s}`));
+  const chosen = [...(sessionsPath ? [{ path: sessionsPath, what: '--sessions-path' }] : []), ...(v['codex-home'] ? [{ path: paths.codexHome, what: '--codex-home' }] : [])];
+  await confirmWritable(writableOutside(mine, chosen), !!v.yes, (s) => err(`codex-egress: ${s}`));
   const refusal = await runtimeRefusal(v.runtime);
   if (refusal) {
     err(`codex-egress up: ${refusal}`);
@@ -210,14 +213,15 @@ export async function bringUp(v: Values): Promise<ProjectContext | number> {
   const config = v.config ? trusted(v.config, '--config') : undefined;
   let authFile: string | undefined;
   try {
-    authFile = findAuthFile(v['auth-file']);
+    // With --codex-home, auth.json is the one kept there: no personal one is looked up (only --auth-file).
+    authFile = v['codex-home'] && !v['auth-file'] ? undefined : findAuthFile(v['auth-file']);
   } catch (e) {
     if (e instanceof ProjectError) throw new UsageError(e.message);
     throw e;
   }
   if (authFile) authFile = trusted(authFile, 'auth.json');
   if (user.uid === 0) err('codex-egress: WARNING: the sandbox runs as ROOT (uid 0), as --user asked: files Codex creates are root-owned');
-  await prepareState(paths);
+  await prepareState(base.paths); // the state directory (and its own Codex home, unused with --codex-home)
   const root = process.getuid?.() === 0;
   await seedCodexHome(paths.codexHome, process.env, undefined, { owner: root ? user : undefined, untrusted, config }).catch((e: unknown) => {
     throw e instanceof ProjectError ? new UsageError(e.message) : e;
