@@ -11,6 +11,7 @@ import { CLI, tempDir } from './harness/world.js';
 import { binaryKind, binaryFits } from '../image/binary.js';
 import { parseRuntimes, gpuRuntimeStatus, runtimeStatus, checkShmSize, checkRuntimeName } from '../image/engine.js';
 import { writableOutside } from '../cli/runner-options.js';
+import { labelPaths } from '../image/readonly.js';
 
 const FAKE_DOCKER = `#!/usr/bin/env node
 const fs = require('fs');
@@ -114,6 +115,7 @@ t.test('--codex-bin: a Linux binary of the image architecture mounted read-only 
   const ok = await up(['--codex-bin', elf]);
   t.equal(ok.code, 0, ok.stderr.slice(-300));
   t.ok(ok.create.includes(`${elf}:/usr/local/bin/codex:ro`), 'mounted read-only over the image codex');
+  t.ok(ok.create.includes('dev.codex-egress.read-only=["/usr/local/bin/codex"]'), 'recorded as meant read-only (what verify proves)');
   const arm = join(root, 'codex-arm64');
   const head = Buffer.from(readFileSync(elf).subarray(0, 64));
   head.writeUInt16LE(0xb7, 18);
@@ -257,6 +259,8 @@ t.test('pure: ELF headers, runtimes, sizes', async (t) => {
   t.notOk(runtimeStatus('runsc', undefined).ok, 'unknown runtimes: not ok');
   t.match(gpuRuntimeStatus({ names: ['runc'], default: 'runc' }), { present: false });
   t.match(gpuRuntimeStatus({ names: ['nvidia', 'runc'], default: 'nvidia' }), { present: true, detail: /the default/ });
+  t.same(labelPaths('["/a","/b"]'), ['/a', '/b']);
+  for (const bad of ['', 'x', '{"a":1}', '[1,"rel",null]']) t.same(labelPaths(bad), [], `label ${JSON.stringify(bad)}: nothing`);
   for (const ok of ['2g', '512m', '64M', '1024']) t.equal(checkShmSize(ok), undefined, ok);
   for (const bad of ['', '2x', '-1', '0', '1e9', '2 g', '--privileged']) t.type(checkShmSize(bad), 'string', `refused ${JSON.stringify(bad)}`);
   for (const bad of ['', '-x', '--privileged', 'a/b', 'a b', 'x'.repeat(65)]) t.type(checkRuntimeName(bad), 'string', `refused ${JSON.stringify(bad)}`);
