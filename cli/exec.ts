@@ -15,6 +15,7 @@ import { DOCKER } from '../image/docker.js';
 import { sandboxWritable } from '../image/project.js';
 import { resolveTrusted, isWithin, mkdirNoFollow, createExclusive, UnsafePathError, realRoots } from '../image/paths.js';
 import { liveProject } from '../image/subnet.js';
+import { withCodexHome } from './codex-home.js';
 import { lastMessagePath, safeDirectoryEnv } from '../image/worker.js';
 import { WORKER_OPTIONS, WORKER_HELP, workerPlan, repoRefusal, cloneInSandbox, lastMessage, summaryMarkdown } from './worker.js';
 
@@ -38,7 +39,7 @@ export async function execCommand(argv: string[]): Promise<number> {
   const { values: v, positionals } = parse(argv, { ...APPLIANCE_OPTIONS, ...WORKER_OPTIONS, output: { type: 'string' } }, true);
   const [prompt, ...codexArgs] = positionals;
   if (!prompt) throw new UsageError('no prompt given');
-  let ctx: ProjectContext & { credentials?: ResolvedMode } = projectFrom(v);
+  let ctx: ProjectContext & { credentials?: ResolvedMode } = withCodexHome(projectFrom(v), v['codex-home']);
   const worker = workerPlan(v, ctx.project.workdir);
   // Checked before anything starts. The host writes here while the sandbox runs: no part of it may be
   // something the sandbox can change.

@@ -15,6 +15,7 @@ import { execCommand, EXEC_USAGE } from './exec.js';
 import { buildCommand, BUILD_USAGE } from './build.js';
 import { suggestCommand, SUGGEST_USAGE } from './suggest.js';
 import { secretCommand, SECRET_USAGE } from './secret.js';
+import { loginRun, LOGIN_USAGE } from './login.js';
 
 const USAGE = `Usage: codex-egress <command> [options]
 
@@ -32,6 +33,7 @@ Commands:
   doctor      check Docker, the engine, the images, iptables/ipset in the gateway
   build       build the gateway and sandbox images
   secret      credentials for other hosts, injected by the gateway (set, list, rm)
+  login       Codex's own login (device code) in the sandbox, into --codex-home DIR
   gateway     run the egress gateway (DNS resolver, HTTP/CONNECT proxy, firewall, audit log)
 
 Exit codes: 0 ok; 1 failure; 2 bad usage; 3 a verify probe failed; 4 not running. "up" and "exec"
@@ -54,6 +56,7 @@ const COMMANDS: Record<string, Command> = {
   doctor: { run: doctorCommand, usage: DOCTOR_USAGE },
   build: { run: buildCommand, usage: BUILD_USAGE },
   secret: { run: secretCommand, usage: SECRET_USAGE },
+  login: { run: loginRun, usage: LOGIN_USAGE },
   gateway: { run: (argv) => gatewayCommand(argv, firewallFactory()), usage: GATEWAY_USAGE },
 };
 

@@ -7,6 +7,7 @@ import { binaryKind, binaryFits } from '../image/binary.js';
 import { checkRuntimeName, checkShmSize, engineRuntimes, imagePlatform, runtimeStatus } from '../image/engine.js';
 import { isWithin } from '../image/paths.js';
 import type { Mount } from '../image/args.js';
+import { CODEX_HOME_OPTION, CODEX_HOME_HELP } from './codex-home.js';
 
 /** Where --codex-bin goes in the sandbox: over the image's `codex` (a link into /opt/codex, followed by Docker). */
 export const CODEX_BIN_PATH = '/usr/local/bin/codex';
@@ -17,6 +18,7 @@ export const RUNNER_OPTIONS = {
   'shm-size': { type: 'string' },
   runtime: { type: 'string' },
   yes: { type: 'boolean' },
+  ...CODEX_HOME_OPTION,
 } as const;
 
 export const RUNNER_HELP = `  --config FILE|DIR       Codex's config.toml (and DIR/prompts) from here; replaces the project's
@@ -26,7 +28,8 @@ export const RUNNER_HELP = `  --config FILE|DIR       Codex's config.toml (and D
   --shm-size SIZE         the sandbox's /dev/shm size, passed to docker (e.g. 2g for GPU runs)
   --runtime NAME          the sandbox's container runtime (e.g. runsc, gVisor): must be registered
                           with the engine ("doctor --runtime NAME" checks)
-  --yes                   confirm writable mounts outside the workdir without asking`;
+  --yes                   confirm writable mounts outside the workdir without asking
+${CODEX_HOME_HELP}`;
 
 type Values = { config?: string; 'codex-bin'?: string; 'shm-size'?: string; runtime?: string; yes?: boolean };
 

@@ -14,6 +14,7 @@ import {
 } from '../image/project.js';
 import { resolveTrusted, isWithin } from '../image/paths.js';
 import { printable } from './printable.js';
+import { withCodexHome } from './codex-home.js';
 import { RUNNER_OPTIONS, RUNNER_HELP, checkRunnerFlags, runtimeRefusal, codexBinMount, writableOutside, confirmWritable } from './runner-options.js';
 import type { ResolvedMode } from '../image/credentials.js';
 import { prepareCredentials, keyEnvFor, forgetCredentials, CREDENTIALS_HELP, CREDENTIALS_OPTIONS } from './credentials.js';
@@ -139,7 +140,8 @@ export async function bringUp(v: Values): Promise<(ProjectContext & { credential
   checkRunnerFlags(v);
   if (v.transparent && v['no-transparent']) throw new UsageError('--transparent and --no-transparent contradict each other');
   if (v.transparent && v['no-firewall']) throw new UsageError('--transparent needs the gateway\'s firewall (its pool addresses need NET_ADMIN): drop --no-firewall');
-  const ctx = projectFrom(v);
+  const base = projectFrom(v);
+  const ctx = withCodexHome(base, v['codex-home']);
   let p = ctx.project;
   const { paths } = ctx;
   const images = imagesFrom(v);
@@ -189,7 +191,8 @@ export async function bringUp(v: Values): Promise<(ProjectContext & { credential
   }
   const sessionsPath = v['sessions-path'] ? resolveTrusted(v['sessions-path'], { untrusted: sandboxWritable(p, paths), what: '--sessions-path' }) : undefined;
   // Writable mounts the user chose outside the workdir: a yes first (--yes, or asked on a terminal).
-  await confirmWritable(writableOutside(mine, sessionsPath ? [{ path: sessionsPath, what: '--sessions-path' }] : []), !!v.yes, (s) => err(`codex-egress: ${s}`));
+  const chosen = [...(sessionsPath ? [{ path: sessionsPath, what: '--sessions-path' }] : []), ...(v['codex-home'] ? [{ path: paths.codexHome, what: '--codex-home' }] : [])];
+  await confirmWritable(writableOutside(mine, chosen), !!v.yes, (s) => err(`codex-egress: ${s}`));
   const refusal = await runtimeRefusal(v.runtime);
   if (refusal) {
     err(`codex-egress up: ${refusal}`);
@@ -221,7 +224,8 @@ export async function bringUp(v: Values): Promise<(ProjectContext & { credential
   const config = v.config ? trusted(v.config, '--config') : undefined;
   let authFile: string | undefined;
   try {
-    authFile = findAuthFile(v['auth-file']);
+    // With --codex-home, auth.json is the one kept there: no personal one is looked up (only --auth-file).
+    authFile = v['codex-home'] && !v['auth-file'] ? undefined : findAuthFile(v['auth-file']);
   } catch (e) {
     if (e instanceof ProjectError) throw new UsageError(e.message);
     throw e;
@@ -231,7 +235,7 @@ export async function bringUp(v: Values): Promise<(ProjectContext & { credential
   if (!cred.plan.mountAuthFile) authFile = undefined;
   if (cred.mount) mounts.push(cred.mount);
   if (user.uid === 0) err('codex-egress: WARNING: the sandbox runs as ROOT (uid 0), as --user asked: files Codex creates are root-owned');
-  await prepareState(paths);
+  await prepareState(base.paths); // the state directory (and its own Codex home, unused with --codex-home)
   const root = process.getuid?.() === 0;
   await seedCodexHome(paths.codexHome, process.env, undefined, { owner: root ? user : undefined, untrusted, config }).catch((e: unknown) => {
     throw e instanceof ProjectError ? new UsageError(e.message) : e;

@@ -36,6 +36,8 @@ export const CODEX_SANDBOX_LABEL = 'dev.codex-egress.codex-sandbox';
 export const SANDBOX_USER_LABEL = 'dev.codex-egress.user';
 /** The credentials model the sandbox was made with (image/credentials.ts). */
 export const CREDENTIALS_LABEL = 'dev.codex-egress.credentials';
+/** The paths inside the sandbox meant to be read-only (JSON list), set by the host: what `verify` proves. */
+export const READ_ONLY_LABEL = 'dev.codex-egress.read-only';
 
 /**
  * The `codex` command line: our defaults first, as `-c` overrides on the root command, so that anything
@@ -248,6 +250,7 @@ export function sandboxCreateArgs(p: Project, o: SandboxOptions): string[] {
     'create', '--name', p.sandbox, ...labels(p),
     '--label', `${CODEX_SANDBOX_LABEL}=${mode}`, '--label', `${SANDBOX_USER_LABEL}=${o.uid}:${o.gid}`,
     ...(o.credentials ? ['--label', `${CREDENTIALS_LABEL}=${o.credentials}`] : []),
+    '--label', `${READ_ONLY_LABEL}=${JSON.stringify([...(o.authFile ? [`${SANDBOX_CODEX_HOME}/auth.json`] : []), ...(o.mounts ?? []).filter((m) => m.readOnly).map((m) => m.container)])}`,
     '--network', p.internalNetwork, '--ip', p.sandboxIp, '--dns', p.gatewayIp,
     '--cap-drop', 'ALL', '--security-opt', 'no-new-privileges', ...inner,
     '--sysctl', 'net.ipv6.conf.all.disable_ipv6=1', '--sysctl', 'net.ipv6.conf.default.disable_ipv6=1',

@@ -11,6 +11,7 @@ import { CLI, tempDir } from './harness/world.js';
 import { binaryKind, binaryFits } from '../image/binary.js';
 import { parseRuntimes, gpuRuntimeStatus, runtimeStatus, checkShmSize, checkRuntimeName } from '../image/engine.js';
 import { writableOutside } from '../cli/runner-options.js';
+import { labelPaths } from '../image/readonly.js';
 
 const FAKE_DOCKER = `#!/usr/bin/env node
 const fs = require('fs');
@@ -26,6 +27,8 @@ if (a[0] === 'inspect' && a.some((x) => x.includes('.State.Running'))) process.e
 if (a[0] === 'inspect' && a.some((x) => x.includes('.Config.Labels'))) { out('off 4321:4321\\n'); process.exit(0); }
 if (a[0] === 'exec' && a.some((x) => x.startsWith('PROBE_CONFIG='))) { out(JSON.stringify({ id: 'fake', ok: true, detail: 'fake docker' }) + '\\n'); process.exit(0); }
 if (a[0] === 'run') { out('iptables v1.8.9\\nipset v7.17\\n'); process.exit(0); }
+// Codex's login in the sandbox: writes auth.json where the Codex home is mounted (FAKE_LOGIN_AUTH).
+if (a[0] === 'exec' && a.includes('login')) { if (process.env.FAKE_LOGIN_AUTH) fs.writeFileSync(process.env.FAKE_LOGIN_AUTH, '{"tokens":{}}'); process.exit(Number(process.env.FAKE_LOGIN_EXIT || 0)); }
 process.exit(0);
 `;
 
@@ -112,6 +115,7 @@ t.test('--codex-bin: a Linux binary of the image architecture mounted read-only 
   const ok = await up(['--codex-bin', elf]);
   t.equal(ok.code, 0, ok.stderr.slice(-300));
   t.ok(ok.create.includes(`${elf}:/usr/local/bin/codex:ro`), 'mounted read-only over the image codex');
+  t.ok(ok.create.includes('dev.codex-egress.read-only=["/usr/local/bin/codex"]'), 'recorded as meant read-only (what verify proves)');
   const arm = join(root, 'codex-arm64');
   const head = Buffer.from(readFileSync(elf).subarray(0, 64));
   head.writeUInt16LE(0xb7, 18);
@@ -197,6 +201,47 @@ t.test('--config FILE|DIR and the search order (CODEX_CONFIG_DIR, ~/.codex, ~/.c
   t.equal(readFileSync(join(root, 'state', stateOf('codex-egress-project2-'), 'codex-home', 'config.toml'), 'utf8'), 'model = "env"\n', 'CODEX_CONFIG_DIR before ~/.codex');
 });
 
+t.test('--codex-home DIR and login: a bot home in the project, Codex login through the sandbox, no personal auth.json', async (t) => {
+  const { root, env, project, up, cli } = setup(t);
+  // The user's personal login: must never reach a bot's sandbox.
+  mkdirSync(join(env.HOME!, '.codex'));
+  writeFileSync(join(env.HOME!, '.codex', 'auth.json'), '{"personal":true}');
+  const bot = join(project, '.codex-bot');
+  t.equal((await cli(['login', '--workdir', project])).code, 2, 'login needs --codex-home');
+  const l = await cli(['login', '--workdir', project, '--user', '4321:4321', '--codex-home', bot], { FAKE_LOGIN_AUTH: join(bot, 'auth.json') });
+  t.equal(l.code, 0, l.stderr.slice(-400));
+  t.match(l.stderr, `logged in: auth.json is in ${bot}`);
+  t.ok(l.create.includes(`${bot}:/home/codex/.codex`), 'DIR is the Codex home of the sandbox');
+  t.notOk(l.create.some((x) => x.endsWith(':/home/codex/.codex/auth.json:ro') || x.includes('/.codex/auth.json:')), 'no auth.json of the user mounted');
+  const ex = l.calls.find((c) => c[0] === 'exec' && c.includes('login')) ?? [];
+  t.same(ex.slice(ex.indexOf('codex')), ['codex', 'login', '--device-auth'], 'Codex\'s own device-code login, in the sandbox');
+  const loginAt = l.calls.indexOf(ex);
+  t.ok(l.calls.slice(loginAt + 1).some((c) => c[0] === 'ps' && c.includes('-a') && c.some((x) => x.startsWith('label=dev.codex-egress.project='))), 'taken down afterwards (down lists the project\'s containers)');
+  const none = await cli(['login', '--workdir', project, '--user', '4321:4321', '--codex-home', join(project, '.codex-bot2')]);
+  t.equal(none.code, 1, 'no auth.json left: exit 1');
+  t.match(none.stderr, /left no auth\.json/);
+  t.equal((await cli(['login', '--workdir', project, '--user', '4321:4321', '--codex-home', bot], { FAKE_LOGIN_EXIT: '7' })).code, 7, "Codex login's own failure");
+  // exec/up with the bot home: mounted, the personal auth.json not looked up; --auth-file still works.
+  const u = await up(['--codex-home', bot]);
+  t.equal(u.code, 0, u.stderr.slice(-300));
+  t.ok(u.create.includes(`${bot}:/home/codex/.codex`));
+  t.notOk(u.create.some((x) => x.includes('auth.json')), 'no auth.json mount over the bot\'s own');
+  t.equal(readFileSync(join(bot, 'auth.json'), 'utf8'), '{"tokens":{}}', "the bot's auth.json is kept");
+  const withFile = await up(['--codex-home', bot, '--auth-file', join(env.HOME!, '.codex', 'auth.json')]);
+  t.ok(withFile.create.some((x) => x.endsWith(':/home/codex/.codex/auth.json:ro')), '--auth-file explicitly: mounted read-only');
+  // Outside the workdir: writable there, so asked for; the workdir itself or around it: refused.
+  const outside = join(root, 'bots', 'b1');
+  mkdirSync(join(root, 'bots'));
+  const o = await up(['--codex-home', outside]);
+  t.equal(o.code, 2);
+  t.match(o.stderr, `the sandbox will be able to change ${outside} (--codex-home): outside the workdir. Confirm with --yes`);
+  t.equal((await up(['--codex-home', outside, '--yes'])).code, 0);
+  t.match(await up(['--codex-home', project]), { code: 2, stderr: /is the workdir or contains it/ });
+  t.match(await up(['--codex-home', root]), { code: 2, stderr: /is the workdir or contains it/ });
+  symlinkSync(outside, join(project, 'bot-link'));
+  t.match(await up(['--codex-home', join(project, 'bot-link')]), { code: 2, stderr: /symbolic link/ }, 'a link inside the workdir is not followed');
+});
+
 t.test('pure: ELF headers, runtimes, sizes', async (t) => {
   const elf = readFileSync(realpathSync('/bin/true')).subarray(0, 64);
   t.match(binaryKind(elf), { kind: 'elf', os: 'linux', arch: 'amd64', bits: 64 });
@@ -214,6 +259,8 @@ t.test('pure: ELF headers, runtimes, sizes', async (t) => {
   t.notOk(runtimeStatus('runsc', undefined).ok, 'unknown runtimes: not ok');
   t.match(gpuRuntimeStatus({ names: ['runc'], default: 'runc' }), { present: false });
   t.match(gpuRuntimeStatus({ names: ['nvidia', 'runc'], default: 'nvidia' }), { present: true, detail: /the default/ });
+  t.same(labelPaths('["/a","/b"]'), ['/a', '/b']);
+  for (const bad of ['', 'x', '{"a":1}', '[1,"rel",null]']) t.same(labelPaths(bad), [], `label ${JSON.stringify(bad)}: nothing`);
   for (const ok of ['2g', '512m', '64M', '1024']) t.equal(checkShmSize(ok), undefined, ok);
   for (const bad of ['', '2x', '-1', '0', '1e9', '2 g', '--privileged']) t.type(checkShmSize(bad), 'string', `refused ${JSON.stringify(bad)}`);
   for (const bad of ['', '-x', '--privileged', 'a/b', 'a b', 'x'.repeat(65)]) t.type(checkRuntimeName(bad), 'string', `refused ${JSON.stringify(bad)}`);

@@ -122,6 +122,9 @@ t.test('the clone script run for real (local repository, file:// allowed for thi
   t.equal(run('', 'plain').status, 65, 'a directory that is not a clone is left alone');
   const ext = spawnSync('sh', ['-c', CLONE_SCRIPT, 'sh', `ext::sh -c touch% ${marker}`, '', 'e'], { cwd: work, env: { ...process.env, ...cloneEnv(join(work, 'e')) } });
   t.not(ext.status, 0, 'ext:: refused by GIT_ALLOW_PROTOCOL');
+  const local = spawnSync('sh', ['-c', CLONE_SCRIPT, 'sh', url, '', 'local'], { cwd: work, env: { ...process.env, ...cloneEnv(join(work, 'local')) } });
+  t.not(local.status, 0, 'file:// (allowed by git by default) refused by GIT_ALLOW_PROTOCOL');
+  t.notOk(existsSync(join(work, 'local', 'f')), 'nothing cloned from a local path');
   t.notOk(existsSync(marker), 'the ext:: command never ran');
 });
 
