@@ -197,6 +197,12 @@ async function run(t: Tap, engine: string) {
     t.match(s.health.firewall, { up: true, interface: String, set: { name: 'codex-egress-allow' } }, 'the kernel firewall is on and verified');
     t.notOk(s.health.firewall.disabled, 'not --no-firewall');
     t.ok(existsSync(s.auditLog), 'audit log exists where status says');
+    const human = await cli(['status']);
+    t.equal(human.code, 0);
+    t.match(human.stdout, /^state {6}running, healthy · up \d+ (s|min)$/m, 'human summary: state and uptime');
+    t.match(human.stdout, /^firewall {3}on, verified · interface \S+ · ports [0-9, ]+ · allow set \d+\/\d+ \([0-9.]+% full\)$/m, 'the firewall, its ports and the allow set');
+    t.match(human.stdout, /^drops {6}.* since the gateway started$/m);
+    t.match(human.stdout, /^sandbox {4}Codex's own sandbox OFF/m);
   });
 
   await t.test('allow and deny, live, persisted', async (t) => {
