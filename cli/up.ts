@@ -14,6 +14,7 @@ import {
 } from '../image/project.js';
 import { resolveTrusted, isWithin } from '../image/paths.js';
 import { printable } from './printable.js';
+import { PRESET_NAMES, isPresetName } from '../proxy/policy/presets.js';
 
 export const INIT_SCRIPT_PATH = '/opt/codex-egress/init.sh';
 
@@ -23,6 +24,7 @@ export const APPLIANCE_OPTIONS = {
   ...imageOptions,
   allow: { type: 'string', multiple: true },
   'no-defaults': { type: 'boolean' },
+  preset: { type: 'string' },
   upstream: { type: 'string', multiple: true },
   'egress-network': { type: 'string' },
   firewall: { type: 'boolean' },
@@ -45,6 +47,9 @@ export const APPLIANCE_HELP = `${WORKDIR_HELP}
 ${IMAGE_HELP}
   --allow RULE            allow a rule for this run, repeatable (persist rules with "codex-egress allow")
   --no-defaults           leave out the built-in OpenAI rules
+  --preset NAME           a first-start allowlist: locked (the OpenAI defaults only, the default) or dev
+                          (plus package registries and source hosts: npm, PyPI, crates, Go, GitHub, …);
+                          shown by "domains" as source preset; deny rules still win
   --upstream IP[:PORT]    the gateway's upstream DNS resolver, repeatable (default: Docker's, via the egress network)
   --egress-network NAME   an existing Docker network for the gateway's way out (default: one made per project)
   --firewall | --no-firewall  the gateway's kernel firewall (default: ${GATEWAY_FIREWALL_DEFAULT ? 'on' : 'off'})
@@ -124,6 +129,7 @@ export function keyEnv(): { names: string[]; env: Record<string, string> } {
 /** Bring the appliance up and verify it; returns the project, or an exit code when it refused. */
 export async function bringUp(v: Values): Promise<ProjectContext | number> {
   if (v.firewall && v['no-firewall']) throw new UsageError('--firewall and --no-firewall contradict each other');
+  if (v.preset !== undefined && !isPresetName(v.preset)) throw new UsageError(`--preset must be one of ${PRESET_NAMES.join(', ')}, not "${v.preset}"`);
   const ctx = projectFrom(v);
   const { project: p, paths } = ctx;
   const images = imagesFrom(v);
@@ -228,6 +234,7 @@ export async function bringUp(v: Values): Promise<ProjectContext | number> {
         upstreams: v.upstream,
         allow: v.allow,
         noDefaults: v['no-defaults'],
+        preset: v.preset,
         envAllowed: process.env.OPENAI_ALLOWED_DOMAINS,
       },
       sandbox: {

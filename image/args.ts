@@ -95,6 +95,8 @@ export interface GatewayOptions {
   upstreams?: string[];
   allow?: string[];
   noDefaults?: boolean;
+  /** A preset's name (proxy/policy/presets.ts), passed as --preset. */
+  preset?: string;
   /** OPENAI_ALLOWED_DOMAINS, passed through when set. */
   envAllowed?: string;
 }
@@ -142,6 +144,7 @@ export function gatewayCommandArgs(p: Project, o: GatewayOptions): string[] {
     ...(o.upstreams ?? []).flatMap((u) => ['--upstream', u]),
     ...(o.allow ?? []).flatMap((r) => ['--allow', r]),
     ...(o.noDefaults ? ['--no-defaults'] : []),
+    ...(o.preset ? ['--preset', o.preset] : []),
   ];
 }
 

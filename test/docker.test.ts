@@ -298,9 +298,17 @@ async function run(t: Tap, engine: string) {
     const none = await cli(['logs', '--json', '--since', new Date(Date.now() + 3600_000).toISOString()]);
     t.equal(none.stdout.trim(), '', '--since the future: nothing');
     const follow = execa(process.execPath, [CLI, 'logs', '-f', '--json'], { cwd: project, env, reject: false });
-    await new Promise((r) => setTimeout(r, 800));
+    let followed = '';
+    follow.stdout?.on('data', (d: Buffer) => (followed += String(d)));
+    const followedLines = () => followed.split('\n').filter(Boolean).length;
+    // Bounded waits on what it printed (not a fixed sleep: on a loaded machine node starts slowly).
+    const until = async (pred: () => boolean, ms: number) => {
+      for (const end = Date.now() + ms; !pred() && Date.now() < end; ) await new Promise((r) => setTimeout(r, 100));
+    };
+    await until(() => followedLines() >= lines.length, 20_000);
+    await new Promise((r) => setTimeout(r, 500)); // in its follow loop
     await sandboxCurl(`https://${ALLOWED}/while-following`);
-    await new Promise((r) => setTimeout(r, 1500));
+    await until(() => followedLines() > lines.length, 10_000);
     follow.kill('SIGINT');
     const f = await follow;
     t.ok(String(f.stdout).split('\n').filter(Boolean).length > lines.length, 'logs -f prints new lines as they come');

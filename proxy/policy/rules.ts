@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { getPublicSuffix } from 'tldts';
 import { normalizeName } from './names.js';
 
-export type RuleSource = 'default' | 'env' | 'flag' | 'file';
+export type RuleSource = 'default' | 'preset' | 'env' | 'flag' | 'file';
 
 /** exact: that host only · subdomains: any subdomain, not the apex · tree: the apex and all subdomains */
 export type RuleScope = 'exact' | 'subdomains' | 'tree';
