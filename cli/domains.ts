@@ -8,7 +8,7 @@ import { mergeSources } from '../proxy/policy/allowlist.js';
 
 export const DOMAINS_USAGE = `Usage: codex-egress domains [options]
 
-Prints the effective allowlist, one rule per line with its source (default, env, flag, file) and origin.
+Prints the effective allowlist, one rule per line with its source (default, preset, env, flag, file) and origin.
 While the appliance runs this is the gateway's own ${'`'}allowed_domains.effective.json${'`'}; otherwise it is
 computed from the built-in defaults, OPENAI_ALLOWED_DOMAINS and the allowlist file.
 

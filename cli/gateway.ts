@@ -4,6 +4,7 @@ import { parse, intOption, secondsOption, mebibytesOption, UsageError } from './
 import { defaultConfig, parseConfig, resolvConfUpstreams, ConfigError, effectivePath, type GatewayConfigInput } from '../proxy/config.js';
 import { startGateway, type FirewallFactory, type Gateway } from '../proxy/gateway.js';
 import { installLastResort } from '../proxy/lastresort.js';
+import { PRESET_NAMES, isPresetName, type PresetName } from '../proxy/policy/presets.js';
 
 export const GATEWAY_USAGE = `Usage: codex-egress gateway [options]
 
@@ -19,6 +20,7 @@ Options:
                           the merged allowlist is written beside it as <name>.effective.json
   --allow RULE            allow a rule, repeatable (also: OPENAI_ALLOWED_DOMAINS)
   --no-defaults           leave out the built-in OpenAI rules
+  --preset NAME           add a preset's rules (${PRESET_NAMES.join(', ')}; default locked: the defaults only)
   --audit-log FILE|-      where audit events go, one JSON line each (default - : standard output)
   --audit-log-max-size MB rotate the audit log file at this size (default 64): FILE becomes FILE.1, …
   --audit-log-keep N      rotated audit log files kept (default 4)
@@ -55,6 +57,7 @@ export async function gatewayCommand(argv: string[], makeFirewall?: FirewallFact
     allowlist: { type: 'string' },
     allow: { type: 'string', multiple: true },
     'no-defaults': { type: 'boolean' },
+    preset: { type: 'string' },
     'audit-log': { type: 'string' },
     'audit-log-max-size': { type: 'string' },
     'audit-log-keep': { type: 'string' },
@@ -79,6 +82,7 @@ export async function gatewayCommand(argv: string[], makeFirewall?: FirewallFact
   if (v['upstream-ca'] && !v.credentials) throw new UsageError('--upstream-ca is for --credentials');
   if (v.firewall && v['no-firewall']) throw new UsageError('--firewall and --no-firewall contradict each other');
   if (v.transparent && v['no-transparent']) throw new UsageError('--transparent and --no-transparent contradict each other');
+  if (v.preset !== undefined && !isPresetName(v.preset)) throw new UsageError(`--preset must be one of ${PRESET_NAMES.join(', ')}, not "${v.preset}"`);
   const d = defaultConfig();
   let upstreams = v.upstream ?? [];
   if (upstreams.length === 0) upstreams = resolvConfUpstreams(await readFile('/etc/resolv.conf', 'utf8').catch(() => ''));
@@ -91,6 +95,7 @@ export async function gatewayCommand(argv: string[], makeFirewall?: FirewallFact
     allowlistPath: v.allowlist ?? d.allowlistPath,
     allow: v.allow ?? [],
     defaults: !v['no-defaults'],
+    ...(v.preset ? { preset: v.preset as PresetName } : {}),
     auditLog: v['audit-log'] ?? d.auditLog,
     auditLogMaxBytes: mebibytesOption('audit-log-max-size', v['audit-log-max-size'], d.auditLogMaxBytes, 64 * 1024),
     auditLogKeep: intOption('audit-log-keep', v['audit-log-keep'], d.auditLogKeep, 1, 100),

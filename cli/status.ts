@@ -3,15 +3,16 @@ import { readEffective } from '../proxy/effective.js';
 import { parse } from './args.js';
 import { EXIT, WORKDIR_HELP, workdirOptions, projectFrom, out, json } from './common.js';
 import { state, health, codexMode } from '../image/appliance.js';
-import { describeMode } from './up.js';
-import { countLog } from './auditlog.js';
 import { liveProject } from '../image/subnet.js';
-import { printable } from './printable.js';
+import { countLog, logFiles, fileLines, parseLine } from './auditlog.js';
+import { statusLines, type StatusReport } from './status-view.js';
 
 export const STATUS_USAGE = `Usage: codex-egress status [options]
 
-Shows the project's containers and networks, the gateway's /healthz, the size of the effective allowlist,
-the decisions counted in the audit log, and where the files are.
+A summary: running and healthy or not, uptime, the kernel firewall (on/off, interface, allowed ports,
+allow set fill, drops by rule since the gateway started), the Codex sandbox mode, the number of
+effective rules, the decisions counted in the audit log, the containers, and where the files are.
+--json prints the whole report (the gateway's /healthz included).
 
 Options:
 ${WORKDIR_HELP}
@@ -29,7 +30,15 @@ export async function statusCommand(argv: string[]): Promise<number> {
   const h = gateway?.running ? await health(p) : undefined;
   const effective = gateway?.running ? await readEffective(paths.effective) : undefined;
   const counters = await countLog(paths.auditLog);
-  const report = {
+  let startedAt: string | null = null;
+  for (const f of await logFiles(paths.auditLog)) {
+    for await (const l of fileLines(f)) {
+      if (!l.includes('"start"')) continue;
+      const e = parseLine(l);
+      if (e?.event === 'start' && typeof e.time === 'string') startedAt = e.time;
+    }
+  }
+  const report: StatusReport = {
     project: p.name,
     workdir: p.workdir,
     running: !!gateway?.running,
@@ -43,21 +52,10 @@ export async function statusCommand(argv: string[]): Promise<number> {
     runs: paths.runs,
     codexSandbox: s.containers.some((c) => c.name === p.sandbox) ? ((await codexMode(p)) ?? null) : null,
     decisions: counters,
+    startedAt,
   };
   if (v.json) json(report);
-  else {
-    out(`project    ${p.name} (${p.workdir})`);
-    out(`state      ${report.running ? (report.healthy ? 'running, healthy' : 'running, NOT healthy') : 'not running'}`);
-    for (const c of s.containers) out(printable(`container  ${c.name}: ${c.status}${c.health ? ` (${c.health})` : ''}`));
-    for (const n of s.networks) out(`network    ${n}`);
-    if (h) out(`firewall   ${printable(JSON.stringify(h.firewall))}`);
-    out(`allowlist  ${paths.allowlist} (${report.allowlist.rules ?? '?'} effective rules: ${paths.effective})`);
-    out(`audit log  ${paths.auditLog}`);
-    out(`codex home ${paths.codexHome} · exec runs ${paths.runs}`);
-    if (report.codexSandbox) out(`mode       ${describeMode(report.codexSandbox)}`);
-    const c = Object.entries(counters).map(([ev, d]) => printable(`${ev} ${Object.entries(d).map(([k, n]) => `${k} ${n}`).join('/')}`));
-    out(`decisions  ${c.join(', ') || 'none yet'}`);
-  }
+  else for (const l of statusLines(report)) out(l);
   if (!report.running) return EXIT.notRunning;
   return report.healthy ? EXIT.ok : EXIT.error;
 }

@@ -18,6 +18,7 @@ import { withCodexHome } from './codex-home.js';
 import { RUNNER_OPTIONS, RUNNER_HELP, checkRunnerFlags, runtimeRefusal, codexBinMount, writableOutside, confirmWritable } from './runner-options.js';
 import type { ResolvedMode } from '../image/credentials.js';
 import { prepareCredentials, keyEnvFor, forgetCredentials, CREDENTIALS_HELP, CREDENTIALS_OPTIONS } from './credentials.js';
+import { PRESET_NAMES, isPresetName } from '../proxy/policy/presets.js';
 
 export const INIT_SCRIPT_PATH = '/opt/codex-egress/init.sh';
 
@@ -27,6 +28,7 @@ export const APPLIANCE_OPTIONS = {
   ...imageOptions,
   allow: { type: 'string', multiple: true },
   'no-defaults': { type: 'boolean' },
+  preset: { type: 'string' },
   upstream: { type: 'string', multiple: true },
   'egress-network': { type: 'string' },
   firewall: { type: 'boolean' },
@@ -53,6 +55,9 @@ export const APPLIANCE_HELP = `${WORKDIR_HELP}
 ${IMAGE_HELP}
   --allow RULE            allow a rule for this run, repeatable (persist rules with "codex-egress allow")
   --no-defaults           leave out the built-in OpenAI rules
+  --preset NAME           a first-start allowlist: locked (the OpenAI defaults only, the default) or dev
+                          (plus package registries and source hosts: npm, PyPI, crates, Go, GitHub, …);
+                          shown by "domains" as source preset; deny rules still win
   --upstream IP[:PORT]    the gateway's upstream DNS resolver, repeatable (default: Docker's, via the egress network)
   --egress-network NAME   an existing Docker network for the gateway's way out (default: one made per project)
   --firewall | --no-firewall  the gateway's kernel firewall (default: ${GATEWAY_FIREWALL_DEFAULT ? 'on' : 'off'})
@@ -140,6 +145,7 @@ export async function bringUp(v: Values): Promise<(ProjectContext & { credential
   checkRunnerFlags(v);
   if (v.transparent && v['no-transparent']) throw new UsageError('--transparent and --no-transparent contradict each other');
   if (v.transparent && v['no-firewall']) throw new UsageError('--transparent needs the gateway\'s firewall (its pool addresses need NET_ADMIN): drop --no-firewall');
+  if (v.preset !== undefined && !isPresetName(v.preset)) throw new UsageError(`--preset must be one of ${PRESET_NAMES.join(', ')}, not "${v.preset}"`);
   const base = projectFrom(v);
   const ctx = withCodexHome(base, v['codex-home']);
   let p = ctx.project;
@@ -264,6 +270,7 @@ export async function bringUp(v: Values): Promise<(ProjectContext & { credential
         upstreams: v.upstream,
         allow: v.allow,
         noDefaults: v['no-defaults'],
+        preset: v.preset,
         envAllowed: process.env.OPENAI_ALLOWED_DOMAINS,
         transparent: v.transparent ? true : v['no-transparent'] ? false : GATEWAY_TRANSPARENT_DEFAULT && firewall,
         extraArgs: cred.gatewayArgs,

@@ -106,6 +106,8 @@ export interface GatewayOptions {
   upstreams?: string[];
   allow?: string[];
   noDefaults?: boolean;
+  /** A preset's name (proxy/policy/presets.ts), passed as --preset. */
+  preset?: string;
   /** OPENAI_ALLOWED_DOMAINS, passed through when set. */
   envAllowed?: string;
   /** Transparent egress by name (`--transparent` / `--no-transparent`); unset: the gateway's own default. */
@@ -159,6 +161,7 @@ export function gatewayCommandArgs(p: Project, o: GatewayOptions): string[] {
     ...(o.allow ?? []).flatMap((r) => ['--allow', r]),
     ...(o.noDefaults ? ['--no-defaults'] : []),
     ...(o.extraArgs ?? []),
+    ...(o.preset ? ['--preset', o.preset] : []),
   ];
 }
 

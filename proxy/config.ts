@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { isIPv4 } from 'node:net';
 import { z } from 'zod';
 import { mergeSources, type Allowlist } from './policy/allowlist.js';
+import { PRESET_NAMES, type PresetName } from './policy/presets.js';
 import { parseRuleFile, type RulesResult } from './policy/rules.js';
 import type { Upstream } from './dns/upstream.js';
 
@@ -57,6 +58,8 @@ export const gatewayConfig = z.object({
   allowlistPath: z.string().min(1),
   allow: z.array(z.string()),
   defaults: z.boolean(),
+  /** A preset (policy/presets.ts): its rules are added after the defaults. */
+  preset: z.enum(PRESET_NAMES as [PresetName, ...PresetName[]]).optional(),
   envAllowed: z.string().optional(),
   auditLog: z.string().min(1),
   /** The audit log file rotates when it reaches this size (bytes); `auditLogKeep` rotated files are kept. */
@@ -135,7 +138,7 @@ export async function readRuleFile(path: string): Promise<RulesResult> {
 
 /** Build the merged allowlist from the configuration and the file's current content. */
 export async function loadAllowlist(cfg: GatewayConfig): Promise<Allowlist> {
-  const r = mergeSources({ defaults: cfg.defaults, env: cfg.envAllowed, flags: cfg.allow, file: await readRuleFile(cfg.allowlistPath) });
+  const r = mergeSources({ defaults: cfg.defaults, preset: cfg.preset, env: cfg.envAllowed, flags: cfg.allow, file: await readRuleFile(cfg.allowlistPath) });
   if (!r.ok) throw new ConfigError(r.errors);
   return r.allowlist;
 }

@@ -5,6 +5,7 @@ import { open, rename, writeFile, constants as fsc } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { z } from 'zod';
 import type { Allowlist } from './policy/allowlist.js';
+import { RULE_SOURCES } from './policy/rules.js';
 
 /** The companion file the effective allowlist is written to: allowed_domains.txt → allowed_domains.effective.json */
 export function effectivePath(allowlistPath: string): string {
@@ -14,7 +15,7 @@ export function effectivePath(allowlistPath: string): string {
 
 const effectiveFile = z.object({
   generated: z.string(),
-  rules: z.array(z.object({ rule: z.string(), source: z.enum(['default', 'env', 'flag', 'file']), origin: z.string() })),
+  rules: z.array(z.object({ rule: z.string(), source: z.enum(RULE_SOURCES), origin: z.string() })),
 });
 export type EffectiveAllowlist = z.infer<typeof effectiveFile>;
 export type EffectiveRule = EffectiveAllowlist['rules'][number];

@@ -198,6 +198,12 @@ async function run(t: Tap, engine: string) {
     t.match(s.health.firewall, { up: true, interface: String, set: { name: 'codex-egress-allow' } }, 'the kernel firewall is on and verified');
     t.notOk(s.health.firewall.disabled, 'not --no-firewall');
     t.ok(existsSync(s.auditLog), 'audit log exists where status says');
+    const human = await cli(['status']);
+    t.equal(human.code, 0);
+    t.match(human.stdout, /^state {6}running, healthy · up \d+ (s|min)$/m, 'human summary: state and uptime');
+    t.match(human.stdout, /^firewall {3}on, verified · interface \S+ · ports [0-9, ]+ · allow set \d+\/\d+ \([0-9.]+% full\)$/m, 'the firewall, its ports and the allow set');
+    t.match(human.stdout, /^drops {6}.* since the gateway started$/m);
+    t.match(human.stdout, /^sandbox {4}Codex's own sandbox OFF/m);
   });
 
   await t.test('allow and deny, live, persisted', async (t) => {
@@ -294,9 +300,17 @@ async function run(t: Tap, engine: string) {
     const none = await cli(['logs', '--json', '--since', new Date(Date.now() + 3600_000).toISOString()]);
     t.equal(none.stdout.trim(), '', '--since the future: nothing');
     const follow = execa(process.execPath, [CLI, 'logs', '-f', '--json'], { cwd: project, env, reject: false });
-    await new Promise((r) => setTimeout(r, 800));
+    let followed = '';
+    follow.stdout?.on('data', (d: Buffer) => (followed += String(d)));
+    const followedLines = () => followed.split('\n').filter(Boolean).length;
+    // Bounded waits on what it printed (not a fixed sleep: on a loaded machine node starts slowly).
+    const until = async (pred: () => boolean, ms: number) => {
+      for (const end = Date.now() + ms; !pred() && Date.now() < end; ) await new Promise((r) => setTimeout(r, 100));
+    };
+    await until(() => followedLines() >= lines.length, 20_000);
+    await new Promise((r) => setTimeout(r, 500)); // in its follow loop
     await sandboxCurl(`https://${ALLOWED}/while-following`);
-    await new Promise((r) => setTimeout(r, 1500));
+    await until(() => followedLines() > lines.length, 10_000);
     follow.kill('SIGINT');
     const f = await follow;
     t.ok(String(f.stdout).split('\n').filter(Boolean).length > lines.length, 'logs -f prints new lines as they come');

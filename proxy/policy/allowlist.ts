@@ -1,5 +1,6 @@
 // The allowlist: merged rules with provenance, matched through a reversed-label trie, and the one
 // decide() every layer asks. Deny always wins. No I/O.
+import { PRESETS, type PresetName } from './presets.js';
 import { normalizeName } from './names.js';
 import type { PolicyDenyReason } from '../reasons.js';
 import { parseRuleList, splitList, type Rule, type RulesResult } from './rules.js';
@@ -132,6 +133,8 @@ export class Allowlist {
 
 export interface AllowlistSources {
   defaults: boolean;
+  /** A preset's name (policy/presets.ts); its rules come after the defaults, as source "preset". */
+  preset?: PresetName;
   /** OPENAI_ALLOWED_DOMAINS */
   env?: string;
   flags: readonly string[];
@@ -143,6 +146,7 @@ export interface AllowlistSources {
 export function mergeSources(s: AllowlistSources): { ok: true; allowlist: Allowlist } | { ok: false; errors: string[] } {
   const parts: RulesResult[] = [
     s.defaults ? parseRuleList(DEFAULT_RULES, 'default', 'built-in default') : { ok: true, rules: [] },
+    s.preset ? parseRuleList(PRESETS[s.preset], 'preset', `--preset ${s.preset}`) : { ok: true, rules: [] },
     parseRuleList(splitList(s.env), 'env', 'OPENAI_ALLOWED_DOMAINS'),
     parseRuleList(s.flags, 'flag', '--allow'),
     s.file ?? { ok: true, rules: [] },

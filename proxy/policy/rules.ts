@@ -3,7 +3,9 @@ import { z } from 'zod';
 import { getPublicSuffix } from 'tldts';
 import { normalizeName } from './names.js';
 
-export type RuleSource = 'default' | 'env' | 'flag' | 'file';
+/** Where a rule came from (one list: the effective allowlist file's reader checks against it too). */
+export const RULE_SOURCES = ['default', 'preset', 'env', 'flag', 'file'] as const;
+export type RuleSource = (typeof RULE_SOURCES)[number];
 
 /** exact: that host only · subdomains: any subdomain, not the apex · tree: the apex and all subdomains */
 export type RuleScope = 'exact' | 'subdomains' | 'tree';
