@@ -153,24 +153,37 @@ t.test('a CONNECT or request whose DNS answer comes after a reload is refused, n
   const origin = await startOrigin();
   await reloadAfter(() => writeFileSync(core.allowlistPath, 'second.test\nslow.test\nslow.test:8080\n'), (e) => e.ok === true && (e.rules as number) === 3);
   // slow.test's upstream answer takes 2.5 s; the reload that removes it lands while both wait for it.
-  const run = (payload: string) =>
-    nodeIn<{ reply: string }>(
-      core.ns,
-      `import net from 'node:net';
-       const s = net.connect(3128, '127.0.0.1'); let reply = '';
-       s.on('data', (d) => { reply += d.toString('latin1'); });
+  // Both requests come from one process, written at once (two processes start seconds apart on a loaded
+  // machine, and the second could then be decided after the reload: refused, but as not-allowlisted).
+  const both = nodeIn<{ connect: string; plain: string }>(
+    core.ns,
+    `import net from 'node:net';
+     const replies = { connect: '', plain: '' }; let closed = 0;
+     const done = () => { console.log(JSON.stringify(replies)); process.exit(0); };
+     const open = (key, payload) => {
+       const s = net.connect(3128, '127.0.0.1');
+       s.on('data', (d) => { replies[key] += d.toString('latin1'); });
        s.on('error', () => {});
-       const done = () => { console.log(JSON.stringify({ reply })); process.exit(0); };
-       s.on('close', done); setTimeout(done, 6000);
-       s.write(${JSON.stringify(payload)});`,
-    );
-  const connect = run('CONNECT slow.test:443 HTTP/1.1\r\nHost: slow.test:443\r\n\r\n');
-  const plain = run('GET http://slow.test:8080/late HTTP/1.1\r\nHost: slow.test:8080\r\n\r\n');
-  // Wait until the lookup is in flight (the fake upstream has the query), then reload.
-  for (let i = 0; i < 100 && !core.world.queries().some((q) => q.name === 'slow.test'); i++) await new Promise((r) => setTimeout(r, 50));
+       s.on('close', () => { if (++closed === 2) done(); });
+       s.write(payload);
+     };
+     open('connect', ${JSON.stringify('CONNECT slow.test:443 HTTP/1.1\r\nHost: slow.test:443\r\n\r\n')});
+     open('plain', ${JSON.stringify('GET http://slow.test:8080/late HTTP/1.1\r\nHost: slow.test:8080\r\n\r\n')});
+     setTimeout(done, 8000);`,
+  );
+  // Wait until the lookup is in flight (the fake upstream has the query) and both connections are open
+  // at the gateway, then reload.
+  const established = async () => {
+    const r = await core.ns.run('ss', ['-Htn', 'state', 'established', '( sport = :3128 )'], { reject: false });
+    return String(r.stdout).split('\n').filter((l) => l.trim()).length;
+  };
+  for (let i = 0; i < 100 && !(core.world.queries().some((q) => q.name === 'slow.test') && (await established()) >= 2); i++) await new Promise((r) => setTimeout(r, 50));
   t.ok(core.world.queries().some((q) => q.name === 'slow.test'), 'the lookup was in flight when the reload came');
+  // both requests are read the moment they arrive (a few ms); give them a little more, well inside the 2.5 s
+  await new Promise((r) => setTimeout(r, 200));
   await reloadAfter(() => writeFileSync(core.allowlistPath, 'second.test\n'), (e) => e.ok === true && (e.rules as number) === 1);
-  const [c, p] = await Promise.all([connect, plain]);
+  const r = await both;
+  const [c, p] = [{ reply: r.connect }, { reply: r.plain }];
   t.match(c.reply, /^HTTP\/1\.1 403 [\s\S]*x-codex-egress-deny: policy-reload/, 'the CONNECT decided before the reload is refused after its lookup');
   t.notMatch(c.reply, /200 Connection Established/);
   t.match(p.reply, /^HTTP\/1\.1 403 [\s\S]*x-codex-egress-deny: policy-reload/, 'so is the plain request');
