@@ -86,7 +86,7 @@ async function run(t: Tap, engine: string) {
     const r = await cli(['doctor', '--json']);
     const d = JSON.parse(r.stdout) as { ok: boolean; checks: Array<{ id: string; ok: boolean; detail: string }> };
     t.equal(r.code, 0, JSON.stringify(d.checks.filter((c) => !c.ok)));
-    t.same(d.checks.map((c) => c.id), ['docker-client', 'docker-engine', 'image-gateway', 'image-codex', 'gateway-firewall-tools']);
+    t.same(d.checks.map((c) => c.id), ['docker-client', 'docker-engine', 'image-gateway', 'image-codex', 'gateway-firewall-tools', 'gpu-runtime']);
     const missing = await cli(['doctor', '--image', `codex-egress-e2e-missing:${id}`]);
     t.equal(missing.code, 1, 'a missing image fails');
     t.match(missing.stdout, /FAIL\s+image-codex[^]*codex-egress build/, 'with advice');
@@ -145,9 +145,13 @@ async function run(t: Tap, engine: string) {
     t.ok(verdict.ok, 'all probes pass');
     t.match(verdict, { codexSandbox: 'off', sandboxUser: `${OWNER}:${OWNER}` }, "verify says Codex's own sandbox is off, and who the sandbox is");
     t.same(
-      verdict.probes.map((x) => x.id),
+      verdict.probes.map((x) => x.id).filter((id) => id !== 'read-only'),
       ['gateway-healthy', 'allowed-host', 'denied-host', 'ip-literal', 'direct-dns', 'ipv6', 'lan', 'metadata', 'transparent', 'host-bridge'],
     );
+    // one read-only probe per read-only mount: --git-readonly, --read-only reference, the init script
+    const readOnly = verdict.probes.filter((x) => x.id === 'read-only');
+    t.ok(readOnly.length >= 3, `a read-only probe per read-only mount (${readOnly.map((x) => x.detail).join('; ')})`);
+    t.ok(readOnly.some((x) => x.detail.includes(join(tmp.path, 'reference'))), 'the --read-only path is proved read-only from inside');
     for (const probe of verdict.probes) t.ok(probe.ok, `${probe.id}: ${probe.detail}`);
     t.comment(`up + verify took ${Date.now() - started} ms`);
 
