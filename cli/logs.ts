@@ -3,9 +3,11 @@ import { parse, intOption, UsageError } from './args.js';
 import { EXIT, WORKDIR_HELP, workdirOptions, projectFrom, out, err } from './common.js';
 import { stat } from 'node:fs/promises';
 import { Tail, fileLines, logFiles, parseLine, matches, formatLine, parseSince, type Filter } from './auditlog.js';
-import { printableJson } from './printable.js';
+import { printableJson, printable } from './printable.js';
+import { summariseLog, summaryLines } from './logs-summary.js';
 
 export const LOGS_USAGE = `Usage: codex-egress logs [options]
+       codex-egress logs summary [--since WHEN] [--top N] [--json]
 
 Prints the audit log (one decision per line: DNS queries, CONNECT and HTTP requests, tunnel closes,
 reloads; repeated denials as one "repeat" line with a count). The file itself is logs/audit.jsonl in the
@@ -20,11 +22,15 @@ ${WORKDIR_HELP}
   --denied                only denials (and rejected reloads)
   --since WHEN            only lines from then on: a duration (30s, 10m, 2h, 1d) or an ISO time
   --json                  the JSON lines as written (schema version in "v")
+
+"logs summary": the names refused most (counts, the clients that asked) and the hosts that moved the
+most bytes (closed tunnels and WebSockets), for the whole log or --since WHEN; --top N rows (default 10).
   -h, --help              this help
 
 Exit codes: 0 ok; 2 usage.`;
 
 export async function logsCommand(argv: string[]): Promise<number> {
+  if (argv[0] === 'summary') return logsSummary(argv.slice(1));
   const { values: v } = parse(argv, {
     ...workdirOptions,
     follow: { type: 'boolean', short: 'f' },
@@ -99,4 +105,21 @@ export async function logsCommand(argv: string[]): Promise<number> {
   } finally {
     await tail.close();
   }
+}
+
+async function logsSummary(argv: string[]): Promise<number> {
+  const { values: v } = parse(argv, { ...workdirOptions, since: { type: 'string' }, top: { type: 'string' }, json: { type: 'boolean' } });
+  const { paths } = projectFrom(v);
+  let sinceMs: number | undefined;
+  if (v.since !== undefined) {
+    try {
+      sinceMs = parseSince(v.since);
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+  }
+  const s = await summariseLog(paths.auditLog, sinceMs, intOption('top', v.top, 10, 1, 100_000));
+  if (v.json) out(printableJson(JSON.stringify(s, null, 2)));
+  else for (const l of summaryLines(s)) out(printable(l));
+  return EXIT.ok;
 }

@@ -27,7 +27,7 @@ Commands:
   allow       allow rules (persisted to allowed_domains.txt, applied live)
   deny        deny rules (persisted, applied live)
   domains     the effective allowlist with provenance
-  logs        the audit log (-f to follow, --denied, --since, --json)
+  logs        the audit log (-f to follow, -n N, --denied, --since, --json; "logs summary")
   suggest     learning mode: the refused names as proposed allow rules, with counts
   verify      run the egress probes from inside the sandbox
   doctor      check Docker, the engine, the images, iptables/ipset in the gateway

@@ -25,6 +25,8 @@ export interface Asked {
 /** Collects refused names from audit lines (`repeat` and `suppressed` summaries included). */
 export class DeniedNames {
   readonly asked = new Map<string, Asked>();
+  /** anyReason: every refusal of a name counts (logs summary), not only the learnable ones (suggest). */
+  constructor(private readonly opts: { anyReason?: boolean } = {}) {}
   add(e: AuditLine): void {
     if (e.decision !== 'deny') return;
     const of = e.event === 'repeat' || e.event === 'suppressed' ? (e.of as string) : e.event;
@@ -34,7 +36,7 @@ export class DeniedNames {
       for (const n of Array.isArray(e.sample) ? e.sample : []) this.note(String(n), undefined, 1, e.client);
       return;
     }
-    if (!LEARNABLE.has(String(e.reason))) return;
+    if (!this.opts.anyReason && !LEARNABLE.has(String(e.reason))) return;
     const n = e.event === 'repeat' ? Number(e.count) || 0 : 1;
     const raw = of === 'dns' ? e.name : e.host;
     const port = of === 'dns' ? undefined : Number(e.port);

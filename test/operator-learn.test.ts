@@ -44,6 +44,9 @@ const EVENTS = [
   { v: 1, time: at(), event: 'suppressed', of: 'dns', client: '10.9.0.5', decision: 'deny', count: 900, sample: ['flood1.example.io'], first: at(), last: at() },
   { v: 1, time: at(), event: 'connect', client: '10.9.0.3', host: 'allowed.example.net', port: 443, decision: 'allow', reason: 'allowed' },
   { v: 1, time: at(), event: 'reload', ok: true, rules: 3, added: [], removed: [] },
+  { v: 1, time: at(), event: 'tunnel_close', client: '10.9.0.3', host: 'small.example.net', port: 443, ip: '203.0.113.9', bytes_up: 100, bytes_down: 100, ms: 5, closed_by: 'client' },
+  { v: 1, time: at(), event: 'tunnel_close', client: '10.9.0.3', host: 'allowed.example.net', port: 443, ip: '203.0.113.8', bytes_up: 1000, bytes_down: 2000000, ms: 5, closed_by: 'client' },
+  { v: 1, time: at(), event: 'tunnel_close', client: '10.9.0.3', host: 'allowed.example.net', port: 443, ip: '203.0.113.8', bytes_up: 24, bytes_down: 0, ms: 5, closed_by: 'upstream' },
 ];
 
 t.before(() => {
@@ -130,4 +133,18 @@ t.test('logs -n N: the last N matching lines', async (t) => {
   const denied = (await run(['logs', '--denied', '-n', '1'])).stdout.trim();
   t.match(denied, /flood .*flood1\.example\.io/, '--denied -n 1: the last denial');
   t.equal((await run(['logs', '-n', 'many'])).exitCode, 2);
+});
+
+t.test('logs summary: top denied names with clients, top allowed hosts by bytes', async (t) => {
+  const r = await run(['logs', 'summary', '--json']);
+  t.equal(r.exitCode, 0, r.stderr);
+  const s = JSON.parse(r.stdout) as { denied: Array<{ name: string; count: number; clients: string[] }>; allowed: Array<{ host: string; bytes_up: number; bytes_down: number; connections: number }> };
+  t.match(s.denied[0], { name: 'pypi.org', count: 7, clients: ['10.9.0.3'] }, 'the most refused name first, spellings and repeats added up');
+  t.ok(s.denied.some((d) => d.name === 'bad.example.org'), 'every refusal counts here, a deny rule\'s too');
+  t.match(s.allowed, [{ host: 'allowed.example.net', bytes_up: 1024, bytes_down: 2000000, connections: 2 }, { host: 'small.example.net' }], 'by bytes, both directions');
+  const human = await run(['logs', 'summary', '--top', '1']);
+  t.match(human.stdout, /^top denied names:\n +7  pypi\.org  \(10\.9\.0\.3\)\ntop allowed hosts by bytes:\n +1\.9 MiB  allowed\.example\.net:443  \(up 1\.0 KiB, down 1\.9 MiB, 2 connections\)$/);
+  const later = JSON.parse((await run(['logs', 'summary', '--json', '--since', '2099-01-01T00:00:00Z'])).stdout) as { denied: unknown[]; allowed: unknown[] };
+  t.same(later, { denied: [], allowed: [] }, '--since: a window');
+  t.equal((await run(['logs', 'summary', '--top', '0'])).exitCode, 2);
 });
