@@ -83,13 +83,14 @@ export class Pool {
     return ip !== undefined && this.nameOf(ip) === name ? ip : undefined;
   }
 
-  /** Release the addresses of the names `drop` selects (a reload removed them); returns them. */
+  /** Release the addresses of the names `drop` selects (a reload removed them); returns them. They stand for nothing at once and are quarantined from when their entry would have expired. */
   release(drop: (name: string) => boolean): Array<{ ip: string; name: string }> {
     const out: Array<{ ip: string; name: string }> = [];
     const now = this.opts.now();
     for (const [ip, e] of this.byIp) {
       if (!drop(e.name)) continue;
-      this.forget(ip, e, now);
+      // Quarantined from the end of the last answer's lifetime, as on expiry: a client may keep that answer.
+      this.forget(ip, e, Math.max(now, e.expires));
       out.push({ ip, name: e.name });
     }
     return out;
