@@ -86,9 +86,8 @@ export function propose(asked: Iterable<Asked>, allowed: (name: string, port?: n
     groups.set(key, [...(groups.get(key) ?? []), a]);
   }
   const out: Proposal[] = [];
-  for (const [key, list] of groups) {
+  for (const list of groups.values()) {
     const port = list[0]!.port;
-    const site = key.replace(/:\d+$/, '');
     const names = [...new Set(list.map((a) => a.name))].sort();
     const add = (body: string, of: Asked[]) => {
       const rule = port ? `${body}:${port}` : body;

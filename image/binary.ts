@@ -20,7 +20,6 @@ export function binaryKind(head: Buffer): BinaryKind {
     return { kind: 'elf', os: osabi === 0 || osabi === 3 ? 'linux' : 'other', arch: MACHINES[machine] ?? `machine-0x${machine.toString(16)}`, bits };
   }
   if (head.length >= 2 && head[0] === 0x23 && head[1] === 0x21) {
-    // eslint-disable-next-line no-control-regex
     return { kind: 'script', interpreter: head.toString('latin1', 2).split('\n')[0]!.trim().replace(/[^\x20-\x7e]/g, '?').slice(0, 100) };
   }
   return { kind: 'unknown' };

@@ -32,7 +32,6 @@ export function parseRepoUrl(raw: string): RepoUrl {
   };
   if (raw === '') bad('empty');
   if (raw.startsWith('-')) bad('starts with "-" (would be an option to git)');
-  // eslint-disable-next-line no-control-regex
   if (/[\x00-\x20\x7f-\x9f\\]/.test(raw)) bad('contains a space, a backslash or a control character');
   if (!/^https?:\/\//i.test(raw)) bad('only https:// (or http://) URLs are cloned: the clone goes through the gateway\'s HTTP proxy');
   let u: URL;

@@ -21,7 +21,7 @@ export const connectionScope = new AsyncLocalStorage<ConnectionScope>();
  * socket emits later run in it too: what its listeners throw, and the promises and timers they start,
  * are then known to belong to this connection.
  */
-export function withConnectionScope<T>(socket: { emit: (event: string | symbol, ...a: any[]) => boolean; destroy(): void }, fn: () => T): T {
+export function withConnectionScope<T>(socket: { emit: (event: string | symbol, ...a: unknown[]) => boolean; destroy(): void }, fn: () => T): T {
   return connectionScope.run({ close: () => socket.destroy() }, () => {
     // One resource per connection, made in its scope; every event runs in it. (AsyncResource.bind would
     // do the same but costs a deprecation wrapper per call: measurable at thousands of connections/s.)

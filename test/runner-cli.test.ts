@@ -4,7 +4,7 @@
 // refused before anything is created; --config and the config search order; doctor's GPU and runtime
 // lines. And the pure parts (ELF header, runtimes list).
 import t from 'tap';
-import { mkdirSync, writeFileSync, chmodSync, readFileSync, realpathSync, symlinkSync, existsSync, lstatSync, copyFileSync, readdirSync, unlinkSync } from 'node:fs';
+import { mkdirSync, writeFileSync, chmodSync, readFileSync, realpathSync, symlinkSync, lstatSync, copyFileSync, readdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { CLI, tempDir } from './harness/world.js';

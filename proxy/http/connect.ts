@@ -2,7 +2,6 @@
 // tunnel is a plain pipe (or is handed to the HTTP checks, or closed), and its tunnel_close line.
 import net from 'node:net';
 import type http from 'node:http';
-import type { AuditEvent } from '../audit.js';
 import { admit, revokedRefusal, type AdmitDeps } from './admit.js';
 import { FirstBytes, type Verdict } from './firstbytes.js';
 import type { ForwardDeps, RequestAudit } from './forward.js';
