@@ -118,6 +118,20 @@ t.test('ATTACK4 TRACE: an origin that echoes TRACE must not show the sandbox the
   t.ok(seen.at(-1)?.raw.includes(`Bearer ${REAL}`), 'GET got the real key');
 });
 
+t.test('ATTACK4 underscore: X_Api_Key is the credential header to a CGI-style origin (foreign refuse, duplicate)', async (t) => {
+  // the gateway itself treats `_` for `-` as the same header for framing headers (framing.ts): an
+  // origin that maps `_` to `-` reads X_Api_Key as X-Api-Key
+  const before = seen.length;
+  const own = await through('key.test', `GET / HTTP/1.1\r\nHost: key.test:${port}\r\nX_Api_Key: attackers-own-key\r\nConnection: close\r\n\r\n`);
+  t.match(own, /^HTTP\/1\.1 403/, 'another key under the underscore spelling is refused like X-Api-Key: attackers-own-key');
+  const dup = await through('key.test', `GET / HTTP/1.1\r\nHost: key.test:${port}\r\nX-Api-Key: ${SENTINEL}\r\nX_Api_Key: attackers-own-key\r\nConnection: close\r\n\r\n`);
+  t.match(dup, /^HTTP\/1\.1 400/, 'the sentinel beside an underscore spelling is a duplicate');
+  t.equal(seen.length, before, 'nothing reached the origin');
+  const ok = await through('key.test', `GET / HTTP/1.1\r\nHost: key.test:${port}\r\nx-api-key: ${SENTINEL}\r\nConnection: close\r\n\r\n`);
+  t.match(ok, /^HTTP\/1\.1 200/);
+  t.ok(seen.at(-1)?.raw.includes(KEY_REAL), 'the sentinel alone is still injected');
+});
+
 // What held (kept as regression checks): each of these reaches the origin without the real key, or
 // not at all.
 t.test('ATTACK4 held: obs-fold, absolute-form, Expect, comma-joined, tab, chunked trailer, pipelined second request', async (t) => {
