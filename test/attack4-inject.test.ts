@@ -85,10 +85,10 @@ t.teardown(async () => {
 });
 
 /** CONNECT host:port through the proxy, TLS with the gateway (trusting the project CA), send `request`, read until close. */
-function through(host: string, request: string, timeoutMs = 5000): Promise<string> {
+function through(host: string, request: string, timeoutMs = 5000, connectHost = host): Promise<string> {
   return new Promise((resolve) => {
     const out: Buffer[] = [];
-    const s = net.connect(proxy.address.port, '127.0.0.1', () => s.write(`CONNECT ${host}:${port} HTTP/1.1\r\nHost: ${host}:${port}\r\n\r\n`));
+    const s = net.connect(proxy.address.port, '127.0.0.1', () => s.write(`CONNECT ${connectHost}:${port} HTTP/1.1\r\nHost: ${connectHost}:${port}\r\n\r\n`));
     const timer = setTimeout(() => s.destroy(), timeoutMs);
     const finish = (extra = '') => (clearTimeout(timer), resolve(Buffer.concat(out).toString('latin1') + extra));
     s.on('error', (e) => finish(`ERROR ${e.message}`));
@@ -154,4 +154,10 @@ t.test('ATTACK4 held: obs-fold, absolute-form, Expect, comma-joined, tab, chunke
   const two = await through('api.test', `GET /a HTTP/1.1\r\nHost: api.test:${port}\r\n\r\nGET /b HTTP/1.1\r\nHost: other.test\r\nAuthorization: Bearer ${SENTINEL}\r\n\r\n`);
   t.match(two, /HTTP\/1\.1 403/, 'the pipelined second request with another Host refused');
   t.ok(seen.length >= before + 3);
+  // other spellings of the injected host in CONNECT are the same tunnel: intercepted (the project CA's
+  // leaf verified), so refuse-foreign still applies and no end-to-end tunnel bypasses it
+  for (const spelled of ['KEY.Test', 'key.test.']) {
+    const own = await through('key.test', `GET / HTTP/1.1\r\nHost: key.test:${port}\r\nX-Api-Key: attackers-own-key\r\nConnection: close\r\n\r\n`, 5000, spelled);
+    t.match(own, /^HTTP\/1\.1 403/, `CONNECT ${spelled}: intercepted, the foreign key refused`);
+  }
 });
