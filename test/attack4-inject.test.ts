@@ -44,6 +44,10 @@ t.before(async () => {
         res.writeHead(200, { 'content-type': 'message/http' });
         return void res.end(echo);
       }
+      if (req.url === '/redirect') {
+        res.writeHead(302, { location: `https://key.test:${port}/landed` });
+        return void res.end();
+      }
       res.end(`ok ${req.method}\n`);
     });
   });
@@ -154,6 +158,17 @@ t.test('ATTACK4 held: obs-fold, absolute-form, Expect, comma-joined, tab, chunke
   const two = await through('api.test', `GET /a HTTP/1.1\r\nHost: api.test:${port}\r\n\r\nGET /b HTTP/1.1\r\nHost: other.test\r\nAuthorization: Bearer ${SENTINEL}\r\n\r\n`);
   t.match(two, /HTTP\/1\.1 403/, 'the pipelined second request with another Host refused');
   t.ok(seen.length >= before + 3);
+  const n = seen.length;
+  const redirect = await through('api.test', `GET /redirect HTTP/1.1\r\nHost: api.test:${port}\r\nAuthorization: Bearer ${SENTINEL}\r\nConnection: close\r\n\r\n`);
+  t.match(redirect, /^HTTP\/1\.1 302/, 'a redirect is passed to the client, not followed');
+  t.equal(seen.length, n + 1, 'the gateway sent no second request (the key went nowhere else)');
+  const h2 = await through('api.test', 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+  t.match(h2, /^HTTP\/1\.1 400/, 'an HTTP/2 preface inside the tunnel is refused');
+  t.equal(seen.length, n + 1);
+  // a WebSocket upgrade the origin does not take, with a second request behind it (refuse-foreign host)
+  const ws = await through('key.test', `GET / HTTP/1.1\r\nHost: key.test:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nX-Api-Key: ${SENTINEL}\r\n\r\nGET /second HTTP/1.1\r\nHost: key.test:${port}\r\nX-Api-Key: attackers-own-key\r\n\r\n`);
+  t.notMatch(ws, /^HTTP\/1\.1 101/);
+  t.notOk(seen.some((r) => r.raw.includes('attackers-own-key')), 'the request behind a refused upgrade never reached the origin');
   // other spellings of the injected host in CONNECT are the same tunnel: intercepted (the project CA's
   // leaf verified), so refuse-foreign still applies and no end-to-end tunnel bypasses it
   for (const spelled of ['KEY.Test', 'key.test.']) {
