@@ -237,7 +237,9 @@ export async function bringUp(v: Values): Promise<(ProjectContext & { credential
     throw e;
   }
   if (authFile) authFile = trusted(authFile, 'auth.json');
-  const cred = await prepareCredentials(v, p, paths, authFile, mounts);
+  // every mount is checked against the credentials directory, the read-write ones too (a --codex-home or
+  // --sessions-path that is, or holds, the state directory would show the real values to the sandbox)
+  const cred = await prepareCredentials(v, p, paths, authFile, [...mounts, ...rw, { host: paths.codexHome, container: SANDBOX_CODEX_HOME }]);
   if (!cred.plan.mountAuthFile) authFile = undefined;
   if (cred.mount) mounts.push(cred.mount);
   if (user.uid === 0) err('codex-egress: WARNING: the sandbox runs as ROOT (uid 0), as --user asked: files Codex creates are root-owned');
