@@ -63,3 +63,24 @@ t.test('ATTACK4 codex-home: a read-write mount holding the gateway\'s credential
     t.not(r.code, 0, `${flag} ${dir}: refused (${r.stderr.trim().split('\n').at(-1)})`);
   }
 });
+
+t.test('ATTACK4 codex-home: no read-write mount inside the state directory either (audit log, runs)', async (t) => {
+  const work = join(root, 'work2');
+  mkdirSync(work);
+  const paths = statePaths(projectFor(work), { CODEX_EGRESS_STATE_DIR: state });
+  for (const [flag, dir] of [['--codex-home', paths.logDir], ['--sessions-path', join(paths.dir, 'runs')], ['--codex-home', join(paths.dir, 'trust')]] as const) {
+    mkdirSync(dir, { recursive: true });
+    const r = await up(work, [flag, dir, '--yes']);
+    const shown = r.mounts.filter((m) => {
+      const host = m.split(':')[0]!;
+      return !m.endsWith(':ro') && host !== paths.codexHome && (host === paths.dir || host.startsWith(`${paths.dir}/`));
+    });
+    t.same(shown, [], `${flag} ${dir}: not mounted read-write into the sandbox (it could rewrite the audit log or the host's run records)`);
+    t.equal(r.code, 2, `${flag} ${dir}: a usage error (${r.stderr.trim().split('\n').at(-1)})`);
+  }
+  // the default Codex home (in the state directory) and one outside it still work
+  t.equal((await up(work, [])).code, 0);
+  const own = join(root, 'bot-home');
+  mkdirSync(own);
+  t.equal((await up(work, ['--codex-home', own, '--yes'])).code, 0);
+});
