@@ -16,7 +16,7 @@ export const SECRET_USAGE = `Usage: codex-egress secret set NAME --host HOST (--
 
 A credential the gateway injects for HOST: the sandbox holds only the sentinel "codex-egress-managed"
 (and, with --env, a variable holding it); the gateway replaces it in the header of each request to
-HOST. Stored in the project's state directory (mode 0600), never in the workdir. Applies at the next "up".
+HOST. Stored beside the project's state directory (mode 0600), never in the workdir. Applies at the next "up".
 
 Options of set:
   --host HOST             the host (HTTPS, port 443 unless --port)

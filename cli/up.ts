@@ -198,6 +198,12 @@ export async function bringUp(v: Values): Promise<(ProjectContext & { credential
   const sessionsPath = v['sessions-path'] ? resolveTrusted(v['sessions-path'], { untrusted: sandboxWritable(p, paths), what: '--sessions-path' }) : undefined;
   // Writable mounts the user chose outside the workdir: a yes first (--yes, or asked on a terminal).
   const chosen = [...(sessionsPath ? [{ path: sessionsPath, what: '--sessions-path' }] : []), ...(v['codex-home'] ? [{ path: paths.codexHome, what: '--codex-home' }] : [])];
+  // The state directory (allowlist, audit log, runs, credentials) is never the sandbox's: no yes makes it so.
+  for (const c of chosen) {
+    if (c.path !== base.paths.codexHome && (isWithin(c.path, base.paths.dir) || isWithin(base.paths.base, c.path))) {
+      throw new UsageError(`${c.what} ${c.path}: overlaps the project's state directory ${base.paths.dir} (its allowlist, audit log and credentials): choose a directory outside it`);
+    }
+  }
   await confirmWritable(writableOutside(mine, chosen), !!v.yes, (s) => err(`codex-egress: ${s}`));
   const refusal = await runtimeRefusal(v.runtime);
   if (refusal) {
@@ -237,7 +243,9 @@ export async function bringUp(v: Values): Promise<(ProjectContext & { credential
     throw e;
   }
   if (authFile) authFile = trusted(authFile, 'auth.json');
-  const cred = await prepareCredentials(v, p, paths, authFile, mounts);
+  // every mount is checked against the credentials directory, the read-write ones too (a --codex-home or
+  // --sessions-path that is, or holds, the state directory would show the real values to the sandbox)
+  const cred = await prepareCredentials(v, p, paths, authFile, [...mounts, ...rw, { host: paths.codexHome, container: SANDBOX_CODEX_HOME }]);
   if (!cred.plan.mountAuthFile) authFile = undefined;
   if (cred.mount) mounts.push(cred.mount);
   if (user.uid === 0) err('codex-egress: WARNING: the sandbox runs as ROOT (uid 0), as --user asked: files Codex creates are root-owned');

@@ -37,8 +37,11 @@ export function credentialPaths(paths: StatePaths) {
     /** The sandbox's read-only view: the CA certificate only. */
     trustDir: join(paths.dir, 'trust'),
     trustCert: join(paths.dir, 'trust', 'ca.pem'),
-    /** `codex-egress secret set`: the configured secrets (host-only, 0600). */
-    secrets: join(paths.dir, 'secrets.json'),
+    /**
+     * `codex-egress secret set`: the configured secrets (host-only, 0600). Beside the project's state
+     * directory, not in it: the gateway has that directory read-write, and the host runs these commands.
+     */
+    secrets: `${paths.dir}.secrets.json`,
   };
 }
 export type CredentialPaths = ReturnType<typeof credentialPaths>;

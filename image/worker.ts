@@ -61,7 +61,14 @@ export function repoDirName(given: string | undefined, repo: RepoUrl): string {
     if (!DIR_NAME.test(given)) throw new WorkerInputError(`--repo-dir ${JSON.stringify(given)}: one directory name of letters, digits and ._- (not starting with . or -), inside the workdir`);
     return given;
   }
-  const last = decodeURIComponent(new URL(repo.url).pathname.split('/').filter(Boolean).at(-1) ?? '').replace(/\.git$/i, '');
+  const segment = new URL(repo.url).pathname.split('/').filter(Boolean).at(-1) ?? '';
+  let decoded = '';
+  try {
+    decoded = decodeURIComponent(segment);
+  } catch {
+    /* not valid percent-encoding: nothing derived, --repo-dir is asked for below */
+  }
+  const last = decoded.replace(/\.git$/i, '');
   const name = last.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^[.-]+/, '').slice(0, 100);
   if (!DIR_NAME.test(name)) throw new WorkerInputError(`--repo ${repo.url}: cannot derive a directory name from it: give --repo-dir NAME`);
   return name;

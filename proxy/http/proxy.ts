@@ -198,6 +198,8 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
       const cred = tunnel.inject.credential;
       const r = rewriteCredential(head.headers, cred);
       if (!r.ok) return no(r.status, r.reason, r.detail, { credential: r.use, credential_name: cred.name });
+      // TRACE asks the origin to echo the request back: with the real value in it, to the sandbox
+      if (r.use === 'injected' && method === 'TRACE') return no(400, 'bad-request', 'a TRACE request is never sent with an injected credential (the origin would echo it)', { credential: r.use, credential_name: cred.name });
       headers = r.headers;
       audited = { ...base, credential: r.use, credential_name: cred.name };
     }

@@ -25,8 +25,10 @@ function isSentinel(written: string, format: string): boolean {
  * sentinel must never go through unreplaced next to the real value.
  */
 export function rewriteCredential(headers: readonly string[], c: Credential): Rewrite {
+  // `X_Api_Key` is X-Api-Key to an origin that maps `_` to `-` (CGI/WSGI-style, as framing.ts says)
+  const spelling = (name: string) => name.toLowerCase().replaceAll('_', '-');
   const at: number[] = [];
-  for (let i = 0; i < headers.length; i += 2) if (headers[i]!.toLowerCase() === c.header) at.push(i);
+  for (let i = 0; i < headers.length; i += 2) if (spelling(headers[i]!) === spelling(c.header)) at.push(i);
   if (at.length > 1) return { ok: false, use: 'duplicate', status: 400, reason: 'bad-request', detail: `more than one ${c.header} header` };
   if (at.length === 0) return { ok: true, headers: [...headers], use: 'absent' };
   const i = at[0]!;
