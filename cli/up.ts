@@ -199,8 +199,18 @@ export async function bringUp(v: Values): Promise<(ProjectContext & { credential
   // Writable mounts the user chose outside the workdir: a yes first (--yes, or asked on a terminal).
   const chosen = [...(sessionsPath ? [{ path: sessionsPath, what: '--sessions-path' }] : []), ...(v['codex-home'] ? [{ path: paths.codexHome, what: '--codex-home' }] : [])];
   // The state directory (allowlist, audit log, runs, credentials) is never the sandbox's: no yes makes it so.
+  // compared as given and as real paths (a state directory reached through a link is the same directory)
+  const real = (x: string) => {
+    try {
+      return realpathSync(x);
+    } catch {
+      return x;
+    }
+  };
+  const overlapsState = (x: string) =>
+    [x, real(x)].some((y) => [base.paths.dir, real(base.paths.dir)].some((d) => isWithin(y, d)) || [base.paths.base, real(base.paths.base)].some((b) => isWithin(b, y)));
   for (const c of chosen) {
-    if (c.path !== base.paths.codexHome && (isWithin(c.path, base.paths.dir) || isWithin(base.paths.base, c.path))) {
+    if (c.path !== base.paths.codexHome && real(c.path) !== real(base.paths.codexHome) && overlapsState(c.path)) {
       throw new UsageError(`${c.what} ${c.path}: overlaps the project's state directory ${base.paths.dir} (its allowlist, audit log and credentials): choose a directory outside it`);
     }
   }

@@ -5,7 +5,7 @@
 // read credentials/credentials.json (the real API key) and ca/ca-key.pem, and edit its own allowlist.
 // Through the real CLI with a recording stand-in for `docker` (CODEX_EGRESS_DOCKER): no engine needed.
 import t from 'tap';
-import { chmodSync, mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { CLI, tempDir } from './harness/world.js';
@@ -37,10 +37,10 @@ const log = join(root, 'docker.log');
 const state = join(root, 'state');
 mkdirSync(join(root, 'home'));
 
-async function up(workdir: string, args: string[]) {
+async function up(workdir: string, args: string[], stateDir = state) {
   writeFileSync(log, '');
   const r = await execa(process.execPath, [CLI, 'up', '--detach', '--user', '4321:4321', '--workdir', workdir, ...args], {
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: join(root, 'home'), CODEX_EGRESS_STATE_DIR: state, CODEX_EGRESS_DOCKER: fake, FAKE_DOCKER_LOG: log, CODEX_API_KEY: 'sk-real-attack4-home' },
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: join(root, 'home'), CODEX_EGRESS_STATE_DIR: stateDir, CODEX_EGRESS_DOCKER: fake, FAKE_DOCKER_LOG: log, CODEX_API_KEY: 'sk-real-attack4-home' },
     extendEnv: false, reject: false, timeout: 60_000, cwd: root,
   });
   const calls = readFileSync(log, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as string[]);
@@ -83,4 +83,20 @@ t.test('ATTACK4 codex-home: no read-write mount inside the state directory eithe
   const own = join(root, 'bot-home');
   mkdirSync(own);
   t.equal((await up(work, ['--codex-home', own, '--yes'])).code, 0);
+});
+
+t.test('the state directory reached through a link: its real path is refused too', async (t) => {
+  const work = join(root, 'work3');
+  mkdirSync(work);
+  mkdirSync(state, { recursive: true });
+  const link = join(root, 'state-link');
+  symlinkSync(state, link);
+  // the CLI knows the state directory by the link; the user names the real directory
+  const paths = statePaths(projectFor(work), { CODEX_EGRESS_STATE_DIR: state });
+  mkdirSync(paths.logDir, { recursive: true });
+  for (const [flag, dir] of [['--codex-home', paths.dir], ['--sessions-path', paths.logDir], ['--codex-home', state]] as const) {
+    const r = await up(work, [flag, dir, '--yes'], link);
+    t.equal(r.code, 2, `${flag} ${dir} (state dir known as ${link}): a usage error (${r.stderr.trim().split('\n').at(-1)})`);
+    t.same(r.mounts.filter((m) => m.startsWith(`${dir}:`) && !m.endsWith(':ro')), [], `${flag} ${dir}: not mounted read-write`);
+  }
 });
