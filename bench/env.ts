@@ -160,17 +160,29 @@ export async function createEnv(opts: { peers: boolean }): Promise<Env> {
     cleanupFiles();
     throw new Error('dnsmasq is needed as the upstream DNS stand-in: run bench/setup.sh (also installs the peers, wrk and dnsperf)');
   }
-  const zone = [
-    `--address=/${BULK.name}/${BULK.ip}`,
-    `--address=/${CONN.name}/${CONN.ip}`,
-    `--address=/${DOMAIN}/${HTTP.ip}`,
-  ];
+  const zone = [`--address=/${BULK.name}/${BULK.ip}`, `--address=/${CONN.name}/${CONN.ip}`, `--address=/${DOMAIN}/${HTTP.ip}`];
   const upstream = spawn('dnsmasq', [
-    '-k', '--conf-file=/dev/null', '--no-resolv', '--no-hosts', '--no-poll', '--bind-interfaces', '--user=root',
-    `--listen-address=${UPSTREAM_DNS}`, '--port=53', '--local-ttl=3600', '--cache-size=0', `--pid-file=${dir}/upstream-dns.pid`, ...zone,
+    '-k',
+    '--conf-file=/dev/null',
+    '--no-resolv',
+    '--no-hosts',
+    '--no-poll',
+    '--bind-interfaces',
+    '--user=root',
+    `--listen-address=${UPSTREAM_DNS}`,
+    '--port=53',
+    '--local-ttl=3600',
+    '--cache-size=0',
+    `--pid-file=${dir}/upstream-dns.pid`,
+    ...zone,
   ]);
   await waitPort(upstream, 'udp', 53, 'upstream dnsmasq');
-  const servers = withPid(ns.spawn(process.execPath, [join(DIST, 'servers.js'), JSON.stringify({ bulk: `${BULK.ip}:${BULK.port}`, conn: `${CONN.ip}:${CONN.port}`, http: `${HTTP.ip}:${HTTP.port}` })]));
+  const servers = withPid(
+    ns.spawn(process.execPath, [
+      join(DIST, 'servers.js'),
+      JSON.stringify({ bulk: `${BULK.ip}:${BULK.port}`, conn: `${CONN.ip}:${CONN.port}`, http: `${HTTP.ip}:${HTTP.port}` }),
+    ]),
+  );
   await servers.waitFor(/servers ready/);
 
   const peers: Env['peers'] = { proxy: {}, dns: {} };
@@ -185,9 +197,22 @@ export async function createEnv(opts: { peers: boolean }): Promise<Env> {
     } else missing.push('tinyproxy');
     if (await have('dnsmasq')) {
       peers.dns.dnsmasq = spawn('dnsmasq', [
-        '-k', '--conf-file=/dev/null', '--no-resolv', '--no-hosts', '--no-poll', '--bind-interfaces', '--user=root',
-        `--listen-address=${LISTEN}`, `--port=${PORTS.dnsmasq}`, '--cache-size=10000', `--pid-file=${dir}/dnsmasq.pid`,
-        `--server=/${DOMAIN}/${UPSTREAM_DNS}`, '--address=/#/', '--log-queries', `--log-facility=${dir}/dnsmasq.log`, '--dns-forward-max=1000',
+        '-k',
+        '--conf-file=/dev/null',
+        '--no-resolv',
+        '--no-hosts',
+        '--no-poll',
+        '--bind-interfaces',
+        '--user=root',
+        `--listen-address=${LISTEN}`,
+        `--port=${PORTS.dnsmasq}`,
+        '--cache-size=10000',
+        `--pid-file=${dir}/dnsmasq.pid`,
+        `--server=/${DOMAIN}/${UPSTREAM_DNS}`,
+        '--address=/#/',
+        '--log-queries',
+        `--log-facility=${dir}/dnsmasq.log`,
+        '--dns-forward-max=1000',
       ]);
     } else missing.push('dnsmasq');
     if (await have('unbound')) {
@@ -210,10 +235,28 @@ export async function createEnv(opts: { peers: boolean }): Promise<Env> {
       const allowlist = g.allowlistFile ?? join(dir, 'allowed_domains.txt');
       if (!existsSync(allowlist)) writeFileSync(allowlist, '');
       const args = [
-        ...(g.nodeFlags ?? []), CLI, 'gateway', g.firewall ? '--firewall' : '--no-firewall', '--listen', LISTEN,
-        '--dns-port', String(PORTS.gatewayDns), '--proxy-port', String(PORTS.gatewayProxy), '--upstream', g.upstream ?? UPSTREAM_DNS,
-        '--no-defaults', '--allow', `.${DOMAIN}`, '--allowlist', allowlist, '--audit-log', join(dir, 'audit.jsonl'),
-        '--max-connections', '100000', ...(g.extraArgs ?? []),
+        ...(g.nodeFlags ?? []),
+        CLI,
+        'gateway',
+        g.firewall ? '--firewall' : '--no-firewall',
+        '--listen',
+        LISTEN,
+        '--dns-port',
+        String(PORTS.gatewayDns),
+        '--proxy-port',
+        String(PORTS.gatewayProxy),
+        '--upstream',
+        g.upstream ?? UPSTREAM_DNS,
+        '--no-defaults',
+        '--allow',
+        `.${DOMAIN}`,
+        '--allowlist',
+        allowlist,
+        '--audit-log',
+        join(dir, 'audit.jsonl'),
+        '--max-connections',
+        '100000',
+        ...(g.extraArgs ?? []),
       ];
       const proc = withPid(ns.spawn(process.execPath, args));
       await proc.waitFor(/gateway up/);
@@ -240,7 +283,8 @@ export async function createEnv(opts: { peers: boolean }): Promise<Env> {
     },
     async close() {
       await env.gateway?.stop('SIGTERM', 10_000).catch(() => undefined);
-      for (const p of [...Object.values(peers.proxy), ...Object.values(peers.dns), servers, upstream]) await p?.stop('SIGTERM', 3000).catch(() => undefined);
+      for (const p of [...Object.values(peers.proxy), ...Object.values(peers.dns), servers, upstream])
+        await p?.stop('SIGTERM', 3000).catch(() => undefined);
       await ns.destroy();
       cleanupFiles();
     },

@@ -35,7 +35,9 @@ const USAGE = `Usage: npm run bench -- [--smoke | --full] [--only ${Object.keys(
 async function version(cmd: string, args: string[]): Promise<string> {
   const r = await execa(cmd, args, { reject: false, all: true });
   const lines = String(r.all ?? '').split('\n');
-  return r.exitCode === 0 || r.all ? (lines.find((l) => /version \d+\.\d+/i.test(l)) ?? lines.find((l) => /\d+\.\d+/.test(l)) ?? '').trim() : 'not installed';
+  return r.exitCode === 0 || r.all
+    ? (lines.find((l) => /version \d+\.\d+/i.test(l)) ?? lines.find((l) => /\d+\.\d+/.test(l)) ?? '').trim()
+    : 'not installed';
 }
 
 async function main(): Promise<number> {

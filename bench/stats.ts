@@ -19,6 +19,10 @@ export function summarize(values: number[]): Summary {
   return { n: arr.length, p50: percentile(arr, 50), p99: percentile(arr, 99), mean };
 }
 
-export const median = (xs: number[]): number => percentile([...xs].sort((a, b) => a - b), 50);
+export const median = (xs: number[]): number =>
+  percentile(
+    [...xs].sort((a, b) => a - b),
+    50,
+  );
 
 export const round = (x: number, digits = 3): number => (Number.isFinite(x) ? Number(x.toFixed(digits)) : x);

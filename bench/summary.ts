@@ -54,8 +54,21 @@ export function summary(r: Results): string {
     const d = scaling.rows[0]!;
     const reload = scaling.rows.find((row) => row.metric.startsWith('reload'));
     const sizes = scaling.columns;
-    lines.push(`| decide() per name (ns) at ${sizes.slice().reverse().join(' / ')} | ${sizes.slice().reverse().map((c) => fmt(d.values[c])).join(' / ')} | | | | | | ${d.target ?? ''} ${d.met ? '✅' : '❌'} |`);
-    if (reload) lines.push(`| allowlist reload (ms) at ${sizes.slice().reverse().join(' / ')} | ${sizes.slice().reverse().map((c) => fmt(reload.values[c])).join(' / ')} | | | | | | |`);
+    lines.push(
+      `| decide() per name (ns) at ${sizes.slice().reverse().join(' / ')} | ${sizes
+        .slice()
+        .reverse()
+        .map((c) => fmt(d.values[c]))
+        .join(' / ')} | | | | | | ${d.target ?? ''} ${d.met ? '✅' : '❌'} |`,
+    );
+    if (reload)
+      lines.push(
+        `| allowlist reload (ms) at ${sizes.slice().reverse().join(' / ')} | ${sizes
+          .slice()
+          .reverse()
+          .map((c) => fmt(reload.values[c]))
+          .join(' / ')} | | | | | | |`,
+      );
   }
   const m = r.machine;
   return `${lines.join('\n')}\n\n\`${r.command}\` (preset ${r.preset}, commit ${r.commit}, ${r.started.slice(0, 16).replace('T', ' ')} UTC) on ${m.cpus} vCPU ${m.cpu}, ${m.memGB} GB, Linux ${m.kernel}, Node ${m.node.replace(/^v/, '')}; a shared machine (other test suites ran at the same time): expect ±20 % between runs.\n`;

@@ -52,7 +52,14 @@ export function formatLine(raw: AuditLine, colour: boolean): string {
   const e = printableDeep(raw);
   const c = (k: keyof typeof COLOURS, s: string) => (colour ? `${COLOURS[k]}${s}${COLOURS.reset}` : s);
   const time = (e.time ?? '').replace('T', ' ').replace(/\.\d+Z$/, 'Z');
-  const decision = e.decision === 'allow' ? c('green', 'ALLOW') : e.decision === 'deny' ? c('red', 'DENY ') : e.decision ? c('yellow', String(e.decision).toUpperCase().padEnd(5)) : '     ';
+  const decision =
+    e.decision === 'allow'
+      ? c('green', 'ALLOW')
+      : e.decision === 'deny'
+        ? c('red', 'DENY ')
+        : e.decision
+          ? c('yellow', String(e.decision).toUpperCase().padEnd(5))
+          : '     ';
   const rule = e.rule && typeof e.rule === 'object' ? (e.rule as { text?: string; source?: string }) : undefined;
   let what: string;
   switch (e.event) {
@@ -78,7 +85,9 @@ export function formatLine(raw: AuditLine, colour: boolean): string {
     default:
       what = `${String(e.event).padEnd(8)} ${JSON.stringify(Object.fromEntries(Object.entries(e).filter(([k]) => !['v', 'time', 'level', 'event'].includes(k))))}`;
   }
-  const why = e.decision ? ` ${c('dim', `${e.reason ?? ''}${e.detail ? ` (${e.detail})` : ''}${rule ? ` [${rule.text} from ${rule.source}]` : ''}${e.client ? ` client ${e.client}` : ''}`)}` : '';
+  const why = e.decision
+    ? ` ${c('dim', `${e.reason ?? ''}${e.detail ? ` (${e.detail})` : ''}${rule ? ` [${rule.text} from ${rule.source}]` : ''}${e.client ? ` client ${e.client}` : ''}`)}`
+    : '';
   return `${c('dim', time)} ${decision} ${what}${why}`;
 }
 

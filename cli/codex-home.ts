@@ -26,6 +26,9 @@ export function withCodexHome(ctx: ProjectContext, dir: string | undefined): Pro
     throw e;
   }
   const workdir = realpathSync(ctx.project.workdir);
-  if (isWithin(workdir, real)) throw new UsageError(`--codex-home ${dir}: ${real} is the workdir or contains it: choose a directory of its own (e.g. ${workdir}/.codex-bot)`);
+  if (isWithin(workdir, real))
+    throw new UsageError(
+      `--codex-home ${dir}: ${real} is the workdir or contains it: choose a directory of its own (e.g. ${workdir}/.codex-bot)`,
+    );
   return { ...ctx, paths: { ...ctx.paths, codexHome: real } };
 }

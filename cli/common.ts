@@ -95,7 +95,9 @@ export class SignalGuard {
       err(`codex-egress: cleanup aborted (${s}). Possibly left behind: ${this.leftover()}. "codex-egress down" removes it.`);
       process.exit(s === 'SIGINT' ? 130 : s === 'SIGTERM' ? 143 : 129);
     }
-    err(`codex-egress: taking the appliance down, please wait (${3 - this.count === 1 ? 'one more signal aborts' : 'two more signals abort'} and leaves it behind)`);
+    err(
+      `codex-egress: taking the appliance down, please wait (${3 - this.count === 1 ? 'one more signal aborts' : 'two more signals abort'} and leaves it behind)`,
+    );
   };
   constructor(private readonly leftover: () => string) {
     for (const s of this.signals) process.on(s, this.onSignal);

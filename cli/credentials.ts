@@ -6,8 +6,17 @@ import { UsageError } from './args.js';
 import { err } from './common.js';
 import { apiKeyEnv, type Mount } from '../image/args.js';
 import {
-  credentialPaths, planCredentials, readAuthKind, removeInjection, runningMode, writeInjection, CREDENTIALS_MODES, CredentialsPlanError,
-  type CredentialPlan, type CredentialsMode, type ResolvedMode,
+  credentialPaths,
+  planCredentials,
+  readAuthKind,
+  removeInjection,
+  runningMode,
+  writeInjection,
+  CREDENTIALS_MODES,
+  CredentialsPlanError,
+  type CredentialPlan,
+  type CredentialsMode,
+  type ResolvedMode,
 } from '../image/credentials.js';
 import { CredentialsError } from '../proxy/inject/credentials.js';
 import { CaError } from '../proxy/inject/ca.js';
@@ -40,13 +49,15 @@ export async function prepareCredentials(
   otherMounts: Mount[],
 ): Promise<PreparedCredentials> {
   const requested = (v.credentials ?? 'auto') as CredentialsMode;
-  if (!CREDENTIALS_MODES.includes(requested)) throw new UsageError(`--credentials ${v.credentials}: one of ${CREDENTIALS_MODES.join(', ')}`);
+  if (!CREDENTIALS_MODES.includes(requested))
+    throw new UsageError(`--credentials ${v.credentials}: one of ${CREDENTIALS_MODES.join(', ')}`);
   if (v['upstream-ca'] && !existsSync(v['upstream-ca'])) throw new UsageError(`--upstream-ca ${v['upstream-ca']} does not exist`);
   const c = credentialPaths(paths);
   // nothing the sandbox is given may show the gateway's credentials directory (or the secrets file)
   for (const m of otherMounts) {
     for (const secret of [c.dir, c.secrets]) {
-      if (isWithin(secret, m.host) || isWithin(m.host, secret)) throw new UsageError(`${m.host} would show the gateway's credentials (${secret}) to the sandbox: refused`);
+      if (isWithin(secret, m.host) || isWithin(m.host, secret))
+        throw new UsageError(`${m.host} would show the gateway's credentials (${secret}) to the sandbox: refused`);
     }
   }
   try {
@@ -55,7 +66,8 @@ export async function prepareCredentials(
     const w = await writeInjection(c, paths.dir, p, plan, v['upstream-ca']);
     return { plan, ...w };
   } catch (e) {
-    if (e instanceof CredentialsPlanError || e instanceof CredentialsError || e instanceof CaError || e instanceof UnsafePathError) throw new UsageError(e.message);
+    if (e instanceof CredentialsPlanError || e instanceof CredentialsError || e instanceof CaError || e instanceof UnsafePathError)
+      throw new UsageError(e.message);
     throw e;
   }
 }
@@ -73,7 +85,9 @@ export async function keyEnvFor(p: Project, made?: ResolvedMode): Promise<{ name
   const mode = made ?? (await runningMode(p));
   if (mode !== 'mount') {
     if (!made && apiKeyEnv(process.env).names.length) {
-      err(`codex-egress: note: the running sandbox was made with --credentials ${mode ?? '?'}: the API key set here is not given to it (${mode === 'inject' ? 'the gateway holds the key it was started with' : 'run "codex-egress down", then up again'})`);
+      err(
+        `codex-egress: note: the running sandbox was made with --credentials ${mode ?? '?'}: the API key set here is not given to it (${mode === 'inject' ? 'the gateway holds the key it was started with' : 'run "codex-egress down", then up again'})`,
+      );
     }
     return { names: [], env: {} };
   }

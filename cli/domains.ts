@@ -35,7 +35,12 @@ export async function domainsCommand(argv: string[]): Promise<number> {
     rules = effective.rules;
     from = paths.effective;
   } else {
-    const r = mergeSources({ defaults: true, env: process.env.OPENAI_ALLOWED_DOMAINS, flags: [], file: await readRuleFile(paths.allowlist) });
+    const r = mergeSources({
+      defaults: true,
+      env: process.env.OPENAI_ALLOWED_DOMAINS,
+      flags: [],
+      file: await readRuleFile(paths.allowlist),
+    });
     if (!r.ok) {
       process.stderr.write(`codex-egress domains: ${r.errors.join('\n  ')}\n`);
       return EXIT.error;

@@ -22,10 +22,14 @@ export async function downCommand(argv: string[]): Promise<number> {
   const { project, paths } = projectFrom(v);
   // Cleanup finishes whatever signals arrive (a third aborts, saying what is left).
   let removed: string[] = [];
-  await guarded(project, async () => undefined, async () => {
-    removed = await down(project, v.json ? () => undefined : (s) => err(`codex-egress: ${s}`));
-    forgetCredentials(paths);
-  });
+  await guarded(
+    project,
+    async () => undefined,
+    async () => {
+      removed = await down(project, v.json ? () => undefined : (s) => err(`codex-egress: ${s}`));
+      forgetCredentials(paths);
+    },
+  );
   if (v.json) json({ project: project.name, removed });
   else if (removed.length === 0) err(`codex-egress: nothing running for ${project.workdir}`);
   return EXIT.ok;

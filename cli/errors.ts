@@ -36,7 +36,11 @@ export function failureOf(command: string, err: unknown): Failure {
   if (err instanceof ProjectError) return { code: EXIT.usage, line: `${prefix}: ${oneLine(err.message)}` };
   if (err instanceof DockerError) {
     const m = oneLine(err.message);
-    if (/spawn \S+ ENOENT/.test(m)) return { code: EXIT.error, line: `${prefix}: the docker command was not found: install Docker (Debian: apt-get install docker.io) or set CODEX_EGRESS_DOCKER` };
+    if (/spawn \S+ ENOENT/.test(m))
+      return {
+        code: EXIT.error,
+        line: `${prefix}: the docker command was not found: install Docker (Debian: apt-get install docker.io) or set CODEX_EGRESS_DOCKER`,
+      };
     const fix = /permission denied/i.test(m)
       ? ': you may not use the Docker socket (add yourself to the "docker" group, or run as root)'
       : /Cannot connect to the Docker daemon|Is the docker daemon running|ENOENT/i.test(m)

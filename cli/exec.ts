@@ -47,10 +47,16 @@ export async function execCommand(argv: string[]): Promise<number> {
   if (v.output) {
     // What this command's flags name, and what a running sandbox was actually started with (its
     // --sessions-path may not be repeated here).
-    const untrusted = [...sandboxWritable(ctx.project, ctx.paths, v['sessions-path']), ...realRoots(await writableMounts(ctx.project.sandbox))];
+    const untrusted = [
+      ...sandboxWritable(ctx.project, ctx.paths, v['sessions-path']),
+      ...realRoots(await writableMounts(ctx.project.sandbox)),
+    ];
     outDir = resolveTrusted(v.output, { untrusted, what: '--output', mayNotExist: true });
     const inside = untrusted.find((r) => isWithin(outDir, r));
-    if (inside) throw new UnsafePathError(`--output ${v.output}: ${outDir} is inside ${inside}, which the sandbox can change: choose a directory outside it`);
+    if (inside)
+      throw new UnsafePathError(
+        `--output ${v.output}: ${outDir} is inside ${inside}, which the sandbox can change: choose a directory outside it`,
+      );
   }
   const ownUp = !(await gatewayRunning(ctx.project));
   // Worker mode: a repository host the gateway would refuse fails here, naming the rule, not as a git timeout.
@@ -75,10 +81,14 @@ export async function execCommand(argv: string[]): Promise<number> {
     outDir = await mkdirNoFollow(join(paths.runs, started.toISOString().replace(/[:.]/g, '-')), paths.dir);
   }
   // run.log and exit.json are new files, never followed links (O_CREAT|O_EXCL|O_NOFOLLOW).
-  const logFh = await open(join(outDir, 'run.log'), fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o644).catch(async (e: NodeJS.ErrnoException) => {
-    if (ownUp && !v.detach) await down(p, (s) => err(`codex-egress: ${s}`));
-    throw new Error(`${join(outDir, 'run.log')}: ${e.code === 'EEXIST' ? 'exists already (choose an empty --output directory)' : e.message}`);
-  });
+  const logFh = await open(join(outDir, 'run.log'), fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o644).catch(
+    async (e: NodeJS.ErrnoException) => {
+      if (ownUp && !v.detach) await down(p, (s) => err(`codex-egress: ${s}`));
+      throw new Error(
+        `${join(outDir, 'run.log')}: ${e.code === 'EEXIST' ? 'exists already (choose an empty --output directory)' : e.message}`,
+      );
+    },
+  );
   const log = createWriteStream('', { fd: logFh.fd, autoClose: false });
   const keys = await keyEnvFor(p, ctx.credentials);
   const runId = `${process.pid}-${started.getTime()}`;
@@ -99,9 +109,20 @@ export async function execCommand(argv: string[]): Promise<number> {
         commit = c.commit;
       }
       const env = { ...keys.env, ...(worker ? safeDirectoryEnv(worker.path) : {}) };
-      const sub = execa(DOCKER, sandboxExecArgs(p, codexArgv(v, ['exec', '--output-last-message', lastMessagePath(runId)], [...codexArgs, prompt]), { envNames: Object.keys(env), ...(worker ? { cwd: worker.path } : {}) }), {
-        all: true, reject: false, buffer: false, stdin: 'ignore', env,
-      });
+      const sub = execa(
+        DOCKER,
+        sandboxExecArgs(p, codexArgv(v, ['exec', '--output-last-message', lastMessagePath(runId)], [...codexArgs, prompt]), {
+          envNames: Object.keys(env),
+          ...(worker ? { cwd: worker.path } : {}),
+        }),
+        {
+          all: true,
+          reject: false,
+          buffer: false,
+          stdin: 'ignore',
+          env,
+        },
+      );
       sub.all?.pipe(log, { end: false });
       sub.all?.pipe(process.stdout, { end: false });
       const r = await sub;
@@ -112,16 +133,34 @@ export async function execCommand(argv: string[]): Promise<number> {
       await logFh.close();
       const finished = new Date();
       // A missing or unreadable effective allowlist is recorded as null: exit.json is still written.
-      const allowlist = await readEffective(paths.effective).then((e) => e?.rules ?? null, () => null);
+      const allowlist = await readEffective(paths.effective).then(
+        (e) => e?.rules ?? null,
+        () => null,
+      );
       await createExclusive(
         join(outDir, 'exit.json'),
-        `${JSON.stringify({
-          exitCode, started: started.toISOString(), finished: finished.toISOString(), prompt, codexArgs, project: p.name, workdir: p.workdir,
-          ...(worker ? { repo: worker.repo.url, ref: worker.ref ?? null, repoDir: worker.path, commit: commit ?? null } : {}), ...(failure ? { error: failure } : {}), allowlist,
-        }, null, 2)}\n`,
+        `${JSON.stringify(
+          {
+            exitCode,
+            started: started.toISOString(),
+            finished: finished.toISOString(),
+            prompt,
+            codexArgs,
+            project: p.name,
+            workdir: p.workdir,
+            ...(worker ? { repo: worker.repo.url, ref: worker.ref ?? null, repoDir: worker.path, commit: commit ?? null } : {}),
+            ...(failure ? { error: failure } : {}),
+            allowlist,
+          },
+          null,
+          2,
+        )}\n`,
       );
       const message = failure ? undefined : await lastMessage(p, runId);
-      await createExclusive(join(outDir, 'summary.md'), summaryMarkdown({ prompt, exitCode, repo: worker?.repo.url, commit, message: failure ?? message }));
+      await createExclusive(
+        join(outDir, 'summary.md'),
+        summaryMarkdown({ prompt, exitCode, repo: worker?.repo.url, commit, message: failure ?? message }),
+      );
       err(`codex-egress: ${failure ? 'codex did not run' : `codex exited ${exitCode}`}; run.log, exit.json and summary.md in ${outDir}`);
       if (ownUp && !v.detach) {
         await down(p, (s) => err(`codex-egress: ${s}`));

@@ -82,7 +82,8 @@ export async function gatewayCommand(argv: string[], makeFirewall?: FirewallFact
   if (v['upstream-ca'] && !v.credentials) throw new UsageError('--upstream-ca is for --credentials');
   if (v.firewall && v['no-firewall']) throw new UsageError('--firewall and --no-firewall contradict each other');
   if (v.transparent && v['no-transparent']) throw new UsageError('--transparent and --no-transparent contradict each other');
-  if (v.preset !== undefined && !isPresetName(v.preset)) throw new UsageError(`--preset must be one of ${PRESET_NAMES.join(', ')}, not "${v.preset}"`);
+  if (v.preset !== undefined && !isPresetName(v.preset))
+    throw new UsageError(`--preset must be one of ${PRESET_NAMES.join(', ')}, not "${v.preset}"`);
   const d = defaultConfig();
   let upstreams = v.upstream ?? [];
   if (upstreams.length === 0) upstreams = resolvConfUpstreams(await readFile('/etc/resolv.conf', 'utf8').catch(() => ''));
@@ -105,7 +106,9 @@ export async function gatewayCommand(argv: string[], makeFirewall?: FirewallFact
     dnsTimeoutMs: secondsOption('dns-timeout', v['dns-timeout'], d.dnsTimeoutMs, 60),
     transparent: v.transparent === true || (!!v['transparent-pool'] && !v['no-transparent']),
     transparentPool: v['transparent-pool'],
-    ...(v.credentials && v['ca-dir'] ? { inject: { credentials: v.credentials, caDir: v['ca-dir'], ...(v['upstream-ca'] ? { upstreamCa: v['upstream-ca'] } : {}) } } : {}),
+    ...(v.credentials && v['ca-dir']
+      ? { inject: { credentials: v.credentials, caDir: v['ca-dir'], ...(v['upstream-ca'] ? { upstreamCa: v['upstream-ca'] } : {}) } }
+      : {}),
     limits: {
       ...d.limits,
       connectTimeoutMs: secondsOption('connect-timeout', v['connect-timeout'], d.limits.connectTimeoutMs),
@@ -173,7 +176,9 @@ export async function gatewayCommand(argv: string[], makeFirewall?: FirewallFact
       return 1;
     }
     if ((err as { code?: string }).code === 'ERR_FIREWALL') {
-      process.stderr.write(`codex-egress gateway: the firewall could not be applied, refusing to start (fail closed):\n  ${(err as Error).message}\n`);
+      process.stderr.write(
+        `codex-egress gateway: the firewall could not be applied, refusing to start (fail closed):\n  ${(err as Error).message}\n`,
+      );
       return 1;
     }
     process.stderr.write(`codex-egress gateway: cannot start: ${(err as Error).message}\n`);

@@ -30,10 +30,12 @@ export const loginCommand = (extra: string[]) => ['codex', 'login', '--device-au
 export async function loginRun(argv: string[]): Promise<number> {
   const { values: v, positionals } = parse(argv, APPLIANCE_OPTIONS, true);
   if (!v['codex-home']) throw new UsageError('--codex-home DIR is required: the directory auth.json is left in');
-  if (v.detach) throw new UsageError('--detach: login takes the appliance down when Codex\'s login ends');
+  if (v.detach) throw new UsageError("--detach: login takes the appliance down when Codex's login ends");
   // A running appliance may have another Codex home mounted: its login would land there.
   if (await gatewayRunning(projectFrom(v).project)) {
-    err('codex-egress login: the appliance is running for this project: run "codex-egress down" first (login starts its own, with --codex-home mounted)');
+    err(
+      'codex-egress login: the appliance is running for this project: run "codex-egress down" first (login starts its own, with --codex-home mounted)',
+    );
     return EXIT.error;
   }
   const r = await bringUp(v);
@@ -54,6 +56,8 @@ export async function loginRun(argv: string[]): Promise<number> {
     err(`codex-egress: logged in: auth.json is in ${paths.codexHome} (use it with --codex-home ${paths.codexHome})`);
     return EXIT.ok;
   }
-  err(`codex-egress login: ${code !== 0 ? `codex login exited ${code}` : 'codex login ended'} and ${st?.isFile() && st.size > 0 ? 'left' : 'left no'} auth.json in ${paths.codexHome}`);
+  err(
+    `codex-egress login: ${code !== 0 ? `codex login exited ${code}` : 'codex login ended'} and ${st?.isFile() && st.size > 0 ? 'left' : 'left no'} auth.json in ${paths.codexHome}`,
+  );
   return code !== 0 ? code : EXIT.error;
 }

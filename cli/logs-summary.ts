@@ -28,7 +28,9 @@ export class Summariser {
       .sort((a, b) => b.count - a.count || a.name.localeCompare(b.name))
       .slice(0, top)
       .map((a) => ({ name: a.name, ...(a.port ? { port: a.port } : {}), count: a.count, clients: [...a.clients].sort() }));
-    const allowed = [...this.hosts.values()].sort((a, b) => b.bytes_up + b.bytes_down - (a.bytes_up + a.bytes_down) || a.host.localeCompare(b.host)).slice(0, top);
+    const allowed = [...this.hosts.values()]
+      .sort((a, b) => b.bytes_up + b.bytes_down - (a.bytes_up + a.bytes_down) || a.host.localeCompare(b.host))
+      .slice(0, top);
     return { denied, allowed };
   }
 }
@@ -50,9 +52,15 @@ const bytes = (n: number) => (n >= 1048576 ? `${(n / 1048576).toFixed(1)} MiB` :
 export function summaryLines(s: Summary): string[] {
   const out = ['top denied names:'];
   if (!s.denied.length) out.push('  none');
-  for (const d of s.denied) out.push(`  ${String(d.count).padStart(6)}  ${d.name}${d.port ? `:${d.port}` : ''}${d.clients.length ? `  (${d.clients.join(' ')})` : ''}`);
+  for (const d of s.denied)
+    out.push(
+      `  ${String(d.count).padStart(6)}  ${d.name}${d.port ? `:${d.port}` : ''}${d.clients.length ? `  (${d.clients.join(' ')})` : ''}`,
+    );
   out.push('top allowed hosts by bytes:');
   if (!s.allowed.length) out.push('  none');
-  for (const a of s.allowed) out.push(`  ${bytes(a.bytes_up + a.bytes_down).padStart(10)}  ${a.host}:${a.port}  (up ${bytes(a.bytes_up)}, down ${bytes(a.bytes_down)}, ${a.connections} connection${a.connections === 1 ? '' : 's'})`);
+  for (const a of s.allowed)
+    out.push(
+      `  ${bytes(a.bytes_up + a.bytes_down).padStart(10)}  ${a.host}:${a.port}  (up ${bytes(a.bytes_up)}, down ${bytes(a.bytes_down)}, ${a.connections} connection${a.connections === 1 ? '' : 's'})`,
+    );
   return out;
 }

@@ -86,7 +86,8 @@ export async function logsCommand(argv: string[]): Promise<number> {
     }
     for await (const l of tail.poll()) print(l);
     release();
-    if (printed === 0 && !v.follow) err(`codex-egress: ${seen ? `none of the ${seen} audit events matches` : 'no audit events yet'} (${paths.auditLog})`);
+    if (printed === 0 && !v.follow)
+      err(`codex-egress: ${seen ? `none of the ${seen} audit events matches` : 'no audit events yet'} (${paths.auditLog})`);
     if (!v.follow) return EXIT.ok;
     let stop = false;
     const onSignal = () => (stop = true);

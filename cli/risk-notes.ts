@@ -10,8 +10,8 @@ export const RISK_NOTES: readonly RiskNote[] = [
   // Any file of any public GitHub repository, also ones made a minute ago by whoever wants to reach the sandbox.
   { host: 'raw.githubusercontent.com', why: 'serves any file of any public GitHub repository (arbitrary user content)' },
   // Gists: anyone's pastes, readable without an account, writable with any GitHub token.
-  { host: 'gist.github.com', why: 'hosts anyone\'s gists (arbitrary user content; writable with any GitHub token)' },
-  { host: 'gist.githubusercontent.com', why: 'serves anyone\'s gists (arbitrary user content)' },
+  { host: 'gist.github.com', why: "hosts anyone's gists (arbitrary user content; writable with any GitHub token)" },
+  { host: 'gist.githubusercontent.com', why: "serves anyone's gists (arbitrary user content)" },
   // Pastebins: read and write text without an account, a ready channel to send data out.
   { host: '.pastebin.com', why: 'is a pastebin: anyone can post text there, so data can leave through it' },
   { host: '.paste.ee', why: 'is a pastebin: anyone can post text there, so data can leave through it' },
@@ -25,10 +25,13 @@ export const RISK_NOTES: readonly RiskNote[] = [
   { host: '.webhook.site', why: 'records any request sent to it for whoever made the URL (data can leave through it)' },
   { host: '.pipedream.net', why: 'records any request sent to it for whoever made the endpoint (data can leave through it)' },
   // Storage buckets: the whole service, so everyone's buckets, including ones an attacker writes to.
-  { host: '.s3.amazonaws.com', why: 'is Amazon S3: every bucket of every account, readable and writable by whoever holds its keys or a signed URL' },
+  {
+    host: '.s3.amazonaws.com',
+    why: 'is Amazon S3: every bucket of every account, readable and writable by whoever holds its keys or a signed URL',
+  },
   { host: '.storage.googleapis.com', why: 'is Google Cloud Storage: every bucket of every account (arbitrary content, and a way out)' },
   { host: '*.blob.core.windows.net', why: 'is Azure Blob Storage: every storage account (arbitrary content, and a way out)' },
-  { host: '*.r2.dev', why: 'is Cloudflare R2 public buckets: anyone\'s content' },
+  { host: '*.r2.dev', why: "is Cloudflare R2 public buckets: anyone's content" },
   // Tunnelling services: a public name in front of any machine, the attacker's included.
   { host: '.ngrok.io', why: 'is a tunnelling service: its names lead to any machine that runs a tunnel' },
   { host: '.ngrok-free.app', why: 'is a tunnelling service: its names lead to any machine that runs a tunnel' },
@@ -39,7 +42,7 @@ export const RISK_NOTES: readonly RiskNote[] = [
   { host: '.lhr.life', why: 'is a tunnelling service (localhost.run): its names lead to any machine' },
   { host: '.bore.pub', why: 'is a tunnelling service: its ports lead to any machine' },
   // Code anyone deploys, under one shared name.
-  { host: '*.workers.dev', why: 'runs anyone\'s Cloudflare Workers: any behaviour, any relay' },
+  { host: '*.workers.dev', why: "runs anyone's Cloudflare Workers: any behaviour, any relay" },
   // DNS over HTTPS: resolves any name outside the gateway's resolver, and its queries carry data out.
   { host: 'dns.google', why: 'answers DNS over HTTPS: any name resolved past the gateway, and queries that carry data out' },
   { host: '.cloudflare-dns.com', why: 'answers DNS over HTTPS: any name resolved past the gateway, and queries that carry data out' },

@@ -35,7 +35,10 @@ type Values = { config?: string; 'codex-bin'?: string; 'shm-size'?: string; runt
 
 /** Flag syntax, before anything runs. */
 export function checkRunnerFlags(v: Values): void {
-  for (const e of [v['shm-size'] !== undefined ? checkShmSize(v['shm-size']) : undefined, v.runtime !== undefined ? checkRuntimeName(v.runtime) : undefined]) {
+  for (const e of [
+    v['shm-size'] !== undefined ? checkShmSize(v['shm-size']) : undefined,
+    v.runtime !== undefined ? checkRuntimeName(v.runtime) : undefined,
+  ]) {
     if (e) throw new UsageError(e);
   }
 }
@@ -90,7 +93,12 @@ export function writableOutside(workdirReal: string, chosen: WritableChoice[]): 
  * Writable mounts outside the workdir need a yes: --yes, or an answer on a terminal. Without a terminal
  * and without --yes: refused (a usage error naming each path). Says what becomes writable either way.
  */
-export async function confirmWritable(outside: WritableChoice[], yes: boolean, log: (s: string) => void, tty = !!process.stdin.isTTY && !!process.stderr.isTTY): Promise<void> {
+export async function confirmWritable(
+  outside: WritableChoice[],
+  yes: boolean,
+  log: (s: string) => void,
+  tty = !!process.stdin.isTTY && !!process.stderr.isTTY,
+): Promise<void> {
   if (!outside.length) return;
   const list = outside.map((o) => `${o.path} (${o.what})`).join(', ');
   const what = `the sandbox will be able to change ${list}: outside the workdir`;

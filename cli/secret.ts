@@ -71,9 +71,13 @@ export async function resolveSecrets(file: string): Promise<ResolvedSecret[]> {
     let value = s.value;
     if (s.command) {
       const r = await execa('sh', ['-c', s.command], { reject: false, timeout: 30_000, stdin: 'ignore' });
-      if (r.exitCode !== 0) throw new UsageError(`secret ${s.name}: its command failed (exit ${r.exitCode ?? 'timeout'}); "codex-egress secret rm ${s.name}" to drop it`);
+      if (r.exitCode !== 0)
+        throw new UsageError(
+          `secret ${s.name}: its command failed (exit ${r.exitCode ?? 'timeout'}); "codex-egress secret rm ${s.name}" to drop it`,
+        );
       value = String(r.stdout).trim();
-      if (!value || /[\r\n]/.test(value)) throw new UsageError(`secret ${s.name}: its command printed ${value ? 'more than one line' : 'nothing'}`);
+      if (!value || /[\r\n]/.test(value))
+        throw new UsageError(`secret ${s.name}: its command printed ${value ? 'more than one line' : 'nothing'}`);
     }
     const { command: _c, value: _v, env, ...rest } = s;
     out.push({ credential: { ...rest, value: value! }, ...(env ? { env } : {}) });
@@ -84,7 +88,9 @@ export async function resolveSecrets(file: string): Promise<ResolvedSecret[]> {
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const c of process.stdin) chunks.push(c as Buffer);
-  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+  return Buffer.concat(chunks)
+    .toString('utf8')
+    .replace(/\r?\n$/, '');
 }
 
 export async function secretCommand(argv: string[]): Promise<number> {
@@ -109,7 +115,16 @@ export async function secretCommand(argv: string[]): Promise<number> {
   const file = credentialPaths(projectFrom(v).paths).secrets;
   const secrets = readSecrets(file);
   if (verb === 'list') {
-    const shown = secrets.map((s) => ({ name: s.name, host: s.host, port: s.port ?? 443, header: s.header ?? 'authorization', format: s.format ?? 'Bearer {value}', source: s.command ? `command: ${s.command}` : 'stored value', env: s.env ?? null, foreign: s.foreign ?? 'forward' }));
+    const shown = secrets.map((s) => ({
+      name: s.name,
+      host: s.host,
+      port: s.port ?? 443,
+      header: s.header ?? 'authorization',
+      format: s.format ?? 'Bearer {value}',
+      source: s.command ? `command: ${s.command}` : 'stored value',
+      env: s.env ?? null,
+      foreign: s.foreign ?? 'forward',
+    }));
     if (v.json) json({ secrets: shown });
     else if (!shown.length) err('codex-egress: no secrets');
     else for (const s of shown) out(`${s.name}\t${s.host}:${s.port}\t${s.header}\t${s.source}${s.env ? `\tenv ${s.env}` : ''}`);
@@ -127,7 +142,8 @@ export async function secretCommand(argv: string[]): Promise<number> {
   if (!v.host) throw new UsageError('secret set: --host is required');
   if (!v.command === !v['value-stdin']) throw new UsageError('secret set: give exactly one of --command and --value-stdin');
   if (name === 'openai') throw new UsageError('secret set: "openai" is the OpenAI key (CODEX_API_KEY): choose another name');
-  if (v.env && (!ENV_NAME.test(v.env) || ['CODEX_API_KEY', 'OPENAI_API_KEY', 'PATH', 'HOME'].includes(v.env))) throw new UsageError(`secret set: --env ${v.env} is not a usable variable name`);
+  if (v.env && (!ENV_NAME.test(v.env) || ['CODEX_API_KEY', 'OPENAI_API_KEY', 'PATH', 'HOME'].includes(v.env)))
+    throw new UsageError(`secret set: --env ${v.env} is not a usable variable name`);
   const port = v.port === undefined ? undefined : Number(v.port);
   const entry: Stored = {
     name,
@@ -142,8 +158,12 @@ export async function secretCommand(argv: string[]): Promise<number> {
   // the same checks the gateway makes, now (with a stand-in for a command's value)
   const { env: _e, command: _c, value: _v, ...fields } = entry;
   const check = credentialSchema.safeParse({ ...fields, value: entry.value ?? 'x' });
-  if (!check.success) throw new UsageError(`secret set: ${check.error.issues.map((i) => `${i.path.join('.') || 'value'}: ${i.path[0] === 'value' ? 'empty, or holds a line break or control character' : i.message}`).join('; ')}`);
-  if (secrets.some((s) => s.name !== name && s.host.toLowerCase() === check.data.host && (s.port ?? 443) === check.data.port)) throw new UsageError(`secret set: another secret is for ${check.data.host}:${check.data.port}`);
+  if (!check.success)
+    throw new UsageError(
+      `secret set: ${check.error.issues.map((i) => `${i.path.join('.') || 'value'}: ${i.path[0] === 'value' ? 'empty, or holds a line break or control character' : i.message}`).join('; ')}`,
+    );
+  if (secrets.some((s) => s.name !== name && s.host.toLowerCase() === check.data.host && (s.port ?? 443) === check.data.port))
+    throw new UsageError(`secret set: another secret is for ${check.data.host}:${check.data.port}`);
   writeSecrets(file, [...secrets.filter((s) => s.name !== name), entry]);
   err(`codex-egress: secret ${name} for ${check.data.host}:${check.data.port} set (applies at the next up)`);
   return EXIT.ok;

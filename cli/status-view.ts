@@ -48,10 +48,18 @@ export function firewallLines(fw: FirewallHealth | undefined): string[] {
   if (!fw) return ['firewall   unknown (no answer from the gateway)'];
   if (fw.disabled) return ['firewall   OFF (--no-firewall): the kernel does not enforce the allowlist'];
   const state = fw.up ? 'on, verified' : `NOT in place${fw.problem ? `: ${fw.problem}` : ''}`;
-  const set = fw.set ? `allow set ${fw.set.entries ?? '?'}/${fw.set.size ?? '?'}${fw.set.size ? ` (${(((fw.set.entries ?? 0) / fw.set.size) * 100).toFixed(1)}% full)` : ''}` : '';
-  const lines = [[`firewall   ${state}`, fw.interface ? `interface ${fw.interface}` : '', fw.ports ? `ports ${fw.ports.join(', ') || 'none'}` : '', set].filter(Boolean).join(' · ')];
+  const set = fw.set
+    ? `allow set ${fw.set.entries ?? '?'}/${fw.set.size ?? '?'}${fw.set.size ? ` (${(((fw.set.entries ?? 0) / fw.set.size) * 100).toFixed(1)}% full)` : ''}`
+    : '';
+  const lines = [
+    [`firewall   ${state}`, fw.interface ? `interface ${fw.interface}` : '', fw.ports ? `ports ${fw.ports.join(', ') || 'none'}` : '', set]
+      .filter(Boolean)
+      .join(' · '),
+  ];
   const drops = Object.entries(fw.drops ?? {}).filter(([, c]) => (c.packets ?? 0) > 0);
-  lines.push(`drops      ${drops.length ? drops.map(([id, c]) => `${id} ${c.packets} packets`).join(', ') : 'none'} since the gateway started`);
+  lines.push(
+    `drops      ${drops.length ? drops.map(([id, c]) => `${id} ${c.packets} packets`).join(', ') : 'none'} since the gateway started`,
+  );
   return lines;
 }
 
@@ -62,7 +70,12 @@ export function statusLines(r: StatusReport, now = Date.now()): string[] {
   if (r.running) lines.push(...firewallLines((r.health?.firewall as FirewallHealth | undefined) ?? undefined));
   if (r.codexSandbox) lines.push(`sandbox    ${describeMode(r.codexSandbox)}`);
   lines.push(`allowlist  ${r.allowlist.rules ?? '?'} effective rules ("codex-egress domains") · file ${r.allowlist.file}`);
-  const c = Object.entries(r.decisions).map(([ev, d]) => `${ev} ${Object.entries(d).map(([k, n]) => `${k} ${n}`).join('/')}`);
+  const c = Object.entries(r.decisions).map(
+    ([ev, d]) =>
+      `${ev} ${Object.entries(d)
+        .map(([k, n]) => `${k} ${n}`)
+        .join('/')}`,
+  );
   lines.push(`decisions  ${c.join(', ') || 'none yet'}`);
   for (const x of r.containers) lines.push(`container  ${x.name}: ${x.status}${x.health ? ` (${x.health})` : ''}`);
   for (const n of r.networks) lines.push(`network    ${n}`);

@@ -100,7 +100,11 @@ export function propose(asked: Iterable<Asked>, allowed: (name: string, port?: n
       });
     };
     if (names.length < collapse) {
-      for (const name of names) add(name, list.filter((a) => a.name === name));
+      for (const name of names)
+        add(
+          name,
+          list.filter((a) => a.name === name),
+        );
       continue;
     }
     // Every name of the group ends in its site, so their common parent is the site or below it.

@@ -42,8 +42,13 @@ const shellWord = (s: string) => (/^[A-Za-z0-9._:-]+$/.test(s) ? s : `'${s.repla
 async function allowlists(effective: string, file: string): Promise<Allowlist[]> {
   const lists: Allowlist[] = [];
   if (existsSync(effective)) {
-    const rules = (JSON.parse(await readFile(effective, 'utf8').catch(() => '{"rules":[]}')) as { rules?: Array<{ rule: string }> }).rules ?? [];
-    const r = parseRuleList(rules.map((x) => x.rule), 'file', effective);
+    const rules =
+      (JSON.parse(await readFile(effective, 'utf8').catch(() => '{"rules":[]}')) as { rules?: Array<{ rule: string }> }).rules ?? [];
+    const r = parseRuleList(
+      rules.map((x) => x.rule),
+      'file',
+      effective,
+    );
     if (r.ok) lists.push(new Allowlist(r.rules));
   }
   const m = mergeSources({ defaults: true, env: process.env.OPENAI_ALLOWED_DOMAINS, flags: [], file: await readRuleFile(file) });

@@ -2,20 +2,63 @@
 import { existsSync, lstatSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, UsageError } from './args.js';
-import { EXIT, WORKDIR_HELP, IMAGE_HELP, workdirOptions, imageOptions, projectFrom, imagesFrom, guarded, out, err, json, type ProjectContext } from './common.js';
+import {
+  EXIT,
+  WORKDIR_HELP,
+  IMAGE_HELP,
+  workdirOptions,
+  imageOptions,
+  projectFrom,
+  imagesFrom,
+  guarded,
+  out,
+  err,
+  json,
+  type ProjectContext,
+} from './common.js';
 import { up, verify, down, firstAllowedHost, codexMode, otherRunningWorkdirs, type ProbeResult } from '../image/appliance.js';
-import { GATEWAY_FIREWALL_DEFAULT, GATEWAY_TRANSPARENT_DEFAULT, DEFAULT_IMAGES, sandboxExecArgs, codexCommand, apiKeyEnv, containerPathOf, SANDBOX_CODEX_HOME, type Mount, type CodexSandboxMode } from '../image/args.js';
+import {
+  GATEWAY_FIREWALL_DEFAULT,
+  GATEWAY_TRANSPARENT_DEFAULT,
+  DEFAULT_IMAGES,
+  sandboxExecArgs,
+  codexCommand,
+  apiKeyEnv,
+  containerPathOf,
+  SANDBOX_CODEX_HOME,
+  type Mount,
+  type CodexSandboxMode,
+} from '../image/args.js';
 import { buildImages } from '../image/build.js';
 import { CODEX_VERSION } from '../image/context.js';
 import { dockerInherit, exists } from '../image/docker.js';
 import {
-  prepareState, seedCodexHome, findAuthFile, sandboxUser, workdirOwner, sandboxWritable, checkStateOutsideWorkdir, prepareAuthMountPoint,
-  prepareSessionsMountPoint, giveCodexHome, checkWorkdirPlacement, ProjectError, type SandboxUser,
+  prepareState,
+  seedCodexHome,
+  findAuthFile,
+  sandboxUser,
+  workdirOwner,
+  sandboxWritable,
+  checkStateOutsideWorkdir,
+  prepareAuthMountPoint,
+  prepareSessionsMountPoint,
+  giveCodexHome,
+  checkWorkdirPlacement,
+  ProjectError,
+  type SandboxUser,
 } from '../image/project.js';
 import { resolveTrusted, isWithin } from '../image/paths.js';
 import { printable } from './printable.js';
 import { withCodexHome } from './codex-home.js';
-import { RUNNER_OPTIONS, RUNNER_HELP, checkRunnerFlags, runtimeRefusal, codexBinMount, writableOutside, confirmWritable } from './runner-options.js';
+import {
+  RUNNER_OPTIONS,
+  RUNNER_HELP,
+  checkRunnerFlags,
+  runtimeRefusal,
+  codexBinMount,
+  writableOutside,
+  confirmWritable,
+} from './runner-options.js';
 import type { ResolvedMode } from '../image/credentials.js';
 import { prepareCredentials, keyEnvFor, forgetCredentials, CREDENTIALS_HELP, CREDENTIALS_OPTIONS } from './credentials.js';
 import { PRESET_NAMES, isPresetName } from '../proxy/policy/presets.js';
@@ -144,8 +187,10 @@ export async function bringUp(v: Values): Promise<(ProjectContext & { credential
   if (v.firewall && v['no-firewall']) throw new UsageError('--firewall and --no-firewall contradict each other');
   checkRunnerFlags(v);
   if (v.transparent && v['no-transparent']) throw new UsageError('--transparent and --no-transparent contradict each other');
-  if (v.transparent && v['no-firewall']) throw new UsageError('--transparent needs the gateway\'s firewall (its pool addresses need NET_ADMIN): drop --no-firewall');
-  if (v.preset !== undefined && !isPresetName(v.preset)) throw new UsageError(`--preset must be one of ${PRESET_NAMES.join(', ')}, not "${v.preset}"`);
+  if (v.transparent && v['no-firewall'])
+    throw new UsageError("--transparent needs the gateway's firewall (its pool addresses need NET_ADMIN): drop --no-firewall");
+  if (v.preset !== undefined && !isPresetName(v.preset))
+    throw new UsageError(`--preset must be one of ${PRESET_NAMES.join(', ')}, not "${v.preset}"`);
   const base = projectFrom(v);
   const ctx = withCodexHome(base, v['codex-home']);
   let p = ctx.project;
@@ -161,7 +206,14 @@ export async function bringUp(v: Values): Promise<(ProjectContext & { credential
       return EXIT.error;
     }
     err(`codex-egress: ${missing.join(' and ')} not built yet: building (once; "codex-egress build" rebuilds)`);
-    await buildImages({ images, codex: { version: CODEX_VERSION }, only: missing.length === 2 ? undefined : missing[0] === images.gateway ? 'gateway' : 'codex' }, (s) => err(`codex-egress: ${s}`));
+    await buildImages(
+      {
+        images,
+        codex: { version: CODEX_VERSION },
+        only: missing.length === 2 ? undefined : missing[0] === images.gateway ? 'gateway' : 'codex',
+      },
+      (s) => err(`codex-egress: ${s}`),
+    );
   }
   const mode: CodexSandboxMode = v['codex-sandbox'] ? 'inner' : 'off';
   let user: SandboxUser;
@@ -191,13 +243,20 @@ export async function bringUp(v: Values): Promise<(ProjectContext & { credential
       /* gone: compared as labelled */
     }
     if (isWithin(mine, theirs) || isWithin(theirs, mine)) {
-      err(`codex-egress up: project ${printable(o.name)} runs on ${printable(o.workdir)}, which ${isWithin(mine, theirs) ? 'contains' : 'is inside'} this workdir: its sandbox could change the paths mounted here (run "codex-egress down --workdir ${printable(o.workdir)}" first)`);
+      err(
+        `codex-egress up: project ${printable(o.name)} runs on ${printable(o.workdir)}, which ${isWithin(mine, theirs) ? 'contains' : 'is inside'} this workdir: its sandbox could change the paths mounted here (run "codex-egress down --workdir ${printable(o.workdir)}" first)`,
+      );
       return EXIT.error;
     }
   }
-  const sessionsPath = v['sessions-path'] ? resolveTrusted(v['sessions-path'], { untrusted: sandboxWritable(p, paths), what: '--sessions-path' }) : undefined;
+  const sessionsPath = v['sessions-path']
+    ? resolveTrusted(v['sessions-path'], { untrusted: sandboxWritable(p, paths), what: '--sessions-path' })
+    : undefined;
   // Writable mounts the user chose outside the workdir: a yes first (--yes, or asked on a terminal).
-  const chosen = [...(sessionsPath ? [{ path: sessionsPath, what: '--sessions-path' }] : []), ...(v['codex-home'] ? [{ path: paths.codexHome, what: '--codex-home' }] : [])];
+  const chosen = [
+    ...(sessionsPath ? [{ path: sessionsPath, what: '--sessions-path' }] : []),
+    ...(v['codex-home'] ? [{ path: paths.codexHome, what: '--codex-home' }] : []),
+  ];
   // The state directory (allowlist, audit log, runs, credentials) is never the sandbox's: no yes makes it so.
   // compared as given and as real paths (a state directory reached through a link is the same directory)
   const real = (x: string) => {
@@ -208,10 +267,16 @@ export async function bringUp(v: Values): Promise<(ProjectContext & { credential
     }
   };
   const overlapsState = (x: string) =>
-    [x, real(x)].some((y) => [base.paths.dir, real(base.paths.dir)].some((d) => isWithin(y, d)) || [base.paths.base, real(base.paths.base)].some((b) => isWithin(b, y)));
+    [x, real(x)].some(
+      (y) =>
+        [base.paths.dir, real(base.paths.dir)].some((d) => isWithin(y, d)) ||
+        [base.paths.base, real(base.paths.base)].some((b) => isWithin(b, y)),
+    );
   for (const c of chosen) {
     if (c.path !== base.paths.codexHome && real(c.path) !== real(base.paths.codexHome) && overlapsState(c.path)) {
-      throw new UsageError(`${c.what} ${c.path}: overlaps the project's state directory ${base.paths.dir} (its allowlist, audit log and credentials): choose a directory outside it`);
+      throw new UsageError(
+        `${c.what} ${c.path}: overlaps the project's state directory ${base.paths.dir} (its allowlist, audit log and credentials): choose a directory outside it`,
+      );
     }
   }
   await confirmWritable(writableOutside(mine, chosen), !!v.yes, (s) => err(`codex-egress: ${s}`));
@@ -235,7 +300,8 @@ export async function bringUp(v: Values): Promise<(ProjectContext & { credential
     mounts.push({ host: real, container: containerPathOf(real, rw), readOnly: true });
   }
   if (v['git-readonly']) {
-    if (!existsSync(join(p.workdir, '.git')) && !isLink(join(p.workdir, '.git'))) throw new UsageError(`--git-readonly: ${p.workdir}/.git does not exist`);
+    if (!existsSync(join(p.workdir, '.git')) && !isLink(join(p.workdir, '.git')))
+      throw new UsageError(`--git-readonly: ${p.workdir}/.git does not exist`);
     const real = trusted(join(p.workdir, '.git'), '--git-readonly');
     mounts.push({ host: real, container: join(p.workdir, '.git'), readOnly: true });
   }
@@ -255,21 +321,32 @@ export async function bringUp(v: Values): Promise<(ProjectContext & { credential
   if (authFile) authFile = trusted(authFile, 'auth.json');
   // every mount is checked against the credentials directory, the read-write ones too (a --codex-home or
   // --sessions-path that is, or holds, the state directory would show the real values to the sandbox)
-  const cred = await prepareCredentials(v, p, paths, authFile, [...mounts, ...rw, { host: paths.codexHome, container: SANDBOX_CODEX_HOME }]);
+  const cred = await prepareCredentials(v, p, paths, authFile, [
+    ...mounts,
+    ...rw,
+    { host: paths.codexHome, container: SANDBOX_CODEX_HOME },
+  ]);
   if (!cred.plan.mountAuthFile) authFile = undefined;
   if (cred.mount) mounts.push(cred.mount);
   if (user.uid === 0) err('codex-egress: WARNING: the sandbox runs as ROOT (uid 0), as --user asked: files Codex creates are root-owned');
   await prepareState(base.paths); // the state directory (and its own Codex home, unused with --codex-home)
   const root = process.getuid?.() === 0;
-  await seedCodexHome(paths.codexHome, process.env, undefined, { owner: root ? user : undefined, untrusted, config }).catch((e: unknown) => {
-    throw e instanceof ProjectError ? new UsageError(e.message) : e;
-  });
+  await seedCodexHome(paths.codexHome, process.env, undefined, { owner: root ? user : undefined, untrusted, config }).catch(
+    (e: unknown) => {
+      throw e instanceof ProjectError ? new UsageError(e.message) : e;
+    },
+  );
   await prepareAuthMountPoint(paths.codexHome, user, !!authFile);
   await prepareSessionsMountPoint(paths.codexHome, user, !!sessionsPath);
   if (root) await giveCodexHome(paths, user);
-  else if (process.getuid?.() !== user.uid) err(`codex-egress: note: the sandbox runs as ${user.uid}:${user.gid} (the workdir's owner) but only root can give it the Codex home ${paths.codexHome}`);
+  else if (process.getuid?.() !== user.uid)
+    err(
+      `codex-egress: note: the sandbox runs as ${user.uid}:${user.gid} (the workdir's owner) but only root can give it the Codex home ${paths.codexHome}`,
+    );
   if (existsSync(paths.legacyCodexHome) || isLink(paths.legacyCodexHome)) {
-    err(`codex-egress: note: ${paths.legacyCodexHome} is no longer used (the Codex home is now ${paths.codexHome}); move sessions from it by hand if you want them`);
+    err(
+      `codex-egress: note: ${paths.legacyCodexHome} is no longer used (the Codex home is now ${paths.codexHome}); move sessions from it by hand if you want them`,
+    );
   }
   const firewall = v.firewall ? true : v['no-firewall'] ? false : GATEWAY_FIREWALL_DEFAULT;
   const log = (s: string) => err(`codex-egress: ${s}`);
@@ -359,4 +436,3 @@ export async function upCommand(argv: string[]): Promise<number> {
     },
   );
 }
-

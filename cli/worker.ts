@@ -12,8 +12,18 @@ import type { StatePaths } from '../image/project.js';
 import { mergeSources } from '../proxy/policy/allowlist.js';
 import { readRuleFile } from '../proxy/config.js';
 import {
-  parseRepoUrl, repoDirName, checkRef, checkCommit, allowlistFromEffective, repoAllowed, cloneEnv, CLONE_SCRIPT, lastMessagePath, MAX_SUMMARY_BYTES,
-  WorkerInputError, type RepoUrl,
+  parseRepoUrl,
+  repoDirName,
+  checkRef,
+  checkCommit,
+  allowlistFromEffective,
+  repoAllowed,
+  cloneEnv,
+  CLONE_SCRIPT,
+  lastMessagePath,
+  MAX_SUMMARY_BYTES,
+  WorkerInputError,
+  type RepoUrl,
 } from '../image/worker.js';
 
 export const WORKER_OPTIONS = {
@@ -67,7 +77,12 @@ export async function repoRefusal(
   if (running && existsSync(paths.effective)) {
     allowlist = allowlistFromEffective(JSON.parse(await readFile(paths.effective, 'utf8')));
   } else {
-    const r = mergeSources({ defaults: !v['no-defaults'], env: process.env.OPENAI_ALLOWED_DOMAINS, flags: v.allow ?? [], file: await readRuleFile(paths.allowlist) });
+    const r = mergeSources({
+      defaults: !v['no-defaults'],
+      env: process.env.OPENAI_ALLOWED_DOMAINS,
+      flags: v.allow ?? [],
+      file: await readRuleFile(paths.allowlist),
+    });
     if (!r.ok) return `the allowlist has errors: ${r.errors.join('; ')}`;
     allowlist = r.allowlist;
   }
@@ -79,20 +94,37 @@ export async function repoRefusal(
  * Clone or update inside the sandbox, as its user, through the gateway; everything it prints goes to
  * `log` (and the terminal). Returns the commit checked out, or the failure.
  */
-export async function cloneInSandbox(p: Project, plan: WorkerPlan, log: Writable): Promise<{ ok: true; commit: string } | { ok: false; exitCode: number; message: string }> {
+export async function cloneInSandbox(
+  p: Project,
+  plan: WorkerPlan,
+  log: Writable,
+): Promise<{ ok: true; commit: string } | { ok: false; exitCode: number; message: string }> {
   const env = cloneEnv(plan.path);
-  const sub = execa(DOCKER, sandboxExecArgs(p, ['sh', '-c', CLONE_SCRIPT, 'sh', plan.repo.url, plan.ref ?? '', plan.dir], { envNames: Object.keys(env) }), {
-    reject: false, stdin: 'ignore', env, timeout: 30 * 60_000, all: true, lines: false,
-  });
+  const sub = execa(
+    DOCKER,
+    sandboxExecArgs(p, ['sh', '-c', CLONE_SCRIPT, 'sh', plan.repo.url, plan.ref ?? '', plan.dir], { envNames: Object.keys(env) }),
+    {
+      reject: false,
+      stdin: 'ignore',
+      env,
+      timeout: 30 * 60_000,
+      all: true,
+      lines: false,
+    },
+  );
   sub.all?.on('data', (c: Buffer) => {
     log.write(c);
     process.stderr.write(c);
   });
   const r = await sub;
   const exitCode = r.exitCode ?? 1;
-  if (exitCode !== 0) return { ok: false, exitCode, message: `the clone of ${plan.repo.url} failed in the sandbox (exit ${exitCode}): see run.log` };
+  if (exitCode !== 0)
+    return { ok: false, exitCode, message: `the clone of ${plan.repo.url} failed in the sandbox (exit ${exitCode}): see run.log` };
   // The sandbox's answer is hostile input: only a commit id on the last `commit ` line is taken.
-  const line = String(r.stdout ?? '').split('\n').reverse().find((l) => l.startsWith('commit '));
+  const line = String(r.stdout ?? '')
+    .split('\n')
+    .reverse()
+    .find((l) => l.startsWith('commit '));
   const commit = line ? checkCommit(line.slice('commit '.length)) : undefined;
   if (!commit) return { ok: false, exitCode: 1, message: 'the sandbox reported no valid commit id after the clone' };
   return { ok: true, commit };
@@ -106,6 +138,12 @@ export async function lastMessage(p: Project, runId: string): Promise<string | u
 
 /** summary.md: Codex's last message under a heading that says what ran. */
 export function summaryMarkdown(o: { prompt: string; exitCode: number; repo?: string; commit?: string; message?: string }): string {
-  const head = [`# codex-egress exec: exit ${o.exitCode}`, '', `- prompt: ${JSON.stringify(o.prompt)}`, ...(o.repo ? [`- repository: ${o.repo}${o.commit ? ` at ${o.commit}` : ''}`] : []), ''];
+  const head = [
+    `# codex-egress exec: exit ${o.exitCode}`,
+    '',
+    `- prompt: ${JSON.stringify(o.prompt)}`,
+    ...(o.repo ? [`- repository: ${o.repo}${o.commit ? ` at ${o.commit}` : ''}`] : []),
+    '',
+  ];
   return `${head.join('\n')}\n${o.message?.trim() ? o.message.trimEnd() : '(Codex left no last message)'}\n`;
 }

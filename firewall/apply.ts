@@ -39,7 +39,7 @@ async function step(what: string, run: () => Promise<string>): Promise<string> {
     return await run();
   } catch (err) {
     const e = err as { stderr?: string; shortMessage?: string; message: string; code?: string };
-    const why = e.code === 'ENOENT' ? 'command not found (is it installed?)' : (e.stderr?.trim() || e.shortMessage || e.message);
+    const why = e.code === 'ENOENT' ? 'command not found (is it installed?)' : e.stderr?.trim() || e.shortMessage || e.message;
     throw new FirewallError(`${what} failed: ${why}`);
   }
 }
@@ -96,7 +96,9 @@ export async function verifyFirewall(plan: FirewallPlan, ports: readonly number[
       if (got.length !== want[b].length || got.some((r, i) => r !== want[b][i])) {
         const missing = want[b].filter((r) => !got.includes(r));
         const extra = got.filter((r) => !want[b].includes(r));
-        problems.push(`${family} ${CHAINS[b]} differs: missing [${missing.join(' | ')}] unexpected [${extra.join(' | ')}]${!missing.length && !extra.length ? ' (order)' : ''}`);
+        problems.push(
+          `${family} ${CHAINS[b]} differs: missing [${missing.join(' | ')}] unexpected [${extra.join(' | ')}]${!missing.length && !extra.length ? ' (order)' : ''}`,
+        );
       }
     }
   };
@@ -111,7 +113,8 @@ export async function verifyFirewall(plan: FirewallPlan, ports: readonly number[
     if (allow.header[k] !== w) problems.push(`${ALLOW_SET}: ${k} ${allow.header[k]}, want ${w}`);
   }
   const members = parseSetMembers(await step('ipset list', () => exec('ipset', ['list', PORT_SET]))).map(Number);
-  if (members.join(',') !== [...ports].sort((a, b) => a - b).join(',')) problems.push(`${PORT_SET}: ports ${members.join(',')}, want ${ports.join(',')}`);
+  if (members.join(',') !== [...ports].sort((a, b) => a - b).join(','))
+    problems.push(`${PORT_SET}: ports ${members.join(',')}, want ${ports.join(',')}`);
   if (problems.length) throw new FirewallError(`the firewall read back differs from what was applied:\n  ${problems.join('\n  ')}`);
 }
 

@@ -33,11 +33,14 @@ export interface FirewallOptions {
 /** Which interface faces the sandbox: the flag, or the interface holding the --listen address. */
 async function sandboxInterface(cfg: GatewayConfig, exec: Exec): Promise<string> {
   if (cfg.sandboxInterface) {
-    if (!(await interfaceExists(cfg.sandboxInterface, exec))) throw new FirewallError(`--sandbox-interface ${cfg.sandboxInterface}: no such interface`);
+    if (!(await interfaceExists(cfg.sandboxInterface, exec)))
+      throw new FirewallError(`--sandbox-interface ${cfg.sandboxInterface}: no such interface`);
     return cfg.sandboxInterface;
   }
   if (cfg.listen === '0.0.0.0') {
-    throw new FirewallError('the firewall needs the sandbox-facing interface: give --sandbox-interface IF, or --listen with the sandbox-facing address');
+    throw new FirewallError(
+      'the firewall needs the sandbox-facing interface: give --sandbox-interface IF, or --listen with the sandbox-facing address',
+    );
   }
   const found = await interfaceOf(cfg.listen, exec);
   if (!found) throw new FirewallError(`--listen ${cfg.listen}: no interface has this address`);

@@ -4,8 +4,18 @@ import { readFile } from 'node:fs/promises';
 import { readEffective } from '../proxy/effective.js';
 import { join } from 'node:path';
 import {
-  egressNetworkArgs, gatewayCreateArgs, connectEgressArgs, sandboxCreateArgs, healthCommand, sandboxUserFixArgs,
-  projectFilter, PROXY_PORT, CODEX_SANDBOX_LABEL, SANDBOX_USER_LABEL, type GatewayOptions, type SandboxOptions,
+  egressNetworkArgs,
+  gatewayCreateArgs,
+  connectEgressArgs,
+  sandboxCreateArgs,
+  healthCommand,
+  sandboxUserFixArgs,
+  projectFilter,
+  PROXY_PORT,
+  CODEX_SANDBOX_LABEL,
+  SANDBOX_USER_LABEL,
+  type GatewayOptions,
+  type SandboxOptions,
 } from './args.js';
 import { docker, dockerResult, exists } from './docker.js';
 import { PROJECT_LABEL, WORKDIR_LABEL, type Project } from './names.js';
@@ -73,7 +83,9 @@ export async function waitHealthy(p: Project, timeoutMs: number): Promise<void> 
     const [status, code, restarts] = st.stdout.trim().split(' ');
     if (status !== 'running' || Number(restarts) > 0) {
       const logs = await dockerResult(['logs', '--tail', '20', p.gateway]);
-      throw new Error(`the gateway exited (code ${code}${Number(restarts) > 0 ? `, restarted ${restarts}×` : ''}):\n${(logs.stderr + logs.stdout).trim()}`);
+      throw new Error(
+        `the gateway exited (code ${code}${Number(restarts) > 0 ? `, restarted ${restarts}×` : ''}):\n${(logs.stderr + logs.stdout).trim()}`,
+      );
     }
     const r = await dockerResult(['exec', p.gateway, ...healthCommand(p)], { timeoutMs: 10_000 });
     if (r.exitCode === 0) return;
@@ -94,7 +106,15 @@ export async function reloadGateway(p: Project): Promise<void> {
 
 /** The Codex sandbox mode and user the sandbox container was made with (its labels). */
 export async function codexMode(p: Project): Promise<{ mode: string; user?: string } | undefined> {
-  const r = await dockerResult(['inspect', '--format', `{{index .Config.Labels "${CODEX_SANDBOX_LABEL}"}} {{index .Config.Labels "${SANDBOX_USER_LABEL}"}}`, p.sandbox], { timeoutMs: 30_000 });
+  const r = await dockerResult(
+    [
+      'inspect',
+      '--format',
+      `{{index .Config.Labels "${CODEX_SANDBOX_LABEL}"}} {{index .Config.Labels "${SANDBOX_USER_LABEL}"}}`,
+      p.sandbox,
+    ],
+    { timeoutMs: 30_000 },
+  );
   if (r.exitCode !== 0) return undefined;
   const [mode = '', user] = r.stdout.trim().split(' ');
   return { mode: mode || 'unknown', ...(user ? { user } : {}) };
@@ -140,7 +160,16 @@ export async function writableMounts(container: string): Promise<string[]> {
 /** The gateway's /healthz body (JSON), or undefined when it does not answer. */
 export async function health(p: Project): Promise<Record<string, unknown> | undefined> {
   const url = `http://${p.gatewayIp}:${PROXY_PORT}/healthz`;
-  const r = await dockerResult(['exec', p.gateway, 'node', '-e', `fetch(${JSON.stringify(url)}).then(r => r.text()).then(t => process.stdout.write(t), () => process.exit(1))`], { timeoutMs: 10_000 });
+  const r = await dockerResult(
+    [
+      'exec',
+      p.gateway,
+      'node',
+      '-e',
+      `fetch(${JSON.stringify(url)}).then(r => r.text()).then(t => process.stdout.write(t), () => process.exit(1))`,
+    ],
+    { timeoutMs: 10_000 },
+  );
   if (r.exitCode !== 0) return undefined;
   try {
     return JSON.parse(r.stdout) as Record<string, unknown>;
@@ -200,7 +229,10 @@ export interface ProbeResult {
 }
 
 /** Run the probe set inside the sandbox (image/probe.ts piped to its node). */
-export async function verify(p: Project, o: { allowedHost?: string; deniedHost?: string; timeoutMs?: number } = {}): Promise<ProbeResult[]> {
+export async function verify(
+  p: Project,
+  o: { allowedHost?: string; deniedHost?: string; timeoutMs?: number } = {},
+): Promise<ProbeResult[]> {
   const script = await readFile(join(PACKAGE_ROOT, 'dist', 'image', 'probe.js'), 'utf8');
   const config = {
     gatewayIp: p.gatewayIp,
@@ -213,10 +245,25 @@ export async function verify(p: Project, o: { allowedHost?: string; deniedHost?:
   };
   // The probes make their own direct and proxied connections: Node >= 24 would send http.request through
   // the proxy variables when NODE_USE_ENV_PROXY is set, so it is unset for them.
-  const r = await dockerResult(['exec', '-i', '-e', `PROBE_CONFIG=${JSON.stringify(config)}`, p.sandbox, 'env', '-u', 'NODE_USE_ENV_PROXY', 'node', '--input-type=module', '-'], {
-    input: script,
-    timeoutMs: 60_000,
-  });
+  const r = await dockerResult(
+    [
+      'exec',
+      '-i',
+      '-e',
+      `PROBE_CONFIG=${JSON.stringify(config)}`,
+      p.sandbox,
+      'env',
+      '-u',
+      'NODE_USE_ENV_PROXY',
+      'node',
+      '--input-type=module',
+      '-',
+    ],
+    {
+      input: script,
+      timeoutMs: 60_000,
+    },
+  );
   // The probes run in the sandbox, which may be hostile by now (`verify` on a running appliance): a line
   // that is not a probe result is a failed probe, never a crash.
   const results = r.stdout
@@ -225,13 +272,15 @@ export async function verify(p: Project, o: { allowedHost?: string; deniedHost?:
     .map((l): ProbeResult => {
       try {
         const x = JSON.parse(l) as Partial<ProbeResult>;
-        if (typeof x.id === 'string' && typeof x.ok === 'boolean' && typeof x.detail === 'string') return { id: x.id, ok: x.ok, detail: x.detail };
+        if (typeof x.id === 'string' && typeof x.ok === 'boolean' && typeof x.detail === 'string')
+          return { id: x.id, ok: x.ok, detail: x.detail };
       } catch {
         /* below */
       }
       return { id: 'probe-output', ok: false, detail: `not a probe result: ${l.slice(0, 200)}` };
     });
-  if (results.length === 0) return [{ id: 'probes-ran', ok: false, detail: `no probe output (exit ${r.exitCode}): ${r.stderr.trim().slice(-300)}` }];
+  if (results.length === 0)
+    return [{ id: 'probes-ran', ok: false, detail: `no probe output (exit ${r.exitCode}): ${r.stderr.trim().slice(-300)}` }];
   return results;
 }
 
@@ -240,4 +289,3 @@ export async function firstAllowedHost(effectivePath: string): Promise<string | 
   const body = await readEffective(effectivePath);
   return body?.rules.map((r) => r.rule).find((r) => /^[a-z0-9-]+(\.[a-z0-9-]+)+$/i.test(r));
 }
-

@@ -79,11 +79,18 @@ const labels = (p: Project) => ['--label', `${PROJECT_LABEL}=${p.name}`, '--labe
 /** The sandbox's network: internal, fixed subnet, and no host address on the bridge. */
 export function internalNetworkArgs(p: Project): string[] {
   return [
-    'network', 'create', '--driver', 'bridge', '--internal',
-    '--subnet', p.subnet,
+    'network',
+    'create',
+    '--driver',
+    'bridge',
+    '--internal',
+    '--subnet',
+    p.subnet,
     // Docker gives out the lower half only: the upper half is the gateway's transparent pool.
-    '--ip-range', p.subnet.replace(/\.0\/24$/, '.0/25'),
-    '-o', 'com.docker.network.bridge.inhibit_ipv4=true',
+    '--ip-range',
+    p.subnet.replace(/\.0\/24$/, '.0/25'),
+    '-o',
+    'com.docker.network.bridge.inhibit_ipv4=true',
     ...labels(p),
     p.internalNetwork,
   ];
@@ -126,22 +133,53 @@ export function healthCommand(p: Project): string[] {
 export function gatewayCreateArgs(p: Project, o: GatewayOptions): string[] {
   const caps = o.firewall ? ['--cap-add', 'NET_ADMIN', '--cap-add', 'NET_RAW'] : [];
   return [
-    'create', '--name', p.gateway, ...labels(p),
-    '--network', p.internalNetwork, '--ip', p.gatewayIp,
-    '--cap-drop', 'ALL', '--cap-add', 'NET_BIND_SERVICE', ...caps,
-    '--security-opt', 'no-new-privileges',
-    '--sysctl', 'net.ipv6.conf.all.disable_ipv6=1', '--sysctl', 'net.ipv6.conf.default.disable_ipv6=1',
-    '--read-only', '--tmpfs', '/run', '--tmpfs', '/tmp',
-    '--user', `0:${o.gid}`,
+    'create',
+    '--name',
+    p.gateway,
+    ...labels(p),
+    '--network',
+    p.internalNetwork,
+    '--ip',
+    p.gatewayIp,
+    '--cap-drop',
+    'ALL',
+    '--cap-add',
+    'NET_BIND_SERVICE',
+    ...caps,
+    '--security-opt',
+    'no-new-privileges',
+    '--sysctl',
+    'net.ipv6.conf.all.disable_ipv6=1',
+    '--sysctl',
+    'net.ipv6.conf.default.disable_ipv6=1',
+    '--read-only',
+    '--tmpfs',
+    '/run',
+    '--tmpfs',
+    '/tmp',
+    '--user',
+    `0:${o.gid}`,
     // A crash (any non-zero exit) restarts the gateway; `down` and `docker stop` do not. It re-applies its
     // firewall before it listens again; while it is down the sandbox has no route anywhere (fail closed).
     // --init: node is not PID 1, so it can be signalled (and killed) like any process, and children are reaped.
-    '--restart', GATEWAY_RESTART_POLICY, '--init',
-    '-v', `${o.allowlistDir}:${GATEWAY_ALLOWLIST_DIR}`,
-    '-v', `${o.logDir}:${GATEWAY_LOG_DIR}`,
+    '--restart',
+    GATEWAY_RESTART_POLICY,
+    '--init',
+    '-v',
+    `${o.allowlistDir}:${GATEWAY_ALLOWLIST_DIR}`,
+    '-v',
+    `${o.logDir}:${GATEWAY_LOG_DIR}`,
     ...(o.envAllowed !== undefined ? ['-e', `OPENAI_ALLOWED_DOMAINS=${o.envAllowed}`] : []),
-    '--health-cmd', healthCommand(p).map(shellQuote).join(' '),
-    '--health-interval', '5s', '--health-timeout', '3s', '--health-retries', '3', '--health-start-period', '20s',
+    '--health-cmd',
+    healthCommand(p).map(shellQuote).join(' '),
+    '--health-interval',
+    '5s',
+    '--health-timeout',
+    '3s',
+    '--health-retries',
+    '3',
+    '--health-start-period',
+    '20s',
     o.image,
     ...gatewayCommandArgs(p, o),
   ];
@@ -150,11 +188,16 @@ export function gatewayCreateArgs(p: Project, o: GatewayOptions): string[] {
 /** The arguments of `codex-egress gateway` inside the gateway container. */
 export function gatewayCommandArgs(p: Project, o: GatewayOptions): string[] {
   return [
-    '--listen', p.gatewayIp,
-    '--dns-port', String(DNS_PORT),
-    '--proxy-port', String(PROXY_PORT),
-    '--allowlist', `${GATEWAY_ALLOWLIST_DIR}/${ALLOWLIST_FILE}`,
-    '--audit-log', `${GATEWAY_LOG_DIR}/${AUDIT_FILE}`,
+    '--listen',
+    p.gatewayIp,
+    '--dns-port',
+    String(DNS_PORT),
+    '--proxy-port',
+    String(PROXY_PORT),
+    '--allowlist',
+    `${GATEWAY_ALLOWLIST_DIR}/${ALLOWLIST_FILE}`,
+    '--audit-log',
+    `${GATEWAY_LOG_DIR}/${AUDIT_FILE}`,
     o.firewall ? '--firewall' : '--no-firewall',
     ...(o.transparent === undefined ? [] : [o.transparent ? '--transparent' : '--no-transparent']),
     ...(o.upstreams ?? []).flatMap((u) => ['--upstream', u]),
@@ -197,9 +240,30 @@ export function containerPathOf(real: string, rw: Mount[]): string {
  * `up` runs as root to fix the user).
  */
 export const PROTECTED_SANDBOX_PATHS = [
-  SANDBOX_CODEX_HOME, '/opt/codex-egress',
-  '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32', '/usr/bin', '/usr/sbin', '/usr/lib', '/usr/lib32', '/usr/lib64', '/usr/libx32', '/usr/libexec',
-  '/usr/local/bin', '/usr/local/sbin', '/usr/local/lib', '/etc', '/proc', '/sys', '/dev', '/run', '/var/run',
+  SANDBOX_CODEX_HOME,
+  '/opt/codex-egress',
+  '/bin',
+  '/sbin',
+  '/lib',
+  '/lib32',
+  '/lib64',
+  '/libx32',
+  '/usr/bin',
+  '/usr/sbin',
+  '/usr/lib',
+  '/usr/lib32',
+  '/usr/lib64',
+  '/usr/libx32',
+  '/usr/libexec',
+  '/usr/local/bin',
+  '/usr/local/sbin',
+  '/usr/local/lib',
+  '/etc',
+  '/proc',
+  '/sys',
+  '/dev',
+  '/run',
+  '/var/run',
 ] as const;
 
 export interface SandboxOptions {
@@ -235,8 +299,12 @@ export function proxyEnv(p: Project): Record<string, string> {
   const url = proxyUrl(p);
   const noProxy = 'localhost,127.0.0.1,::1';
   return {
-    HTTP_PROXY: url, HTTPS_PROXY: url, http_proxy: url, https_proxy: url,
-    NO_PROXY: noProxy, no_proxy: noProxy,
+    HTTP_PROXY: url,
+    HTTPS_PROXY: url,
+    http_proxy: url,
+    https_proxy: url,
+    NO_PROXY: noProxy,
+    no_proxy: noProxy,
     NODE_USE_ENV_PROXY: '1',
   };
 }
@@ -250,14 +318,34 @@ export function sandboxCreateArgs(p: Project, o: SandboxOptions): string[] {
   // namespaces), and nothing more: still no capabilities and no-new-privileges.
   const inner = mode === 'inner' ? ['--security-opt', 'seccomp=unconfined', '--security-opt', 'apparmor=unconfined'] : [];
   return [
-    'create', '--name', p.sandbox, ...labels(p),
-    '--label', `${CODEX_SANDBOX_LABEL}=${mode}`, '--label', `${SANDBOX_USER_LABEL}=${o.uid}:${o.gid}`,
+    'create',
+    '--name',
+    p.sandbox,
+    ...labels(p),
+    '--label',
+    `${CODEX_SANDBOX_LABEL}=${mode}`,
+    '--label',
+    `${SANDBOX_USER_LABEL}=${o.uid}:${o.gid}`,
     ...(o.credentials ? ['--label', `${CREDENTIALS_LABEL}=${o.credentials}`] : []),
-    '--label', `${READ_ONLY_LABEL}=${JSON.stringify([...(o.authFile ? [`${SANDBOX_CODEX_HOME}/auth.json`] : []), ...(o.mounts ?? []).filter((m) => m.readOnly).map((m) => m.container)])}`,
-    '--network', p.internalNetwork, '--ip', p.sandboxIp, '--dns', p.gatewayIp,
-    '--cap-drop', 'ALL', '--security-opt', 'no-new-privileges', ...inner,
-    '--sysctl', 'net.ipv6.conf.all.disable_ipv6=1', '--sysctl', 'net.ipv6.conf.default.disable_ipv6=1',
-    '--user', `${o.uid}:${o.gid}`,
+    '--label',
+    `${READ_ONLY_LABEL}=${JSON.stringify([...(o.authFile ? [`${SANDBOX_CODEX_HOME}/auth.json`] : []), ...(o.mounts ?? []).filter((m) => m.readOnly).map((m) => m.container)])}`,
+    '--network',
+    p.internalNetwork,
+    '--ip',
+    p.sandboxIp,
+    '--dns',
+    p.gatewayIp,
+    '--cap-drop',
+    'ALL',
+    '--security-opt',
+    'no-new-privileges',
+    ...inner,
+    '--sysctl',
+    'net.ipv6.conf.all.disable_ipv6=1',
+    '--sysctl',
+    'net.ipv6.conf.default.disable_ipv6=1',
+    '--user',
+    `${o.uid}:${o.gid}`,
     '--init',
     ...Object.entries(env).flatMap(([k, v]) => ['-e', `${k}=${v}`]),
     ...mount({ host: p.workdir, container: p.workdir }),
@@ -268,9 +356,11 @@ export function sandboxCreateArgs(p: Project, o: SandboxOptions): string[] {
     ...(o.gpus ? ['--gpus', o.gpus] : []),
     ...(o.shmSize ? ['--shm-size', o.shmSize] : []),
     ...(o.runtime ? ['--runtime', o.runtime] : []),
-    '-w', p.workdir,
+    '-w',
+    p.workdir,
     o.image,
-    'sleep', 'infinity',
+    'sleep',
+    'infinity',
   ];
 }
 
@@ -278,12 +368,21 @@ export function sandboxCreateArgs(p: Project, o: SandboxOptions): string[] {
  * `docker exec` in the sandbox, as its user, in the workdir. `envNames` are passed by name only (`-e
  * NAME`): docker takes the value from its own environment, so a secret never appears in an argument list.
  */
-export function sandboxExecArgs(p: Project, command: string[], o: { tty?: boolean; stdin?: boolean; envNames?: string[]; user?: string; cwd?: string } = {}): string[] {
+export function sandboxExecArgs(
+  p: Project,
+  command: string[],
+  o: { tty?: boolean; stdin?: boolean; envNames?: string[]; user?: string; cwd?: string } = {},
+): string[] {
   return [
-    'exec', ...(o.stdin || o.tty ? ['-i'] : []), ...(o.tty ? ['-t'] : []),
+    'exec',
+    ...(o.stdin || o.tty ? ['-i'] : []),
+    ...(o.tty ? ['-t'] : []),
     ...(o.envNames ?? []).flatMap((n) => ['-e', n]),
     ...(o.user ? ['-u', o.user] : []),
-    '-w', o.cwd ?? p.workdir, p.sandbox, ...command,
+    '-w',
+    o.cwd ?? p.workdir,
+    p.sandbox,
+    ...command,
   ];
 }
 
@@ -317,7 +416,12 @@ export interface BuildOptions {
 export function buildArgs(o: BuildOptions): string[] {
   return [
     // --force-rm: a failed step's container is removed too (the legacy builder keeps it otherwise).
-    'build', '--force-rm', '-f', o.dockerfile, '-t', o.tag,
+    'build',
+    '--force-rm',
+    '-f',
+    o.dockerfile,
+    '-t',
+    o.tag,
     ...Object.entries(o.buildArgs).flatMap(([k, v]) => ['--build-arg', `${k}=${v}`]),
     o.context,
   ];

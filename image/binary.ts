@@ -2,12 +2,18 @@
 // (#!), read from its first bytes. Pure.
 
 export type BinaryKind =
-  | { kind: 'elf'; os: 'linux' | 'other'; arch: string; bits: 32 | 64 }
-  | { kind: 'script'; interpreter: string }
-  | { kind: 'unknown' };
+  { kind: 'elf'; os: 'linux' | 'other'; arch: string; bits: 32 | 64 } | { kind: 'script'; interpreter: string } | { kind: 'unknown' };
 
 /** ELF e_machine → Docker's architecture names. */
-const MACHINES: Record<number, string> = { 0x3e: 'amd64', 0xb7: 'arm64', 0x03: '386', 0x28: 'arm', 0xf3: 'riscv64', 0x15: 'ppc64le', 0x16: 's390x' };
+const MACHINES: Record<number, string> = {
+  0x3e: 'amd64',
+  0xb7: 'arm64',
+  0x03: '386',
+  0x28: 'arm',
+  0xf3: 'riscv64',
+  0x15: 'ppc64le',
+  0x16: 's390x',
+};
 
 /** The kind of an executable from its first (at least 64) bytes. */
 export function binaryKind(head: Buffer): BinaryKind {
@@ -17,10 +23,23 @@ export function binaryKind(head: Buffer): BinaryKind {
     const osabi = head[7]!;
     const machine = le ? head.readUInt16LE(18) : head.readUInt16BE(18);
     // OSABI 0 (System V) is what Linux binaries carry; 3 is GNU/Linux. Others (FreeBSD 9, …) are not Linux.
-    return { kind: 'elf', os: osabi === 0 || osabi === 3 ? 'linux' : 'other', arch: MACHINES[machine] ?? `machine-0x${machine.toString(16)}`, bits };
+    return {
+      kind: 'elf',
+      os: osabi === 0 || osabi === 3 ? 'linux' : 'other',
+      arch: MACHINES[machine] ?? `machine-0x${machine.toString(16)}`,
+      bits,
+    };
   }
   if (head.length >= 2 && head[0] === 0x23 && head[1] === 0x21) {
-    return { kind: 'script', interpreter: head.toString('latin1', 2).split('\n')[0]!.trim().replace(/[^\x20-\x7e]/g, '?').slice(0, 100) };
+    return {
+      kind: 'script',
+      interpreter: head
+        .toString('latin1', 2)
+        .split('\n')[0]!
+        .trim()
+        .replace(/[^\x20-\x7e]/g, '?')
+        .slice(0, 100),
+    };
   }
   return { kind: 'unknown' };
 }

@@ -40,7 +40,10 @@ export function productionPackages(lock: Lockfile): string[] {
 export async function resolveDependencies(root: string): Promise<Map<string, string>> {
   const found = new Map<string, string>();
   const deps = async (dir: string) => {
-    const pkg = JSON.parse(await readFile(join(dir, 'package.json'), 'utf8')) as { dependencies?: Record<string, string>; optionalDependencies?: Record<string, string> };
+    const pkg = JSON.parse(await readFile(join(dir, 'package.json'), 'utf8')) as {
+      dependencies?: Record<string, string>;
+      optionalDependencies?: Record<string, string>;
+    };
     return [...Object.keys(pkg.dependencies ?? {}), ...Object.keys(pkg.optionalDependencies ?? {})];
   };
   const locate = (from: string, name: string): { dir: string; base: string } | undefined => {

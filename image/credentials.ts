@@ -115,7 +115,12 @@ export function trustEnv(): Record<string, string> {
  * an API-key auth.json); mount for a ChatGPT sign-in or any other auth.json (the tokens cannot be held
  * by the gateway yet: README); none otherwise. Secrets are injected in every mode but `none`. Pure.
  */
-export function planCredentials(o: { requested: CredentialsMode; env: NodeJS.ProcessEnv; auth?: AuthKind; secrets: ResolvedSecret[] }): CredentialPlan {
+export function planCredentials(o: {
+  requested: CredentialsMode;
+  env: NodeJS.ProcessEnv;
+  auth?: AuthKind;
+  secrets: ResolvedSecret[];
+}): CredentialPlan {
   const envKey = o.env.CODEX_API_KEY || o.env.OPENAI_API_KEY || undefined;
   const fileKey = o.auth?.kind === 'apikey' ? o.auth.key : undefined;
   const key = envKey ?? fileKey;
@@ -140,9 +145,16 @@ export function planCredentials(o: { requested: CredentialsMode; env: NodeJS.Pro
     credentials.push({ name: 'openai', host: OPENAI_API_HOST, value: key });
     sandboxEnv.CODEX_API_KEY = SENTINEL;
     sandboxEnv.OPENAI_API_KEY = SENTINEL;
-    notes.push(`the OpenAI key (from ${envKey ? (o.env.CODEX_API_KEY ? 'CODEX_API_KEY' : 'OPENAI_API_KEY') : 'auth.json'}) is held by the gateway; the sandbox has the sentinel`);
+    notes.push(
+      `the OpenAI key (from ${envKey ? (o.env.CODEX_API_KEY ? 'CODEX_API_KEY' : 'OPENAI_API_KEY') : 'auth.json'}) is held by the gateway; the sandbox has the sentinel`,
+    );
   }
-  if (mode === 'mount') notes.push(o.auth && o.auth.kind !== 'apikey' ? 'auth.json (not an API key: a ChatGPT sign-in?) is mounted read-only into the sandbox: its tokens are readable there (README: Credentials)' : 'credentials mounted/passed into the sandbox (--credentials mount)');
+  if (mode === 'mount')
+    notes.push(
+      o.auth && o.auth.kind !== 'apikey'
+        ? 'auth.json (not an API key: a ChatGPT sign-in?) is mounted read-only into the sandbox: its tokens are readable there (README: Credentials)'
+        : 'credentials mounted/passed into the sandbox (--credentials mount)',
+    );
   for (const s of o.secrets) {
     credentials.push(s.credential);
     if (s.env) sandboxEnv[s.env] = SENTINEL;
@@ -156,13 +168,24 @@ export function planCredentials(o: { requested: CredentialsMode; env: NodeJS.Pro
  * it through the user's group), the sandbox's copy of the CA certificate, the upstream CA if given.
  * Returns the gateway's extra arguments and the sandbox's mount; nothing when there is nothing to inject.
  */
-export async function writeInjection(c: CredentialPaths, stateDir: string, project: Project, plan: CredentialPlan, upstreamCa?: string): Promise<{ gatewayArgs: string[]; mount?: Mount }> {
+export async function writeInjection(
+  c: CredentialPaths,
+  stateDir: string,
+  project: Project,
+  plan: CredentialPlan,
+  upstreamCa?: string,
+): Promise<{ gatewayArgs: string[]; mount?: Mount }> {
   removeInjection(c);
   if (!plan.credentials.length) return { gatewayArgs: [] };
   const parsed = credentialsFileSchema.safeParse({ v: 1, credentials: plan.credentials });
-  if (!parsed.success) throw new CredentialsPlanError(`credentials: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  if (!parsed.success)
+    throw new CredentialsPlanError(`credentials: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
   // The gateway has the state directory read-write: nothing below it is written through a link.
-  for (const [d, mode] of [[c.dir, 0o750], [c.caDir, 0o750], [c.trustDir, 0o755]] as const) {
+  for (const [d, mode] of [
+    [c.dir, 0o750],
+    [c.caDir, 0o750],
+    [c.trustDir, 0o755],
+  ] as const) {
     await mkdirNoFollow(d, stateDir, mode);
     await chmodDirNoFollow(d, mode);
   }
@@ -174,7 +197,13 @@ export async function writeInjection(c: CredentialPaths, stateDir: string, proje
   // the bytes checked or made by ensureCa, not the file (which could be replaced in between)
   writeNewFile(c.trustCert, ca.certPem, 0o644);
   return {
-    gatewayArgs: ['--credentials', GATEWAY_CREDENTIALS.file, '--ca-dir', GATEWAY_CREDENTIALS.caDir, ...(upstreamCa ? ['--upstream-ca', GATEWAY_CREDENTIALS.upstreamCa] : [])],
+    gatewayArgs: [
+      '--credentials',
+      GATEWAY_CREDENTIALS.file,
+      '--ca-dir',
+      GATEWAY_CREDENTIALS.caDir,
+      ...(upstreamCa ? ['--upstream-ca', GATEWAY_CREDENTIALS.upstreamCa] : []),
+    ],
     mount: { host: c.trustCert, container: SANDBOX_CA_PATH, readOnly: true },
   };
 }
@@ -187,7 +216,17 @@ export function removeInjection(c: CredentialPaths): void {
 
 /** Append the CA to the sandbox's system store (as root without capabilities, from /). */
 export function sandboxTrustArgs(p: Project): string[] {
-  return ['exec', '-u', '0:0', '-w', '/', p.sandbox, 'sh', '-c', `mkdir -p /etc/ssl/certs && cat ${SANDBOX_CA_PATH} >> ${SANDBOX_SYSTEM_BUNDLE}`];
+  return [
+    'exec',
+    '-u',
+    '0:0',
+    '-w',
+    '/',
+    p.sandbox,
+    'sh',
+    '-c',
+    `mkdir -p /etc/ssl/certs && cat ${SANDBOX_CA_PATH} >> ${SANDBOX_SYSTEM_BUNDLE}`,
+  ];
 }
 
 /**
@@ -195,7 +234,9 @@ export function sandboxTrustArgs(p: Project): string[] {
  * injection existed: it was given the keys (mount).
  */
 export async function runningMode(p: Project): Promise<ResolvedMode | undefined> {
-  const r = await dockerResult(['inspect', '--format', `{{index .Config.Labels "${CREDENTIALS_LABEL}"}}`, p.sandbox], { timeoutMs: 30_000 });
+  const r = await dockerResult(['inspect', '--format', `{{index .Config.Labels "${CREDENTIALS_LABEL}"}}`, p.sandbox], {
+    timeoutMs: 30_000,
+  });
   if (r.exitCode !== 0) return undefined;
   const m = r.stdout.trim();
   return m === 'inject' || m === 'none' || m === 'mount' ? m : 'mount';

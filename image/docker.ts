@@ -9,7 +9,9 @@ export class DockerError extends Error {
     readonly exitCode: number | undefined,
     readonly stderr: string,
   ) {
-    super(`docker ${args.slice(0, 3).join(' ')} failed${exitCode === undefined ? '' : ` (exit ${exitCode})`}: ${stderr.trim().split('\n').slice(-3).join(' / ') || 'no output'}`);
+    super(
+      `docker ${args.slice(0, 3).join(' ')} failed${exitCode === undefined ? '' : ` (exit ${exitCode})`}: ${stderr.trim().split('\n').slice(-3).join(' / ') || 'no output'}`,
+    );
   }
 }
 
@@ -23,7 +25,13 @@ const OWN_SESSION = { detached: true } as const;
 
 /** Run docker and return its standard output (trimmed); throws DockerError on a non-zero exit. */
 export async function docker(args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<string> {
-  const r = await execa(DOCKER, args, { ...OWN_SESSION, reject: false, input: opts.input, timeout: opts.timeoutMs ?? 120_000, stripFinalNewline: true });
+  const r = await execa(DOCKER, args, {
+    ...OWN_SESSION,
+    reject: false,
+    input: opts.input,
+    timeout: opts.timeoutMs ?? 120_000,
+    stripFinalNewline: true,
+  });
   if (r.exitCode !== 0 || r.failed) throw new DockerError(args, r.exitCode, String(r.stderr || r.message || ''));
   return String(r.stdout);
 }
@@ -31,7 +39,12 @@ export async function docker(args: string[], opts: { input?: string; timeoutMs?:
 /** Run docker and return exit code and output, never throwing for a non-zero exit. */
 export async function dockerResult(args: string[], opts: { input?: string; timeoutMs?: number } = {}) {
   const r = await execa(DOCKER, args, { ...OWN_SESSION, reject: false, input: opts.input, timeout: opts.timeoutMs ?? 120_000 });
-  return { exitCode: r.exitCode ?? (r.timedOut ? 124 : 1), stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? ''), timedOut: !!r.timedOut };
+  return {
+    exitCode: r.exitCode ?? (r.timedOut ? 124 : 1),
+    stdout: String(r.stdout ?? ''),
+    stderr: String(r.stderr ?? ''),
+    timedOut: !!r.timedOut,
+  };
 }
 
 /** Run docker attached to this terminal (interactive Codex, shells, builds with visible progress). */

@@ -30,13 +30,16 @@ export async function engineRuntimes(): Promise<EngineRuntimes | undefined> {
 
 /** A runtime name as docker takes it (no option, no path). */
 export function checkRuntimeName(name: string): string | undefined {
-  return /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name) ? undefined : `--runtime ${JSON.stringify(name)}: a runtime name registered with the engine (letters, digits, ._-)`;
+  return /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name)
+    ? undefined
+    : `--runtime ${JSON.stringify(name)}: a runtime name registered with the engine (letters, digits, ._-)`;
 }
 
 /** Is `name` registered? A sentence saying so, or why not and what to do. */
 export function runtimeStatus(name: string, rt: EngineRuntimes | undefined): { ok: boolean; detail: string } {
   if (!rt) return { ok: false, detail: `cannot list the engine's runtimes (docker info failed)` };
-  if (rt.names.includes(name)) return { ok: true, detail: `runtime ${name} registered with the engine (registered: ${rt.names.join(', ')}; default ${rt.default})` };
+  if (rt.names.includes(name))
+    return { ok: true, detail: `runtime ${name} registered with the engine (registered: ${rt.names.join(', ')}; default ${rt.default})` };
   return {
     ok: false,
     detail: `runtime ${name} is not registered with the engine (registered: ${rt.names.join(', ')}): add it under "runtimes" in /etc/docker/daemon.json (e.g. {"runtimes": {"runsc": {"path": "/usr/bin/runsc"}}}) and reload dockerd (SIGHUP or restart)`,
@@ -45,11 +48,17 @@ export function runtimeStatus(name: string, rt: EngineRuntimes | undefined): { o
 
 /** The GPU runtime line of `doctor`: which GPU runtime the engine has, or that it has none. */
 export function gpuRuntimeStatus(rt: EngineRuntimes | undefined): { present: boolean; detail: string } {
-  if (!rt) return { present: false, detail: 'unknown: cannot list the engine\'s runtimes' };
+  if (!rt) return { present: false, detail: "unknown: cannot list the engine's runtimes" };
   const gpu = rt.names.filter((n) => GPU_RUNTIMES.includes(n));
   return gpu.length
-    ? { present: true, detail: `GPU runtime ${gpu.join(', ')} registered${rt.default === gpu[0] ? ' (the default)' : ''}: --gpus can give the sandbox GPUs` }
-    : { present: false, detail: `no GPU runtime registered (runtimes: ${rt.names.join(', ')}): --gpus will fail; install the NVIDIA Container Toolkit for GPU runs` };
+    ? {
+        present: true,
+        detail: `GPU runtime ${gpu.join(', ')} registered${rt.default === gpu[0] ? ' (the default)' : ''}: --gpus can give the sandbox GPUs`,
+      }
+    : {
+        present: false,
+        detail: `no GPU runtime registered (runtimes: ${rt.names.join(', ')}): --gpus will fail; install the NVIDIA Container Toolkit for GPU runs`,
+      };
 }
 
 /** --shm-size as docker takes it: a number with an optional unit b, k, m or g. */

@@ -124,7 +124,9 @@ export async function chmodDirNoFollow(path: string, mode: number): Promise<void
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ELOOP' || code === 'ENOTDIR') {
       const link = lstatSync(path, { throwIfNoEntry: false })?.isSymbolicLink();
-      throw new UnsafePathError(`${path} is ${link ? 'a symbolic link' : 'not a directory'}: refusing to change its mode (the gateway can write beside it; remove it)`);
+      throw new UnsafePathError(
+        `${path} is ${link ? 'a symbolic link' : 'not a directory'}: refusing to change its mode (the gateway can write beside it; remove it)`,
+      );
     }
     throw e;
   } finally {
@@ -136,7 +138,12 @@ export async function chmodDirNoFollow(path: string, mode: number): Promise<void
  * Create a new file (never an existing one, never through a link: O_CREAT|O_EXCL|O_NOFOLLOW) and hand
  * it over. When `owner` is given the file is chowned through its descriptor, so no name is followed.
  */
-export async function createExclusive(path: string, data: string | Uint8Array, owner?: { uid: number; gid: number }, mode = 0o644): Promise<void> {
+export async function createExclusive(
+  path: string,
+  data: string | Uint8Array,
+  owner?: { uid: number; gid: number },
+  mode = 0o644,
+): Promise<void> {
   let fh: FileHandle | undefined;
   try {
     fh = await open(path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, mode);

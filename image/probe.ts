@@ -136,17 +136,19 @@ function directTls(host: string, port: number, servername: string): Promise<stri
 async function transparentProbe(): Promise<Result> {
   if (!cfg.allowedHost) return { id: 'transparent', ok: true, detail: 'skipped: no exact host in the allowlist' };
   const h = await new Promise<{ transparent?: { pool: string } }>((resolve) => {
-    http.get({ host: cfg.gatewayIp, port: cfg.proxyPort, path: '/healthz', timeout: cfg.timeoutMs * 3 }, (res) => {
-      let body = '';
-      res.on('data', (d) => (body += d));
-      res.on('end', () => {
-        try {
-          resolve(JSON.parse(body));
-        } catch {
-          resolve({});
-        }
-      });
-    }).on('error', () => resolve({}));
+    http
+      .get({ host: cfg.gatewayIp, port: cfg.proxyPort, path: '/healthz', timeout: cfg.timeoutMs * 3 }, (res) => {
+        let body = '';
+        res.on('data', (d) => (body += d));
+        res.on('end', () => {
+          try {
+            resolve(JSON.parse(body));
+          } catch {
+            resolve({});
+          }
+        });
+      })
+      .on('error', () => resolve({}));
   });
   const d = await lookup(cfg.allowedHost);
   const ip = d.startsWith('resolved ') ? d.slice('resolved '.length).split(',')[0]! : '';
@@ -154,7 +156,10 @@ async function transparentProbe(): Promise<Result> {
     const direct = ip ? await tcp(ip, 443) : 'no address';
     return { id: 'transparent', ok: blocked(direct), detail: `off; ${cfg.allowedHost} ${d}; direct :443 ${direct}` };
   }
-  const [pass, other] = await Promise.all([directTls(cfg.allowedHost, 443, cfg.allowedHost), ip ? directTls(ip, 443, cfg.deniedHost) : Promise.resolve('no address')]);
+  const [pass, other] = await Promise.all([
+    directTls(cfg.allowedHost, 443, cfg.allowedHost),
+    ip ? directTls(ip, 443, cfg.deniedHost) : Promise.resolve('no address'),
+  ]);
   return {
     id: 'transparent',
     ok: !!ip && inCidr(ip, h.transparent.pool) && pass === 'ok' && other !== 'ok',
@@ -184,7 +189,10 @@ function mountOptions(path: string): string[] | undefined {
   } catch {
     /* compared as given */
   }
-  const hit = lines.map((l) => l.split(' ')).filter((f) => unescape(f[4] ?? '') === path || unescape(f[4] ?? '') === real).at(-1);
+  const hit = lines
+    .map((l) => l.split(' '))
+    .filter((f) => unescape(f[4] ?? '') === path || unescape(f[4] ?? '') === real)
+    .at(-1);
   return hit?.[5]?.split(',');
 }
 
@@ -225,30 +233,55 @@ const probes: Array<() => Promise<Result>> = [
   },
   async () => {
     const [d, c] = await Promise.all([lookup(cfg.deniedHost), connectVia(`${cfg.deniedHost}:443`)]);
-    return { id: 'denied-host', ok: d === 'ENOTFOUND' && c.status === 403, detail: `${cfg.deniedHost}: dns ${d}; CONNECT :443 ${c.status} ${c.reason}` };
+    return {
+      id: 'denied-host',
+      ok: d === 'ENOTFOUND' && c.status === 403,
+      detail: `${cfg.deniedHost}: dns ${d}; CONNECT :443 ${c.status} ${c.reason}`,
+    };
   },
   async () => {
     const c = await connectVia('1.1.1.1:443');
     const direct = await tcp('1.1.1.1', 443);
-    return { id: 'ip-literal', ok: c.status === 403 && blocked(direct), detail: `CONNECT 1.1.1.1:443 ${c.status} ${c.reason}; direct ${direct}` };
+    return {
+      id: 'ip-literal',
+      ok: c.status === 403 && blocked(direct),
+      detail: `CONNECT 1.1.1.1:443 ${c.status} ${c.reason}; direct ${direct}`,
+    };
   },
   async () => {
     const outcomes = await Promise.all(['1.1.1.1', '8.8.8.8', cfg.bridgeIp].map(async (s) => `${s} ${await directDns(s)}`));
     return { id: 'direct-dns', ok: outcomes.every((o) => !o.endsWith(' answered')), detail: outcomes.join('; ') };
   },
   async () => {
-    const v6 = Object.values(os.networkInterfaces()).flat().filter((a) => a && a.family === 'IPv6' && !a.internal);
+    const v6 = Object.values(os.networkInterfaces())
+      .flat()
+      .filter((a) => a && a.family === 'IPv6' && !a.internal);
     const t = await tcp('2606:4700:4700::1111', 443);
-    return { id: 'ipv6', ok: v6.length === 0 && blocked(t), detail: `addresses: ${v6.map((a) => a!.address).join(',') || 'none'}; direct ${t}` };
+    return {
+      id: 'ipv6',
+      ok: v6.length === 0 && blocked(t),
+      detail: `addresses: ${v6.map((a) => a!.address).join(',') || 'none'}; direct ${t}`,
+    };
   },
-  () => allBlocked('lan', [['192.168.1.1', 80], ['10.0.0.1', 80], ['172.16.0.1', 80]]),
+  () =>
+    allBlocked('lan', [
+      ['192.168.1.1', 80],
+      ['10.0.0.1', 80],
+      ['172.16.0.1', 80],
+    ]),
   async () => {
     const r = await allBlocked('metadata', [['169.254.169.254', 80]]);
     const p = await httpGet('http://169.254.169.254/latest/meta-data/', true);
     return { ...r, ok: r.ok && p.status === 403, detail: `${r.detail}; via proxy ${p.status} ${p.reason}` };
   },
   transparentProbe,
-  () => allBlocked('host-bridge', [[cfg.bridgeIp, 22], [cfg.bridgeIp, 80], ['172.17.0.1', 22], ['172.17.0.1', 2375]]),
+  () =>
+    allBlocked('host-bridge', [
+      [cfg.bridgeIp, 22],
+      [cfg.bridgeIp, 80],
+      ['172.17.0.1', 22],
+      ['172.17.0.1', 2375],
+    ]),
 ];
 
 const results = await Promise.all(probes.map((p) => p().catch((e: Error) => ({ id: 'error', ok: false, detail: e.message }))));

@@ -8,7 +8,16 @@ import { parseRuleFile, ruleText } from '../proxy/policy/rules.js';
 import { effectivePath } from '../proxy/effective.js';
 import { ALLOWLIST_FILE, AUDIT_FILE, PROTECTED_SANDBOX_PATHS } from './args.js';
 import type { Project } from './names.js';
-import { UnsafePathError, resolveTrusted, mkdirNoFollow, createExclusive, chownTreeNoFollow, chmodDirNoFollow, isWithin, realRoots } from './paths.js';
+import {
+  UnsafePathError,
+  resolveTrusted,
+  mkdirNoFollow,
+  createExclusive,
+  chownTreeNoFollow,
+  chmodDirNoFollow,
+  isWithin,
+  realRoots,
+} from './paths.js';
 
 export class ProjectError extends Error {
   override readonly name = 'ProjectError';
@@ -82,8 +91,12 @@ export function checkStateOutsideWorkdir(p: Project, s: StatePaths): void {
     base = resolve(base, '..');
   }
   const b = `${real(base)}${suffix}`.replace(/^\/\//, '/');
-  if (isWithin(b, w)) throw new ProjectError(`the state directory ${s.base} is inside the workdir ${p.workdir}: the sandbox could change its own allowlist (set CODEX_EGRESS_STATE_DIR elsewhere)`);
-  if (isWithin(w, b)) throw new ProjectError(`the workdir ${p.workdir} is inside the state directory ${s.base}: choose a workdir outside it`);
+  if (isWithin(b, w))
+    throw new ProjectError(
+      `the state directory ${s.base} is inside the workdir ${p.workdir}: the sandbox could change its own allowlist (set CODEX_EGRESS_STATE_DIR elsewhere)`,
+    );
+  if (isWithin(w, b))
+    throw new ProjectError(`the workdir ${p.workdir} is inside the state directory ${s.base}: choose a workdir outside it`);
 }
 
 /**
@@ -93,8 +106,14 @@ export function checkStateOutsideWorkdir(p: Project, s: StatePaths): void {
  */
 export function checkWorkdirPlacement(workdir: string): void {
   for (const d of PROTECTED_SANDBOX_PATHS) {
-    if (isWithin(d, workdir)) throw new ProjectError(`the workdir ${workdir} contains ${d} of the sandbox (it is mounted at the same path): choose a project directory elsewhere`);
-    if (isWithin(workdir, d)) throw new ProjectError(`the workdir ${workdir} is inside ${d} of the sandbox (it is mounted at the same path): choose a project directory elsewhere`);
+    if (isWithin(d, workdir))
+      throw new ProjectError(
+        `the workdir ${workdir} contains ${d} of the sandbox (it is mounted at the same path): choose a project directory elsewhere`,
+      );
+    if (isWithin(workdir, d))
+      throw new ProjectError(
+        `the workdir ${workdir} is inside ${d} of the sandbox (it is mounted at the same path): choose a project directory elsewhere`,
+      );
   }
 }
 
@@ -215,7 +234,10 @@ export function findAuthFile(flag: string | undefined, env: NodeJS.ProcessEnv = 
     if (!existsSync(flag)) throw new ProjectError(`--auth-file ${flag} does not exist`);
     return resolve(flag);
   }
-  const candidates = [env.CODEX_AUTH_FILE, ...[env.CODEX_CONFIG_DIR, join(home, '.codex'), join(home, '.config', 'codex')].map((d) => d && join(d, 'auth.json'))];
+  const candidates = [
+    env.CODEX_AUTH_FILE,
+    ...[env.CODEX_CONFIG_DIR, join(home, '.codex'), join(home, '.config', 'codex')].map((d) => d && join(d, 'auth.json')),
+  ];
   return candidates.find((f): f is string => !!f && existsSync(f));
 }
 
@@ -235,7 +257,11 @@ export async function seedCodexHome(
   await mkdirNoFollow(codexHome, dirname(codexHome));
   // --config FILE|DIR (resolved and checked by the caller) comes before the search order, and its
   // config.toml replaces the project's (an explicit choice, each run); a FILE brings no prompts.
-  const given = o.config ? ((await lstat(o.config)).isDirectory() ? { dir: o.config } : { dir: dirname(o.config), file: o.config }) : undefined;
+  const given = o.config
+    ? (await lstat(o.config)).isDirectory()
+      ? { dir: o.config }
+      : { dir: dirname(o.config), file: o.config }
+    : undefined;
   const found = given?.dir ?? userCodexDir(env, home);
   if (!found) return seeded;
   const untrusted = o.untrusted ?? [];

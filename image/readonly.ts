@@ -17,13 +17,16 @@ export function labelPaths(text: string): string[] {
 
 /** The destinations (paths inside the container) to prove read-only; [] when the container is not there. */
 export async function readOnlyDestinations(container: string): Promise<string[]> {
-  const r = await dockerResult(['inspect', '--format', `{{json .Mounts}}\t{{index .Config.Labels "${READ_ONLY_LABEL}"}}`, container], { timeoutMs: 30_000 });
+  const r = await dockerResult(['inspect', '--format', `{{json .Mounts}}\t{{index .Config.Labels "${READ_ONLY_LABEL}"}}`, container], {
+    timeoutMs: 30_000,
+  });
   if (r.exitCode !== 0) return [];
   const [mountsText = '', label = ''] = r.stdout.trim().split('\t');
   let fromDocker: string[] = [];
   try {
     const mounts = JSON.parse(mountsText) as Array<{ Destination?: unknown; RW?: unknown }>;
-    if (Array.isArray(mounts)) fromDocker = mounts.filter((m) => m.RW === false && typeof m.Destination === 'string').map((m) => m.Destination as string);
+    if (Array.isArray(mounts))
+      fromDocker = mounts.filter((m) => m.RW === false && typeof m.Destination === 'string').map((m) => m.Destination as string);
   } catch {
     /* only the label's */
   }

@@ -28,7 +28,7 @@ export function overlaps(a: string, b: string): boolean {
   if (!x || !y) return false;
   const bits = Math.min(x[1], y[1]);
   const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
-  return ((x[0] & mask) >>> 0) === ((y[0] & mask) >>> 0);
+  return (x[0] & mask) >>> 0 === (y[0] & mask) >>> 0;
 }
 
 /**
@@ -46,13 +46,17 @@ export function subnetCandidates(preferred: string, used: readonly string[], cou
 export async function usedSubnets(): Promise<string[]> {
   const ids = (await docker(['network', 'ls', '-q'])).split('\n').filter(Boolean);
   if (!ids.length) return [];
-  const r = await dockerResult(['network', 'inspect', '--format', '{{range .IPAM.Config}}{{.Subnet}} {{end}}', ...ids], { timeoutMs: 30_000 });
+  const r = await dockerResult(['network', 'inspect', '--format', '{{range .IPAM.Config}}{{.Subnet}} {{end}}', ...ids], {
+    timeoutMs: 30_000,
+  });
   return r.stdout.split(/\s+/).filter((s) => parseCidr(s) !== undefined);
 }
 
 /** The subnet of the project's internal network as Docker has it, or undefined when it does not exist. */
 export async function networkSubnet(p: Project): Promise<string | undefined> {
-  const r = await dockerResult(['network', 'inspect', '--format', '{{range .IPAM.Config}}{{.Subnet}} {{end}}', p.internalNetwork], { timeoutMs: 30_000 });
+  const r = await dockerResult(['network', 'inspect', '--format', '{{range .IPAM.Config}}{{.Subnet}} {{end}}', p.internalNetwork], {
+    timeoutMs: 30_000,
+  });
   if (r.exitCode !== 0) return undefined;
   return r.stdout.split(/\s+/).find((s) => /^\d+\.\d+\.\d+\.0\/24$/.test(s));
 }
@@ -78,7 +82,10 @@ export async function createInternalNetwork(p: Project, fixed: boolean, log: (s:
       await docker(internalNetworkArgs(p));
       return p;
     } catch (e) {
-      if (isOverlap(e)) throw new Error(`--subnet ${p.subnet} overlaps a Docker network that exists already: choose another /24, or leave --subnet out to have a free one picked`);
+      if (isOverlap(e))
+        throw new Error(
+          `--subnet ${p.subnet} overlaps a Docker network that exists already: choose another /24, or leave --subnet out to have a free one picked`,
+        );
       throw e;
     }
   }
@@ -95,5 +102,7 @@ export async function createInternalNetwork(p: Project, fixed: boolean, log: (s:
       tried.push(subnet);
     }
   }
-  throw new Error(`no free /24 for the internal network (tried ${tried.length ? tried.join(', ') : 'none: every /24 of 10.213.0.0/16 is in use'}): give one with --subnet`);
+  throw new Error(
+    `no free /24 for the internal network (tried ${tried.length ? tried.join(', ') : 'none: every /24 of 10.213.0.0/16 is in use'}): give one with --subnet`,
+  );
 }

@@ -33,16 +33,18 @@ export function parseRepoUrl(raw: string): RepoUrl {
   if (raw === '') bad('empty');
   if (raw.startsWith('-')) bad('starts with "-" (would be an option to git)');
   if (/[\x00-\x20\x7f-\x9f\\]/.test(raw)) bad('contains a space, a backslash or a control character');
-  if (!/^https?:\/\//i.test(raw)) bad('only https:// (or http://) URLs are cloned: the clone goes through the gateway\'s HTTP proxy');
+  if (!/^https?:\/\//i.test(raw)) bad("only https:// (or http://) URLs are cloned: the clone goes through the gateway's HTTP proxy");
   let u: URL;
   try {
     u = new URL(raw);
   } catch {
     return bad('not a valid URL');
   }
-  if (u.username || u.password) bad('carries a user name or password: credentials in a URL end up in logs and .git/config; use a credential helper inside the sandbox');
+  if (u.username || u.password)
+    bad('carries a user name or password: credentials in a URL end up in logs and .git/config; use a credential helper inside the sandbox');
   if (u.search || u.hash) bad('has a query or fragment');
-  if (!u.hostname || u.hostname.startsWith('[') || /^[0-9.]+$/.test(u.hostname)) bad('needs a host name (IP literals are refused by the gateway)');
+  if (!u.hostname || u.hostname.startsWith('[') || /^[0-9.]+$/.test(u.hostname))
+    bad('needs a host name (IP literals are refused by the gateway)');
   if (u.pathname === '/' || u.pathname === '') bad('names no repository path');
   const via = u.protocol === 'https:' ? 'connect' : 'http';
   const port = u.port ? Number(u.port) : via === 'connect' ? 443 : 80;
@@ -58,7 +60,10 @@ const DIR_NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}$/;
  */
 export function repoDirName(given: string | undefined, repo: RepoUrl): string {
   if (given !== undefined) {
-    if (!DIR_NAME.test(given)) throw new WorkerInputError(`--repo-dir ${JSON.stringify(given)}: one directory name of letters, digits and ._- (not starting with . or -), inside the workdir`);
+    if (!DIR_NAME.test(given))
+      throw new WorkerInputError(
+        `--repo-dir ${JSON.stringify(given)}: one directory name of letters, digits and ._- (not starting with . or -), inside the workdir`,
+      );
     return given;
   }
   const segment = new URL(repo.url).pathname.split('/').filter(Boolean).at(-1) ?? '';
@@ -69,7 +74,10 @@ export function repoDirName(given: string | undefined, repo: RepoUrl): string {
     /* not valid percent-encoding: nothing derived, --repo-dir is asked for below */
   }
   const last = decoded.replace(/\.git$/i, '');
-  const name = last.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^[.-]+/, '').slice(0, 100);
+  const name = last
+    .replace(/[^A-Za-z0-9._-]+/g, '-')
+    .replace(/^[.-]+/, '')
+    .slice(0, 100);
   if (!DIR_NAME.test(name)) throw new WorkerInputError(`--repo ${repo.url}: cannot derive a directory name from it: give --repo-dir NAME`);
   return name;
 }
@@ -103,7 +111,11 @@ export function allowlistFromEffective(body: unknown): Allowlist {
   if (!Array.isArray(list)) throw new Error('the effective allowlist has no rules list');
   for (const e of list as Array<{ rule?: unknown; source?: unknown; origin?: unknown }>) {
     if (typeof e?.rule !== 'string') continue;
-    const r = parseRuleList([e.rule], (typeof e.source === 'string' ? e.source : 'file') as RuleSource, typeof e.origin === 'string' ? e.origin : 'effective allowlist');
+    const r = parseRuleList(
+      [e.rule],
+      (typeof e.source === 'string' ? e.source : 'file') as RuleSource,
+      typeof e.origin === 'string' ? e.origin : 'effective allowlist',
+    );
     if (r.ok) rules.push(...r.rules);
   }
   return new Allowlist(rules);
@@ -117,8 +129,16 @@ export function repoAllowed(repo: RepoUrl, allowlist: Allowlist): { ok: true; de
   const d = allowlist.decide(repo.host, repo.via, repo.port);
   if (d.allow) return { ok: true, decision: d };
   const rule = ruleFor(repo);
-  const why = d.reason === 'denied-by-rule' ? `denied by the rule "${d.rule?.text}" (${d.rule?.origin})` : d.reason === 'port-not-allowed' ? `allowed, but not on port ${repo.port}` : 'not on the allowlist';
-  return { ok: false, message: `the repository host ${repo.host} is ${why}: nothing was cloned. Allow it with "codex-egress allow ${rule}" (or --allow ${rule} for one run)${d.reason === 'denied-by-rule' ? ', after removing the deny rule' : ''}` };
+  const why =
+    d.reason === 'denied-by-rule'
+      ? `denied by the rule "${d.rule?.text}" (${d.rule?.origin})`
+      : d.reason === 'port-not-allowed'
+        ? `allowed, but not on port ${repo.port}`
+        : 'not on the allowlist';
+  return {
+    ok: false,
+    message: `the repository host ${repo.host} is ${why}: nothing was cloned. Allow it with "codex-egress allow ${rule}" (or --allow ${rule} for one run)${d.reason === 'denied-by-rule' ? ', after removing the deny rule' : ''}`,
+  };
 }
 
 /**
@@ -152,10 +172,18 @@ echo "commit $c"
  * The clone marked as a safe git directory for Codex's git (safe.directory), through git's environment
  * configuration: nothing is written to a git config file.
  */
-export const safeDirectoryEnv = (repoPath: string): Record<string, string> => ({ GIT_CONFIG_COUNT: '1', GIT_CONFIG_KEY_0: 'safe.directory', GIT_CONFIG_VALUE_0: repoPath });
+export const safeDirectoryEnv = (repoPath: string): Record<string, string> => ({
+  GIT_CONFIG_COUNT: '1',
+  GIT_CONFIG_KEY_0: 'safe.directory',
+  GIT_CONFIG_VALUE_0: repoPath,
+});
 
 /** The clone's environment: only http(s) transports (submodules and redirects too), no prompts, the clone safe. */
-export const cloneEnv = (repoPath: string): Record<string, string> => ({ GIT_ALLOW_PROTOCOL: 'https:http', GIT_TERMINAL_PROMPT: '0', ...safeDirectoryEnv(repoPath) });
+export const cloneEnv = (repoPath: string): Record<string, string> => ({
+  GIT_ALLOW_PROTOCOL: 'https:http',
+  GIT_TERMINAL_PROMPT: '0',
+  ...safeDirectoryEnv(repoPath),
+});
 
 /** Where Codex writes its last message inside the sandbox (container /tmp: no host mount, nothing the host opens). */
 export const lastMessagePath = (runId: string) => `/tmp/codex-egress-last-message-${runId}.md`;

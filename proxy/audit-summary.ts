@@ -30,7 +30,10 @@ export const SUMMARY_DEFAULTS: SummaryOptions = { windowMs: 10_000, perClient: 1
 type Decided = Extract<AuditEvent, { event: 'dns' | 'connect' | 'http' }>;
 
 /** `count` more events equal to the fields here (the `of` event, `ms` left out) came from `first` to `last`. */
-export type RepeatEvent = { event: 'repeat'; of: Decided['event']; count: number; first: string; last: string } & Omit<Decided, 'event' | 'ms'>;
+export type RepeatEvent = { event: 'repeat'; of: Decided['event']; count: number; first: string; last: string } & Omit<
+  Decided,
+  'event' | 'ms'
+>;
 
 /** `count` denials from a client beyond its budget of new kinds; `sample` holds the first names. */
 export interface SuppressedEvent {
@@ -140,7 +143,17 @@ export class Summariser {
 
   private flushClients(): void {
     for (const { client, event, over: o } of this.clients.values()) {
-      if (o) this.emit({ event: 'suppressed', of: event, client, decision: 'deny', count: o.count, sample: o.sample, first: iso(o.first), last: iso(o.last) });
+      if (o)
+        this.emit({
+          event: 'suppressed',
+          of: event,
+          client,
+          decision: 'deny',
+          count: o.count,
+          sample: o.sample,
+          first: iso(o.first),
+          last: iso(o.last),
+        });
     }
     this.clients.clear();
   }

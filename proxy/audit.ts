@@ -55,7 +55,16 @@ export type AuditEvent =
       closed_by: ClosedBy;
       mode?: 'transparent';
     }
-  | { event: 'reload'; ok: boolean; rules: number; added: string[]; removed: string[]; errors?: string[]; closed_tunnels?: number; released?: string[] }
+  | {
+      event: 'reload';
+      ok: boolean;
+      rules: number;
+      added: string[];
+      removed: string[];
+      errors?: string[];
+      closed_tunnels?: number;
+      released?: string[];
+    }
   | { event: 'start'; dns: string; proxy: string; firewall: boolean; rules: number; upstreams: string[]; transparent?: string }
   | { event: 'stop'; signal?: string; forced?: boolean }
   | FirewallAuditEvent;

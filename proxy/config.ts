@@ -63,11 +63,17 @@ export const gatewayConfig = z.object({
   envAllowed: z.string().optional(),
   auditLog: z.string().min(1),
   /** The audit log file rotates when it reaches this size (bytes); `auditLogKeep` rotated files are kept. */
-  auditLogMaxBytes: z.number().int().min(64 * 1024),
+  auditLogMaxBytes: z
+    .number()
+    .int()
+    .min(64 * 1024),
   auditLogKeep: z.number().int().min(1).max(100),
   firewall: z.boolean(),
   /** The interface the sandbox reaches the gateway on (default: the one holding the listen address). */
-  sandboxInterface: z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/, 'not an interface name (letters, digits, _ . - ; at most 15)').optional(),
+  sandboxInterface: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,15}$/, 'not an interface name (letters, digits, _ . - ; at most 15)')
+    .optional(),
   /** Most addresses the firewall's allow set holds; when full, DNS answers are refused. */
   firewallSetSize: z.number().int().min(1).max(1_000_000),
   dnsTimeoutMs: z.number().int().min(50).max(60_000),
@@ -82,7 +88,11 @@ export const gatewayConfig = z.object({
     headersTimeoutMs: z.number().int().positive(),
     idleTimeoutMs: z.number().int().positive(),
     helloTimeoutMs: z.number().int().positive(),
-    maxHeaderBytes: z.number().int().min(1024).max(1024 * 1024),
+    maxHeaderBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(1024 * 1024),
     maxConnectionsPerClient: z.number().int().positive(),
   }),
 });
@@ -138,7 +148,13 @@ export async function readRuleFile(path: string): Promise<RulesResult> {
 
 /** Build the merged allowlist from the configuration and the file's current content. */
 export async function loadAllowlist(cfg: GatewayConfig): Promise<Allowlist> {
-  const r = mergeSources({ defaults: cfg.defaults, preset: cfg.preset, env: cfg.envAllowed, flags: cfg.allow, file: await readRuleFile(cfg.allowlistPath) });
+  const r = mergeSources({
+    defaults: cfg.defaults,
+    preset: cfg.preset,
+    env: cfg.envAllowed,
+    flags: cfg.allow,
+    file: await readRuleFile(cfg.allowlistPath),
+  });
   if (!r.ok) throw new ConfigError(r.errors);
   return r.allowlist;
 }

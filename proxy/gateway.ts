@@ -68,15 +68,25 @@ export async function startGateway(cfg: GatewayConfig, makeFirewall?: FirewallFa
     const fw = firewall ? firewall.status() : { up: false, disabled: true, warning: 'firewall disabled (--no-firewall): development only' };
     const up = { dns: !!dns, proxy: !!proxy, firewall: fw };
     return {
-      healthy: up.dns && up.proxy && (!firewall || fw.up), rules: allowlist.rules.length, ...up,
-      ...(transparent ? { transparent: transparent.status() } : {}), ...(inject ? { credentials: injectSummary(inject) } : {}),
+      healthy: up.dns && up.proxy && (!firewall || fw.up),
+      rules: allowlist.rules.length,
+      ...up,
+      ...(transparent ? { transparent: transparent.status() } : {}),
+      ...(inject ? { credentials: injectSummary(inject) } : {}),
     };
   };
   try {
     // Transparent mode: the pool is the gateway's and its listeners hand connections to the proxy (which exists first).
     let assign: ((name: string, ttl: number) => ReturnType<TransparentMode['assign']>) | undefined;
     if (cfg.transparent) assign = (name, ttl) => transparent!.assign(name, ttl);
-    proxy = await startProxy(cfg.listen, cfg.proxyPort, { allowlist: current, resolver, audit, limits: cfg.limits, health, ...(inject ? { inject } : {}) });
+    proxy = await startProxy(cfg.listen, cfg.proxyPort, {
+      allowlist: current,
+      resolver,
+      audit,
+      limits: cfg.limits,
+      health,
+      ...(inject ? { inject } : {}),
+    });
     if (cfg.transparent) transparent = await startTransparentMode(cfg, allowlist, proxy, audit);
     dns = await startDnsServer(cfg.listen, cfg.dnsPort, { allowlist: current, resolver, audit, transparent: assign });
   } catch (err) {
@@ -126,7 +136,15 @@ export async function startGateway(cfg: GatewayConfig, makeFirewall?: FirewallFa
     const released = await transparent?.reload(next);
     await firewall?.onReload(next);
     await writeEffective(cfg.allowlistPath, next).catch(() => undefined);
-    audit.write({ event: 'reload', ok: true, rules: next.rules.length, added, removed, closed_tunnels: closed, ...(released ? { released } : {}) });
+    audit.write({
+      event: 'reload',
+      ok: true,
+      rules: next.rules.length,
+      added,
+      removed,
+      closed_tunnels: closed,
+      ...(released ? { released } : {}),
+    });
     return true;
   }
   const reload = () => (reloading = reloading.then(reloadOnce, reloadOnce));

@@ -21,7 +21,10 @@ export const connectionScope = new AsyncLocalStorage<ConnectionScope>();
  * socket emits later run in it too: what its listeners throw, and the promises and timers they start,
  * are then known to belong to this connection.
  */
-export function withConnectionScope<T>(socket: { emit: (event: string | symbol, ...a: unknown[]) => boolean; destroy(): void }, fn: () => T): T {
+export function withConnectionScope<T>(
+  socket: { emit: (event: string | symbol, ...a: unknown[]) => boolean; destroy(): void },
+  fn: () => T,
+): T {
   return connectionScope.run({ close: () => socket.destroy() }, () => {
     // One resource per connection, made in its scope; every event runs in it. (AsyncResource.bind would
     // do the same but costs a deprecation wrapper per call: measurable at thousands of connections/s.)
@@ -51,7 +54,9 @@ export function installLastResort(opts: LastResortOptions): () => void {
       }
       return;
     }
-    opts.log(`codex-egress: internal error (${kind}) outside any connection; exiting with status ${EXIT_INTERNAL} (the firewall stays closed): ${text}`);
+    opts.log(
+      `codex-egress: internal error (${kind}) outside any connection; exiting with status ${EXIT_INTERNAL} (the firewall stays closed): ${text}`,
+    );
     opts.exit(EXIT_INTERNAL);
   };
   const onException = handle('uncaught exception');

@@ -28,7 +28,14 @@ export const DENY_REASONS = [
 export type DenyReason = (typeof DENY_REASONS)[number];
 
 /** Why an allowed request or query failed (decision `error`, or a DNS SERVFAIL / NXDOMAIN outcome). */
-export const ERROR_REASONS = ['upstream-connect-failed', 'upstream-error', 'upstream-failed', 'firewall-failed', 'nxdomain', 'pool-exhausted'] as const;
+export const ERROR_REASONS = [
+  'upstream-connect-failed',
+  'upstream-error',
+  'upstream-failed',
+  'firewall-failed',
+  'nxdomain',
+  'pool-exhausted',
+] as const;
 export type ErrorReason = (typeof ERROR_REASONS)[number];
 
 /** An audit line's `reason`. */

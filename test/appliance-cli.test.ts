@@ -38,7 +38,16 @@ t.test('logs: --since, --denied, formatting, counters', async (t) => {
   t.equal(parseSince('2h', now), now - 7_200_000);
   t.equal(parseSince('2026-01-01T11:00:00Z', now), now - 3_600_000);
   t.throws(() => parseSince('soon', now));
-  const deny = { v: 1, time: '2026-01-01T12:00:01.000Z', event: 'connect', host: 'x.org', port: 443, decision: 'deny', reason: 'not-allowlisted', client: '10.0.0.3' };
+  const deny = {
+    v: 1,
+    time: '2026-01-01T12:00:01.000Z',
+    event: 'connect',
+    host: 'x.org',
+    port: 443,
+    decision: 'deny',
+    reason: 'not-allowlisted',
+    client: '10.0.0.3',
+  };
   const allow = { ...deny, decision: 'allow', reason: 'allowed', rule: { text: 'x.org', source: 'file' } };
   t.ok(matches(deny, { denied: true }));
   t.notOk(matches(allow, { denied: true }));
@@ -47,7 +56,9 @@ t.test('logs: --since, --denied, formatting, counters', async (t) => {
   t.equal(formatLine(deny, false), '2026-01-01 12:00:01Z DENY  connect  x.org:443 not-allowlisted client 10.0.0.3');
   t.match(formatLine(allow, false), /ALLOW connect  x\.org:443 allowed \[x\.org from file\]/);
   t.match(formatLine(deny, true), /\x1b\[31mDENY/, 'colour when asked');
-  t.same(countDecisions([JSON.stringify(deny), JSON.stringify(allow), JSON.stringify(deny), 'garbage']), { connect: { deny: 2, allow: 1 } });
+  t.same(countDecisions([JSON.stringify(deny), JSON.stringify(allow), JSON.stringify(deny), 'garbage']), {
+    connect: { deny: 2, allow: 1 },
+  });
 });
 
 t.test('doctor: engine version check', async (t) => {

@@ -37,7 +37,7 @@ const dial = (ip: string, port: number) =>
     setTimeout(() => s.destroy(), 2000);
   });
 
-t.test('ATTACK3: a released address is not given to another name while the removed name\'s answer may still be cached', async (t) => {
+t.test("ATTACK3: a released address is not given to another name while the removed name's answer may still be cached", async (t) => {
   let now = 1_000_000;
   // One pool address: whatever the next name gets is the released one.
   const pool = new Pool(['127.0.0.211'], { now: () => now });
@@ -45,7 +45,12 @@ t.test('ATTACK3: a released address is not given to another name while the remov
   const audit = new MemoryAudit();
   const upstream = new FakeUpstream({ 'ssh-a.test': { a: ['203.0.113.1'], ttl: 3600 }, 'ssh-b.test': { a: ['203.0.113.2'], ttl: 3600 } });
   const resolver = new Resolver(upstream, { allowed: (n) => allowlist.decide(n, 'dns').allow });
-  const dns = await startDnsServer('127.0.0.1', 0, { allowlist: () => allowlist, resolver, audit, transparent: (n, ttl) => pool.assign(n, ttl) });
+  const dns = await startDnsServer('127.0.0.1', 0, {
+    allowlist: () => allowlist,
+    resolver,
+    audit,
+    transparent: (n, ttl) => pool.assign(n, ttl),
+  });
   t.teardown(() => dns.close());
   const port = await freePort();
   const reached: string[] = [];
@@ -61,7 +66,10 @@ t.test('ATTACK3: a released address is not given to another name while the remov
   // A reload one second later removes ssh-a.test (what the gateway's reload does to the pool).
   now += 1000;
   allowlist = allowlistOf(['ssh-b.test:22']);
-  t.same(pool.release((n) => !allowlist.decide(n, 'dns').allow).map((r) => r.name), ['ssh-a.test']);
+  t.same(
+    pool.release((n) => !allowlist.decide(n, 'dns').allow).map((r) => r.name),
+    ['ssh-a.test'],
+  );
   t.equal(await dial('127.0.0.211', port), 'closed', 'right after the reload the address stands for nothing');
 
   // Past the quarantine, well inside the TTL the client was given.
@@ -71,6 +79,6 @@ t.test('ATTACK3: a released address is not given to another name while the remov
   t.notSame(b.answers, ['127.0.0.211'], 'ssh-b.test must not get the address a client still resolves ssh-a.test to');
   // The client, connecting to "ssh-a.test" by its cached answer:
   const out = await dial('127.0.0.211', port);
-  t.equal(out, 'closed', 'a connection by the stale answer is refused, never another name\'s tunnel');
+  t.equal(out, 'closed', "a connection by the stale answer is refused, never another name's tunnel");
   t.notOk(reached.includes('ssh-b.test'), `reached: ${JSON.stringify(reached)}`);
 });

@@ -40,19 +40,36 @@ mkdirSync(join(root, 'home'));
 async function up(workdir: string, args: string[], stateDir = state) {
   writeFileSync(log, '');
   const r = await execa(process.execPath, [CLI, 'up', '--detach', '--user', '4321:4321', '--workdir', workdir, ...args], {
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: join(root, 'home'), CODEX_EGRESS_STATE_DIR: stateDir, CODEX_EGRESS_DOCKER: fake, FAKE_DOCKER_LOG: log, CODEX_API_KEY: 'sk-real-attack4-home' },
-    extendEnv: false, reject: false, timeout: 60_000, cwd: root,
+    env: {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      HOME: join(root, 'home'),
+      CODEX_EGRESS_STATE_DIR: stateDir,
+      CODEX_EGRESS_DOCKER: fake,
+      FAKE_DOCKER_LOG: log,
+      CODEX_API_KEY: 'sk-real-attack4-home',
+    },
+    extendEnv: false,
+    reject: false,
+    timeout: 60_000,
+    cwd: root,
   });
-  const calls = readFileSync(log, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as string[]);
+  const calls = readFileSync(log, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as string[]);
   const create = calls.find((c) => c[0] === 'create' && c.some((x) => x.endsWith('-sandbox'))) ?? [];
   return { code: r.exitCode, stderr: String(r.stderr), mounts: create.flatMap((x, i) => (x === '-v' ? [create[i + 1]!] : [])) };
 }
 
-t.test('ATTACK4 codex-home: a read-write mount holding the gateway\'s credentials is refused', async (t) => {
+t.test("ATTACK4 codex-home: a read-write mount holding the gateway's credentials is refused", async (t) => {
   const work = join(root, 'work');
   mkdirSync(work);
   const paths = statePaths(projectFor(work), { CODEX_EGRESS_STATE_DIR: state });
-  for (const [flag, dir] of [['--codex-home', paths.dir], ['--codex-home', state], ['--sessions-path', paths.dir]] as const) {
+  for (const [flag, dir] of [
+    ['--codex-home', paths.dir],
+    ['--codex-home', state],
+    ['--sessions-path', paths.dir],
+  ] as const) {
     mkdirSync(dir, { recursive: true });
     const r = await up(work, [flag, dir, '--yes']);
     const shown = r.mounts.filter((m) => {
@@ -68,7 +85,11 @@ t.test('ATTACK4 codex-home: no read-write mount inside the state directory eithe
   const work = join(root, 'work2');
   mkdirSync(work);
   const paths = statePaths(projectFor(work), { CODEX_EGRESS_STATE_DIR: state });
-  for (const [flag, dir] of [['--codex-home', paths.logDir], ['--sessions-path', join(paths.dir, 'runs')], ['--codex-home', join(paths.dir, 'trust')]] as const) {
+  for (const [flag, dir] of [
+    ['--codex-home', paths.logDir],
+    ['--sessions-path', join(paths.dir, 'runs')],
+    ['--codex-home', join(paths.dir, 'trust')],
+  ] as const) {
     mkdirSync(dir, { recursive: true });
     const r = await up(work, [flag, dir, '--yes']);
     const shown = r.mounts.filter((m) => {
@@ -94,9 +115,17 @@ t.test('the state directory reached through a link: its real path is refused too
   // the CLI knows the state directory by the link; the user names the real directory
   const paths = statePaths(projectFor(work), { CODEX_EGRESS_STATE_DIR: state });
   mkdirSync(paths.logDir, { recursive: true });
-  for (const [flag, dir] of [['--codex-home', paths.dir], ['--sessions-path', paths.logDir], ['--codex-home', state]] as const) {
+  for (const [flag, dir] of [
+    ['--codex-home', paths.dir],
+    ['--sessions-path', paths.logDir],
+    ['--codex-home', state],
+  ] as const) {
     const r = await up(work, [flag, dir, '--yes'], link);
     t.equal(r.code, 2, `${flag} ${dir} (state dir known as ${link}): a usage error (${r.stderr.trim().split('\n').at(-1)})`);
-    t.same(r.mounts.filter((m) => m.startsWith(`${dir}:`) && !m.endsWith(':ro')), [], `${flag} ${dir}: not mounted read-write`);
+    t.same(
+      r.mounts.filter((m) => m.startsWith(`${dir}:`) && !m.endsWith(':ro')),
+      [],
+      `${flag} ${dir}: not mounted read-write`,
+    );
   }
 });

@@ -92,7 +92,9 @@ t.teardown(async () => {
 function through(host: string, request: string, timeoutMs = 5000, connectHost = host): Promise<string> {
   return new Promise((resolve) => {
     const out: Buffer[] = [];
-    const s = net.connect(proxy.address.port, '127.0.0.1', () => s.write(`CONNECT ${connectHost}:${port} HTTP/1.1\r\nHost: ${connectHost}:${port}\r\n\r\n`));
+    const s = net.connect(proxy.address.port, '127.0.0.1', () =>
+      s.write(`CONNECT ${connectHost}:${port} HTTP/1.1\r\nHost: ${connectHost}:${port}\r\n\r\n`),
+    );
     const timer = setTimeout(() => s.destroy(), timeoutMs);
     const finish = (extra = '') => (clearTimeout(timer), resolve(Buffer.concat(out).toString('latin1') + extra));
     s.on('error', (e) => finish(`ERROR ${e.message}`));
@@ -101,7 +103,7 @@ function through(host: string, request: string, timeoutMs = 5000, connectHost = 
       head += c.toString('latin1');
       if (!head.includes('\r\n\r\n')) return;
       s.off('data', onData);
-      if (!/^HTTP\/1\.1 200/.test(head)) return s.destroy(), finish(`CONNECT refused: ${head}`);
+      if (!/^HTTP\/1\.1 200/.test(head)) return (s.destroy(), finish(`CONNECT refused: ${head}`));
       const c2 = tls.connect({ socket: s, servername: host, ca: projectCa }, () => c2.write(request));
       c2.on('data', (d: Buffer) => out.push(d));
       c2.on('error', (e) => finish(`ERROR ${e.message}`));
@@ -113,11 +115,20 @@ function through(host: string, request: string, timeoutMs = 5000, connectHost = 
 
 t.test('ATTACK4 TRACE: an origin that echoes TRACE must not show the sandbox the injected key', async (t) => {
   const before = seen.length;
-  const out = await through('api.test', `TRACE / HTTP/1.1\r\nHost: api.test:${port}\r\nAuthorization: Bearer ${SENTINEL}\r\nConnection: close\r\n\r\n`);
+  const out = await through(
+    'api.test',
+    `TRACE / HTTP/1.1\r\nHost: api.test:${port}\r\nAuthorization: Bearer ${SENTINEL}\r\nConnection: close\r\n\r\n`,
+  );
   t.notMatch(out, REAL, 'the real key does not come back to the client');
-  t.notOk(seen.slice(before).some((r) => r.method === 'TRACE' && r.raw.includes(`Bearer ${REAL}`)), 'no TRACE carrying the real key reached the origin');
+  t.notOk(
+    seen.slice(before).some((r) => r.method === 'TRACE' && r.raw.includes(`Bearer ${REAL}`)),
+    'no TRACE carrying the real key reached the origin',
+  );
   // an ordinary request is still injected (the fix refuses TRACE only)
-  const ok = await through('api.test', `GET / HTTP/1.1\r\nHost: api.test:${port}\r\nAuthorization: Bearer ${SENTINEL}\r\nConnection: close\r\n\r\n`);
+  const ok = await through(
+    'api.test',
+    `GET / HTTP/1.1\r\nHost: api.test:${port}\r\nAuthorization: Bearer ${SENTINEL}\r\nConnection: close\r\n\r\n`,
+  );
   t.match(ok, /^HTTP\/1\.1 200/);
   t.ok(seen.at(-1)?.raw.includes(`Bearer ${REAL}`), 'GET got the real key');
 });
@@ -126,9 +137,15 @@ t.test('ATTACK4 underscore: X_Api_Key is the credential header to a CGI-style or
   // the gateway itself treats `_` for `-` as the same header for framing headers (framing.ts): an
   // origin that maps `_` to `-` reads X_Api_Key as X-Api-Key
   const before = seen.length;
-  const own = await through('key.test', `GET / HTTP/1.1\r\nHost: key.test:${port}\r\nX_Api_Key: attackers-own-key\r\nConnection: close\r\n\r\n`);
+  const own = await through(
+    'key.test',
+    `GET / HTTP/1.1\r\nHost: key.test:${port}\r\nX_Api_Key: attackers-own-key\r\nConnection: close\r\n\r\n`,
+  );
   t.match(own, /^HTTP\/1\.1 403/, 'another key under the underscore spelling is refused like X-Api-Key: attackers-own-key');
-  const dup = await through('key.test', `GET / HTTP/1.1\r\nHost: key.test:${port}\r\nX-Api-Key: ${SENTINEL}\r\nX_Api_Key: attackers-own-key\r\nConnection: close\r\n\r\n`);
+  const dup = await through(
+    'key.test',
+    `GET / HTTP/1.1\r\nHost: key.test:${port}\r\nX-Api-Key: ${SENTINEL}\r\nX_Api_Key: attackers-own-key\r\nConnection: close\r\n\r\n`,
+  );
   t.match(dup, /^HTTP\/1\.1 400/, 'the sentinel beside an underscore spelling is a duplicate');
   t.equal(seen.length, before, 'nothing reached the origin');
   const ok = await through('key.test', `GET / HTTP/1.1\r\nHost: key.test:${port}\r\nx-api-key: ${SENTINEL}\r\nConnection: close\r\n\r\n`);
@@ -142,37 +159,72 @@ t.test('ATTACK4 held: obs-fold, absolute-form, Expect, comma-joined, tab, chunke
   const req = (h: string, extra = '') => `GET / HTTP/1.1\r\nHost: api.test:${port}\r\n${h}Connection: close\r\n\r\n${extra}`;
   const fold = await through('api.test', req(`Authorization: Bearer\r\n ${SENTINEL}\r\n`));
   t.match(fold, /^HTTP\/1\.1 400/, 'obs-fold refused by the parser');
-  const abs = await through('api.test', `GET https://other.test/ HTTP/1.1\r\nHost: api.test:${port}\r\nAuthorization: Bearer ${SENTINEL}\r\n\r\n`);
+  const abs = await through(
+    'api.test',
+    `GET https://other.test/ HTTP/1.1\r\nHost: api.test:${port}\r\nAuthorization: Bearer ${SENTINEL}\r\n\r\n`,
+  );
   t.match(abs, /^HTTP\/1\.1 400/, 'absolute-form inside the tunnel refused');
   const before = seen.length;
   await through('api.test', req(`Authorization: Bearer ${SENTINEL}, Bearer x\r\n`));
-  t.notOk(seen.at(-1)?.raw.some((v) => v.includes(REAL)), 'comma-joined: not the sentinel, forwarded unchanged');
+  t.notOk(
+    seen.at(-1)?.raw.some((v) => v.includes(REAL)),
+    'comma-joined: not the sentinel, forwarded unchanged',
+  );
   await through('api.test', req(`Authorization:\tBearer ${SENTINEL}\t\r\n`));
   t.ok(seen.at(-1)?.raw.includes(`Bearer ${REAL}`), 'tab around the value: the same sentinel (OWS), injected');
-  const chunk = await through('api.test', `POST / HTTP/1.1\r\nHost: api.test:${port}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n1\r\na\r\n0\r\nAuthorization: Bearer ${SENTINEL}\r\n\r\n`);
+  const chunk = await through(
+    'api.test',
+    `POST / HTTP/1.1\r\nHost: api.test:${port}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n1\r\na\r\n0\r\nAuthorization: Bearer ${SENTINEL}\r\n\r\n`,
+  );
   t.match(chunk, /^HTTP\/1\.1 200/);
-  t.notOk(seen.at(-1)?.raw.some((v) => v.includes(REAL)), 'a trailer is never rewritten (nor forwarded)');
-  const exp = await through('api.test', `POST / HTTP/1.1\r\nHost: api.test:${port}\r\nAuthorization: Bearer ${SENTINEL}\r\nExpect: 100-continue\r\nContent-Length: 1\r\nConnection: close\r\n\r\nz`);
+  t.notOk(
+    seen.at(-1)?.raw.some((v) => v.includes(REAL)),
+    'a trailer is never rewritten (nor forwarded)',
+  );
+  const exp = await through(
+    'api.test',
+    `POST / HTTP/1.1\r\nHost: api.test:${port}\r\nAuthorization: Bearer ${SENTINEL}\r\nExpect: 100-continue\r\nContent-Length: 1\r\nConnection: close\r\n\r\nz`,
+  );
   t.match(exp, /HTTP\/1\.1 200/);
-  t.ok(seen.at(-1)?.raw.includes(`Bearer ${REAL}`) && !seen.at(-1)?.raw.some((v) => /100-continue/i.test(v)), 'Expect: injected once, Expect not forwarded');
-  const two = await through('api.test', `GET /a HTTP/1.1\r\nHost: api.test:${port}\r\n\r\nGET /b HTTP/1.1\r\nHost: other.test\r\nAuthorization: Bearer ${SENTINEL}\r\n\r\n`);
+  t.ok(
+    seen.at(-1)?.raw.includes(`Bearer ${REAL}`) && !seen.at(-1)?.raw.some((v) => /100-continue/i.test(v)),
+    'Expect: injected once, Expect not forwarded',
+  );
+  const two = await through(
+    'api.test',
+    `GET /a HTTP/1.1\r\nHost: api.test:${port}\r\n\r\nGET /b HTTP/1.1\r\nHost: other.test\r\nAuthorization: Bearer ${SENTINEL}\r\n\r\n`,
+  );
   t.match(two, /HTTP\/1\.1 403/, 'the pipelined second request with another Host refused');
   t.ok(seen.length >= before + 3);
   const n = seen.length;
-  const redirect = await through('api.test', `GET /redirect HTTP/1.1\r\nHost: api.test:${port}\r\nAuthorization: Bearer ${SENTINEL}\r\nConnection: close\r\n\r\n`);
+  const redirect = await through(
+    'api.test',
+    `GET /redirect HTTP/1.1\r\nHost: api.test:${port}\r\nAuthorization: Bearer ${SENTINEL}\r\nConnection: close\r\n\r\n`,
+  );
   t.match(redirect, /^HTTP\/1\.1 302/, 'a redirect is passed to the client, not followed');
   t.equal(seen.length, n + 1, 'the gateway sent no second request (the key went nowhere else)');
   const h2 = await through('api.test', 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
   t.match(h2, /^HTTP\/1\.1 400/, 'an HTTP/2 preface inside the tunnel is refused');
   t.equal(seen.length, n + 1);
   // a WebSocket upgrade the origin does not take, with a second request behind it (refuse-foreign host)
-  const ws = await through('key.test', `GET / HTTP/1.1\r\nHost: key.test:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nX-Api-Key: ${SENTINEL}\r\n\r\nGET /second HTTP/1.1\r\nHost: key.test:${port}\r\nX-Api-Key: attackers-own-key\r\n\r\n`);
+  const ws = await through(
+    'key.test',
+    `GET / HTTP/1.1\r\nHost: key.test:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nX-Api-Key: ${SENTINEL}\r\n\r\nGET /second HTTP/1.1\r\nHost: key.test:${port}\r\nX-Api-Key: attackers-own-key\r\n\r\n`,
+  );
   t.notMatch(ws, /^HTTP\/1\.1 101/);
-  t.notOk(seen.some((r) => r.raw.includes('attackers-own-key')), 'the request behind a refused upgrade never reached the origin');
+  t.notOk(
+    seen.some((r) => r.raw.includes('attackers-own-key')),
+    'the request behind a refused upgrade never reached the origin',
+  );
   // other spellings of the injected host in CONNECT are the same tunnel: intercepted (the project CA's
   // leaf verified), so refuse-foreign still applies and no end-to-end tunnel bypasses it
   for (const spelled of ['KEY.Test', 'key.test.']) {
-    const own = await through('key.test', `GET / HTTP/1.1\r\nHost: key.test:${port}\r\nX-Api-Key: attackers-own-key\r\nConnection: close\r\n\r\n`, 5000, spelled);
+    const own = await through(
+      'key.test',
+      `GET / HTTP/1.1\r\nHost: key.test:${port}\r\nX-Api-Key: attackers-own-key\r\nConnection: close\r\n\r\n`,
+      5000,
+      spelled,
+    );
     t.match(own, /^HTTP\/1\.1 403/, `CONNECT ${spelled}: intercepted, the foreign key refused`);
   }
 });

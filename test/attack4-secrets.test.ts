@@ -25,12 +25,21 @@ t.test('ATTACK4 secrets: the gateway cannot plant a --command the host runs at t
   mkdirSync(work);
   const paths = statePaths(projectFor(work), { CODEX_EGRESS_STATE_DIR: state });
   await prepareState(paths);
-  const r = await cliInProcess(['secret', 'set', 'github', '--host', 'api.github.com', '--command', 'echo ghp_ok', '--workdir', work], state);
+  const r = await cliInProcess(
+    ['secret', 'set', 'github', '--host', 'api.github.com', '--command', 'echo ghp_ok', '--workdir', work],
+    state,
+  );
   t.equal(r.code, 0, r.stderr);
   const secrets = credentialPaths(paths).secrets;
 
   // What the gateway container gets read-write: its -v mounts, as `up` makes them (allowlistDir: paths.dir)
-  const args = gatewayCreateArgs(projectFor(work), { image: 'img', allowlistDir: paths.dir, logDir: paths.logDir, firewall: false, gid: 0 });
+  const args = gatewayCreateArgs(projectFor(work), {
+    image: 'img',
+    allowlistDir: paths.dir,
+    logDir: paths.logDir,
+    firewall: false,
+    gid: 0,
+  });
   const mounts = args.flatMap((a, i) => (args[i - 1] === '-v' && !a.endsWith(':ro') ? [a.split(':')[0]!] : []));
   t.ok(mounts.includes(paths.dir), 'the gateway has the state directory');
   t.equal(statSync(paths.dir).mode & 0o070, 0o070, 'group-writable: the gateway (0:gid, no DAC_OVERRIDE) can add and rename entries');
@@ -47,5 +56,8 @@ t.test('ATTACK4 secrets: the gateway cannot plant a --command the host runs at t
   // the host's next `up`
   await resolveSecrets(secrets).catch(() => undefined);
   t.notOk(existsSync(marker), 'no command planted by the gateway ran on the host');
-  t.notOk(mounts.some((m) => within(secrets, m)), `the secrets file (${secrets}) is outside every directory the gateway can write`);
+  t.notOk(
+    mounts.some((m) => within(secrets, m)),
+    `the secrets file (${secrets}) is outside every directory the gateway can write`,
+  );
 });

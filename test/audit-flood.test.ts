@@ -35,7 +35,11 @@ async function logsCommand(args: string[]) {
   const paths = statePaths(projectFor(work), { CODEX_EGRESS_STATE_DIR: state });
   mkdirSync(paths.logDir, { recursive: true });
   copyFileSync(core.gateway.auditPath, paths.auditLog);
-  return execa(process.execPath, [CLI, 'logs', '--workdir', work, ...args], { env: { CODEX_EGRESS_STATE_DIR: state }, reject: false, timeout: 30_000 });
+  return execa(process.execPath, [CLI, 'logs', '--workdir', work, ...args], {
+    env: { CODEX_EGRESS_STATE_DIR: state },
+    reject: false,
+    timeout: 30_000,
+  });
 }
 
 t.test('a query name with terminal escapes, through the real DNS server, is printed escaped', async (t) => {
@@ -56,8 +60,14 @@ t.test('a query name with terminal escapes, through the real DNS server, is prin
 
   const json = await logsCommand(['--json']);
   t.notMatch(json.stdout, HIDDEN, 'nor through --json');
-  const parsed = json.stdout.trim().split('\n').map((l) => JSON.parse(l) as AuditLine);
-  t.ok(parsed.some((e) => e.name === raw), '--json is valid JSON with the same value');
+  const parsed = json.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as AuditLine);
+  t.ok(
+    parsed.some((e) => e.name === raw),
+    '--json is valid JSON with the same value',
+  );
 });
 
 t.test('CONNECT and plain-HTTP targets with control and C1 bytes are printed escaped too', async (t) => {
@@ -88,12 +98,18 @@ t.test('CONNECT and plain-HTTP targets with control and C1 bytes are printed esc
     console.log(JSON.stringify(out));`;
   const replies = await nodeIn<string[]>(core.ns, script);
   t.comment(`replies: ${JSON.stringify(replies)}`);
-  t.ok(replies.slice(0, 4).every((r) => r.startsWith('HTTP/1.1 400')), "raw bytes in a request target: refused by Node's parser (400), nothing logged");
+  t.ok(
+    replies.slice(0, 4).every((r) => r.startsWith('HTTP/1.1 400')),
+    "raw bytes in a request target: refused by Node's parser (400), nothing logged",
+  );
   t.equal(replies[4], 'HTTP/1.1 403 Forbidden', 'a Host header with C1 bytes: host-mismatch');
   await new Promise((r) => setTimeout(r, 500));
   const hasHidden = (e: AuditLine) => Object.values(e).some((v) => typeof v === 'string' && /[\x00-\x1f\x7f-\x9f]/.test(v));
   const hostile = lines().filter((e) => (e.event === 'connect' || e.event === 'http') && hasHidden(e));
-  t.ok(hostile.length >= 2, `lines with sandbox-chosen control bytes reached the audit log (${hostile.length}: the Host header in "detail")`);
+  t.ok(
+    hostile.length >= 2,
+    `lines with sandbox-chosen control bytes reached the audit log (${hostile.length}: the Host header in "detail")`,
+  );
   const human = await logsCommand([]);
   t.notMatch(human.stdout, HIDDEN, 'printed without any hidden character');
   t.match(human.stdout, 'host-mismatch (Host: allowed.test\\x9B\\x85â\\x80®)', 'the Host header, escaped');
@@ -101,8 +117,15 @@ t.test('CONNECT and plain-HTTP targets with control and C1 bytes are printed esc
 
   const json = await logsCommand(['--json']);
   t.notMatch(json.stdout, HIDDEN);
-  const parsed = json.stdout.trim().split('\n').map((l) => JSON.parse(l) as AuditLine);
-  for (const e of hostile) t.ok(parsed.some((p) => p.detail === e.detail && p.time === e.time), '--json keeps the exact value');
+  const parsed = json.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as AuditLine);
+  for (const e of hostile)
+    t.ok(
+      parsed.some((p) => p.detail === e.detail && p.time === e.time),
+      '--json keeps the exact value',
+    );
 });
 
 /** Send denied queries from one UDP socket for `ms`, paced at `rate` a second (at most 512 unanswered). */
@@ -144,7 +167,11 @@ t.test('a flood of denied queries: a bounded number of lines, counts adding up t
   t.comment(`same name: ${JSON.stringify(same)} (${Math.round((same.received / same.ms) * 1000)} answers/s)`);
   t.ok(same.received > 5_000, 'thousands of queries answered (the rate depends on the machine)');
   t.equal(same.nx, same.received, 'every one NXDOMAIN');
-  const random = await nodeIn<{ sent: number; received: number; nx: number; ms: number }>(core.ns, floodScript('random', 20_000, 2000), 60_000);
+  const random = await nodeIn<{ sent: number; received: number; nx: number; ms: number }>(
+    core.ns,
+    floodScript('random', 20_000, 2000),
+    60_000,
+  );
   t.comment(`made-up names: ${JSON.stringify(random)}`);
   t.ok(random.received > 3_000);
 
@@ -178,7 +205,10 @@ t.test('a flood of denied queries: a bounded number of lines, counts adding up t
   t.equal(sameFull.length, 1, 'the first query in full, once (the whole flood lasts less than a window)');
   t.ok(sameRepeats.length >= 1 && sameRepeats.length <= 2, `${sameRepeats.length} repeat lines`);
   const sameCount = sameFull.length + sameRepeats.reduce((n, e) => n + (e.count as number), 0);
-  t.ok(sameCount >= same.received && sameCount <= same.sent, `counted ${sameCount}: every answered query (${same.received}) and no more than were sent (${same.sent})`);
+  t.ok(
+    sameCount >= same.received && sameCount <= same.sent,
+    `counted ${sameCount}: every answered query (${same.received}) and no more than were sent (${same.sent})`,
+  );
   if (same.received === same.sent) t.equal(sameCount, same.sent, 'exactly');
   t.match(sameRepeats[0], { of: 'dns', client: '127.0.0.1', qtype: 'A', decision: 'deny', reason: 'not-allowlisted', rcode: 'NXDOMAIN' });
 
@@ -188,15 +218,25 @@ t.test('a flood of denied queries: a bounded number of lines, counts adding up t
   t.ok(suppressed.length >= 1 && suppressed.length <= 3, `${suppressed.length} suppressed lines`);
   t.ok((suppressed[0]!.sample as string[]).length > 0, 'with a sample of the names');
   const randomCount = randomFull.length + suppressed.reduce((n, e) => n + (e.count as number), 0);
-  t.ok(randomCount >= random.received && randomCount <= random.sent, `counted ${randomCount} of ${random.received} answered / ${random.sent} sent`);
+  t.ok(
+    randomCount >= random.received && randomCount <= random.sent,
+    `counted ${randomCount} of ${random.received} answered / ${random.sent} sent`,
+  );
 
   const httpLines = all.filter((e) => e.host === 'denied.test' && (e.event === 'http' || (e.event === 'repeat' && e.of === 'http')));
   t.ok(httpLines.length <= 3, `${httpLines.length} lines for the denied HTTP requests`);
   t.match(httpLines[0], { event: 'http', decision: 'deny', reason: 'not-allowlisted', status: 403 });
-  t.equal(httpLines.reduce((n, e) => n + (e.event === 'repeat' ? (e.count as number) : 1), 0), http.denied, 'counted: every denied request');
+  t.equal(
+    httpLines.reduce((n, e) => n + (e.event === 'repeat' ? (e.count as number) : 1), 0),
+    http.denied,
+    'counted: every denied request',
+  );
 
   const grown = statSync(core.gateway.auditPath).size - before;
-  t.ok(grown < 200_000, `the log grew ${grown} bytes for ${same.received + random.received + http.denied} denials (one line each would be ~${(same.received + random.received + http.denied) * 200})`);
+  t.ok(
+    grown < 200_000,
+    `the log grew ${grown} bytes for ${same.received + random.received + http.denied} denials (one line each would be ~${(same.received + random.received + http.denied) * 200})`,
+  );
 });
 
 t.test('the real gateway rotates its log; logs -f follows across the rotations and misses nothing', async (t) => {
@@ -205,12 +245,29 @@ t.test('the real gateway rotates its log; logs -f follows across the rotations a
   mkdirSync(work, { recursive: true });
   const paths = statePaths(projectFor(work), { CODEX_EGRESS_STATE_DIR: state });
   mkdirSync(paths.logDir, { recursive: true });
-  const follower = execa(process.execPath, [CLI, 'logs', '-f', '--json', '--workdir', work], { env: { CODEX_EGRESS_STATE_DIR: state }, reject: false, timeout: 120_000 });
+  const follower = execa(process.execPath, [CLI, 'logs', '-f', '--json', '--workdir', work], {
+    env: { CODEX_EGRESS_STATE_DIR: state },
+    reject: false,
+    timeout: 120_000,
+  });
   let followed = '';
   follower.stdout!.on('data', (d: Buffer) => (followed += d.toString()));
   t.teardown(() => void follower.kill('SIGKILL'));
   // 64 KiB files, 5 kept; the first gateway has stopped, this one takes other ports.
-  const gw = await core.extraGateway(['--upstream', '198.51.100.53', '--dns-port', '5354', '--proxy-port', '3129', '--audit-log', paths.auditLog, '--audit-log-max-size', '0.0625', '--audit-log-keep', '5']);
+  const gw = await core.extraGateway([
+    '--upstream',
+    '198.51.100.53',
+    '--dns-port',
+    '5354',
+    '--proxy-port',
+    '3129',
+    '--audit-log',
+    paths.auditLog,
+    '--audit-log-max-size',
+    '0.0625',
+    '--audit-log-keep',
+    '5',
+  ]);
   const load = await nodeIn<{ sent: number; received: number; ok: number }>(core.ns, floodScript('allowed', 500, 4000, 5354), 60_000);
   t.comment(`allowed queries: ${JSON.stringify(load)}`);
   t.equal(load.ok, load.received, 'every one answered NOERROR');
@@ -221,12 +278,26 @@ t.test('the real gateway rotates its log; logs -f follows across the rotations a
   t.equal(f.exitCode, 0, 'logs -f ends cleanly on SIGINT');
 
   const files = readdirSync(paths.logDir).sort();
-  t.same(files, ['audit.jsonl', 'audit.jsonl.1', 'audit.jsonl.2', 'audit.jsonl.3', 'audit.jsonl.4', 'audit.jsonl.5'], 'the live file and 5 rotated ones, the older ones deleted');
+  t.same(
+    files,
+    ['audit.jsonl', 'audit.jsonl.1', 'audit.jsonl.2', 'audit.jsonl.3', 'audit.jsonl.4', 'audit.jsonl.5'],
+    'the live file and 5 rotated ones, the older ones deleted',
+  );
   for (const name of files) {
     const text = readFileSync(join(paths.logDir, name), 'utf8');
-    t.ok(text.endsWith('\n') && text.split('\n').filter(Boolean).every((l) => JSON.parse(l)), `${name}: whole JSON lines`);
+    t.ok(
+      text.endsWith('\n') &&
+        text
+          .split('\n')
+          .filter(Boolean)
+          .every((l) => JSON.parse(l)),
+      `${name}: whole JSON lines`,
+    );
   }
-  const seen = followed.split('\n').filter(Boolean).map((l) => JSON.parse(l) as AuditLine);
+  const seen = followed
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as AuditLine);
   const answers = seen.filter((e) => e.event === 'dns' && e.name === 'cache.test');
   t.equal(answers.length, load.received, `logs -f printed every one of the ${load.received} answers once, across the rotations`);
   t.match(seen.at(-1), { event: 'stop' });

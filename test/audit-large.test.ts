@@ -25,8 +25,33 @@ const paths = statePaths(projectFor(work), env);
 
 /** Fill a file with whole audit lines (one 1 MiB block written again and again); returns the lines written. */
 function fill(file: string, mb: number): { deny: number; allow: number } {
-  const deny = JSON.stringify({ level: 'info', time: '2026-01-01T00:00:00.000Z', v: 1, event: 'dns', client: '10.0.0.3', name: 'flood.example.org', qtype: 'A', decision: 'deny', reason: 'not-allowlisted', rcode: 'NXDOMAIN', answers: [], ms: 0.1 });
-  const allow = JSON.stringify({ level: 'info', time: '2026-01-01T00:00:00.000Z', v: 1, event: 'connect', client: '10.0.0.3', host: 'api.openai.com', port: 443, ip: '203.0.113.1', decision: 'allow', reason: 'allowed', status: 200 });
+  const deny = JSON.stringify({
+    level: 'info',
+    time: '2026-01-01T00:00:00.000Z',
+    v: 1,
+    event: 'dns',
+    client: '10.0.0.3',
+    name: 'flood.example.org',
+    qtype: 'A',
+    decision: 'deny',
+    reason: 'not-allowlisted',
+    rcode: 'NXDOMAIN',
+    answers: [],
+    ms: 0.1,
+  });
+  const allow = JSON.stringify({
+    level: 'info',
+    time: '2026-01-01T00:00:00.000Z',
+    v: 1,
+    event: 'connect',
+    client: '10.0.0.3',
+    host: 'api.openai.com',
+    port: 443,
+    ip: '203.0.113.1',
+    decision: 'allow',
+    reason: 'allowed',
+    status: 200,
+  });
   let block = '';
   let d = 0;
   let a = 0;
@@ -49,7 +74,11 @@ function fill(file: string, mb: number): { deny: number; allow: number } {
 
 async function run(args: string[]) {
   const started = Date.now();
-  const r = await execa(process.execPath, ['--import', RSS_PRELOAD, CLI, ...args, '--workdir', work], { env, reject: false, timeout: 180_000 });
+  const r = await execa(process.execPath, ['--import', RSS_PRELOAD, CLI, ...args, '--workdir', work], {
+    env,
+    reject: false,
+    timeout: 180_000,
+  });
   const rss = Number(/MAXRSS=(\d+)/.exec(r.stderr)?.[1] ?? NaN) / 1024;
   return { ...r, rss, ms: Date.now() - started };
 }

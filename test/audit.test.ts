@@ -17,13 +17,26 @@ type Line = Record<string, unknown>;
 const HIDDEN = /[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}]/u;
 const HIDDEN_EXCEPT_LF = /(?!\n)[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}]/u;
 const denyDns = (name: string, client = '10.0.0.3', extra: Partial<Extract<AuditEvent, { event: 'dns' }>> = {}): AuditEvent => ({
-  event: 'dns', client, name, qtype: 'A', decision: 'deny', reason: 'not-allowlisted', rcode: 'NXDOMAIN', answers: [], ms: Math.random(), ...extra,
+  event: 'dns',
+  client,
+  name,
+  qtype: 'A',
+  decision: 'deny',
+  reason: 'not-allowlisted',
+  rcode: 'NXDOMAIN',
+  answers: [],
+  ms: Math.random(),
+  ...extra,
 });
 
 function summariser(opts: Partial<SummaryOptions> = {}) {
   let now = Date.parse('2026-01-01T00:00:00Z');
   const lines: Line[] = [];
-  const s = new Summariser((e) => lines.push(e as unknown as Line), { windowMs: 10_000, perClient: 5, maxKeys: 100, sample: 3, ...opts }, () => now);
+  const s = new Summariser(
+    (e) => lines.push(e as unknown as Line),
+    { windowMs: 10_000, perClient: 5, maxKeys: 100, sample: 3, ...opts },
+    () => now,
+  );
   return { s, lines, advance: (ms: number) => (now += ms) };
 }
 
@@ -40,8 +53,17 @@ t.test('summary: the first denial in full at once, repeats counted into one line
   s.tick();
   t.equal(lines.length, 2);
   t.match(lines[1], {
-    event: 'repeat', of: 'dns', client: '10.0.0.3', name: 'flood.test', qtype: 'A', decision: 'deny', reason: 'not-allowlisted', rcode: 'NXDOMAIN',
-    count: 999, first: '2026-01-01T00:00:00.005Z', last: '2026-01-01T00:00:04.995Z',
+    event: 'repeat',
+    of: 'dns',
+    client: '10.0.0.3',
+    name: 'flood.test',
+    qtype: 'A',
+    decision: 'deny',
+    reason: 'not-allowlisted',
+    rcode: 'NXDOMAIN',
+    count: 999,
+    first: '2026-01-01T00:00:00.005Z',
+    last: '2026-01-01T00:00:04.995Z',
   });
   t.notOk('ms' in lines[1]!, 'no ms on a summary');
   s.write(denyDns('flood.test'));
@@ -63,8 +85,26 @@ t.test('summary: anything that differs is its own kind; allowed decisions and ot
   s.write(denyDns('a.test', '10.0.0.3', { qtype: 'AAAA' }));
   s.write(denyDns('a.test', '10.0.0.3', { reason: 'bad-request', rcode: 'FORMERR' }));
   t.equal(lines.length, 5, 'case, client, qtype, reason: each a kind of its own, in full');
-  const allow: AuditEvent = { event: 'dns', client: '10.0.0.3', name: 'ok.test', qtype: 'A', decision: 'allow', reason: 'allowed', rcode: 'NOERROR', answers: ['203.0.113.1'], ms: 1 };
-  const connect: AuditEvent = { event: 'connect', client: '10.0.0.3', host: 'x.test', port: 443, decision: 'deny', reason: 'not-allowlisted', status: 403 };
+  const allow: AuditEvent = {
+    event: 'dns',
+    client: '10.0.0.3',
+    name: 'ok.test',
+    qtype: 'A',
+    decision: 'allow',
+    reason: 'allowed',
+    rcode: 'NOERROR',
+    answers: ['203.0.113.1'],
+    ms: 1,
+  };
+  const connect: AuditEvent = {
+    event: 'connect',
+    client: '10.0.0.3',
+    host: 'x.test',
+    port: 443,
+    decision: 'deny',
+    reason: 'not-allowlisted',
+    status: 403,
+  };
   for (let i = 0; i < 3; i++) {
     s.write(allow);
     s.write({ event: 'reload', ok: true, rules: 1, added: [], removed: [] });
@@ -74,7 +114,11 @@ t.test('summary: anything that differs is its own kind; allowed decisions and ot
   t.equal(lines.filter((l) => l.event === 'reload').length, 3);
   t.equal(lines.filter((l) => l.event === 'connect').length, 1, 'a denied CONNECT is summarised too');
   s.write({ event: 'stop', signal: 'SIGTERM' });
-  t.match(lines.at(-2), { event: 'repeat', of: 'connect', host: 'x.test', port: 443, count: 2 }, 'pending counts are flushed before the stop line');
+  t.match(
+    lines.at(-2),
+    { event: 'repeat', of: 'connect', host: 'x.test', port: 443, count: 2 },
+    'pending counts are flushed before the stop line',
+  );
   t.match(lines.at(-1), { event: 'stop' }, 'the stop line is last');
 });
 
@@ -85,8 +129,16 @@ t.test('summary: made-up names beyond the per-client budget are counted in one s
     s.write(denyDns(`r${i}.test`));
   }
   t.equal(lines.length, 5, 'the first 5 new names in full');
-  s.write({ event: 'connect', client: '10.0.0.3', host: 'exfil.test', port: 443, decision: 'deny', reason: 'not-allowlisted', status: 403 });
-  t.match(lines.at(-1), { event: 'connect', host: 'exfil.test' }, 'a DNS flood does not use up the budget of the proxy\'s denials');
+  s.write({
+    event: 'connect',
+    client: '10.0.0.3',
+    host: 'exfil.test',
+    port: 443,
+    decision: 'deny',
+    reason: 'not-allowlisted',
+    status: 403,
+  });
+  t.match(lines.at(-1), { event: 'connect', host: 'exfil.test' }, "a DNS flood does not use up the budget of the proxy's denials");
   lines.pop();
   t.ok(s.size <= 9, `kinds tracked: ${s.size}`);
   s.write(denyDns('x.test', '10.0.0.9'));
@@ -96,8 +148,15 @@ t.test('summary: made-up names beyond the per-client budget are counted in one s
   t.equal(lines.length, 8, 'another client has its own budget, within the global bound of kinds');
   s.tick();
   const sup = lines.filter((l) => l.event === 'suppressed');
-  t.match(sup.find((l) => l.client === '10.0.0.3'), { of: 'dns', decision: 'deny', count: 9_995, sample: ['r5.test', 'r6.test', 'r7.test'] });
-  t.match(sup.find((l) => l.client === '10.0.0.9'), { count: 1, sample: ['w.test'] }, 'past maxKeys: counted, not tracked');
+  t.match(
+    sup.find((l) => l.client === '10.0.0.3'),
+    { of: 'dns', decision: 'deny', count: 9_995, sample: ['r5.test', 'r6.test', 'r7.test'] },
+  );
+  t.match(
+    sup.find((l) => l.client === '10.0.0.9'),
+    { count: 1, sample: ['w.test'] },
+    'past maxKeys: counted, not tracked',
+  );
   const total = lines.filter((l) => l.event === 'dns').length + sup.reduce((n, l) => n + (l.count as number), 0);
   t.equal(total, 10_004, 'every denial is accounted for: full lines plus counts');
   s.write(denyDns('r9999.test'));
@@ -134,7 +193,10 @@ t.test('createAudit + rotation: a kept history, every line whole, read back in o
     }
   }
   t.equal(rules.at(-1), N - 1, 'the last line written is the last read');
-  t.ok(rules.every((r, i) => i === 0 || r === rules[i - 1]! + 1), 'consecutive: nothing lost or repeated inside the kept history');
+  t.ok(
+    rules.every((r, i) => i === 0 || r === rules[i - 1]! + 1),
+    'consecutive: nothing lost or repeated inside the kept history',
+  );
   t.ok(rules.length < N && rules.length > 500, `older lines rotated away (${rules.length} kept)`);
 });
 
@@ -146,7 +208,11 @@ t.test('readers: chunk boundaries, partial and overlong lines; Tail follows rota
   writeFileSync(path, `${long}\n{"a":1}\n${'z'.repeat(MAX_LINE + 10)}\n{"a":2}\n{"partial":`);
   const got: string[] = [];
   for await (const l of fileLines(path)) got.push(l.length > 100 ? `long:${l.length}` : l);
-  t.same(got, [`long:${long.length}`, '{"a":1}', '{"a":2}'], 'a line across chunks is whole; an overlong one skipped; a partial last one left');
+  t.same(
+    got,
+    [`long:${long.length}`, '{"a":1}', '{"a":2}'],
+    'a line across chunks is whole; an overlong one skipped; a partial last one left',
+  );
 
   const tail = await Tail.atEnd(path);
   t.teardown(() => tail.close());
@@ -183,7 +249,10 @@ t.test('counts: a summary adds its count to the event it summarises, across rota
   const path = join(dir.path, 'audit.jsonl');
   const deny = JSON.stringify({ event: 'dns', decision: 'deny', name: 'a' });
   writeFileSync(`${path}.1`, `${deny}\n${JSON.stringify({ event: 'repeat', of: 'dns', decision: 'deny', count: 41 })}\n`);
-  writeFileSync(path, `${JSON.stringify({ event: 'suppressed', of: 'dns', decision: 'deny', count: 58 })}\n${JSON.stringify({ event: 'connect', decision: 'allow' })}\ngarbage\n`);
+  writeFileSync(
+    path,
+    `${JSON.stringify({ event: 'suppressed', of: 'dns', decision: 'deny', count: 58 })}\n${JSON.stringify({ event: 'connect', decision: 'allow' })}\ngarbage\n`,
+  );
   t.same(await countLog(path), { dns: { deny: 100 }, connect: { allow: 1 } });
   t.same(countDecisions([deny, deny]), { dns: { deny: 2 } });
   t.ok(matches({ event: 'repeat', decision: 'deny' }, { denied: true }), 'summaries are shown by --denied');
@@ -220,7 +289,18 @@ t.test('printable: every hidden character escaped, visible text unchanged, escap
 t.test('formatLine: no field of any event can carry a hidden character to the terminal', async (t) => {
   for (const [i, s] of HOSTILE.entries()) {
     const events: Line[] = [
-      { time: s, event: 'dns', client: s, name: s, qtype: s, decision: 'deny', reason: s, rcode: s, answers: [s], rule: { text: s, source: s } },
+      {
+        time: s,
+        event: 'dns',
+        client: s,
+        name: s,
+        qtype: s,
+        decision: 'deny',
+        reason: s,
+        rcode: s,
+        answers: [s],
+        rule: { text: s, source: s },
+      },
       { event: 'connect', client: s, host: s, port: s, ip: s, method: s, decision: s, reason: s, status: s },
       { event: 'http', host: s, port: 80, method: s, decision: 'allow', detail: s },
       { event: 'tunnel_close', host: s, port: 1, bytes_up: s, bytes_down: 1, ms: 1, closed_by: s },
@@ -239,7 +319,23 @@ t.test('formatLine: no field of any event can carry a hidden character to the te
     }
   }
   t.equal(
-    formatLine({ time: '2026-01-01T12:00:01.000Z', event: 'repeat', of: 'dns', client: '10.0.0.3', name: 'x.test', qtype: 'A', rcode: 'NXDOMAIN', decision: 'deny', reason: 'not-allowlisted', count: 7, first: 'F', last: 'L' }, false),
+    formatLine(
+      {
+        time: '2026-01-01T12:00:01.000Z',
+        event: 'repeat',
+        of: 'dns',
+        client: '10.0.0.3',
+        name: 'x.test',
+        qtype: 'A',
+        rcode: 'NXDOMAIN',
+        decision: 'deny',
+        reason: 'not-allowlisted',
+        count: 7,
+        first: 'F',
+        last: 'L',
+      },
+      false,
+    ),
     '2026-01-01 12:00:01Z DENY  repeat   7 more × dns x.test A → NXDOMAIN F … L not-allowlisted client 10.0.0.3',
   );
 });
@@ -254,13 +350,31 @@ t.test('logs reads the rotated history oldest first, filters, escapes, and --jso
   mkdirSync(work);
   const paths = statePaths(projectFor(work), { CODEX_EGRESS_STATE_DIR: join(dir.path, 'state') });
   mkdirSync(paths.logDir, { recursive: true });
-  const line = (i: number, name: string, decision = 'deny') => JSON.stringify({ v: 1, time: `2026-01-01T12:00:0${i}.000Z`, event: 'dns', client: '10.0.0.3', name, qtype: 'A', decision, reason: 'x', rcode: 'NXDOMAIN', answers: [] });
+  const line = (i: number, name: string, decision = 'deny') =>
+    JSON.stringify({
+      v: 1,
+      time: `2026-01-01T12:00:0${i}.000Z`,
+      event: 'dns',
+      client: '10.0.0.3',
+      name,
+      qtype: 'A',
+      decision,
+      reason: 'x',
+      rcode: 'NXDOMAIN',
+      answers: [],
+    });
   writeFileSync(`${paths.auditLog}.2`, `${line(1, 'one.test')}\n`);
   writeFileSync(`${paths.auditLog}.1`, `${line(2, 'two.test', 'allow')}\n${line(3, '\x1b[2K\r\x1b[32mALLOW\u202e.test')}\n`);
   writeFileSync(paths.auditLog, `${line(4, 'four.test')}\n`);
   const all = await cli(['logs', '--workdir', work], join(dir.path, 'state'));
   t.equal(all.code, 0, all.stderr);
-  t.same(all.stdout.trim().split('\n').map((l) => /dns +(\S+)/.exec(l)?.[1]), ['one.test', 'two.test', '\\x1B[2K\\x0D\\x1B[32mALLOW\\u{202E}.test', 'four.test']);
+  t.same(
+    all.stdout
+      .trim()
+      .split('\n')
+      .map((l) => /dns +(\S+)/.exec(l)?.[1]),
+    ['one.test', 'two.test', '\\x1B[2K\\x0D\\x1B[32mALLOW\\u{202E}.test', 'four.test'],
+  );
   t.notMatch(all.stdout, HIDDEN_EXCEPT_LF);
   const denied = await cli(['logs', '--workdir', work, '--denied', '--json'], join(dir.path, 'state'));
   const lines = denied.stdout.trim().split('\n');

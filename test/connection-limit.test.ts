@@ -56,7 +56,14 @@ t.test('over the limit: 429, Retry-After, the deny header, an audit line; never 
   t.ok(refusals.length >= 1, 'the audit log says so');
   t.match(refusals[0], { event: 'connect', decision: 'deny', reason: 'connection-limit', status: 429, client: '127.0.0.1' });
   // The only requests handled are the three sent under the limit again (GET /after): none from a refused socket.
-  t.notOk(lines.some((e) => e.event === 'connect' && e.decision === 'allow'), 'the over-limit CONNECT was never admitted');
+  t.notOk(
+    lines.some((e) => e.event === 'connect' && e.decision === 'allow'),
+    'the over-limit CONNECT was never admitted',
+  );
   const served = lines.filter((e) => e.event === 'http' && e.decision === 'allow');
-  t.equal(served.length, requests.length, 'only the requests under the limit were admitted (not the over-limit plain-HTTP or WebSocket one)');
+  t.equal(
+    served.length,
+    requests.length,
+    'only the requests under the limit were admitted (not the over-limit plain-HTTP or WebSocket one)',
+  );
 });

@@ -32,7 +32,9 @@ t.test('the CA and a leaf: a CA with its key; the leaf verifies for its name onl
   const port = (server.address() as { port: number }).port;
   const connect = (servername: string) =>
     new Promise<string>((resolve) => {
-      const c = tls.connect({ host: '127.0.0.1', port, servername, ca: readFileSync(ca.cert) }, () => c.once('data', (d) => resolve(String(d))));
+      const c = tls.connect({ host: '127.0.0.1', port, servername, ca: readFileSync(ca.cert) }, () =>
+        c.once('data', (d) => resolve(String(d))),
+      );
       c.on('error', (e: NodeJS.ErrnoException) => resolve(`error ${e.code}`));
     });
   t.equal(await connect('api.example.test'), 'hello', 'trusted for its name');
@@ -54,29 +56,67 @@ t.test('ensureCa never writes through a link planted in its directory', async (t
   t.ok(statSync(join(dir, 'ca.pem')).isFile());
 });
 
-const cred = (o: Record<string, unknown> = {}) => credentialSchema.parse({ name: 'openai', host: 'api.openai.com', value: 'sk-real', ...o });
+const cred = (o: Record<string, unknown> = {}) =>
+  credentialSchema.parse({ name: 'openai', host: 'api.openai.com', value: 'sk-real', ...o });
 
 t.test('rewrite: exactly one header with exactly the sentinel is replaced; everything else is not', async (t) => {
   const c = cred();
   const h = (...kv: string[]) => ['host', 'api.openai.com', ...kv];
-  t.same(rewriteCredential(h('Authorization', `Bearer ${SENTINEL}`), c), { ok: true, headers: h('Authorization', 'Bearer sk-real'), use: 'injected' });
+  t.same(rewriteCredential(h('Authorization', `Bearer ${SENTINEL}`), c), {
+    ok: true,
+    headers: h('Authorization', 'Bearer sk-real'),
+    use: 'injected',
+  });
   t.match(rewriteCredential(h('authorization', `bearer ${SENTINEL}`), c), { ok: true, use: 'injected' }, 'scheme in any case');
   t.match(rewriteCredential(h('AUTHORIZATION', ` Bearer ${SENTINEL} `), c), { ok: true, use: 'injected' }, 'surrounding spaces');
-  for (const v of [`Bearer ${SENTINEL}x`, `Bearer ${SENTINEL.toUpperCase()}`, `Bearer  ${SENTINEL}`, `Basic ${SENTINEL}`, SENTINEL, 'Bearer sk-other', '']) {
+  for (const v of [
+    `Bearer ${SENTINEL}x`,
+    `Bearer ${SENTINEL.toUpperCase()}`,
+    `Bearer  ${SENTINEL}`,
+    `Basic ${SENTINEL}`,
+    SENTINEL,
+    'Bearer sk-other',
+    '',
+  ]) {
     const r = rewriteCredential(h('Authorization', v), c);
     t.match(r, { ok: true, use: 'foreign', headers: h('Authorization', v) }, `forwarded unchanged: ${JSON.stringify(v)}`);
   }
   t.match(rewriteCredential(h(), c), { ok: true, use: 'absent', headers: h() });
-  for (const [a, b] of [['Authorization', 'authorization'], ['authorization', 'Authorization'], ['Authorization', 'Authorization']]) {
-    t.match(rewriteCredential(h(a!, `Bearer ${SENTINEL}`, b!, 'Bearer sk-x'), c), { ok: false, use: 'duplicate', status: 400 }, `${a} + ${b}`);
-    t.match(rewriteCredential(h(a!, `Bearer ${SENTINEL}`, b!, `Bearer ${SENTINEL}`), c), { ok: false, use: 'duplicate' }, 'two sentinels too');
+  for (const [a, b] of [
+    ['Authorization', 'authorization'],
+    ['authorization', 'Authorization'],
+    ['Authorization', 'Authorization'],
+  ]) {
+    t.match(
+      rewriteCredential(h(a!, `Bearer ${SENTINEL}`, b!, 'Bearer sk-x'), c),
+      { ok: false, use: 'duplicate', status: 400 },
+      `${a} + ${b}`,
+    );
+    t.match(
+      rewriteCredential(h(a!, `Bearer ${SENTINEL}`, b!, `Bearer ${SENTINEL}`), c),
+      { ok: false, use: 'duplicate' },
+      'two sentinels too',
+    );
   }
-  t.match(rewriteCredential(h('Authorization', 'Bearer sk-other'), cred({ foreign: 'refuse' })), { ok: false, use: 'foreign', status: 403, reason: 'foreign-credential' });
+  t.match(rewriteCredential(h('Authorization', 'Bearer sk-other'), cred({ foreign: 'refuse' })), {
+    ok: false,
+    use: 'foreign',
+    status: 403,
+    reason: 'foreign-credential',
+  });
   const gh = cred({ name: 'gh', header: 'X-Api-Token', format: 'token {value}', value: 'ghp_x' });
-  t.match(rewriteCredential(h('x-api-token', `token ${SENTINEL}`, 'Authorization', `Bearer ${SENTINEL}`), gh), { ok: true, use: 'injected', headers: h('x-api-token', 'token ghp_x', 'Authorization', `Bearer ${SENTINEL}`) }, 'another header: only it');
+  t.match(
+    rewriteCredential(h('x-api-token', `token ${SENTINEL}`, 'Authorization', `Bearer ${SENTINEL}`), gh),
+    { ok: true, use: 'injected', headers: h('x-api-token', 'token ghp_x', 'Authorization', `Bearer ${SENTINEL}`) },
+    'another header: only it',
+  );
   const git = cred({ format: 'basic:x-access-token', value: 'ghp_y' });
   t.equal(headerValue(git.format, 'ghp_y'), `Basic ${Buffer.from('x-access-token:ghp_y').toString('base64')}`);
-  t.match(rewriteCredential(h('Authorization', headerValue(git.format, SENTINEL)), git), { ok: true, use: 'injected', headers: h('Authorization', headerValue(git.format, 'ghp_y')) });
+  t.match(rewriteCredential(h('Authorization', headerValue(git.format, SENTINEL)), git), {
+    ok: true,
+    use: 'injected',
+    headers: h('Authorization', headerValue(git.format, 'ghp_y')),
+  });
   t.equal(headerValue('Bearer {value}', '$&$1'), 'Bearer $&$1', 'a value is never a replacement pattern');
 });
 
@@ -98,8 +138,12 @@ t.test('the credentials file: validated, errors never carry a value', async (t) 
   bad({ name: 'a', host: 'x.test', value: 'sk-secret', format: 'Bearer' }, /\{value\}/);
   bad({ name: 'a', host: 'x.test', value: 'sk-secret', header: 'bad header' }, /header/);
   bad({ name: 'a', host: 'x.test', value: 'sk-secret', extra: 1 }, /Unrecognized|unrecognized/);
-  for (const header of ['Host', 'content-length', 'Transfer-Encoding', 'proxy-authorization', 'upgrade']) bad({ name: 'a', host: 'x.test', value: 'sk-secret', header }, /cannot carry a credential/);
-  t.throws(() => parseCredentials('{"v":1,"credentials":[{"name":"a","host":"x.test","value":"1"},{"name":"b","host":"X.test","value":"2"}]}'), /two credentials for x\.test:443/);
+  for (const header of ['Host', 'content-length', 'Transfer-Encoding', 'proxy-authorization', 'upgrade'])
+    bad({ name: 'a', host: 'x.test', value: 'sk-secret', header }, /cannot carry a credential/);
+  t.throws(
+    () => parseCredentials('{"v":1,"credentials":[{"name":"a","host":"x.test","value":"1"},{"name":"b","host":"X.test","value":"2"}]}'),
+    /two credentials for x\.test:443/,
+  );
   t.throws(() => parseCredentials('not json sk-secret'), { message: 'the credentials file is not JSON' });
 });
 
@@ -113,21 +157,45 @@ t.test('auth.json: an API key, or ChatGPT tokens (never read out)', async (t) =>
 });
 
 t.test('the model: inject when a key is available; mount for ChatGPT; explicit modes', async (t) => {
-  const plan = (requested: 'auto' | 'inject' | 'mount' | 'none', env: Record<string, string>, auth?: ReturnType<typeof authKind>) => planCredentials({ requested, env, auth, secrets: [] });
+  const plan = (requested: 'auto' | 'inject' | 'mount' | 'none', env: Record<string, string>, auth?: ReturnType<typeof authKind>) =>
+    planCredentials({ requested, env, auth, secrets: [] });
   const a = plan('auto', { OPENAI_API_KEY: 'sk-env' });
-  t.match(a, { mode: 'inject', mountAuthFile: false, passKeys: false, credentials: [{ name: 'openai', host: 'api.openai.com', value: 'sk-env' }] });
-  t.match(a.sandboxEnv, { CODEX_API_KEY: SENTINEL, OPENAI_API_KEY: SENTINEL, CODEX_CA_CERTIFICATE: '/opt/codex-egress/ca.pem', NODE_EXTRA_CA_CERTS: '/opt/codex-egress/ca.pem', SSL_CERT_FILE: '/etc/ssl/certs/ca-certificates.crt' });
+  t.match(a, {
+    mode: 'inject',
+    mountAuthFile: false,
+    passKeys: false,
+    credentials: [{ name: 'openai', host: 'api.openai.com', value: 'sk-env' }],
+  });
+  t.match(a.sandboxEnv, {
+    CODEX_API_KEY: SENTINEL,
+    OPENAI_API_KEY: SENTINEL,
+    CODEX_CA_CERTIFICATE: '/opt/codex-egress/ca.pem',
+    NODE_EXTRA_CA_CERTS: '/opt/codex-egress/ca.pem',
+    SSL_CERT_FILE: '/etc/ssl/certs/ca-certificates.crt',
+  });
   t.notOk(JSON.stringify(a.sandboxEnv).includes('sk-env'), 'the sandbox env holds no key');
   t.match(plan('auto', { CODEX_API_KEY: 'sk-c', OPENAI_API_KEY: 'sk-o' }), { credentials: [{ value: 'sk-c' }] }, 'CODEX_API_KEY first');
   t.match(plan('auto', {}, { kind: 'apikey', key: 'sk-file' }), { mode: 'inject', credentials: [{ value: 'sk-file' }] });
   t.match(plan('auto', {}, { kind: 'chatgpt' }), { mode: 'mount', mountAuthFile: true, passKeys: true, credentials: [] });
   t.match(plan('auto', {}), { mode: 'none', credentials: [] });
-  t.match(plan('auto', {}, { kind: 'unreadable', detail: 'neither' }), { mode: 'mount', mountAuthFile: true }, 'an auth.json of another kind is mounted as before');
-  t.match(plan('auto', { CODEX_API_KEY: 'sk-c' }, { kind: 'chatgpt' }), { mode: 'inject', mountAuthFile: false }, 'a key wins: the tokens stay out');
+  t.match(
+    plan('auto', {}, { kind: 'unreadable', detail: 'neither' }),
+    { mode: 'mount', mountAuthFile: true },
+    'an auth.json of another kind is mounted as before',
+  );
+  t.match(
+    plan('auto', { CODEX_API_KEY: 'sk-c' }, { kind: 'chatgpt' }),
+    { mode: 'inject', mountAuthFile: false },
+    'a key wins: the tokens stay out',
+  );
   t.match(plan('mount', { OPENAI_API_KEY: 'sk-env' }), { mode: 'mount', passKeys: true, credentials: [] });
   t.match(plan('none', { OPENAI_API_KEY: 'sk-env' }), { mode: 'none', passKeys: false, mountAuthFile: false });
   t.throws(() => plan('inject', {}, { kind: 'chatgpt' }), /ChatGPT sign-in cannot be injected/);
-  const s = planCredentials({ requested: 'mount', env: {}, secrets: [{ credential: { name: 'gh', host: 'api.github.com', value: 'ghp' }, env: 'GH_TOKEN' }] });
+  const s = planCredentials({
+    requested: 'mount',
+    env: {},
+    secrets: [{ credential: { name: 'gh', host: 'api.github.com', value: 'ghp' }, env: 'GH_TOKEN' }],
+  });
   t.match(s, { mode: 'mount', credentials: [{ name: 'gh' }], sandboxEnv: { GH_TOKEN: SENTINEL } }, 'secrets in mount mode too');
 });
 
@@ -152,21 +220,45 @@ t.test('codex-egress secret: set (command or stdin), list without values, rm; in
   const work = join(tmp.path, 'work');
   mkdirSync(work);
   const cli = (args: string[]) => cliInProcess([...args, '--workdir', work], state);
-  let r = await cli(['secret', 'set', 'github', '--host', 'api.github.com', '--format', 'token {value}', '--command', 'echo ghp_from_command', '--env', 'GH_TOKEN']);
+  let r = await cli([
+    'secret',
+    'set',
+    'github',
+    '--host',
+    'api.github.com',
+    '--format',
+    'token {value}',
+    '--command',
+    'echo ghp_from_command',
+    '--env',
+    'GH_TOKEN',
+  ]);
   t.equal(r.code, 0, r.stderr);
   r = await cli(['secret', 'list', '--json']);
   const listed = JSON.parse(r.stdout) as { secrets: Array<Record<string, unknown>> };
-  t.match(listed.secrets, [{ name: 'github', host: 'api.github.com', port: 443, source: 'command: echo ghp_from_command', env: 'GH_TOKEN' }]);
-  t.equal((await cli(['secret', 'set', 'x', '--host', 'api.github.com', '--command', 'true'])).code, 2, 'a second secret for the same host');
+  t.match(listed.secrets, [
+    { name: 'github', host: 'api.github.com', port: 443, source: 'command: echo ghp_from_command', env: 'GH_TOKEN' },
+  ]);
+  t.equal(
+    (await cli(['secret', 'set', 'x', '--host', 'api.github.com', '--command', 'true'])).code,
+    2,
+    'a second secret for the same host',
+  );
   t.equal((await cli(['secret', 'set', 'x', '--host', 'h.test'])).code, 2, 'a source is required');
   t.equal((await cli(['secret', 'set', 'x', '--host', 'h.test', '--command', 'a', '--format', 'nope'])).code, 2, 'a bad format');
   t.equal((await cli(['secret', 'set', 'openai', '--host', 'h.test', '--command', 'a'])).code, 2, 'openai is reserved');
-  t.equal((await cli(['secret', 'set', 'x', '--host', 'h.test', '--command', 'a', '--env', 'CODEX_API_KEY'])).code, 2, 'not a key variable of Codex');
+  t.equal(
+    (await cli(['secret', 'set', 'x', '--host', 'h.test', '--command', 'a', '--env', 'CODEX_API_KEY'])).code,
+    2,
+    'not a key variable of Codex',
+  );
   t.same(readdirSync(work), [], 'nothing in the workdir');
   const { resolveSecrets } = await import('../cli/secret.js');
   const file = credentialPaths(statePaths(projectFor(work), { CODEX_EGRESS_STATE_DIR: state })).secrets;
   t.equal(statSync(file).mode & 0o777, 0o600);
-  t.match(await resolveSecrets(file), [{ credential: { name: 'github', value: 'ghp_from_command', format: 'token {value}' }, env: 'GH_TOKEN' }]);
+  t.match(await resolveSecrets(file), [
+    { credential: { name: 'github', value: 'ghp_from_command', format: 'token {value}' }, env: 'GH_TOKEN' },
+  ]);
   t.equal((await cli(['secret', 'rm', 'github'])).code, 0);
   t.same(await resolveSecrets(file), []);
   t.equal((await cli(['secret', 'set', 'bad', '--host', 'h.test', '--command', 'echo sk-leak-me; exit 3'])).code, 0);

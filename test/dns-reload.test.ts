@@ -20,10 +20,19 @@ t.test('a DNS answer that arrives after a reload removed the name is not served'
   // slow.test's upstream answer takes 2.5 s; the reload that removes it lands while dig waits.
   const answer = dig(core.ns, 'slow.test');
   for (let i = 0; i < 100 && !core.world.queries().some((q) => q.name === 'slow.test'); i++) await new Promise((r) => setTimeout(r, 50));
-  t.ok(core.world.queries().some((q) => q.name === 'slow.test'), 'the lookup was in flight when the reload came');
+  t.ok(
+    core.world.queries().some((q) => q.name === 'slow.test'),
+    'the lookup was in flight when the reload came',
+  );
   const before = reloads().length;
   writeFileSync(core.allowlistPath, 'allowed.test\n');
-  await core.gateway.waitForAudit(() => reloads().slice(before).some((e) => e.ok === true && e.rules === 1), 5000);
+  await core.gateway.waitForAudit(
+    () =>
+      reloads()
+        .slice(before)
+        .some((e) => e.ok === true && e.rules === 1),
+    5000,
+  );
   const r = await answer;
   t.same(r.answers, [], `no address for a name no longer allowed (${r.status})`);
   t.not(r.status, 'NOERROR', 'answered as denied, not NOERROR');
@@ -55,7 +64,14 @@ t.test('a query whose label holds a dot is refused, not read as another name', a
     const r = await core.ns.run('dig', ['@127.0.0.1', name, 'A', '+tries=1', '+time=3'], { reject: false });
     t.match(r.stdout, /status: FORMERR/, `${name}: FORMERR`);
     t.notMatch(r.stdout + r.stderr, /mismatch/, `${name}: never answered for another question`);
-    t.same(core.world.queries().slice(before).map((q) => q.name), [], `${name}: nothing asked upstream`);
+    t.same(
+      core.world
+        .queries()
+        .slice(before)
+        .map((q) => q.name),
+      [],
+      `${name}: nothing asked upstream`,
+    );
   }
   t.match((await dig(core.ns, 'allowed.test')).answers, ['203.0.113.10'], 'ordinary names still resolve');
 });

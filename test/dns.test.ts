@@ -18,7 +18,14 @@ t.test('an allowed name is answered with its address, and the answer is audited'
   t.equal(r.status, 'NOERROR');
   t.same(r.answers, [WEB]);
   const e = await core.gateway.waitForAudit((e) => e.event === 'dns' && e.name === 'allowed.test' && e.qtype === 'A');
-  t.match(e, { v: 1, decision: 'allow', reason: 'allowed', rcode: 'NOERROR', answers: [WEB], rule: { text: 'allowed.test', source: 'flag' } });
+  t.match(e, {
+    v: 1,
+    decision: 'allow',
+    reason: 'allowed',
+    rcode: 'NOERROR',
+    answers: [WEB],
+    rule: { text: 'allowed.test', source: 'flag' },
+  });
 });
 
 t.test('other spellings of an allowed name resolve the same', async (t) => {
@@ -44,7 +51,14 @@ t.test('a denied name gets NXDOMAIN and is never forwarded upstream', async (t) 
   const e = await core.gateway.waitForAudit((e) => e.event === 'dns' && e.name === 'denied.test');
   t.match(e, { decision: 'deny', reason: 'not-allowlisted', rcode: 'NXDOMAIN' });
   const names = core.world.queries().map((q) => q.name);
-  for (const leaked of ['denied.test', 'exfil-c2vjcmv0.denied.test', 'allowed.test.denied.test', 'evilallowed.test', '10.113.0.203.in-addr.arpa', 'wild.test']) {
+  for (const leaked of [
+    'denied.test',
+    'exfil-c2vjcmv0.denied.test',
+    'allowed.test.denied.test',
+    'evilallowed.test',
+    '10.113.0.203.in-addr.arpa',
+    'wild.test',
+  ]) {
     t.notOk(names.includes(leaked), `upstream never saw ${leaked}`);
   }
 });
@@ -60,7 +74,10 @@ t.test('AAAA and HTTPS answers for allowed names are empty, so clients use IPv4;
     t.equal(r.status, 'NOERROR', type);
     t.equal(r.answerCount, 0, `${type}: no records`);
   }
-  t.notOk(core.world.queries().some((q) => q.type !== 1), 'the upstream only ever sees A queries');
+  t.notOk(
+    core.world.queries().some((q) => q.type !== 1),
+    'the upstream only ever sees A queries',
+  );
 });
 
 t.test('a rebinding answer (private, loopback, link-local or mixed) is refused whole', async (t) => {
@@ -111,7 +128,18 @@ t.test('upstream down: SERVFAIL after the timeout; a second upstream takes over'
   t.equal(r.status, 'SERVFAIL');
   t.ok(Date.now() - started < 4000, 'answered within the timeout, not left hanging');
   await dead.waitForAudit((e) => e.event === 'dns' && e.reason === 'upstream-failed');
-  const failover = await core.extraGateway(['--dns-port', '5302', '--proxy-port', '3302', '--upstream', DEAD_UPSTREAM, '--upstream', UPSTREAM, '--dns-timeout', '0.3']);
+  const failover = await core.extraGateway([
+    '--dns-port',
+    '5302',
+    '--proxy-port',
+    '3302',
+    '--upstream',
+    DEAD_UPSTREAM,
+    '--upstream',
+    UPSTREAM,
+    '--dns-timeout',
+    '0.3',
+  ]);
   t.same((await dig(core.ns, 'allowed.test', { port: 5302 })).answers, [WEB], 'the second upstream answered');
   await failover.stop();
   await dead.stop();
@@ -119,14 +147,22 @@ t.test('upstream down: SERVFAIL after the timeout; a second upstream takes over'
 
 t.test('hostile and malformed packets never crash the resolver', async (t) => {
   const before = core.world.queries().length;
-  const r = await core.ns.run(process.execPath, [join(ROOT, 'dist/test/fixtures/dns-fuzz.js'), '127.0.0.1', '53', '3000', '7'], { timeoutMs: 120_000 });
+  const r = await core.ns.run(process.execPath, [join(ROOT, 'dist/test/fixtures/dns-fuzz.js'), '127.0.0.1', '53', '3000', '7'], {
+    timeoutMs: 120_000,
+  });
   const stats = JSON.parse(r.stdout.trim()) as { sent: number; replies: number };
   t.ok(stats.sent >= 2900, `sent ${stats.sent} packets`);
   t.notOk(core.gateway.proc.exited, 'the gateway is still running');
   t.same((await dig(core.ns, 'allowed.test')).answers, [WEB], 'and still answers UDP');
   t.same((await dig(core.ns, 'allowed.test', { tcp: true })).answers, [WEB], 'and TCP');
-  const forwarded = core.world.queries().slice(before).map((q) => q.name);
-  t.notOk(forwarded.some((n) => n !== 'allowed.test'), `only allowed names reached the upstream (${[...new Set(forwarded)].join(', ')})`);
+  const forwarded = core.world
+    .queries()
+    .slice(before)
+    .map((q) => q.name);
+  t.notOk(
+    forwarded.some((n) => n !== 'allowed.test'),
+    `only allowed names reached the upstream (${[...new Set(forwarded)].join(', ')})`,
+  );
   t.notMatch(core.gateway.proc.output(), /TypeError|RangeError|Uncaught/, 'no exception in the gateway output');
 });
 

@@ -8,7 +8,18 @@ import { execa } from 'execa';
 import { mkdirSync, chownSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI, ROOT, tempDir } from './harness/world.js';
-import { BASE_IMAGE, E2E_LABEL, withDockerEngine, e2eRun, docker, packFakeCodex, startDockerWorld, removeE2E, nodeLtsBase, type DockerWorld } from './harness/docker.js';
+import {
+  BASE_IMAGE,
+  E2E_LABEL,
+  withDockerEngine,
+  e2eRun,
+  docker,
+  packFakeCodex,
+  startDockerWorld,
+  removeE2E,
+  nodeLtsBase,
+  type DockerWorld,
+} from './harness/docker.js';
 import { projectFor } from '../image/names.js';
 
 const e2e = e2eRun();
@@ -18,7 +29,9 @@ const GIT_HOST = 'git.example.org';
 const NEVER = 'never.example.org';
 const OWNER = 2345;
 /** The proxy variables the sandbox has, all unset: what a tool that ignores them sees. */
-const NO_PROXY_ENV = ['HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy', 'NO_PROXY', 'no_proxy', 'NODE_USE_ENV_PROXY'].flatMap((v) => ['-u', v]);
+const NO_PROXY_ENV = ['HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy', 'NO_PROXY', 'no_proxy', 'NODE_USE_ENV_PROXY'].flatMap(
+  (v) => ['-u', v],
+);
 
 t.test('docker end to end: transparent egress by name', async (t) => {
   await withDockerEngine(t, 'the Docker transparent-mode test', (engine) => run(t, engine));
@@ -37,8 +50,13 @@ async function run(t: Tap, engine: string) {
     return { code: r.exitCode ?? 1, stdout: String(r.stdout), stderr: String(r.stderr) };
   };
   /** A command in the sandbox with no proxy variables at all. */
-  const bare = (cmd: string[], timeout = 60_000) => docker(['exec', '-e', 'NODE_EXTRA_CA_CERTS=/tmp/world-ca.pem', p.sandbox, 'env', ...NO_PROXY_ENV, ...cmd], timeout);
-  const audit = async () => (await cli(['logs', '--json'])).stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+  const bare = (cmd: string[], timeout = 60_000) =>
+    docker(['exec', '-e', 'NODE_EXTRA_CA_CERTS=/tmp/world-ca.pem', p.sandbox, 'env', ...NO_PROXY_ENV, ...cmd], timeout);
+  const audit = async () =>
+    (await cli(['logs', '--json'])).stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
 
   t.teardown(async () => {
     await docker(['rm', '-f', '-v', p.sandbox, p.gateway]);
@@ -53,16 +71,48 @@ async function run(t: Tap, engine: string) {
   }
 
   let world!: DockerWorld;
-  const upArgs = () => ['--no-defaults', '--allow', ALLOWED, '--allow', GIT_HOST, '--upstream', world.ip, '--egress-network', world.network];
+  const upArgs = () => [
+    '--no-defaults',
+    '--allow',
+    ALLOWED,
+    '--allow',
+    GIT_HOST,
+    '--upstream',
+    world.ip,
+    '--egress-network',
+    world.network,
+  ];
 
   await t.test('build the images; the fake internet with a git repository served over HTTPS', async (t) => {
-    const r = await cli(['build', '--base', await nodeLtsBase(), '--codex-tarballs', await packFakeCodex(tmp.path), '--build-arg', 'PACKAGES=ca-certificates git curl', '--quiet'], 900_000);
+    const r = await cli(
+      [
+        'build',
+        '--base',
+        await nodeLtsBase(),
+        '--codex-tarballs',
+        await packFakeCodex(tmp.path),
+        '--build-arg',
+        'PACKAGES=ca-certificates git curl',
+        '--quiet',
+      ],
+      900_000,
+    );
     t.equal(r.code, 0, `build exit 0 ${r.stderr.slice(-600)}`);
     world = await startDockerWorld(tmp.path, id, [ALLOWED, GIT_HOST, NEVER], (address) => ({ [GIT_HOST]: { a: [address(3)], ttl: 5 } }));
     // A bare repository with one commit, made on the host, served as static files (git's dumb HTTP protocol).
     const repo = join(tmp.path, 'world', 'repo.git');
     const work = join(tmp.path, 'work');
-    const git = (args: string[], cwd = work) => execa('git', args, { cwd, env: { ...process.env, GIT_AUTHOR_NAME: 'e2e', GIT_AUTHOR_EMAIL: 'e2e@example.org', GIT_COMMITTER_NAME: 'e2e', GIT_COMMITTER_EMAIL: 'e2e@example.org' } });
+    const git = (args: string[], cwd = work) =>
+      execa('git', args, {
+        cwd,
+        env: {
+          ...process.env,
+          GIT_AUTHOR_NAME: 'e2e',
+          GIT_AUTHOR_EMAIL: 'e2e@example.org',
+          GIT_COMMITTER_NAME: 'e2e',
+          GIT_COMMITTER_EMAIL: 'e2e@example.org',
+        },
+      });
     mkdirSync(work);
     await git(['init', '-q', '-b', 'main']);
     await git(['commit', '-q', '--allow-empty', '-m', 'first']);
@@ -71,12 +121,32 @@ async function run(t: Tap, engine: string) {
     await execa('chmod', ['-R', 'a+rX', join(tmp.path, 'world')]);
     chmodSync(join(tmp.path, 'world'), 0o777);
     const s = await docker([
-      'run', '-d', '--name', `cxe-e2e-${id}-git`, '--label', `${E2E_LABEL}=${id}`, '--network', world.network, '--ip', world.address(3),
-      '-v', `${join(tmp.path, 'world')}:/world:ro`, '-v', `${ROOT}:/repo:ro`, BASE_IMAGE,
-      'node', '/repo/dist/test/fixtures/static-https.js', '/world', world.address(3), '443', '/world/cert.pem', '/world/key.pem',
+      'run',
+      '-d',
+      '--name',
+      `cxe-e2e-${id}-git`,
+      '--label',
+      `${E2E_LABEL}=${id}`,
+      '--network',
+      world.network,
+      '--ip',
+      world.address(3),
+      '-v',
+      `${join(tmp.path, 'world')}:/world:ro`,
+      '-v',
+      `${ROOT}:/repo:ro`,
+      BASE_IMAGE,
+      'node',
+      '/repo/dist/test/fixtures/static-https.js',
+      '/world',
+      world.address(3),
+      '443',
+      '/world/cert.pem',
+      '/world/key.pem',
     ]);
     t.equal(s.code, 0, s.stderr);
-    for (let i = 0; i < 50 && !(await docker(['logs', `cxe-e2e-${id}-git`])).stdout.includes('static ready'); i++) await new Promise((r) => setTimeout(r, 200));
+    for (let i = 0; i < 50 && !(await docker(['logs', `cxe-e2e-${id}-git`])).stdout.includes('static ready'); i++)
+      await new Promise((r) => setTimeout(r, 200));
   });
   if (!world) return;
 
@@ -86,19 +156,44 @@ async function run(t: Tap, engine: string) {
     const verdict = JSON.parse(r.stdout) as { ok: boolean; probes: Array<{ id: string; ok: boolean; detail: string }> };
     for (const probe of verdict.probes) t.ok(probe.ok, `${probe.id}: ${probe.detail}`);
     const pool = p.subnet.replace(/\.0\/24$/, '.128/25');
-    t.match(verdict.probes.find((x) => x.id === 'transparent'), { ok: true, detail: new RegExp(`^pool ${pool.replace(/\./g, '\\.')}; ${ALLOWED} resolved ${p.subnet.split('.').slice(0, 3).join('\\.')}\\.\\d+; TLS without proxy ok; as \\S+ (?!ok$)\\S+$`) });
+    t.match(
+      verdict.probes.find((x) => x.id === 'transparent'),
+      {
+        ok: true,
+        detail: new RegExp(
+          `^pool ${pool.replace(/\./g, '\\.')}; ${ALLOWED} resolved ${p.subnet.split('.').slice(0, 3).join('\\.')}\\.\\d+; TLS without proxy ok; as \\S+ (?!ok$)\\S+$`,
+        ),
+      },
+    );
     const net = JSON.parse((await docker(['network', 'inspect', p.internalNetwork])).stdout)[0];
-    t.equal(net.IPAM.Config[0].IPRange, p.subnet.replace(/\.0\/24$/, '.0/25'), "Docker hands out the lower half only: the upper half is the gateway's pool");
+    t.equal(
+      net.IPAM.Config[0].IPRange,
+      p.subnet.replace(/\.0\/24$/, '.0/25'),
+      "Docker hands out the lower half only: the upper half is the gateway's pool",
+    );
     t.equal((await docker(['cp', join(tmp.path, 'world', 'cert.pem'), `${p.sandbox}:/tmp/world-ca.pem`])).code, 0);
   });
 
   await t.test("Node's fetch with the proxy variables unset reaches an allowed name, audited as transparent", async (t) => {
-    const r = await bare(['node', '--input-type=module', '-e', `const r = await fetch('https://${ALLOWED}/bare-fetch'); console.log(r.status, await r.text());`]);
+    const r = await bare([
+      'node',
+      '--input-type=module',
+      '-e',
+      `const r = await fetch('https://${ALLOWED}/bare-fetch'); console.log(r.status, await r.text());`,
+    ]);
     t.equal(r.code, 0, r.stderr);
     t.match(r.stdout, /^200 hello from .* host=allowed\.example\.org path=\/bare-fetch/);
     const lines = await audit();
-    t.ok(lines.some((l) => l.event === 'connect' && l.host === ALLOWED && l.mode === 'transparent' && l.decision === 'allow' && l.ip === world.ip), 'a transparent connect line, with the real address');
-    t.ok(lines.some((l) => l.event === 'dns' && l.name === ALLOWED && (l.resolved as string[] | undefined)?.includes(world.ip)), 'the DNS line keeps the upstream address');
+    t.ok(
+      lines.some(
+        (l) => l.event === 'connect' && l.host === ALLOWED && l.mode === 'transparent' && l.decision === 'allow' && l.ip === world.ip,
+      ),
+      'a transparent connect line, with the real address',
+    );
+    t.ok(
+      lines.some((l) => l.event === 'dns' && l.name === ALLOWED && (l.resolved as string[] | undefined)?.includes(world.ip)),
+      'the DNS line keeps the upstream address',
+    );
   });
 
   await t.test('git ls-remote over HTTPS with the proxy variables unset works by name', async (t) => {
@@ -113,9 +208,13 @@ async function run(t: Tap, engine: string) {
     t.equal(n.stdout.trim(), 'ENOTFOUND', 'a denied name does not resolve');
     const d = await bare(['curl', '-sS', '-m', '4', `http://${world.ip}/`]);
     t.not(d.code, 0, 'the real address, directly');
-    const q = await bare(['node', '-e', `const s = require('node:dgram').createSocket('udp4'); s.on('error', (e) => { console.log(e.code); process.exit(0); });
+    const q = await bare([
+      'node',
+      '-e',
+      `const s = require('node:dgram').createSocket('udp4'); s.on('error', (e) => { console.log(e.code); process.exit(0); });
       require('node:dns').lookup('${ALLOWED}', (e, a) => s.connect(443, a, () => { s.send('quic?'); setTimeout(() => s.send('again'), 200); }));
-      setTimeout(() => { console.log('no answer'); process.exit(0); }, 3000);`]);
+      setTimeout(() => { console.log('no answer'); process.exit(0); }, 3000);`,
+    ]);
     t.equal(q.stdout.trim(), 'ECONNREFUSED', 'UDP (QUIC) to the pool address is refused at once');
   });
 
@@ -124,9 +223,17 @@ async function run(t: Tap, engine: string) {
     const r = await cli(['up', '--detach', '--json', '--no-transparent', ...upArgs()]);
     t.equal(r.code, 0, `up exit 0 ${r.stderr.slice(-800)}`);
     const verdict = JSON.parse(r.stdout) as { ok: boolean; probes: Array<{ id: string; ok: boolean; detail: string }> };
-    t.match(verdict.probes.find((x) => x.id === 'transparent'), { ok: true, detail: new RegExp(`^off; ${ALLOWED} resolved ${world.ip.replace(/\./g, '\\.')}; direct :443 `) });
+    t.match(
+      verdict.probes.find((x) => x.id === 'transparent'),
+      { ok: true, detail: new RegExp(`^off; ${ALLOWED} resolved ${world.ip.replace(/\./g, '\\.')}; direct :443 `) },
+    );
     t.equal((await docker(['cp', join(tmp.path, 'world', 'cert.pem'), `${p.sandbox}:/tmp/world-ca.pem`])).code, 0);
-    const f = await bare(['node', '--input-type=module', '-e', `await fetch('https://${ALLOWED}/direct', { signal: AbortSignal.timeout(5000) })`]);
+    const f = await bare([
+      'node',
+      '--input-type=module',
+      '-e',
+      `await fetch('https://${ALLOWED}/direct', { signal: AbortSignal.timeout(5000) })`,
+    ]);
     t.not(f.code, 0, 'Node without the proxy cannot reach it');
     t.equal((await cli(['down'])).code, 0);
   });

@@ -4,11 +4,33 @@
 import t from 'tap';
 type Tap = typeof t;
 import { execa } from 'execa';
-import { existsSync, readFileSync, mkdirSync, writeFileSync, chownSync, symlinkSync, rmSync, readdirSync, statSync, lstatSync } from 'node:fs';
+import {
+  existsSync,
+  readFileSync,
+  mkdirSync,
+  writeFileSync,
+  chownSync,
+  symlinkSync,
+  rmSync,
+  readdirSync,
+  statSync,
+  lstatSync,
+} from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { CLI, tempDir } from './harness/world.js';
-import { BASE_IMAGE, NODE_LTS_MAJOR, withDockerEngine, e2eRun, docker, packFakeCodex, startDockerWorld, removeE2E, nodeLtsBase, type DockerWorld } from './harness/docker.js';
+import {
+  BASE_IMAGE,
+  NODE_LTS_MAJOR,
+  withDockerEngine,
+  e2eRun,
+  docker,
+  packFakeCodex,
+  startDockerWorld,
+  removeE2E,
+  nodeLtsBase,
+  type DockerWorld,
+} from './harness/docker.js';
 import { projectFor } from '../image/names.js';
 import { PROJECT_LABEL } from '../image/names.js';
 
@@ -21,7 +43,8 @@ const NODE_HOST = 'node.example.org';
 /** The project's owner: not root, not the image's build-time uid (1000), so the mapping is visible. */
 const OWNER = 2345;
 /** Kill the gateway's node process from inside its container (docker-init is PID 1, node its child). */
-const KILL_NODE = 'for d in /proc/[0-9]*; do c=$(tr "\\0" " " < $d/cmdline 2>/dev/null); case "$c" in node*gateway*) kill -9 ${d#/proc/};; esac; done';
+const KILL_NODE =
+  'for d in /proc/[0-9]*; do c=$(tr "\\0" " " < $d/cmdline 2>/dev/null); case "$c" in node*gateway*) kill -9 ${d#/proc/};; esac; done';
 
 t.test('docker end to end', async (t) => {
   await withDockerEngine(t, 'the Docker end-to-end test', (engine) => run(t, engine));
@@ -43,7 +66,13 @@ async function run(t: Tap, engine: string) {
   const apiKey = `sk-e2e-${id}`;
   const env = e2e.env(tmp.path);
   const cli = async (args: string[], timeout = 180_000, extraEnv: NodeJS.ProcessEnv = {}) => {
-    const r = await execa(process.execPath, [CLI, ...args], { cwd: project, env: { ...env, ...extraEnv }, extendEnv: false, reject: false, timeout });
+    const r = await execa(process.execPath, [CLI, ...args], {
+      cwd: project,
+      env: { ...env, ...extraEnv },
+      extendEnv: false,
+      reject: false,
+      timeout,
+    });
     return { code: r.exitCode ?? 1, stdout: String(r.stdout), stderr: String(r.stderr) };
   };
   /** curl from inside the sandbox, through the proxy variables only. */
@@ -70,9 +99,21 @@ async function run(t: Tap, engine: string) {
     const codex = await packFakeCodex(tmp.path);
     const base = await nodeLtsBase();
     // PACKAGES without procps or bubblewrap: what Codex needs is installed anyway.
-    const r = await cli(['build', '--base', base, '--codex-tarballs', codex, '--build-arg', 'PACKAGES=ca-certificates git curl', '--quiet'], 900_000);
+    const r = await cli(
+      ['build', '--base', base, '--codex-tarballs', codex, '--build-arg', 'PACKAGES=ca-certificates git curl', '--quiet'],
+      900_000,
+    );
     t.equal(r.code, 0, `build exit 0 ${r.stderr.slice(-600)}`);
-    const v = await docker(['run', '--rm', '--network', 'none', images.codex, 'sh', '-c', 'id -u; codex --version; node --version; ps -p 1 -o pid= && bwrap --version']);
+    const v = await docker([
+      'run',
+      '--rm',
+      '--network',
+      'none',
+      images.codex,
+      'sh',
+      '-c',
+      'id -u; codex --version; node --version; ps -p 1 -o pid= && bwrap --version',
+    ]);
     t.match(v.stdout, /^1000\n[^]*codex-cli 0\.0\.0-test/, 'sandbox image: non-root user, Codex installed from the packed tarball');
     t.match(v.stdout, new RegExp(`\\nv${NODE_LTS_MAJOR}\\.`), `Node ${NODE_LTS_MAJOR} in the sandbox image`);
     t.match(v.stdout, /\n\s*1\n[^]*bubblewrap/, 'ps and bubblewrap installed although PACKAGES left them out');
@@ -86,7 +127,10 @@ async function run(t: Tap, engine: string) {
     const r = await cli(['doctor', '--json']);
     const d = JSON.parse(r.stdout) as { ok: boolean; checks: Array<{ id: string; ok: boolean; detail: string }> };
     t.equal(r.code, 0, JSON.stringify(d.checks.filter((c) => !c.ok)));
-    t.same(d.checks.map((c) => c.id), ['docker-client', 'docker-engine', 'image-gateway', 'image-codex', 'gateway-firewall-tools', 'gpu-runtime']);
+    t.same(
+      d.checks.map((c) => c.id),
+      ['docker-client', 'docker-engine', 'image-gateway', 'image-codex', 'gateway-firewall-tools', 'gpu-runtime'],
+    );
     const missing = await cli(['doctor', '--image', `codex-egress-e2e-missing:${id}`]);
     t.equal(missing.code, 1, 'a missing image fails');
     t.match(missing.stdout, /FAIL\s+image-codex[^]*codex-egress build/, 'with advice');
@@ -110,7 +154,12 @@ async function run(t: Tap, engine: string) {
     symlinkSync(join(secret, 'id_rsa'), join(project, 'script-link'));
     const cases: Array<[string, string[], string, (() => void)?]> = [
       ['.git -> a host directory, --git-readonly', ['--git-readonly'], `${project}/.git`, () => symlinkSync(secret, join(project, '.git'))],
-      ['.git -> ../secret (relative), --git-readonly', ['--git-readonly'], `${project}/.git`, () => (rmSync(join(project, '.git')), symlinkSync('../secret', join(project, '.git')))],
+      [
+        '.git -> ../secret (relative), --git-readonly',
+        ['--git-readonly'],
+        `${project}/.git`,
+        () => (rmSync(join(project, '.git')), symlinkSync('../secret', join(project, '.git'))),
+      ],
       ['--read-only of a link', ['--read-only', join(project, 'ro-link')], `${project}/ro-link`],
       ['--read-only below a linked parent', ['--read-only', join(project, 'parent-link', 'id_rsa')], `${project}/parent-link`],
       ['--read-only of a dangling link', ['--read-only', join(project, 'dangling')], `${project}/dangling`],
@@ -139,19 +188,49 @@ async function run(t: Tap, engine: string) {
     mkdirSync(join(tmp.path, 'reference'));
     writeFileSync(join(tmp.path, 'init.sh'), 'echo "init ran as $(id -u)" > /tmp/init-ran\n');
     // --credentials mount: exec below checks the model where Codex is given the key (the default injects it: codex-real.test.ts)
-    const r = await cli(['up', '--detach', '--json', ...upArgs(), '--credentials', 'mount', '--git-readonly', '--read-only', join(tmp.path, 'reference'), '--init-script', join(tmp.path, 'init.sh')]);
+    const r = await cli([
+      'up',
+      '--detach',
+      '--json',
+      ...upArgs(),
+      '--credentials',
+      'mount',
+      '--git-readonly',
+      '--read-only',
+      join(tmp.path, 'reference'),
+      '--init-script',
+      join(tmp.path, 'init.sh'),
+    ]);
     t.equal(r.code, 0, `up exit 0 ${r.stderr.slice(-800)}`);
     const verdict = JSON.parse(r.stdout) as { ok: boolean; probes: Array<{ id: string; ok: boolean; detail: string }> };
     t.ok(verdict.ok, 'all probes pass');
-    t.match(verdict, { codexSandbox: 'off', sandboxUser: `${OWNER}:${OWNER}` }, "verify says Codex's own sandbox is off, and who the sandbox is");
+    t.match(
+      verdict,
+      { codexSandbox: 'off', sandboxUser: `${OWNER}:${OWNER}` },
+      "verify says Codex's own sandbox is off, and who the sandbox is",
+    );
     t.same(
       verdict.probes.map((x) => x.id).filter((id) => id !== 'read-only'),
-      ['gateway-healthy', 'allowed-host', 'denied-host', 'ip-literal', 'direct-dns', 'ipv6', 'lan', 'metadata', 'transparent', 'host-bridge'],
+      [
+        'gateway-healthy',
+        'allowed-host',
+        'denied-host',
+        'ip-literal',
+        'direct-dns',
+        'ipv6',
+        'lan',
+        'metadata',
+        'transparent',
+        'host-bridge',
+      ],
     );
     // one read-only probe per read-only mount: --git-readonly, --read-only reference, the init script
     const readOnly = verdict.probes.filter((x) => x.id === 'read-only');
     t.ok(readOnly.length >= 3, `a read-only probe per read-only mount (${readOnly.map((x) => x.detail).join('; ')})`);
-    t.ok(readOnly.some((x) => x.detail.includes(join(tmp.path, 'reference'))), 'the --read-only path is proved read-only from inside');
+    t.ok(
+      readOnly.some((x) => x.detail.includes(join(tmp.path, 'reference'))),
+      'the --read-only path is proved read-only from inside',
+    );
     for (const probe of verdict.probes) t.ok(probe.ok, `${probe.id}: ${probe.detail}`);
     t.comment(`up + verify took ${Date.now() - started} ms`);
 
@@ -166,13 +245,25 @@ async function run(t: Tap, engine: string) {
     t.same(sb.HostConfig.SecurityOpt, ['no-new-privileges']);
     t.same(sb.HostConfig.Dns, [p.gatewayIp], 'sandbox DNS = the gateway');
     t.equal(sb.Config.User, `${OWNER}:${OWNER}`, "non-root: the workdir's owner");
-    t.ok(sb.Config.Env.includes(`HTTPS_PROXY=http://${p.gatewayIp}:3128`) && sb.Config.Env.includes(`https_proxy=http://${p.gatewayIp}:3128`));
+    t.ok(
+      sb.Config.Env.includes(`HTTPS_PROXY=http://${p.gatewayIp}:3128`) && sb.Config.Env.includes(`https_proxy=http://${p.gatewayIp}:3128`),
+    );
     const gw = JSON.parse((await docker(['inspect', p.gateway])).stdout)[0];
     t.same(Object.keys(gw.NetworkSettings.Networks).sort(), [p.internalNetwork, world.network].sort(), 'gateway: internal + egress');
     t.equal(gw.NetworkSettings.Networks[p.internalNetwork].IPAddress, p.gatewayIp, 'gateway at its static address');
     t.equal(gw.State.Health?.Status === undefined ? 'none' : 'has-healthcheck', 'has-healthcheck');
-    const id = await docker(['exec', p.sandbox, 'sh', '-c', 'id -u; id -g; whoami; touch "$HOME/.home-writable" && echo home-ok; ps -o comm= -p 1']);
-    t.same(id.stdout.trim().split('\n'), [String(OWNER), String(OWNER), 'codex', 'home-ok', 'docker-init'], "the owner's uid/gid, known as codex, a writable home, ps works");
+    const id = await docker([
+      'exec',
+      p.sandbox,
+      'sh',
+      '-c',
+      'id -u; id -g; whoami; touch "$HOME/.home-writable" && echo home-ok; ps -o comm= -p 1',
+    ]);
+    t.same(
+      id.stdout.trim().split('\n'),
+      [String(OWNER), String(OWNER), 'codex', 'home-ok', 'docker-init'],
+      "the owner's uid/gid, known as codex, a writable home, ps works",
+    );
     const bwrap = await docker(['exec', p.sandbox, 'bwrap', '--ro-bind', '/', '/', '--unshare-user', '--unshare-net', 'true']);
     t.not(bwrap.code, 0, "default mode: bubblewrap cannot build Codex's sandbox (Codex is told not to try)");
     const mounts = sb.Mounts as Array<{ Source: string; Destination: string; RW: boolean }>;
@@ -180,14 +271,25 @@ async function run(t: Tap, engine: string) {
     t.equal(mount(project)?.RW, true, 'workdir at the same path, read-write');
     t.equal(mount(join(project, '.git'))?.RW, false, '--git-readonly');
     t.equal(mount(join(tmp.path, 'reference'))?.RW, false, '--read-only PATH');
-    t.notOk(mounts.some((m) => m.Source.startsWith(join(tmp.path, 'state')) && m.Source !== codexHome), 'the gateway state (allowlist, audit log) is not in the sandbox');
+    t.notOk(
+      mounts.some((m) => m.Source.startsWith(join(tmp.path, 'state')) && m.Source !== codexHome),
+      'the gateway state (allowlist, audit log) is not in the sandbox',
+    );
     t.equal(mount('/home/codex/.codex')?.Source, codexHome, 'the Codex home comes from the state directory, not through the planted link');
     t.equal(mount('/home/codex/.codex')?.RW, true);
     t.equal(statSync(codexHome).uid, OWNER, 'the Codex home belongs to the sandbox user');
     t.ok(lstatSync(join(project, '.codex-egress', 'codex-home')).isSymbolicLink(), 'the planted link was left alone');
     t.same(readdirSync(secret), ['id_rsa'], 'nothing written where the links point');
-    t.match(readFileSync(join(stateDir, 'allowed_domains.txt'), 'utf8'), /^# codex-egress allowlist/, 'the allowlist is the host\'s own file');
-    t.equal((await docker(['exec', p.sandbox, 'cat', '/tmp/init-ran'])).stdout.trim(), `init ran as ${OWNER}`, '--init-script ran before handing over');
+    t.match(
+      readFileSync(join(stateDir, 'allowed_domains.txt'), 'utf8'),
+      /^# codex-egress allowlist/,
+      "the allowlist is the host's own file",
+    );
+    t.equal(
+      (await docker(['exec', p.sandbox, 'cat', '/tmp/init-ran'])).stdout.trim(),
+      `init ran as ${OWNER}`,
+      '--init-script ran before handing over',
+    );
   });
 
   await t.test('status', async (t) => {
@@ -196,16 +298,27 @@ async function run(t: Tap, engine: string) {
     const s = JSON.parse(r.stdout);
     t.equal(s.running, true);
     t.equal(s.healthy, true);
-    t.same(s.containers.map((c: { name: string }) => c.name), [p.gateway, p.sandbox]);
+    t.same(
+      s.containers.map((c: { name: string }) => c.name),
+      [p.gateway, p.sandbox],
+    );
     t.same(s.networks, [p.internalNetwork]);
     t.equal(s.allowlist.rules, 1);
-    t.match(s.health.firewall, { up: true, interface: String, set: { name: 'codex-egress-allow' } }, 'the kernel firewall is on and verified');
+    t.match(
+      s.health.firewall,
+      { up: true, interface: String, set: { name: 'codex-egress-allow' } },
+      'the kernel firewall is on and verified',
+    );
     t.notOk(s.health.firewall.disabled, 'not --no-firewall');
     t.ok(existsSync(s.auditLog), 'audit log exists where status says');
     const human = await cli(['status']);
     t.equal(human.code, 0);
     t.match(human.stdout, /^state {6}running, healthy · up \d+ (s|min)$/m, 'human summary: state and uptime');
-    t.match(human.stdout, /^firewall {3}on, verified · interface \S+ · ports [0-9, ]+ · allow set \d+\/\d+ \([0-9.]+% full\)$/m, 'the firewall, its ports and the allow set');
+    t.match(
+      human.stdout,
+      /^firewall {3}on, verified · interface \S+ · ports [0-9, ]+ · allow set \d+\/\d+ \([0-9.]+% full\)$/m,
+      'the firewall, its ports and the allow set',
+    );
     t.match(human.stdout, /^drops {6}.* since the gateway started$/m);
     t.match(human.stdout, /^sandbox {4}Codex's own sandbox OFF/m);
   });
@@ -213,7 +326,10 @@ async function run(t: Tap, engine: string) {
   await t.test('allow and deny, live, persisted', async (t) => {
     const before = await sandboxCurl(`https://${LATER}/`);
     t.not(before.code, 0, `${LATER} not reachable before allow`);
-    const reloadLines = () => readFileSync(join(stateDir, 'logs', 'audit.jsonl'), 'utf8').split('\n').filter((l) => l.includes('"event":"reload"')).length;
+    const reloadLines = () =>
+      readFileSync(join(stateDir, 'logs', 'audit.jsonl'), 'utf8')
+        .split('\n')
+        .filter((l) => l.includes('"event":"reload"')).length;
     const reloadsBefore = reloadLines();
     const a = await cli(['allow', '--json', LATER]);
     t.equal(a.code, 0, a.stderr);
@@ -234,7 +350,13 @@ async function run(t: Tap, engine: string) {
     const plain = await sandboxCurl(`http://${LATER}/plain`);
     t.match(plain.stdout, /hello from .*:80 host=later\.example\.org/, 'plain HTTP too');
     const domains = await cli(['domains', '--json']);
-    t.same(JSON.parse(domains.stdout).rules.map((r: { rule: string }) => r.rule).sort(), [ALLOWED, LATER].sort(), 'domains: effective list');
+    t.same(
+      JSON.parse(domains.stdout)
+        .rules.map((r: { rule: string }) => r.rule)
+        .sort(),
+      [ALLOWED, LATER].sort(),
+      'domains: effective list',
+    );
     const d = await cli(['deny', '--json', LATER]);
     t.equal(d.code, 0, d.stderr);
     t.equal(JSON.parse(d.stdout).reload?.ok, true);
@@ -243,7 +365,10 @@ async function run(t: Tap, engine: string) {
     t.match(after.stderr, /403/);
     const bad = await cli(['allow', '*.com']);
     t.equal(bad.code, 2, 'an invalid rule is a usage error');
-    t.notOk((await world.queries()).some((q) => q.name === NEVER), 'a denied name never reached the upstream DNS');
+    t.notOk(
+      (await world.queries()).some((q) => q.name === NEVER),
+      'a denied name never reached the upstream DNS',
+    );
   });
 
   await t.test('exec: codex exec in the running sandbox, run.log and exit.json', async (t) => {
@@ -253,8 +378,15 @@ async function run(t: Tap, engine: string) {
     const r = await cli(['exec', '--output', out, `https://${ALLOWED}/from-exec`], 180_000, { OPENAI_API_KEY: apiKey });
     t.equal(r.code, 0, r.stderr);
     const runLog = readFileSync(join(out, 'run.log'), 'utf8');
-    t.match(runLog, `fake codex key: ${createHash('sha256').update(apiKey).digest('hex').slice(0, 12)}`, 'Codex read the key from CODEX_API_KEY');
-    t.notOk(runLog.includes(apiKey) || readFileSync(join(out, 'exit.json'), 'utf8').includes(apiKey), 'the key is in neither run.log nor exit.json');
+    t.match(
+      runLog,
+      `fake codex key: ${createHash('sha256').update(apiKey).digest('hex').slice(0, 12)}`,
+      'Codex read the key from CODEX_API_KEY',
+    );
+    t.notOk(
+      runLog.includes(apiKey) || readFileSync(join(out, 'exit.json'), 'utf8').includes(apiKey),
+      'the key is in neither run.log nor exit.json',
+    );
     t.notOk((await docker(['inspect', p.sandbox])).stdout.includes(apiKey), "nor in the container's configuration");
     t.match(runLog, /fake codex config: sandbox_mode="danger-full-access"/, 'Codex started with its own sandbox off');
     const made = statSync(join(project, 'codex-made.txt'));
@@ -289,12 +421,30 @@ async function run(t: Tap, engine: string) {
   await t.test('logs show the decisions', async (t) => {
     const r = await cli(['logs', '--json']);
     t.equal(r.code, 0);
-    const lines = r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l));
-    t.ok(lines.every((l) => l.v === 1), 'every line versioned');
-    t.ok(lines.some((l) => l.event === 'connect' && l.host === LATER && l.decision === 'allow'), 'the allowed CONNECT');
-    t.ok(lines.some((l) => l.event === 'connect' && l.host === LATER && l.decision === 'deny' && l.reason === 'denied-by-rule'), 'the denied CONNECT after deny');
-    t.ok(lines.some((l) => l.event === 'reload' && l.ok === true && l.added?.includes(LATER)), 'the reload');
-    t.ok(lines.some((l) => l.event === 'dns' && l.decision === 'deny'), 'a denied DNS query');
+    const lines = r.stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l));
+    t.ok(
+      lines.every((l) => l.v === 1),
+      'every line versioned',
+    );
+    t.ok(
+      lines.some((l) => l.event === 'connect' && l.host === LATER && l.decision === 'allow'),
+      'the allowed CONNECT',
+    );
+    t.ok(
+      lines.some((l) => l.event === 'connect' && l.host === LATER && l.decision === 'deny' && l.reason === 'denied-by-rule'),
+      'the denied CONNECT after deny',
+    );
+    t.ok(
+      lines.some((l) => l.event === 'reload' && l.ok === true && l.added?.includes(LATER)),
+      'the reload',
+    );
+    t.ok(
+      lines.some((l) => l.event === 'dns' && l.decision === 'deny'),
+      'a denied DNS query',
+    );
     const denied = await cli(['logs', '--denied']);
     const dl = denied.stdout.split('\n').filter(Boolean);
     t.ok(dl.length > 0 && dl.every((l) => /DENY|REJECTED/.test(l)), 'pretty, denials only');
@@ -309,7 +459,7 @@ async function run(t: Tap, engine: string) {
     const followedLines = () => followed.split('\n').filter(Boolean).length;
     // Bounded waits on what it printed (not a fixed sleep: on a loaded machine node starts slowly).
     const until = async (pred: () => boolean, ms: number) => {
-      for (const end = Date.now() + ms; !pred() && Date.now() < end; ) await new Promise((r) => setTimeout(r, 100));
+      for (const end = Date.now() + ms; !pred() && Date.now() < end;) await new Promise((r) => setTimeout(r, 100));
     };
     await until(() => followedLines() >= lines.length, 20_000);
     await new Promise((r) => setTimeout(r, 500)); // in its follow loop
@@ -324,23 +474,76 @@ async function run(t: Tap, engine: string) {
     t.equal((await cli(['allow', NODE_HOST])).code, 0);
     t.equal((await docker(['cp', join(tmp.path, 'world', 'cert.pem'), `${p.sandbox}:/tmp/world-ca.pem`])).code, 0);
     const script = `const r = await fetch('https://${NODE_HOST}/node-fetch'); console.log(process.version, r.status, await r.text());`;
-    const ok = await docker(['exec', '-e', 'NODE_EXTRA_CA_CERTS=/tmp/world-ca.pem', p.sandbox, 'node', '--input-type=module', '-e', script]);
+    const ok = await docker([
+      'exec',
+      '-e',
+      'NODE_EXTRA_CA_CERTS=/tmp/world-ca.pem',
+      p.sandbox,
+      'node',
+      '--input-type=module',
+      '-e',
+      script,
+    ]);
     t.equal(ok.code, 0, ok.stderr);
-    t.match(ok.stdout, new RegExp(`^v${NODE_LTS_MAJOR}\\.\\S+ 200 hello from .* host=node\\.example\\.org path=/node-fetch`), 'fetch works with the proxy variables alone');
-    const lines = (await cli(['logs', '--json'])).stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l));
-    t.ok(lines.some((l) => l.event === 'connect' && l.host === NODE_HOST && l.decision === 'allow'), 'through the gateway: its CONNECT is in the audit log');
+    t.match(
+      ok.stdout,
+      new RegExp(`^v${NODE_LTS_MAJOR}\\.\\S+ 200 hello from .* host=node\\.example\\.org path=/node-fetch`),
+      'fetch works with the proxy variables alone',
+    );
+    const lines = (await cli(['logs', '--json'])).stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l));
+    t.ok(
+      lines.some((l) => l.event === 'connect' && l.host === NODE_HOST && l.decision === 'allow'),
+      'through the gateway: its CONNECT is in the audit log',
+    );
     // Without NODE_USE_ENV_PROXY Node ignores the proxy. Transparent mode (the default) takes it to the name
     // through the gateway all the same; the direct way to the name's real address stays closed.
-    const bare = await docker(['exec', '-e', 'NODE_EXTRA_CA_CERTS=/tmp/world-ca.pem', p.sandbox, 'env', '-u', 'NODE_USE_ENV_PROXY', 'node', '--input-type=module', '-e', `const r = await fetch('https://${NODE_HOST}/bare', { signal: AbortSignal.timeout(5000) }); console.log(r.status)`]);
+    const bare = await docker([
+      'exec',
+      '-e',
+      'NODE_EXTRA_CA_CERTS=/tmp/world-ca.pem',
+      p.sandbox,
+      'env',
+      '-u',
+      'NODE_USE_ENV_PROXY',
+      'node',
+      '--input-type=module',
+      '-e',
+      `const r = await fetch('https://${NODE_HOST}/bare', { signal: AbortSignal.timeout(5000) }); console.log(r.status)`,
+    ]);
     t.equal(bare.stdout.trim(), '200', `without NODE_USE_ENV_PROXY: through the gateway by name (transparent mode) ${bare.stderr}`);
-    const seen = (await cli(['logs', '--json'])).stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l));
-    t.ok(seen.some((l) => l.event === 'connect' && l.host === NODE_HOST && l.mode === 'transparent' && l.decision === 'allow'), 'its transparent connect is in the audit log');
-    const direct = await docker(['exec', '-e', 'NODE_EXTRA_CA_CERTS=/tmp/world-ca.pem', p.sandbox, 'env', '-u', 'NODE_USE_ENV_PROXY', 'node', '--input-type=module', '-e', `await fetch('http://${world.ip}/direct', { signal: AbortSignal.timeout(5000) })`]);
+    const seen = (await cli(['logs', '--json'])).stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l));
+    t.ok(
+      seen.some((l) => l.event === 'connect' && l.host === NODE_HOST && l.mode === 'transparent' && l.decision === 'allow'),
+      'its transparent connect is in the audit log',
+    );
+    const direct = await docker([
+      'exec',
+      '-e',
+      'NODE_EXTRA_CA_CERTS=/tmp/world-ca.pem',
+      p.sandbox,
+      'env',
+      '-u',
+      'NODE_USE_ENV_PROXY',
+      'node',
+      '--input-type=module',
+      '-e',
+      `await fetch('http://${world.ip}/direct', { signal: AbortSignal.timeout(5000) })`,
+    ]);
     t.not(direct.code, 0, 'without NODE_USE_ENV_PROXY Node ignores the proxy, and the direct way (to the real address) is closed');
   });
 
   await t.test('the gateway restarts by itself after a crash; the firewall is back exactly once before it serves', async (t) => {
-    const audit = async () => (await cli(['logs', '--json'])).stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const audit = async () =>
+      (await cli(['logs', '--json'])).stdout
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
     const appliedBefore = (await audit()).filter((l) => l.event === 'firewall' && l.action === 'applied').length;
     t.equal((await docker(['exec', p.gateway, 'sh', '-c', KILL_NODE])).code, 0, "the gateway's node killed (SIGKILL) inside its container");
     let restarts = 0;
@@ -364,10 +567,18 @@ async function run(t: Tap, engine: string) {
     const lastStart = after.map((l) => l.event).lastIndexOf('start');
     t.ok(lastApplied >= 0 && lastStart > lastApplied, 'applied before the restarted gateway listened');
     const rules = (await docker(['exec', p.gateway, 'iptables', '-S'])).stdout;
-    for (const [chain, ours] of [['INPUT', 'CODEX-EGRESS-IN'], ['FORWARD', 'CODEX-EGRESS-FWD'], ['OUTPUT', 'CODEX-EGRESS-OUT']]) {
+    for (const [chain, ours] of [
+      ['INPUT', 'CODEX-EGRESS-IN'],
+      ['FORWARD', 'CODEX-EGRESS-FWD'],
+      ['OUTPUT', 'CODEX-EGRESS-OUT'],
+    ]) {
       t.equal(rules.split('\n').filter((l) => l === `-A ${chain} -j ${ours}`).length, 1, `one jump ${chain} -> ${ours}`);
     }
-    t.match((await sandboxCurl(`https://${ALLOWED}/after-restart`)).stdout, /host=allowed\.example\.org path=\/after-restart/, 'allowed again');
+    t.match(
+      (await sandboxCurl(`https://${ALLOWED}/after-restart`)).stdout,
+      /host=allowed\.example\.org path=\/after-restart/,
+      'allowed again',
+    );
     t.match((await sandboxCurl(`https://${NEVER}/`)).stderr, /403|resolve/, 'denied still denied');
     const direct = await docker(['exec', p.sandbox, 'curl', '-sS', '--noproxy', '*', '-m', '4', `http://${world.ip}/`]);
     t.not(direct.code, 0, 'the direct way stays closed');
@@ -382,7 +593,11 @@ async function run(t: Tap, engine: string) {
     t.not(r.code, 0, 'no gateway: the sandbox reaches nothing');
     t.equal((await cli(['status'])).code, 4, 'status: not running');
     await new Promise((r) => setTimeout(r, 3000));
-    t.equal((await docker(['inspect', '--format', '{{.State.Status}} {{.RestartCount}}', p.gateway])).stdout.trim(), 'exited 1', 'a deliberate stop is not restarted');
+    t.equal(
+      (await docker(['inspect', '--format', '{{.State.Status}} {{.RestartCount}}', p.gateway])).stdout.trim(),
+      'exited 1',
+      'a deliberate stop is not restarted',
+    );
     t.equal((await cli(['verify'])).code, 4, 'verify: not running');
   });
 
@@ -399,7 +614,11 @@ async function run(t: Tap, engine: string) {
     // No --upstream: the gateway uses its resolv.conf (Docker's embedded DNS), as in the product.
     // Two Ctrl-C while it takes the appliance down (as a user's repeated key press would) do not stop it.
     // --no-transparent: the verify line then shows the address Docker's DNS answered (not a pool address).
-    const sub = execa(process.execPath, [CLI, 'up', '--no-defaults', '--no-transparent', '--allow', ALLOWED, '--egress-network', world.network, '--', '--version'], { cwd: project, env, extendEnv: false, reject: false, timeout: 240_000 });
+    const sub = execa(
+      process.execPath,
+      [CLI, 'up', '--no-defaults', '--no-transparent', '--allow', ALLOWED, '--egress-network', world.network, '--', '--version'],
+      { cwd: project, env, extendEnv: false, reject: false, timeout: 240_000 },
+    );
     let signalled = false;
     sub.stderr?.on('data', (d: Buffer) => {
       if (!signalled && d.toString().includes('taking the appliance down')) {
@@ -419,28 +638,53 @@ async function run(t: Tap, engine: string) {
     t.equal((await docker(['network', 'ls', '-q', '--filter', `label=${PROJECT_LABEL}=${p.name}`])).stdout, '', 'no network');
   });
 
-  await t.test("--codex-sandbox: Codex's bubblewrap sandbox works in the container; links left in the Codex home are not followed", async (t) => {
-    // What a sandbox could have left in its Codex home (it is read-write there): links to host paths.
-    symlinkSync(join(secret, 'bashrc'), join(codexHome, 'config.toml'));
-    symlinkSync(secret, join(codexHome, 'prompts'));
-    symlinkSync(join(secret, 'id_rsa'), join(codexHome, 'auth.json'));
-    mkdirSync(join(tmp.path, 'home', '.codex', 'prompts'), { recursive: true });
-    writeFileSync(join(tmp.path, 'home', '.codex', 'config.toml'), 'model = "x"\n');
-    writeFileSync(join(tmp.path, 'home', '.codex', 'prompts', 'p.md'), 'a prompt\n');
-    writeFileSync(join(tmp.path, 'home', '.codex', 'auth.json'), '{"fake":true}\n');
-    const script = 'bwrap --ro-bind / / --unshare-user --unshare-net --dev /dev true; echo "bwrap=$?"; cat /home/codex/.codex/auth.json\n';
-    const res = await execa(process.execPath, [CLI, 'up', '--codex-sandbox', '--no-defaults', '--allow', ALLOWED, '--upstream', world.ip, '--egress-network', world.network, '--shell'], {
-      cwd: project, env, extendEnv: false, reject: false, timeout: 240_000, input: script,
-    });
-    t.equal(res.exitCode, 0, String(res.stderr).slice(-600));
-    t.match(String(res.stdout), /MODE\s+Codex's own sandbox ON/, 'verify says which mode is in force');
-    t.match(String(res.stdout), /bwrap=0/, 'bubblewrap builds its namespaces');
-    t.match(String(res.stdout), /"fake":true/, 'auth.json mounted read-only from the user');
-    t.same(readdirSync(secret), ['id_rsa'], 'nothing created through the links (config.toml, prompts)');
-    t.equal(readFileSync(join(secret, 'id_rsa'), 'utf8'), 'PRIVATE\n');
-    t.equal(statSync(join(secret, 'id_rsa')).uid, 0, 'not chowned through a link');
-    t.ok(lstatSync(join(codexHome, 'config.toml')).isSymbolicLink(), 'the link is left, not followed');
-    t.ok(lstatSync(join(codexHome, 'auth.json')).isFile(), 'the auth.json mount point is a plain file again');
-    t.equal((await docker(['ps', '-aq', '--filter', `label=${PROJECT_LABEL}=${p.name}`])).stdout, '', 'down after the shell');
-  });
+  await t.test(
+    "--codex-sandbox: Codex's bubblewrap sandbox works in the container; links left in the Codex home are not followed",
+    async (t) => {
+      // What a sandbox could have left in its Codex home (it is read-write there): links to host paths.
+      symlinkSync(join(secret, 'bashrc'), join(codexHome, 'config.toml'));
+      symlinkSync(secret, join(codexHome, 'prompts'));
+      symlinkSync(join(secret, 'id_rsa'), join(codexHome, 'auth.json'));
+      mkdirSync(join(tmp.path, 'home', '.codex', 'prompts'), { recursive: true });
+      writeFileSync(join(tmp.path, 'home', '.codex', 'config.toml'), 'model = "x"\n');
+      writeFileSync(join(tmp.path, 'home', '.codex', 'prompts', 'p.md'), 'a prompt\n');
+      writeFileSync(join(tmp.path, 'home', '.codex', 'auth.json'), '{"fake":true}\n');
+      const script =
+        'bwrap --ro-bind / / --unshare-user --unshare-net --dev /dev true; echo "bwrap=$?"; cat /home/codex/.codex/auth.json\n';
+      const res = await execa(
+        process.execPath,
+        [
+          CLI,
+          'up',
+          '--codex-sandbox',
+          '--no-defaults',
+          '--allow',
+          ALLOWED,
+          '--upstream',
+          world.ip,
+          '--egress-network',
+          world.network,
+          '--shell',
+        ],
+        {
+          cwd: project,
+          env,
+          extendEnv: false,
+          reject: false,
+          timeout: 240_000,
+          input: script,
+        },
+      );
+      t.equal(res.exitCode, 0, String(res.stderr).slice(-600));
+      t.match(String(res.stdout), /MODE\s+Codex's own sandbox ON/, 'verify says which mode is in force');
+      t.match(String(res.stdout), /bwrap=0/, 'bubblewrap builds its namespaces');
+      t.match(String(res.stdout), /"fake":true/, 'auth.json mounted read-only from the user');
+      t.same(readdirSync(secret), ['id_rsa'], 'nothing created through the links (config.toml, prompts)');
+      t.equal(readFileSync(join(secret, 'id_rsa'), 'utf8'), 'PRIVATE\n');
+      t.equal(statSync(join(secret, 'id_rsa')).uid, 0, 'not chowned through a link');
+      t.ok(lstatSync(join(codexHome, 'config.toml')).isSymbolicLink(), 'the link is left, not followed');
+      t.ok(lstatSync(join(codexHome, 'auth.json')).isFile(), 'the auth.json mount point is a plain file again');
+      t.equal((await docker(['ps', '-aq', '--filter', `label=${PROJECT_LABEL}=${p.name}`])).stdout, '', 'down after the shell');
+    },
+  );
 }

@@ -29,15 +29,64 @@ esac
   return path;
 }
 const doctor = (docker: string, args: string[] = []) =>
-  execa(process.execPath, [CLI, 'doctor', '--image', 'img-codex', '--gateway-image', 'img-gateway', ...args], { reject: false, timeout: 60_000, env: { CODEX_EGRESS_DOCKER: docker, NO_COLOR: '1' } });
+  execa(process.execPath, [CLI, 'doctor', '--image', 'img-codex', '--gateway-image', 'img-gateway', ...args], {
+    reject: false,
+    timeout: 60_000,
+    env: { CODEX_EGRESS_DOCKER: docker, NO_COLOR: '1' },
+  });
 
 const CASES: Array<[string, string, RegExp, RegExp, RegExp]> = [
-  ['no docker', join(tmp.path, 'none'), /^FAIL  docker-client/m, /^ {6}cause: the docker command is not installed/m, /^ {6}fix: {3}install Docker: apt-get install docker\.io/m],
-  ['no permission', fakeDocker('perm', `echo 'permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock: connect: permission denied' >&2; exit 1`), /^FAIL  docker-engine/m, /cause: you may not use the Docker socket/, /fix: {3}add yourself to the docker group .*or run as root/],
-  ['not running', fakeDocker('down', `echo 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?' >&2; exit 1`), /^FAIL  docker-engine/m, /cause: the Docker engine is not running/, /fix: {3}start it: sudo systemctl start docker/],
-  ['client too new', fakeDocker('api', `echo 'Error response from daemon: client version 1.43 is too new. Maximum supported API version is 1.41' >&2; exit 1`), /^FAIL  docker-engine/m, /cause: the docker client is newer than the engine \(which speaks API 1\.41 at most\)/, /fix: {3}export DOCKER_API_VERSION=1\.41/],
-  ['old engine', fakeDocker('old', `echo '19.03.15 1.40'`), /^FAIL  docker-engine +engine 19\.03\.15/m, /cause: engine 19\.03\.15 is older than 20\.10/, /fix: {3}upgrade the Docker engine to 20\.10 or newer/],
-  ['no base image', fakeDocker('nobase', `echo '20.10.24 1.41'`), /^FAIL  base-image +node:26-trixie-slim missing/m, /cause: the base image node:26-trixie-slim is not on this machine/, /fix: {3}docker pull node:26-trixie-slim, or name a local one: codex-egress build --base IMAGE/],
+  [
+    'no docker',
+    join(tmp.path, 'none'),
+    /^FAIL  docker-client/m,
+    /^ {6}cause: the docker command is not installed/m,
+    /^ {6}fix: {3}install Docker: apt-get install docker\.io/m,
+  ],
+  [
+    'no permission',
+    fakeDocker(
+      'perm',
+      `echo 'permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock: connect: permission denied' >&2; exit 1`,
+    ),
+    /^FAIL  docker-engine/m,
+    /cause: you may not use the Docker socket/,
+    /fix: {3}add yourself to the docker group .*or run as root/,
+  ],
+  [
+    'not running',
+    fakeDocker(
+      'down',
+      `echo 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?' >&2; exit 1`,
+    ),
+    /^FAIL  docker-engine/m,
+    /cause: the Docker engine is not running/,
+    /fix: {3}start it: sudo systemctl start docker/,
+  ],
+  [
+    'client too new',
+    fakeDocker(
+      'api',
+      `echo 'Error response from daemon: client version 1.43 is too new. Maximum supported API version is 1.41' >&2; exit 1`,
+    ),
+    /^FAIL  docker-engine/m,
+    /cause: the docker client is newer than the engine \(which speaks API 1\.41 at most\)/,
+    /fix: {3}export DOCKER_API_VERSION=1\.41/,
+  ],
+  [
+    'old engine',
+    fakeDocker('old', `echo '19.03.15 1.40'`),
+    /^FAIL  docker-engine +engine 19\.03\.15/m,
+    /cause: engine 19\.03\.15 is older than 20\.10/,
+    /fix: {3}upgrade the Docker engine to 20\.10 or newer/,
+  ],
+  [
+    'no base image',
+    fakeDocker('nobase', `echo '20.10.24 1.41'`),
+    /^FAIL  base-image +node:26-trixie-slim missing/m,
+    /cause: the base image node:26-trixie-slim is not on this machine/,
+    /fix: {3}docker pull node:26-trixie-slim, or name a local one: codex-egress build --base IMAGE/,
+  ],
 ];
 
 t.test('each failure: one line of cause, one line of fix', async (t) => {
@@ -47,7 +96,11 @@ t.test('each failure: one line of cause, one line of fix', async (t) => {
     t.match(r.stdout, fail, `${what}: the failing check`);
     t.match(r.stdout, cause, `${what}: cause`);
     t.match(r.stdout, fix, `${what}: fix`);
-    t.equal(r.stdout.split('\n').filter((l) => /^ {6}(cause|fix):/.test(l)).length, 2 * r.stdout.split('\n').filter((l) => l.startsWith('FAIL')).length, `${what}: a cause and a fix per failure`);
+    t.equal(
+      r.stdout.split('\n').filter((l) => /^ {6}(cause|fix):/.test(l)).length,
+      2 * r.stdout.split('\n').filter((l) => l.startsWith('FAIL')).length,
+      `${what}: a cause and a fix per failure`,
+    );
     t.equal(r.stderr, '', `${what}: nothing else said`);
   }
 });
@@ -57,6 +110,18 @@ t.test('a local base image (--base) present: the images are only "not built yet"
   t.equal(r.exitCode, 1);
   t.match(r.stdout, /^FAIL  image-codex +img-codex missing\n {6}cause: img-codex is not built yet\n {6}fix: {3}run "codex-egress build"/m);
   t.notMatch(r.stdout, /base-image/);
-  const j = JSON.parse((await doctor(fakeDocker('base2', `echo '20.10.24 1.41'`, ['local-base', 'img-codex', 'img-gateway']), ['--base', 'local-base', '--json'])).stdout) as { checks: Array<{ id: string; ok: boolean }> };
-  t.match(j.checks.filter((c) => c.id.startsWith('image-')), [{ ok: true }, { ok: true }], 'present images pass');
+  const j = JSON.parse(
+    (
+      await doctor(fakeDocker('base2', `echo '20.10.24 1.41'`, ['local-base', 'img-codex', 'img-gateway']), [
+        '--base',
+        'local-base',
+        '--json',
+      ])
+    ).stdout,
+  ) as { checks: Array<{ id: string; ok: boolean }> };
+  t.match(
+    j.checks.filter((c) => c.id.startsWith('image-')),
+    [{ ok: true }, { ok: true }],
+    'present images pass',
+  );
 });

@@ -67,7 +67,11 @@ t.test('apply is idempotent, keeps foreign rules, and teardown removes exactly w
   t.equal(applied.ipv6Disabled, true);
   t.same(applied.v6Policies, { INPUT: 'ACCEPT', FORWARD: 'DROP', OUTPUT: 'ACCEPT' }, 'the IPv6 policies found are remembered');
   const once = await snapshot();
-  t.match(once, /^-A INPUT -j CODEX-EGRESS-IN\n-A INPUT -p tcp -m tcp --dport 9999 -j ACCEPT$/m, 'our jump first, the foreign rule kept after it');
+  t.match(
+    once,
+    /^-A INPUT -j CODEX-EGRESS-IN\n-A INPUT -p tcp -m tcp --dport 9999 -j ACCEPT$/m,
+    'our jump first, the foreign rule kept after it',
+  );
   t.match(once, /^:SOMEONE-ELSE -$/m);
   t.match(once, /^create someone-else hash:ip/m);
 
@@ -83,9 +87,17 @@ t.test('verification reads back and names every difference; re-applying repairs 
   await verifyFirewall(plan(), [443], exec);
   t.pass('a fresh apply verifies');
   const breakages: Array<[string, string[], RegExp]> = [
-    ['a rule deleted', ['iptables', '-D', 'CODEX-EGRESS-FWD', '1'], /iptables CODEX-EGRESS-FWD differs: missing \[-m comment --comment "codex-egress:forward-drop" -j DROP\]/],
+    [
+      'a rule deleted',
+      ['iptables', '-D', 'CODEX-EGRESS-FWD', '1'],
+      /iptables CODEX-EGRESS-FWD differs: missing \[-m comment --comment "codex-egress:forward-drop" -j DROP\]/,
+    ],
     ['a jump duplicated', ['iptables', '-A', 'OUTPUT', '-j', 'CODEX-EGRESS-OUT'], /iptables OUTPUT: 2 jumps to CODEX-EGRESS-OUT, want 1/],
-    ['a rule put before our jump', ['iptables', '-I', 'FORWARD', '1', '-j', 'ACCEPT'], /iptables FORWARD: the jump to CODEX-EGRESS-FWD is not the first rule/],
+    [
+      'a rule put before our jump',
+      ['iptables', '-I', 'FORWARD', '1', '-j', 'ACCEPT'],
+      /iptables FORWARD: the jump to CODEX-EGRESS-FWD is not the first rule/,
+    ],
     ['an IPv6 policy opened', ['ip6tables', '-P', 'OUTPUT', 'ACCEPT'], /ip6tables OUTPUT: policy ACCEPT, want DROP/],
     ['a port added', ['ipset', 'add', 'codex-egress-ports', '22'], /codex-egress-ports: ports 22,443, want 443/],
   ];
@@ -110,14 +122,19 @@ t.test('the firewall handle: set-full audited, a reload the kernel refuses makes
   const events: AuditEvent[] = [];
   const audit = { write: (e: AuditEvent) => void events.push(e), close: async () => undefined };
   let ipsetFails = false;
-  const flaky: Exec = (cmd, args, input) => (ipsetFails && cmd === 'ipset' ? Promise.reject(new Error('ipset: simulated failure')) : exec(cmd, args, input));
+  const flaky: Exec = (cmd, args, input) =>
+    ipsetFails && cmd === 'ipset' ? Promise.reject(new Error('ipset: simulated failure')) : exec(cmd, args, input);
   const cfg = parseConfig({ ...defaultConfig(), listen: '10.30.0.1', upstreams: ['192.0.2.53'], firewallSetSize: 1 });
   const fw = await startFirewall(cfg, audit, allowlist('a.example', 'b.example'), { exec: flaky, pollMs: 100 });
   t.match(fw.status(), { up: true, interface: iface, ports: [80, 443], set: { entries: 0, size: 1 } });
   t.match(events[0], { event: 'firewall', action: 'applied', interface: iface, set_size: 1 });
 
   await fw.onResolved('a.example', ['192.0.2.1'], 30);
-  t.match(await exec('ipset', ['list', 'codex-egress-allow']), /^192\.0\.2\.1 timeout (89|90)$/m, 'in the kernel set, TTL 30 clamped to 60 (promised), told with 1.5× headroom');
+  t.match(
+    await exec('ipset', ['list', 'codex-egress-allow']),
+    /^192\.0\.2\.1 timeout (89|90)$/m,
+    'in the kernel set, TTL 30 clamped to 60 (promised), told with 1.5× headroom',
+  );
   await t.rejects(fw.onResolved('b.example', ['192.0.2.2'], 30), { code: 'ERR_SET_FULL' });
   t.match(events.at(-1), { event: 'firewall', action: 'set-full', name: 'b.example', ips: ['192.0.2.2'], set_size: 1 });
 
@@ -131,7 +148,11 @@ t.test('the firewall handle: set-full audited, a reload the kernel refuses makes
   t.notMatch(await exec('ipset', ['list', 'codex-egress-allow']), /192\.0\.2\.1/, 'a.example’s address flushed from the kernel');
   // A lookup that began before the reload and answers after it must not put the address back.
   await t.rejects(fw.onResolved('a.example', ['192.0.2.1'], 30), { code: 'ERR_FIREWALL', message: /no longer allowed/ });
-  t.notMatch(await exec('ipset', ['list', 'codex-egress-allow']), /192\.0\.2\.1/, 'a late answer for a removed name stays out of the kernel');
+  t.notMatch(
+    await exec('ipset', ['list', 'codex-egress-allow']),
+    /192\.0\.2\.1/,
+    'a late answer for a removed name stays out of the kernel',
+  );
 
   await fw.stop();
   t.match(events.at(-1), { event: 'firewall', action: 'stop', rules_kept: true });
@@ -141,15 +162,34 @@ t.test('the firewall handle: set-full audited, a reload the kernel refuses makes
 });
 
 const gatewayRun = (args: string[]) =>
-  ns.run(process.execPath, [CLI, 'gateway', '--no-defaults', '--upstream', '192.0.2.53', '--audit-log', `${dir.path}/audit.jsonl`, '--allowlist', `${dir.path}/none.txt`, ...args], {
-    reject: false,
-    timeoutMs: 20_000,
-  });
+  ns.run(
+    process.execPath,
+    [
+      CLI,
+      'gateway',
+      '--no-defaults',
+      '--upstream',
+      '192.0.2.53',
+      '--audit-log',
+      `${dir.path}/audit.jsonl`,
+      '--allowlist',
+      `${dir.path}/none.txt`,
+      ...args,
+    ],
+    {
+      reject: false,
+      timeoutMs: 20_000,
+    },
+  );
 
 t.test('the gateway refuses to start, with a clear message, when the firewall cannot be applied', async (t) => {
   const cases: Array<[string, string[], RegExp]> = [
     ['unknown interface', ['--listen', '10.30.0.1', '--sandbox-interface', 'nosuch0'], /--sandbox-interface nosuch0: no such interface/],
-    ['no way to know the sandbox side', ['--listen', '0.0.0.0'], /give --sandbox-interface IF, or --listen with the sandbox-facing address/],
+    [
+      'no way to know the sandbox side',
+      ['--listen', '0.0.0.0'],
+      /give --sandbox-interface IF, or --listen with the sandbox-facing address/,
+    ],
     ['listen address on no interface', ['--listen', '10.99.0.1'], /--listen 10.99.0.1: no interface has this address/],
   ];
   for (const [what, args, message] of cases) {
@@ -180,7 +220,16 @@ t.test('the firewall flags are checked', async (t) => {
 });
 
 t.test('--no-firewall says so loudly on stderr, in the audit log and in /healthz', async (t) => {
-  const gw = await startGatewayIn(ns, dir.path, ['--no-firewall', '--no-defaults', '--listen', '127.0.0.1', '--upstream', '192.0.2.53', '--allowlist', `${dir.path}/none.txt`]);
+  const gw = await startGatewayIn(ns, dir.path, [
+    '--no-firewall',
+    '--no-defaults',
+    '--listen',
+    '127.0.0.1',
+    '--upstream',
+    '192.0.2.53',
+    '--allowlist',
+    `${dir.path}/none.txt`,
+  ]);
   t.teardown(() => gw.stop());
   t.match(gw.proc.output(), /WARNING: --no-firewall: the kernel does not enforce the allowlist \(development only\)/);
   t.match(await gw.waitForAudit((e) => e.event === 'start'), { firewall: false });

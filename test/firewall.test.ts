@@ -82,20 +82,36 @@ t.test('IPv4 rules: OUTPUT order is loopback, established, upstream DNS, forbidd
   const out = v4Rules(plan).OUTPUT;
   t.equal(out[0], '-o lo -j ACCEPT');
   t.equal(out[1], '-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT');
-  t.same(out.slice(2, 6), [
-    '-d 192.168.1.1/32 -p udp -m udp --dport 53 -j ACCEPT',
-    '-d 192.168.1.1/32 -p tcp -m tcp --dport 53 -j ACCEPT',
-    '-d 192.0.2.53/32 -p udp -m udp --dport 5353 -j ACCEPT',
-    '-d 192.0.2.53/32 -p tcp -m tcp --dport 5353 -j ACCEPT',
-  ], 'each upstream once, on its DNS port only (a private upstream is the explicit exception)');
+  t.same(
+    out.slice(2, 6),
+    [
+      '-d 192.168.1.1/32 -p udp -m udp --dport 53 -j ACCEPT',
+      '-d 192.168.1.1/32 -p tcp -m tcp --dport 53 -j ACCEPT',
+      '-d 192.0.2.53/32 -p udp -m udp --dport 5353 -j ACCEPT',
+      '-d 192.0.2.53/32 -p tcp -m tcp --dport 5353 -j ACCEPT',
+    ],
+    'each upstream once, on its DNS port only (a private upstream is the explicit exception)',
+  );
   const forbidden = out.slice(6, 6 + FORBIDDEN_V4.length);
   t.same(
     forbidden,
     FORBIDDEN_V4.map((c) => `-d ${c} -m comment --comment "codex-egress:out-forbidden-${c}" -j REJECT --reject-with icmp-port-unreachable`),
     'every forbidden range (the address guard list) is rejected before the allow set is consulted',
   );
-  for (const c of ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10', '169.254.0.0/16', '127.0.0.0/8', '224.0.0.0/4', '240.0.0.0/4']) {
-    t.ok(forbidden.some((r) => r.startsWith(`-d ${c} `)), `${c} rejected`);
+  for (const c of [
+    '10.0.0.0/8',
+    '172.16.0.0/12',
+    '192.168.0.0/16',
+    '100.64.0.0/10',
+    '169.254.0.0/16',
+    '127.0.0.0/8',
+    '224.0.0.0/4',
+    '240.0.0.0/4',
+  ]) {
+    t.ok(
+      forbidden.some((r) => r.startsWith(`-d ${c} `)),
+      `${c} rejected`,
+    );
   }
   t.equal(out.at(-2), '-p tcp -m set --match-set codex-egress-allow dst -m set --match-set codex-egress-ports dst -j ACCEPT');
   t.equal(out.at(-1), '-m comment --comment "codex-egress:out-reject" -j REJECT --reject-with icmp-port-unreachable');
@@ -137,13 +153,19 @@ t.test('apply transaction: stale jumps deleted, one jump first, chains declared 
     t.ok(lines.includes(`:${c} - [0:0]`), `${c} declared`);
     t.equal(lines.filter((l) => l === `-I ${b} 1 -j ${c}`).length, 1, `one jump from ${b}`);
   }
-  t.notOk(lines.some((l) => /^:(INPUT|FORWARD|OUTPUT) /.test(l)), 'IPv4 policies untouched');
+  t.notOk(
+    lines.some((l) => /^:(INPUT|FORWARD|OUTPUT) /.test(l)),
+    'IPv4 policies untouched',
+  );
   const v6 = renderApply(v6Rules(), { jumps: { INPUT: 0, FORWARD: 0, OUTPUT: 0 } }, { INPUT: 'DROP', FORWARD: 'DROP', OUTPUT: 'DROP' });
   t.ok(v6.includes(':INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT DROP [0:0]\n'), 'IPv6 policies DROP');
 });
 
 t.test('teardown transaction removes exactly our jumps and chains', async (t) => {
-  const text = renderTeardown({ jumps: { INPUT: 1, FORWARD: 1, OUTPUT: 2 }, chains: ['CODEX-EGRESS-IN', 'CODEX-EGRESS-OUT'] }, { INPUT: 'ACCEPT' });
+  const text = renderTeardown(
+    { jumps: { INPUT: 1, FORWARD: 1, OUTPUT: 2 }, chains: ['CODEX-EGRESS-IN', 'CODEX-EGRESS-OUT'] },
+    { INPUT: 'ACCEPT' },
+  );
   t.same(text.split('\n'), [
     '*filter',
     ':INPUT ACCEPT [0:0]',
@@ -170,7 +192,11 @@ t.test('parseSave reads back what the generator wrote, with foreign rules and ch
     t.same(s.policies, { INPUT: 'ACCEPT', FORWARD: 'DROP', OUTPUT: 'ACCEPT' }, 'DOCKER is not a policy');
     t.same(s.chains.sort(), Object.values(CHAINS).sort());
   }
-  t.same(parseSave('*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -j CODEX-EGRESS-IN\nCOMMIT\n').jumps, { INPUT: 0, FORWARD: 0, OUTPUT: 0 }, 'other tables ignored');
+  t.same(
+    parseSave('*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -j CODEX-EGRESS-IN\nCOMMIT\n').jumps,
+    { INPUT: 0, FORWARD: 0, OUTPUT: 0 },
+    'other tables ignored',
+  );
 });
 
 t.test('parseCounters finds our commented rules', async (t) => {
@@ -189,18 +215,35 @@ t.test('ipset input', async (t) => {
     'add codex-egress-ports 80',
     'add codex-egress-ports 443',
   ]);
-  t.same(renderSets(plan, ['codex-egress-allow', 'codex-egress-ports-new'], []).trim().split('\n'), [
-    'create codex-egress-allow-new hash:ip family inet hashsize 1024 maxelem 100 timeout 60',
-    'swap codex-egress-allow-new codex-egress-allow',
-    'destroy codex-egress-allow-new',
-    'destroy codex-egress-ports-new',
-    'create codex-egress-ports bitmap:port range 1-65535',
-  ], 'an existing set is replaced by an empty fresh one (a swap keeps the rules referring to it valid)');
-  t.match(renderPorts([443, 8443]), /^create codex-egress-ports-new bitmap:port range 1-65535 -exist\nflush .*\nadd codex-egress-ports-new 443\nadd codex-egress-ports-new 8443\nswap codex-egress-ports-new codex-egress-ports\ndestroy codex-egress-ports-new\n$/);
-  t.equal(renderAdds([{ ip: '192.0.2.1', timeout: 60 }, { ip: '192.0.2.2', timeout: 300 }]), 'add codex-egress-allow 192.0.2.1 timeout 60 -exist\nadd codex-egress-allow 192.0.2.2 timeout 300 -exist\n');
+  t.same(
+    renderSets(plan, ['codex-egress-allow', 'codex-egress-ports-new'], []).trim().split('\n'),
+    [
+      'create codex-egress-allow-new hash:ip family inet hashsize 1024 maxelem 100 timeout 60',
+      'swap codex-egress-allow-new codex-egress-allow',
+      'destroy codex-egress-allow-new',
+      'destroy codex-egress-ports-new',
+      'create codex-egress-ports bitmap:port range 1-65535',
+    ],
+    'an existing set is replaced by an empty fresh one (a swap keeps the rules referring to it valid)',
+  );
+  t.match(
+    renderPorts([443, 8443]),
+    /^create codex-egress-ports-new bitmap:port range 1-65535 -exist\nflush .*\nadd codex-egress-ports-new 443\nadd codex-egress-ports-new 8443\nswap codex-egress-ports-new codex-egress-ports\ndestroy codex-egress-ports-new\n$/,
+  );
+  t.equal(
+    renderAdds([
+      { ip: '192.0.2.1', timeout: 60 },
+      { ip: '192.0.2.2', timeout: 300 },
+    ]),
+    'add codex-egress-allow 192.0.2.1 timeout 60 -exist\nadd codex-egress-allow 192.0.2.2 timeout 300 -exist\n',
+  );
   t.equal(renderDels(['192.0.2.1']), 'del codex-egress-allow 192.0.2.1 -exist\n');
-  const listing = 'Name: codex-egress-allow\nType: hash:ip\nRevision: 6\nHeader: family inet hashsize 1024 maxelem 100 timeout 60 bucketsize 12 initval 0x1\nSize in memory: 1\nReferences: 1\nNumber of entries: 2\nMembers:\n192.0.2.1 timeout 59\n192.0.2.2 timeout 299\n';
-  t.same(parseSetHeader(listing), { type: 'hash:ip', header: { family: 'inet', hashsize: '1024', maxelem: '100', timeout: '60', bucketsize: '12', initval: '0x1' } });
+  const listing =
+    'Name: codex-egress-allow\nType: hash:ip\nRevision: 6\nHeader: family inet hashsize 1024 maxelem 100 timeout 60 bucketsize 12 initval 0x1\nSize in memory: 1\nReferences: 1\nNumber of entries: 2\nMembers:\n192.0.2.1 timeout 59\n192.0.2.2 timeout 299\n';
+  t.same(parseSetHeader(listing), {
+    type: 'hash:ip',
+    header: { family: 'inet', hashsize: '1024', maxelem: '100', timeout: '60', bucketsize: '12', initval: '0x1' },
+  });
   t.same(parseSetMembers(listing), ['192.0.2.1', '192.0.2.2']);
 });
 
@@ -219,7 +262,11 @@ function fakeExec(fail?: () => boolean) {
 t.test('allow set: concurrent answers are batched into one ipset call, timeouts clamped', async (t) => {
   const { exec, calls } = fakeExec();
   const set = new AllowSet({ size: 10, minTtl: 60, maxTtl: 3600, exec });
-  await Promise.all([set.add('a.example', ['192.0.2.1'], 5), set.add('b.example', ['192.0.2.2', '192.0.2.3'], 600), set.add('c.example', ['192.0.2.4'], 99999)]);
+  await Promise.all([
+    set.add('a.example', ['192.0.2.1'], 5),
+    set.add('b.example', ['192.0.2.2', '192.0.2.3'], 600),
+    set.add('c.example', ['192.0.2.4'], 99999),
+  ]);
   t.equal(calls.length, 1, 'one ipset restore for three answers');
   t.equal(
     calls[0],
@@ -288,7 +335,7 @@ t.test('allow set: a second answer for an address still being added waits until 
   let secondDone = false;
   const second = set.add('dns.example', ['192.0.2.7'], 60).then(() => (secondDone = true));
   await new Promise((r) => setTimeout(r, 20));
-  t.notOk(secondDone, 'the proxy\'s lookup does not dial before the DNS answer\'s add reached the kernel');
+  t.notOk(secondDone, "the proxy's lookup does not dial before the DNS answer's add reached the kernel");
   release();
   await Promise.all([first, second]);
   t.ok(kernel.has('192.0.2.7') && secondDone, 'both resolve once the kernel has it');
@@ -329,7 +376,7 @@ function kernelModel(clock: { now: number }) {
 
 /** A small deterministic PRNG (the test is repeatable). */
 function prng(seed: number) {
-  return () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  return () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
 }
 
 t.test('allow set against a model of the kernel: every served address is held for its promised time, the views never drift', async (t) => {
@@ -378,16 +425,19 @@ t.test('allow set against a model of the kernel: every served address is held fo
       if (rand() < 0.1) {
         // The kernel call of the reload fails: nothing is lost, the next reload deletes them.
         model.failNextCalls(1);
-        await set.forget((n) => n === removed).then(
-          (g) => g.length && violations.push(`step ${step}: a failed delete resolved`),
-          () => undefined,
-        );
+        await set
+          .forget((n) => n === removed)
+          .then(
+            (g) => g.length && violations.push(`step ${step}: a failed delete resolved`),
+            () => undefined,
+          );
         model.failNextCalls(0); // (unused when nothing was to be deleted)
       }
       const gone = await set.forget((n) => n === removed);
       for (const ip of gone) if (model.kernel.has(ip)) violations.push(`step ${step}: forgot ${ip} but the kernel still has it`);
       for (const [ip, held] of Object.entries(before)) {
-        if (held.includes(removed) && held.length === 1 && !gone.includes(ip)) violations.push(`step ${step}: ${ip} only ${removed} led to, not flushed`);
+        if (held.includes(removed) && held.length === 1 && !gone.includes(ip))
+          violations.push(`step ${step}: ${ip} only ${removed} led to, not flushed`);
       }
     } else {
       clock.now += Math.floor(rand() * 40_000); // time passes: up to 40 s
@@ -430,5 +480,9 @@ t.test('allow set: names per address are bounded; forgetting one of them fails c
   t.equal(names.length, MAX_NAMES_PER_ADDRESS, `${names.length} names kept of 500`);
   t.ok(names.includes('n499.cdn.test'), 'the newest promise is kept');
   t.notOk(names.includes('n0.cdn.test'), 'the one ending first was forgotten');
-  t.same(await set.forget((n) => names.includes(n)), ['192.0.2.50'], 'dropping every remembered name deletes the address (stricter, never looser)');
+  t.same(
+    await set.forget((n) => names.includes(n)),
+    ['192.0.2.50'],
+    'dropping every remembered name deletes the address (stricter, never looser)',
+  );
 });

@@ -17,7 +17,10 @@ let core: Core;
 let named: Proc;
 let tcp: Proc;
 t.before(async () => {
-  core = await startCore({ flagRules: [...RULES, 'allowed.test:8080', 'allowed.test:8090/tcp'], gatewayArgs: ['--hello-timeout', '2', '--headers-timeout', '2'] });
+  core = await startCore({
+    flagRules: [...RULES, 'allowed.test:8080', 'allowed.test:8090/tcp'],
+    gatewayArgs: ['--hello-timeout', '2', '--headers-timeout', '2'],
+  });
   named = core.ns.spawn(process.execPath, [join(ROOT, 'dist', 'test', 'fixtures', 'rawhttp.js'), WEB, '8080']);
   tcp = core.ns.spawn(process.execPath, [join(ROOT, 'dist', 'test', 'fixtures', 'rawhttp.js'), WEB, '8090']);
   await named.waitFor(/rawhttp ready/);
@@ -62,7 +65,10 @@ t.test('an SSH identification line that is also an HTTP request line does not pa
     const m = seen(named).length;
     await tunnel('allowed.test:8080', evil(line));
     await settle();
-    t.notOk(seen(named, m).some((r) => r.host === 'evil.test'), `${JSON.stringify(line)}: the origin never parsed a request for evil.test`);
+    t.notOk(
+      seen(named, m).some((r) => r.host === 'evil.test'),
+      `${JSON.stringify(line)}: the origin never parsed a request for evil.test`,
+    );
   }
 });
 
@@ -78,9 +84,12 @@ t.test('on a /tcp rule, HTTP in any spelling a server accepts is still held to t
     const m = seen(tcp).length;
     await tunnel('allowed.test:8090', inner);
     await settle();
-    t.notOk(seen(tcp, m).some((r) => r.host === 'evil.test'), `${what}: the origin never parsed a request for evil.test (${JSON.stringify(seen(tcp, m))})`);
+    t.notOk(
+      seen(tcp, m).some((r) => r.host === 'evil.test'),
+      `${what}: the origin never parsed a request for evil.test (${JSON.stringify(seen(tcp, m))})`,
+    );
   }
   // Still usable: HTTP naming the tunnel's host (after an empty line too) goes through.
   const ok = await tunnel('allowed.test:8090', '\r\nGET /fine HTTP/1.1\r\nHost: allowed.test:8090\r\n\r\n');
-  t.match(ok.reply, /origin saw GET \/fine host=allowed.test:8090/, 'HTTP for the tunnel\'s own host passes (a leading empty line is fine)');
+  t.match(ok.reply, /origin saw GET \/fine host=allowed.test:8090/, "HTTP for the tunnel's own host passes (a leading empty line is fine)");
 });

@@ -63,9 +63,16 @@ const setup = (t: { teardown(fn: () => void): void }) => {
   const run = async (workdir: string, args: string[], extra: Record<string, string> = {}): Promise<Run> => {
     writeFileSync(log, '');
     const r = await execa(process.execPath, [CLI, 'up', '--detach', '--user', '4321:4321', '--workdir', workdir, ...args], {
-      env: { ...env, ...extra }, extendEnv: false, reject: false, timeout: 60_000, cwd: root,
+      env: { ...env, ...extra },
+      extendEnv: false,
+      reject: false,
+      timeout: 60_000,
+      cwd: root,
     });
-    const calls = readFileSync(log, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as string[]);
+    const calls = readFileSync(log, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as string[]);
     const create = calls.find((c) => c[0] === 'create' && c.some((x) => x.endsWith('-sandbox'))) ?? [];
     const sandboxMounts = create.flatMap((x, i) => (x === '-v' ? [create[i + 1]!] : []));
     return { code: r.exitCode, stderr: String(r.stderr), calls, sandboxMounts };
@@ -73,7 +80,11 @@ const setup = (t: { teardown(fn: () => void): void }) => {
   const execRun = async (workdir: string, args: string[], extra: Record<string, string>) => {
     writeFileSync(log, '');
     const r = await execa(process.execPath, [CLI, 'exec', '--workdir', workdir, ...args], {
-      env: { ...env, ...extra }, extendEnv: false, reject: false, timeout: 60_000, cwd: root,
+      env: { ...env, ...extra },
+      extendEnv: false,
+      reject: false,
+      timeout: 60_000,
+      cwd: root,
     });
     return { code: r.exitCode, stderr: String(r.stderr) };
   };
@@ -100,7 +111,7 @@ t.test('ATTACK (sessions mount point): a `sessions` link left in the Codex home 
   t.ok(st.isDirectory() && !st.isSymbolicLink(), 'the mount point is a real directory when docker mounts it (the link is gone)');
 });
 
-t.test('ATTACK (read-only beside the workdir): --read-only inside a workdir named through a link covers the workdir\'s copy', async (t) => {
+t.test("ATTACK (read-only beside the workdir): --read-only inside a workdir named through a link covers the workdir's copy", async (t) => {
   const { root, run } = setup(t);
   const real = join(root, 'real-projects', 'project');
   mkdirSync(join(real, 'secrets'), { recursive: true });
@@ -111,69 +122,91 @@ t.test('ATTACK (read-only beside the workdir): --read-only inside a workdir name
   t.equal(r.code, 0, 'up exits 0', { stderr: r.stderr.slice(-400) });
   t.ok(r.sandboxMounts.includes(`${workdir}:${workdir}`), 'the workdir is mounted at the path as given');
   const ro = r.sandboxMounts.find((m) => m.endsWith(':ro') && m.startsWith(join(real, 'secrets')));
-  t.equal(ro, `${join(real, 'secrets')}:${join(workdir, 'secrets')}:ro`, 'the read-only mount lands over the workdir\'s secrets, not beside it at its real path');
+  t.equal(
+    ro,
+    `${join(real, 'secrets')}:${join(workdir, 'secrets')}:ro`,
+    "the read-only mount lands over the workdir's secrets, not beside it at its real path",
+  );
 });
 
-t.test('ATTACK (workdir around the Codex home): a workdir containing /home/codex/.codex or inside the image\'s binaries is refused', async (t) => {
-  const { run } = setup(t);
-  // Mounted at the same path inside, such a workdir would hold the Codex home's mount point (a link the
-  // sandbox plants there redirects the Codex home, read-write, over /usr/local/bin), or replace the
-  // image's own executables that `up` runs as root. Only the check matters here: the paths need not exist
-  // for the refusal, so they are tried as given when they do.
-  for (const w of ['/home/codex', '/home', '/usr/local/bin', '/usr']) {
-    if (!existsSync(w)) continue;
-    const r = await run(w, []);
-    t.equal(r.code, 2, `${w}: refused (usage error)`);
-    t.match(r.stderr, /of the sandbox \(it is mounted at the same path\)/, `${w}: says why`);
-    t.notOk(r.calls.some((c) => c[0] === 'create'), `${w}: nothing created`);
-  }
-});
+t.test(
+  "ATTACK (workdir around the Codex home): a workdir containing /home/codex/.codex or inside the image's binaries is refused",
+  async (t) => {
+    const { run } = setup(t);
+    // Mounted at the same path inside, such a workdir would hold the Codex home's mount point (a link the
+    // sandbox plants there redirects the Codex home, read-write, over /usr/local/bin), or replace the
+    // image's own executables that `up` runs as root. Only the check matters here: the paths need not exist
+    // for the refusal, so they are tried as given when they do.
+    for (const w of ['/home/codex', '/home', '/usr/local/bin', '/usr']) {
+      if (!existsSync(w)) continue;
+      const r = await run(w, []);
+      t.equal(r.code, 2, `${w}: refused (usage error)`);
+      t.match(r.stderr, /of the sandbox \(it is mounted at the same path\)/, `${w}: says why`);
+      t.notOk(
+        r.calls.some((c) => c[0] === 'create'),
+        `${w}: nothing created`,
+      );
+    }
+  },
+);
 
-t.test('ATTACK (exec --output in the running sandbox\'s sessions): what the running sandbox can write decides, not this command\'s flags', async (t) => {
-  const { root, execRun } = setup(t);
-  const project = join(root, 'project');
-  const sessions = join(root, 'sessions');
-  const secret = join(root, 'secret');
-  mkdirSync(project);
-  mkdirSync(sessions);
-  mkdirSync(secret);
-  // The appliance runs (up --detach --sessions-path SESSIONS); the sandbox left a link in its sessions.
-  symlinkSync(secret, join(sessions, 'out'));
-  const mounts = JSON.stringify([
-    { Type: 'bind', Source: project, Destination: project, RW: true },
-    { Type: 'bind', Source: sessions, Destination: '/home/codex/.codex/sessions', RW: true },
-  ]);
-  // `exec` is then run without repeating --sessions-path.
-  const r = await execRun(project, ['--output', join(sessions, 'out'), 'a prompt'], { FAKE_RUNNING_MOUNTS: mounts });
-  t.not(r.code, 0, 'refused', { stderr: r.stderr.slice(-400) });
-  t.match(r.stderr, /symbolic link inside|inside .*which the sandbox can change/, 'names the reason');
-  t.same(readdirSync(secret), [], 'no run.log or exit.json written through the link');
-});
+t.test(
+  "ATTACK (exec --output in the running sandbox's sessions): what the running sandbox can write decides, not this command's flags",
+  async (t) => {
+    const { root, execRun } = setup(t);
+    const project = join(root, 'project');
+    const sessions = join(root, 'sessions');
+    const secret = join(root, 'secret');
+    mkdirSync(project);
+    mkdirSync(sessions);
+    mkdirSync(secret);
+    // The appliance runs (up --detach --sessions-path SESSIONS); the sandbox left a link in its sessions.
+    symlinkSync(secret, join(sessions, 'out'));
+    const mounts = JSON.stringify([
+      { Type: 'bind', Source: project, Destination: project, RW: true },
+      { Type: 'bind', Source: sessions, Destination: '/home/codex/.codex/sessions', RW: true },
+    ]);
+    // `exec` is then run without repeating --sessions-path.
+    const r = await execRun(project, ['--output', join(sessions, 'out'), 'a prompt'], { FAKE_RUNNING_MOUNTS: mounts });
+    t.not(r.code, 0, 'refused', { stderr: r.stderr.slice(-400) });
+    t.match(r.stderr, /symbolic link inside|inside .*which the sandbox can change/, 'names the reason');
+    t.same(readdirSync(secret), [], 'no run.log or exit.json written through the link');
+  },
+);
 
-t.test('held (API key, --credentials mount): never in an argument list, a container\'s configuration or a file; given to docker exec by name', async (t) => {
-  const { root, env, execRun } = setup(t);
-  const project = join(root, 'project');
-  mkdirSync(project);
-  const SECRET = 'sk-attack-review-SECRET-0123456789';
-  const log = env.FAKE_DOCKER_LOG;
-  const all: string[] = [];
-  for (const extra of [{}, { FAKE_RUNNING_MOUNTS: '[]' }]) {
-    writeFileSync(`${log}.keys`, '');
-    // the model this test is about: the key given to Codex (the default injects it: the test below)
-    const r = await execRun(project, ['--user', '4321:4321', '--credentials', 'mount', 'a prompt'], { ...extra, OPENAI_API_KEY: SECRET });
-    t.equal(r.code, 0, 'exec exits 0', { stderr: r.stderr.slice(-400) });
-    t.notMatch(r.stderr, SECRET, 'not printed');
-    all.push(readFileSync(log, 'utf8'));
-    const keys = readFileSync(`${log}.keys`, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { CODEX_API_KEY: string | null });
-    t.same(keys, [{ CODEX_API_KEY: SECRET }], 'docker exec of codex has CODEX_API_KEY in its environment');
-  }
-  t.notOk(all.join('').includes(SECRET), 'in no docker argument list (create, exec, inspect)');
-  t.ok(all.join('').includes('"-e","CODEX_API_KEY"'), 'passed by name');
-  const walk = (d: string): string[] => readdirSync(d, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(d, e.name)) : e.isFile() ? [join(d, e.name)] : []));
-  for (const f of walk(join(root, 'state'))) t.notOk(readFileSync(f, 'utf8').includes(SECRET), `not in ${f.slice(root.length)}`);
-});
+t.test(
+  "held (API key, --credentials mount): never in an argument list, a container's configuration or a file; given to docker exec by name",
+  async (t) => {
+    const { root, env, execRun } = setup(t);
+    const project = join(root, 'project');
+    mkdirSync(project);
+    const SECRET = 'sk-attack-review-SECRET-0123456789';
+    const log = env.FAKE_DOCKER_LOG;
+    const all: string[] = [];
+    for (const extra of [{}, { FAKE_RUNNING_MOUNTS: '[]' }]) {
+      writeFileSync(`${log}.keys`, '');
+      // the model this test is about: the key given to Codex (the default injects it: the test below)
+      const r = await execRun(project, ['--user', '4321:4321', '--credentials', 'mount', 'a prompt'], { ...extra, OPENAI_API_KEY: SECRET });
+      t.equal(r.code, 0, 'exec exits 0', { stderr: r.stderr.slice(-400) });
+      t.notMatch(r.stderr, SECRET, 'not printed');
+      all.push(readFileSync(log, 'utf8'));
+      const keys = readFileSync(`${log}.keys`, 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as { CODEX_API_KEY: string | null });
+      t.same(keys, [{ CODEX_API_KEY: SECRET }], 'docker exec of codex has CODEX_API_KEY in its environment');
+    }
+    t.notOk(all.join('').includes(SECRET), 'in no docker argument list (create, exec, inspect)');
+    t.ok(all.join('').includes('"-e","CODEX_API_KEY"'), 'passed by name');
+    const walk = (d: string): string[] =>
+      readdirSync(d, { withFileTypes: true }).flatMap((e) =>
+        e.isDirectory() ? walk(join(d, e.name)) : e.isFile() ? [join(d, e.name)] : [],
+      );
+    for (const f of walk(join(root, 'state'))) t.notOk(readFileSync(f, 'utf8').includes(SECRET), `not in ${f.slice(root.length)}`);
+  },
+);
 
-t.test('held (API key, default: injected): Codex gets the sentinel; the key is only in the gateway\'s credentials file', async (t) => {
+t.test("held (API key, default: injected): Codex gets the sentinel; the key is only in the gateway's credentials file", async (t) => {
   const { root, env, execRun } = setup(t);
   const project = join(root, 'project');
   mkdirSync(project);
@@ -184,7 +217,10 @@ t.test('held (API key, default: injected): Codex gets the sentinel; the key is o
   t.equal(r.code, 0, 'exec exits 0', { stderr: r.stderr.slice(-400) });
   t.notMatch(r.stderr, SECRET, 'not printed');
   t.match(r.stderr, /the OpenAI key \(from OPENAI_API_KEY\) is held by the gateway/);
-  const keys = readFileSync(`${log}.keys`, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { CODEX_API_KEY: string | null });
+  const keys = readFileSync(`${log}.keys`, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { CODEX_API_KEY: string | null });
   t.same(keys, [{ CODEX_API_KEY: null }], 'docker exec of codex gets no key in its environment');
   const calls = readFileSync(log, 'utf8');
   t.notOk(calls.includes(SECRET), 'in no docker argument list');
@@ -192,8 +228,17 @@ t.test('held (API key, default: injected): Codex gets the sentinel; the key is o
   t.ok(calls.includes('"dev.codex-egress.credentials=inject"'), 'and labelled inject');
   t.ok(/"--credentials","\/etc\/codex\/credentials\/credentials.json"/.test(calls), 'the gateway is given the credentials file');
   t.ok(/"-v","[^"]*\/trust\/ca\.pem:\/opt\/codex-egress\/ca\.pem:ro"/.test(calls), 'the sandbox gets the CA certificate, read-only');
-  t.notOk(/credentials\/ca[^"]*:\/[^"]*"/.test(calls.split('\n').filter((l) => l.includes('-sandbox')).join('\n')), 'never the CA directory');
-  const walk = (d: string): string[] => readdirSync(d, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(d, e.name)) : e.isFile() ? [join(d, e.name)] : []));
+  t.notOk(
+    /credentials\/ca[^"]*:\/[^"]*"/.test(
+      calls
+        .split('\n')
+        .filter((l) => l.includes('-sandbox'))
+        .join('\n'),
+    ),
+    'never the CA directory',
+  );
+  const walk = (d: string): string[] =>
+    readdirSync(d, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(d, e.name)) : e.isFile() ? [join(d, e.name)] : []));
   const holding = walk(join(root, 'state')).filter((f) => readFileSync(f, 'utf8').includes(SECRET));
   t.same(holding, [], 'exec took the appliance down: the key left the disk');
   t.same(readdirSync(project), [], 'nothing in the workdir');
@@ -205,32 +250,41 @@ t.test('ATTACK (verify output): what a running sandbox prints in place of probe 
   mkdirSync(project);
   for (const bogus of ['{not json\n', '{}\n', '{"ok":true}\n', '{"id":"x","ok":"yes","detail":"d"}\n']) {
     const r = await execa(process.execPath, [CLI, 'verify', '--workdir', project], {
-      env: { ...env, FAKE_RUNNING_MOUNTS: '[]', FAKE_PROBE_OUTPUT: `{"id":"gateway-healthy","ok":true,"detail":"fine"}\n${bogus}` }, extendEnv: false, reject: false, timeout: 60_000,
+      env: { ...env, FAKE_RUNNING_MOUNTS: '[]', FAKE_PROBE_OUTPUT: `{"id":"gateway-healthy","ok":true,"detail":"fine"}\n${bogus}` },
+      extendEnv: false,
+      reject: false,
+      timeout: 60_000,
     });
     t.equal(r.exitCode, 3, `${JSON.stringify(bogus)}: a probe failed (exit 3)`, { stderr: String(r.stderr).slice(-300) });
     t.match(String(r.stdout), /FAIL\s+probe-output/, 'reported as a failed probe');
   }
 });
 
-t.test('ATTACK (two names, one workdir): up refuses while another project\'s sandbox runs on this workdir, around it or inside it', async (t) => {
-  // The same directory reached through a link is another project (another name, another state): its
-  // running sandbox could swap .git or a --read-only path for a link between this up's checks and
-  // Docker's mount (which follows links), e.g. while the gateway becomes healthy.
-  const { root, run } = setup(t);
-  const real = join(root, 'real', 'project');
-  mkdirSync(join(real, '.git', 'sub'), { recursive: true });
-  symlinkSync(join(root, 'real'), join(root, 'alias'));
-  const cases: Array<[string, string]> = [
-    [join(root, 'alias', 'project'), 'the same directory under another name'],
-    [join(root, 'real'), 'a directory around it'],
-    [join(real, '.git', 'sub'), 'a directory inside it'],
-  ];
-  for (const [other, what] of cases) {
-    const r = await run(real, ['--git-readonly'], { FAKE_OTHER_WORKDIR: other });
-    t.equal(r.code, 1, `${what}: refused`);
-    t.match(r.stderr, /codex-egress-other-000000 runs on/, `${what}: names the other project`);
-    t.notOk(r.calls.some((c) => c[0] === 'create'), `${what}: nothing created`);
-  }
-  const ok = await run(real, ['--git-readonly'], { FAKE_OTHER_WORKDIR: join(root, 'elsewhere') });
-  t.equal(ok.code, 0, 'an unrelated project running does not matter', { stderr: ok.stderr.slice(-300) });
-});
+t.test(
+  "ATTACK (two names, one workdir): up refuses while another project's sandbox runs on this workdir, around it or inside it",
+  async (t) => {
+    // The same directory reached through a link is another project (another name, another state): its
+    // running sandbox could swap .git or a --read-only path for a link between this up's checks and
+    // Docker's mount (which follows links), e.g. while the gateway becomes healthy.
+    const { root, run } = setup(t);
+    const real = join(root, 'real', 'project');
+    mkdirSync(join(real, '.git', 'sub'), { recursive: true });
+    symlinkSync(join(root, 'real'), join(root, 'alias'));
+    const cases: Array<[string, string]> = [
+      [join(root, 'alias', 'project'), 'the same directory under another name'],
+      [join(root, 'real'), 'a directory around it'],
+      [join(real, '.git', 'sub'), 'a directory inside it'],
+    ];
+    for (const [other, what] of cases) {
+      const r = await run(real, ['--git-readonly'], { FAKE_OTHER_WORKDIR: other });
+      t.equal(r.code, 1, `${what}: refused`);
+      t.match(r.stderr, /codex-egress-other-000000 runs on/, `${what}: names the other project`);
+      t.notOk(
+        r.calls.some((c) => c[0] === 'create'),
+        `${what}: nothing created`,
+      );
+    }
+    const ok = await run(real, ['--git-readonly'], { FAKE_OTHER_WORKDIR: join(root, 'elsewhere') });
+    t.equal(ok.code, 0, 'an unrelated project running does not matter', { stderr: ok.stderr.slice(-300) });
+  },
+);

@@ -6,8 +6,21 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { projectFor } from '../image/names.js';
 import {
-  internalNetworkArgs, gatewayCreateArgs, gatewayCommandArgs, sandboxCreateArgs, connectEgressArgs, proxyEnv, sandboxExecArgs,
-  buildArgs, GATEWAY_FIREWALL_DEFAULT, shellQuote, codexCommand, apiKeyEnv, sandboxUserFixArgs, type GatewayOptions, type SandboxOptions,
+  internalNetworkArgs,
+  gatewayCreateArgs,
+  gatewayCommandArgs,
+  sandboxCreateArgs,
+  connectEgressArgs,
+  proxyEnv,
+  sandboxExecArgs,
+  buildArgs,
+  GATEWAY_FIREWALL_DEFAULT,
+  shellQuote,
+  codexCommand,
+  apiKeyEnv,
+  sandboxUserFixArgs,
+  type GatewayOptions,
+  type SandboxOptions,
 } from '../image/args.js';
 import { editAllowlist, checkWorkdir, sandboxUser, statePaths, findAuthFile, seedCodexHome } from '../image/project.js';
 import { productionPackages, codexSpecs, resolveDependencies } from '../image/context.js';
@@ -38,7 +51,10 @@ t.test('internal network: internal, fixed subnet, no host address on the bridge'
   t.same(values(a, '--subnet'), [p.subnet]);
   t.same(values(a, '-o'), ['com.docker.network.bridge.inhibit_ipv4=true']);
   t.equal(a.at(-1), p.internalNetwork);
-  t.ok(values(a, '--label').some((l) => l.endsWith(`=${p.name}`)), 'labelled for down');
+  t.ok(
+    values(a, '--label').some((l) => l.endsWith(`=${p.name}`)),
+    'labelled for down',
+  );
 });
 
 t.test('gateway: static address, only the capabilities it needs, egress attached after create', async (t) => {
@@ -66,7 +82,12 @@ t.test('gateway: static address, only the capabilities it needs, egress attached
 });
 
 t.test('sandbox: internal network only, DNS and proxy = gateway, no capabilities, non-root', async (t) => {
-  const a = sandboxCreateArgs(p, { ...sb, authFile: '/home/alice/.codex/auth.json', mounts: [{ host: '/w/.git', container: '/w/.git', readOnly: true }], gpus: 'all' });
+  const a = sandboxCreateArgs(p, {
+    ...sb,
+    authFile: '/home/alice/.codex/auth.json',
+    mounts: [{ host: '/w/.git', container: '/w/.git', readOnly: true }],
+    gpus: 'all',
+  });
   t.same(values(a, '--network'), [p.internalNetwork]);
   t.same(values(a, '--dns'), [p.gatewayIp]);
   t.same(values(a, '--cap-drop'), ['ALL']);
@@ -87,10 +108,18 @@ t.test('sandbox: internal network only, DNS and proxy = gateway, no capabilities
   t.same(values(a, '-w'), [p.workdir]);
   t.same(values(a, '--gpus'), ['all']);
   t.same(sandboxExecArgs(p, ['codex'], { tty: true }), ['exec', '-i', '-t', '-w', p.workdir, p.sandbox, 'codex']);
-  t.same(values(a, '--label').filter((l) => /codex-sandbox|\.user=/.test(l)), ['dev.codex-egress.codex-sandbox=off', 'dev.codex-egress.user=1000:1000'], 'mode and user recorded');
+  t.same(
+    values(a, '--label').filter((l) => /codex-sandbox|\.user=/.test(l)),
+    ['dev.codex-egress.codex-sandbox=off', 'dev.codex-egress.user=1000:1000'],
+    'mode and user recorded',
+  );
   t.ok(!values(a, '--security-opt').some((o) => /seccomp|apparmor/.test(o)), "default: Docker's seccomp and AppArmor profiles");
   const inner = sandboxCreateArgs(p, { ...sb, codexSandbox: 'inner' });
-  t.same(values(inner, '--security-opt'), ['no-new-privileges', 'seccomp=unconfined', 'apparmor=unconfined'], "inner: bubblewrap's namespaces allowed, still no-new-privileges");
+  t.same(
+    values(inner, '--security-opt'),
+    ['no-new-privileges', 'seccomp=unconfined', 'apparmor=unconfined'],
+    "inner: bubblewrap's namespaces allowed, still no-new-privileges",
+  );
   t.same(values(inner, '--cap-drop'), ['ALL'], 'inner: still no capabilities');
   t.same(values(inner, '--cap-add'), []);
   t.same(values(sandboxCreateArgs(p, { ...sb, uid: 1234, gid: 99 }), '--user'), ['1234:99'], 'the given user');
@@ -101,15 +130,35 @@ t.test('sandbox: internal network only, DNS and proxy = gateway, no capabilities
 t.test("Codex's command line: our defaults first, the user's arguments last (they win)", async (t) => {
   t.same(codexCommand({ mode: 'off' }), ['codex', '-c', 'sandbox_mode="danger-full-access"']);
   t.same(codexCommand({ mode: 'off', autonomous: true, sub: ['exec'], userArgs: ['--sandbox', 'read-only', 'hi'] }), [
-    'codex', '-c', 'sandbox_mode="danger-full-access"', '-c', 'approval_policy="never"', 'exec', '--sandbox', 'read-only', 'hi',
+    'codex',
+    '-c',
+    'sandbox_mode="danger-full-access"',
+    '-c',
+    'approval_policy="never"',
+    'exec',
+    '--sandbox',
+    'read-only',
+    'hi',
   ]);
-  t.same(codexCommand({ mode: 'inner', userArgs: ['resume', 'abc'] }), ['codex', 'resume', 'abc'], "inner: Codex's own sandbox settings apply");
+  t.same(
+    codexCommand({ mode: 'inner', userArgs: ['resume', 'abc'] }),
+    ['codex', 'resume', 'abc'],
+    "inner: Codex's own sandbox settings apply",
+  );
 });
 
 t.test('API keys: CODEX_API_KEY for Codex, from OPENAI_API_KEY when only that is set, passed by name', async (t) => {
   t.same(apiKeyEnv({}), { names: [], values: {} });
-  t.same(apiKeyEnv({ OPENAI_API_KEY: 'sk-o' }), { names: ['CODEX_API_KEY', 'OPENAI_API_KEY'], values: { CODEX_API_KEY: 'sk-o', OPENAI_API_KEY: 'sk-o' }, source: 'OPENAI_API_KEY' });
-  t.same(apiKeyEnv({ CODEX_API_KEY: 'sk-c', OPENAI_API_KEY: 'sk-o' }).values, { CODEX_API_KEY: 'sk-c', OPENAI_API_KEY: 'sk-o' }, 'CODEX_API_KEY wins');
+  t.same(apiKeyEnv({ OPENAI_API_KEY: 'sk-o' }), {
+    names: ['CODEX_API_KEY', 'OPENAI_API_KEY'],
+    values: { CODEX_API_KEY: 'sk-o', OPENAI_API_KEY: 'sk-o' },
+    source: 'OPENAI_API_KEY',
+  });
+  t.same(
+    apiKeyEnv({ CODEX_API_KEY: 'sk-c', OPENAI_API_KEY: 'sk-o' }).values,
+    { CODEX_API_KEY: 'sk-c', OPENAI_API_KEY: 'sk-o' },
+    'CODEX_API_KEY wins',
+  );
   const args = sandboxExecArgs(p, ['codex'], { envNames: apiKeyEnv({ CODEX_API_KEY: 'sk-secret' }).names });
   t.same(values(args, '-e'), ['CODEX_API_KEY'], 'by name');
   t.notOk(args.join(' ').includes('sk-secret'), 'the value is never in the argument list');
@@ -117,7 +166,17 @@ t.test('API keys: CODEX_API_KEY for Codex, from OPENAI_API_KEY when only that is
 });
 
 t.test('build arguments and quoting', async (t) => {
-  t.same(buildArgs({ dockerfile: '/c/Dockerfile', context: '/c', tag: 'x:1', buildArgs: { BASE_IMAGE: 'b' } }), ['build', '--force-rm', '-f', '/c/Dockerfile', '-t', 'x:1', '--build-arg', 'BASE_IMAGE=b', '/c']);
+  t.same(buildArgs({ dockerfile: '/c/Dockerfile', context: '/c', tag: 'x:1', buildArgs: { BASE_IMAGE: 'b' } }), [
+    'build',
+    '--force-rm',
+    '-f',
+    '/c/Dockerfile',
+    '-t',
+    'x:1',
+    '--build-arg',
+    'BASE_IMAGE=b',
+    '/c',
+  ]);
   t.equal(shellQuote("it's"), `'it'\\''s'`);
   t.equal(shellQuote('node'), 'node');
   t.same(codexSpecs('1.2.3', 'linux-x64'), ['@openai/codex@1.2.3', '@openai/codex@1.2.3-linux-x64']);
@@ -137,7 +196,15 @@ t.test('allow/deny edit the allowlist file text', async (t) => {
 });
 
 t.test('production packages from the lockfile', async (t) => {
-  const lock = { packages: { '': {}, 'node_modules/a': {}, 'node_modules/tap': { dev: true }, 'node_modules/b/node_modules/c': {}, 'node_modules/o': { devOptional: true } } };
+  const lock = {
+    packages: {
+      '': {},
+      'node_modules/a': {},
+      'node_modules/tap': { dev: true },
+      'node_modules/b/node_modules/c': {},
+      'node_modules/o': { devOptional: true },
+    },
+  };
   t.same(productionPackages(lock), ['node_modules/a', 'node_modules/b/node_modules/c']);
 });
 
@@ -202,7 +269,11 @@ t.test('Codex home: config.toml copied if missing, prompts without overwriting, 
   mkdirSync(other);
   writeFileSync(join(other, 'auth.json'), '{}');
   t.equal(findAuthFile(undefined, { CODEX_CONFIG_DIR: other }, home), join(other, 'auth.json'), 'CODEX_CONFIG_DIR first');
-  t.equal(findAuthFile(undefined, { CODEX_AUTH_FILE: join(other, 'auth.json'), CODEX_CONFIG_DIR: join(home, '.codex') }, home), join(other, 'auth.json'), 'CODEX_AUTH_FILE before that');
+  t.equal(
+    findAuthFile(undefined, { CODEX_AUTH_FILE: join(other, 'auth.json'), CODEX_CONFIG_DIR: join(home, '.codex') }, home),
+    join(other, 'auth.json'),
+    'CODEX_AUTH_FILE before that',
+  );
   t.equal(findAuthFile(join(other, 'auth.json'), {}, home), join(other, 'auth.json'), '--auth-file first of all');
   t.throws(() => findAuthFile(join(dir, 'missing.json'), {}, home), /does not exist/);
 });

@@ -40,7 +40,20 @@ t.before(async () => {
       ],
     }),
   );
-  gw = await core.extraGateway(['--proxy-port', String(PORT), '--dns-port', '5399', '--upstream', '198.51.100.53', '--credentials', creds, '--ca-dir', join(dir, 'ca'), '--upstream-ca', core.cert]);
+  gw = await core.extraGateway([
+    '--proxy-port',
+    String(PORT),
+    '--dns-port',
+    '5399',
+    '--upstream',
+    '198.51.100.53',
+    '--credentials',
+    creds,
+    '--ca-dir',
+    join(dir, 'ca'),
+    '--upstream-ca',
+    core.cert,
+  ]);
 });
 t.teardown(() => core?.close());
 
@@ -61,7 +74,13 @@ t.test('the sentinel becomes the real key; the audit line says injected, with th
 
 t.test('keep-alive: every request on the same TLS connection is rewritten', async (t) => {
   // curl reuses one connection for URLs of the same origin
-  const r = await via(['-H', bearer(SENTINEL), 'https://allowed.test/echo-auth?1', 'https://allowed.test/echo-auth?2', 'https://allowed.test/echo-auth?3']);
+  const r = await via([
+    '-H',
+    bearer(SENTINEL),
+    'https://allowed.test/echo-auth?1',
+    'https://allowed.test/echo-auth?2',
+    'https://allowed.test/echo-auth?3',
+  ]);
   t.same(auths(r.body), [[sha(`Bearer ${REAL}`)], [sha(`Bearer ${REAL}`)], [sha(`Bearer ${REAL}`)]]);
   // and a raw second request on one socket after the first, with another spelling of the header name
   const out = await rawTls('allowed.test', 'allowed.test', [
@@ -73,7 +92,9 @@ t.test('keep-alive: every request on the same TLS connection is rewritten', asyn
 });
 
 t.test('a duplicate auth header (any spelling) is refused, never forwarded', async (t) => {
-  const out = await rawTls('allowed.test', 'allowed.test', [`GET /echo-auth HTTP/1.1\r\nHost: allowed.test\r\nAuthorization: Bearer ${SENTINEL}\r\nauthorization: Bearer sk-attacker\r\n\r\n`]);
+  const out = await rawTls('allowed.test', 'allowed.test', [
+    `GET /echo-auth HTTP/1.1\r\nHost: allowed.test\r\nAuthorization: Bearer ${SENTINEL}\r\nauthorization: Bearer sk-attacker\r\n\r\n`,
+  ]);
   t.match(out, /^HTTP\/1\.1 400/);
   t.notMatch(out, /"auth"/, 'nothing reached the origin');
   const line = await gw.waitForAudit((e) => e.event === 'http' && e.credential === 'duplicate');
@@ -91,7 +112,11 @@ t.test('another key: forwarded unchanged and audited (forward), or refused (refu
   const g = await via(['-H', 'Authorization: token ghp_other', 'https://second.test/echo-auth']);
   t.equal(g.code, 403, 'github: foreign refused');
   t.match(g.body, /foreign-credential|not the sentinel/);
-  t.match(await gw.waitForAudit((e) => e.event === 'http' && e.reason === 'foreign-credential'), { decision: 'deny', credential_name: 'github', status: 403 });
+  t.match(await gw.waitForAudit((e) => e.event === 'http' && e.reason === 'foreign-credential'), {
+    decision: 'deny',
+    credential_name: 'github',
+    status: 403,
+  });
   const ok = await via(['-H', `Authorization: token ${SENTINEL}`, 'https://second.test/echo-auth']);
   t.same(auths(ok.body), [[sha(`token ${GH_REAL}`)]], 'github: its own format');
 });
@@ -104,11 +129,18 @@ t.test('the stolen sentinel elsewhere carries nothing: another port, plain HTTP,
 });
 
 t.test('inside the intercepted tunnel: Host and SNI must name the tunnel host', async (t) => {
-  const host = await rawTls('allowed.test', 'allowed.test', [`GET /echo-auth HTTP/1.1\r\nHost: second.test\r\nAuthorization: token ${SENTINEL}\r\n\r\n`]);
+  const host = await rawTls('allowed.test', 'allowed.test', [
+    `GET /echo-auth HTTP/1.1\r\nHost: second.test\r\nAuthorization: token ${SENTINEL}\r\n\r\n`,
+  ]);
   t.match(host, /^HTTP\/1\.1 403/, 'Host of another injected host');
   t.notMatch(host, /"auth"/);
   // a client that accepts the certificate whatever its name: the gateway's own SNI check decides
-  const sni = await rawTls('allowed.test', 'second.test', [`GET /echo-auth HTTP/1.1\r\nHost: allowed.test\r\nAuthorization: Bearer ${SENTINEL}\r\n\r\n`], { anyName: true });
+  const sni = await rawTls(
+    'allowed.test',
+    'second.test',
+    [`GET /echo-auth HTTP/1.1\r\nHost: allowed.test\r\nAuthorization: Bearer ${SENTINEL}\r\n\r\n`],
+    { anyName: true },
+  );
   t.notMatch(sni, /"auth"/, 'SNI of another host: nothing forwarded');
   t.ok(await gw.waitForAudit((e) => e.event === 'connect' && e.reason === 'sni-mismatch'));
   // an ordinary client refuses the leaf for another name itself; the gateway closes and says why
@@ -151,7 +183,10 @@ t.test('the real values appear in no audit line and no gateway output', async (t
   const all = readFileSync(gw.auditPath, 'utf8') + gw.proc.output();
   t.notOk(all.includes(REAL), 'OpenAI key');
   t.notOk(all.includes(GH_REAL), 'GitHub token');
-  t.ok(gw.audit().some((e) => e.credential === 'injected'), 'while injections happened');
+  t.ok(
+    gw.audit().some((e) => e.credential === 'injected'),
+    'while injections happened',
+  );
 });
 
 const connectScript = `

@@ -13,14 +13,23 @@ t.test('batches apply in order, errors are reported per batch, and the session r
   t.teardown(() => session.close());
   const members = async () => {
     const out = (await ns.run('ipset', ['list', ALLOW_SET])).stdout;
-    return out.split('Members:\n')[1]!.split('\n').filter(Boolean).map((l) => l.split(' ')[0]).sort();
+    return out
+      .split('Members:\n')[1]!
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => l.split(' ')[0])
+      .sort();
   };
 
   await session.run(`add ${ALLOW_SET} 203.0.113.1 timeout 30 -exist\nadd ${ALLOW_SET} 203.0.113.2 timeout 30 -exist\n`);
   t.same(await members(), ['203.0.113.1', '203.0.113.2'], 'the adds are in the kernel when run() resolves');
 
-  await t.rejects(session.run(`add ${ALLOW_SET} 203.0.113.3 -exist\nadd ${ALLOW_SET} 203.0.113.4 -exist\n`), /full/i, 'a full set rejects the batch');
-  await t.rejects(session.run(`add ${ALLOW_SET} 999.1.1.1\n`), /cannot parse/, 'a bad line rejects with ipset\'s message');
+  await t.rejects(
+    session.run(`add ${ALLOW_SET} 203.0.113.3 -exist\nadd ${ALLOW_SET} 203.0.113.4 -exist\n`),
+    /full/i,
+    'a full set rejects the batch',
+  );
+  await t.rejects(session.run(`add ${ALLOW_SET} 999.1.1.1\n`), /cannot parse/, "a bad line rejects with ipset's message");
 
   await session.run(`del ${ALLOW_SET} 203.0.113.1 -exist\n`);
   t.same(await members(), ['203.0.113.2', '203.0.113.3'], 'the session still works after errors; deletes apply');

@@ -32,18 +32,48 @@ t.test('websocket frames: every length encoding, masked and not, split anywhere'
     const first = wsParse(two.subarray(0, cut));
     const second = wsParse(Buffer.concat([first.rest, two.subarray(cut)]));
     const frames = [...first.frames, ...second.frames];
-    t.same(frames.map((f) => [f.fin, f.opcode]), [[false, 1], [true, 0]], `a fragmented message cut at ${cut}`);
+    t.same(
+      frames.map((f) => [f.fin, f.opcode]),
+      [
+        [false, 1],
+        [true, 0],
+      ],
+      `a fragmented message cut at ${cut}`,
+    );
     t.equal(Buffer.concat(frames.map((f) => f.payload)).toString(), '{"a":1}');
     t.equal(second.rest.length, 0);
   }
 });
 
 t.test('the shell call follows the tools Codex offers', async (t) => {
-  const codeMode = { input: [{ type: 'additional_tools', tools: [{ type: 'namespace', name: 'functions', tools: [{ type: 'custom', name: 'exec' }, { type: 'function', name: 'wait' }] }] }] };
-  t.same(offeredTools(codeMode), [{ name: 'exec', type: 'custom', namespace: 'functions' }, { name: 'wait', type: 'function', namespace: 'functions' }]);
+  const codeMode = {
+    input: [
+      {
+        type: 'additional_tools',
+        tools: [
+          {
+            type: 'namespace',
+            name: 'functions',
+            tools: [
+              { type: 'custom', name: 'exec' },
+              { type: 'function', name: 'wait' },
+            ],
+          },
+        ],
+      },
+    ],
+  };
+  t.same(offeredTools(codeMode), [
+    { name: 'exec', type: 'custom', namespace: 'functions' },
+    { name: 'wait', type: 'function', namespace: 'functions' },
+  ]);
   const exec = shellCall(offeredTools(codeMode), `echo "a'b"`, 'c1');
   t.match(exec, { type: 'custom_tool_call', name: 'exec', call_id: 'c1' });
-  t.equal(exec.input, `const r = await tools.exec_command({ cmd: ${JSON.stringify(`echo "a'b"`)} });\ntext(JSON.stringify(r));\n`, 'JavaScript calling exec_command, the command JSON-quoted');
+  t.equal(
+    exec.input,
+    `const r = await tools.exec_command({ cmd: ${JSON.stringify(`echo "a'b"`)} });\ntext(JSON.stringify(r));\n`,
+    'JavaScript calling exec_command, the command JSON-quoted',
+  );
   const fn = shellCall(offeredTools({ tools: [{ type: 'function', name: 'exec_command' }] }), 'ls', 'c2');
   t.match(fn, { type: 'function_call', name: 'exec_command', arguments: '{"cmd":"ls"}' });
   t.match(shellCall([], 'ls', 'c3'), { type: 'function_call', name: 'shell', arguments: '{"command":["bash","-lc","ls"]}' });
@@ -53,7 +83,10 @@ t.test('the script: warm-up, the call, then the final message', async (t) => {
   const cfg = { command: 'true', finalMessage: 'done' };
   const warm = script({ type: 'response.create', generate: false, input: [] }, 1, cfg);
   t.equal(warm.kind, 'warmup');
-  t.same(warm.events.map((e) => e.type), ['response.created', 'response.completed']);
+  t.same(
+    warm.events.map((e) => e.type),
+    ['response.created', 'response.completed'],
+  );
   const call = script({ input: [{ type: 'message', role: 'user' }] }, 2, cfg);
   t.equal(call.kind, 'call');
   t.equal(call.events.at(-1)!.type, 'response.completed');
@@ -61,6 +94,9 @@ t.test('the script: warm-up, the call, then the final message', async (t) => {
   for (const type of ['custom_tool_call_output', 'function_call_output']) {
     const fin = script({ input: [{ type, call_id: 'call_2', output: 'ok' }] }, 3, cfg);
     t.equal(fin.kind, 'final', `after a ${type}`);
-    t.match(fin.events.find((e) => e.type === 'response.output_item.done'), { item: { type: 'message', role: 'assistant', content: [{ type: 'output_text', text: 'done' }] } });
+    t.match(
+      fin.events.find((e) => e.type === 'response.output_item.done'),
+      { item: { type: 'message', role: 'assistant', content: [{ type: 'output_text', text: 'done' }] } },
+    );
   }
 });

@@ -18,14 +18,24 @@ const run = (args: string[], env: Record<string, string> = {}) =>
     reject: false,
     cwd: project,
     timeout: 60_000,
-    env: { CODEX_EGRESS_STATE_DIR: join(tmp.path, 'state'), CODEX_EGRESS_DOCKER: join(tmp.path, 'no-docker'), OPENAI_ALLOWED_DOMAINS: '', NO_COLOR: '1', ...env },
+    env: {
+      CODEX_EGRESS_STATE_DIR: join(tmp.path, 'state'),
+      CODEX_EGRESS_DOCKER: join(tmp.path, 'no-docker'),
+      OPENAI_ALLOWED_DOMAINS: '',
+      NO_COLOR: '1',
+      ...env,
+    },
   });
 const lines = (s: string) => s.split('\n').filter((l) => l !== '');
 
 t.test('an error is one line: what is wrong, what to do; no usage text after it', async (t) => {
   const cases: Array<[string[], number, RegExp]> = [
     [['allow', '*.com'], 2, /^codex-egress allow: invalid rule "\*\.com": "com" is a public suffix; name a domain under it$/],
-    [['allow', 'bad..name', 'http://x.com/'], 2, /^codex-egress allow: invalid rules "bad\.\.name" is not a valid host name; "http:\/\/x\.com\/" looks like a URL/],
+    [
+      ['allow', 'bad..name', 'http://x.com/'],
+      2,
+      /^codex-egress allow: invalid rules "bad\.\.name" is not a valid host name; "http:\/\/x\.com\/" looks like a URL/,
+    ],
     [['allow'], 2, /^codex-egress allow: no rule given \(see "codex-egress allow --help"\)$/],
     [['up', '--bogus'], 2, /^codex-egress up: Unknown option '--bogus'.*\(see "codex-egress up --help"\)$/],
     [['frobnicate'], 2, /^codex-egress: unknown command "frobnicate" \(see "codex-egress --help"\)$/],

@@ -1,12 +1,33 @@
 // The host's path checks (issue 10 §1): links the sandbox could plant in what it can write are never
 // followed, by a bind source, a seed copy, a chown or a run file. Real files and links in a temp dir.
 import t from 'tap';
-import { mkdtempSync, rmSync, mkdirSync, writeFileSync, symlinkSync, existsSync, readFileSync, lstatSync, statSync, realpathSync, chmodSync } from 'node:fs';
+import {
+  mkdtempSync,
+  rmSync,
+  mkdirSync,
+  writeFileSync,
+  symlinkSync,
+  existsSync,
+  readFileSync,
+  lstatSync,
+  statSync,
+  realpathSync,
+  chmodSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { resolveTrusted, isWithin, createExclusive, chownTreeNoFollow, mkdirNoFollow, UnsafePathError } from '../image/paths.js';
-import { prepareState, seedCodexHome, prepareAuthMountPoint, prepareSessionsMountPoint, checkStateOutsideWorkdir, statePaths, sandboxUser, sandboxWritable } from '../image/project.js';
+import {
+  prepareState,
+  seedCodexHome,
+  prepareAuthMountPoint,
+  prepareSessionsMountPoint,
+  checkStateOutsideWorkdir,
+  statePaths,
+  sandboxUser,
+  sandboxWritable,
+} from '../image/project.js';
 import { projectFor } from '../image/names.js';
 import { SignalGuard } from '../cli/common.js';
 
@@ -45,7 +66,11 @@ t.test('resolveTrusted: real paths pass, any link inside the workdir is refused 
   symlinkSync(secret, join(w, 'sub', 'nested-link'));
   symlinkSync(join(w, 'sub'), join(w, 'inner-link'));
   const refused = (path: string, name: string, why: string) =>
-    t.throws(() => resolveTrusted(path, o), { name: 'UnsafePathError', message: new RegExp(`${name.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} is a symbolic link inside`) }, why);
+    t.throws(
+      () => resolveTrusted(path, o),
+      { name: 'UnsafePathError', message: new RegExp(`${name.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} is a symbolic link inside`) },
+      why,
+    );
   refused(join(w, 'abs-link'), join(w, 'abs-link'), 'absolute link');
   refused(join(w, 'rel-link'), join(w, 'rel-link'), 'relative link');
   refused(join(w, 'dangling'), join(w, 'dangling'), 'dangling link');
@@ -73,9 +98,17 @@ t.test('state directory: never inside the workdir, nor the workdir inside it', a
   const p = projectFor(w);
   t.doesNotThrow(() => checkStateOutsideWorkdir(p, statePaths(p, { CODEX_EGRESS_STATE_DIR: join(dir, 'state') })));
   t.throws(() => checkStateOutsideWorkdir(p, statePaths(p, { CODEX_EGRESS_STATE_DIR: join(w, '.state') })), /inside the workdir/);
-  t.throws(() => checkStateOutsideWorkdir(p, statePaths(p, { CODEX_EGRESS_STATE_DIR: join(w, 'not', 'yet') })), /inside the workdir/, 'not created yet');
+  t.throws(
+    () => checkStateOutsideWorkdir(p, statePaths(p, { CODEX_EGRESS_STATE_DIR: join(w, 'not', 'yet') })),
+    /inside the workdir/,
+    'not created yet',
+  );
   symlinkSync(join(w, 'sub'), join(dir, 'state-link'));
-  t.throws(() => checkStateOutsideWorkdir(p, statePaths(p, { CODEX_EGRESS_STATE_DIR: join(dir, 'state-link') })), /inside the workdir/, 'through a link');
+  t.throws(
+    () => checkStateOutsideWorkdir(p, statePaths(p, { CODEX_EGRESS_STATE_DIR: join(dir, 'state-link') })),
+    /inside the workdir/,
+    'through a link',
+  );
   t.throws(() => checkStateOutsideWorkdir(p, statePaths(p, { CODEX_EGRESS_STATE_DIR: dir })), /inside the state directory/);
   const s = statePaths(p, { CODEX_EGRESS_STATE_DIR: join(dir, 'state') });
   t.notOk(isWithin(s.codexHome, w), 'the Codex home is not in the workdir');
@@ -96,7 +129,11 @@ t.test('files the host creates: never through a link, never over an existing nam
   symlinkSync(secret, join(w, 'dir-link'));
   await t.rejects(mkdirNoFollow(join(w, 'dir-link', 'x'), w), /is a symbolic link/, 'mkdir -p refuses a link on the way');
   t.notOk(existsSync(join(secret, 'x')));
-  t.equal(await mkdirNoFollow(join(w, 'dir-link', 'y'), join(w, 'dir-link')), join(w, 'dir-link', 'y'), "the base is the user's: a link there is followed");
+  t.equal(
+    await mkdirNoFollow(join(w, 'dir-link', 'y'), join(w, 'dir-link')),
+    join(w, 'dir-link', 'y'),
+    "the base is the user's: a link there is followed",
+  );
   t.ok(existsSync(join(secret, 'y')));
 });
 
@@ -130,7 +167,10 @@ t.test('the auth.json mount point: a link is replaced by a plain empty file', as
   t.notOk(existsSync(join(codexHome, 'auth.json')), 'without an auth file the empty mount point goes');
   symlinkSync(join(secret, 'id_rsa'), join(codexHome, 'auth.json'));
   await prepareAuthMountPoint(codexHome, { uid: 0, gid: 0 }, false);
-  t.notOk(existsSync(join(codexHome, 'auth.json')) || lstatSync(join(codexHome, 'auth.json'), { throwIfNoEntry: false }), 'without an auth file a planted auth.json link goes too (Codex would read through it)');
+  t.notOk(
+    existsSync(join(codexHome, 'auth.json')) || lstatSync(join(codexHome, 'auth.json'), { throwIfNoEntry: false }),
+    'without an auth file a planted auth.json link goes too (Codex would read through it)',
+  );
   t.equal(readFileSync(join(secret, 'id_rsa'), 'utf8'), 'PRIVATE');
 });
 
@@ -175,46 +215,53 @@ t.test('chown of the Codex home: lchown, never through a link', { skip: process.
   t.equal(statSync(secret).uid, 0, 'not the directory it points to');
 });
 
-t.test('ATTACK (chown depth): a tree deeper than PATH_MAX in the Codex home does not stop `up`', { skip: process.getuid?.() !== 0 && 'needs root' }, async (t) => {
-  // The sandbox can build it with relative mkdir/chdir; lstat of its full name fails ENAMETOOLONG, and
-  // every later `up` as root failed at giveCodexHome. What lies that deep is the sandbox's own.
-  const { dir } = fresh(t);
-  const codexHome = join(dir, 'codex-home');
-  mkdirSync(codexHome);
-  writeFileSync(join(codexHome, 'config.toml'), 'x');
-  const cwd = process.cwd();
-  try {
-    process.chdir(codexHome);
-    for (let i = 0; i < 25; i++) {
-      mkdirSync('d'.repeat(200));
-      process.chdir('d'.repeat(200));
+t.test(
+  'ATTACK (chown depth): a tree deeper than PATH_MAX in the Codex home does not stop `up`',
+  { skip: process.getuid?.() !== 0 && 'needs root' },
+  async (t) => {
+    // The sandbox can build it with relative mkdir/chdir; lstat of its full name fails ENAMETOOLONG, and
+    // every later `up` as root failed at giveCodexHome. What lies that deep is the sandbox's own.
+    const { dir } = fresh(t);
+    const codexHome = join(dir, 'codex-home');
+    mkdirSync(codexHome);
+    writeFileSync(join(codexHome, 'config.toml'), 'x');
+    const cwd = process.cwd();
+    try {
+      process.chdir(codexHome);
+      for (let i = 0; i < 25; i++) {
+        mkdirSync('d'.repeat(200));
+        process.chdir('d'.repeat(200));
+      }
+      writeFileSync('deep', 'x');
+    } finally {
+      process.chdir(cwd);
     }
-    writeFileSync('deep', 'x');
-  } finally {
-    process.chdir(cwd);
-  }
-  try {
-    await t.resolves(chownTreeNoFollow(codexHome, 4321, 4322), 'no ENAMETOOLONG');
-    t.equal(statSync(join(codexHome, 'config.toml')).uid, 4321, 'what can be named is given to the sandbox user');
-    t.equal(statSync(codexHome).uid, 4321);
-  } finally {
-    spawnSync('rm', ['-rf', join(codexHome, 'd'.repeat(200))]); // rmSync cannot name it either
-  }
-});
+    try {
+      await t.resolves(chownTreeNoFollow(codexHome, 4321, 4322), 'no ENAMETOOLONG');
+      t.equal(statSync(join(codexHome, 'config.toml')).uid, 4321, 'what can be named is given to the sandbox user');
+      t.equal(statSync(codexHome).uid, 4321);
+    } finally {
+      spawnSync('rm', ['-rf', join(codexHome, 'd'.repeat(200))]); // rmSync cannot name it either
+    }
+  },
+);
 
-t.test('ATTACK (state links, second stage): a `logs` link the gateway could plant in its state directory is not chmodded through', async (t) => {
-  // The gateway has <state>/<project> read-write (root with the host user's group): after a compromise
-  // of the gateway it could replace logs/ with a link, and the host's chmod 0770 at the next up/allow
-  // followed it (e.g. to /etc/shadow).
-  const { dir, secret } = fresh(t);
-  const paths = statePaths(projectFor(join(dir, 'project')), { CODEX_EGRESS_STATE_DIR: join(dir, 'state') });
-  await prepareState(paths);
-  rmSync(paths.logDir, { recursive: true });
-  chmodSync(secret, 0o700); // a directory such as /root/.ssh
-  symlinkSync(secret, paths.logDir);
-  await t.rejects(prepareState(paths), { name: 'UnsafePathError', message: /logs is a symbolic link/ }, 'refused, naming it');
-  t.equal(statSync(secret).mode & 0o777, 0o700, 'the target keeps its mode');
-});
+t.test(
+  'ATTACK (state links, second stage): a `logs` link the gateway could plant in its state directory is not chmodded through',
+  async (t) => {
+    // The gateway has <state>/<project> read-write (root with the host user's group): after a compromise
+    // of the gateway it could replace logs/ with a link, and the host's chmod 0770 at the next up/allow
+    // followed it (e.g. to /etc/shadow).
+    const { dir, secret } = fresh(t);
+    const paths = statePaths(projectFor(join(dir, 'project')), { CODEX_EGRESS_STATE_DIR: join(dir, 'state') });
+    await prepareState(paths);
+    rmSync(paths.logDir, { recursive: true });
+    chmodSync(secret, 0o700); // a directory such as /root/.ssh
+    symlinkSync(secret, paths.logDir);
+    await t.rejects(prepareState(paths), { name: 'UnsafePathError', message: /logs is a symbolic link/ }, 'refused, naming it');
+    t.equal(statSync(secret).mode & 0o777, 0o700, 'the target keeps its mode');
+  },
+);
 
 t.test('sandbox user: the workdir owner, root only when asked', async (t) => {
   t.same(sandboxUser({ uid: 1234, gid: 99 }), { uid: 1234, gid: 99, source: 'workdir-owner' });

@@ -19,13 +19,32 @@ t.test('normalisation: every spelling of a name becomes one', async (t) => {
   for (const ip of ['127.0.0.1', '2130706433', '0x7f.1', '127.1', '0177.0.0.1', '[::1]', '::ffff:127.0.0.1', '1.2.3.4.', '10.0.0.0x1']) {
     t.equal(normalizeName(ip).ok ? 'name' : (normalizeName(ip) as { reason: string }).reason, 'ip-literal', ip);
   }
-  for (const bad of ['', '.', 'github..com', '-a.com', 'a-.com', 'git hub.com', 'github.com%00', 'git_hub.com', 'a/b.com', 'user@github.com', 'github.com:443', '*.github.com', 'a'.repeat(64) + '.com', `${'a.'.repeat(127)}com`]) {
+  for (const bad of [
+    '',
+    '.',
+    'github..com',
+    '-a.com',
+    'a-.com',
+    'git hub.com',
+    'github.com%00',
+    'git_hub.com',
+    'a/b.com',
+    'user@github.com',
+    'github.com:443',
+    '*.github.com',
+    'a'.repeat(64) + '.com',
+    `${'a.'.repeat(127)}com`,
+  ]) {
     t.equal(normalizeName(bad).ok, false, JSON.stringify(bad));
   }
 });
 
 t.test('rule syntax', async (t) => {
-  const r = parseRuleList(['example.com', '*.example.org', '.example.net', 'example.io:8443', '!bad.example.com', '!*.x.example.org:22'], 'flag', '--allow');
+  const r = parseRuleList(
+    ['example.com', '*.example.org', '.example.net', 'example.io:8443', '!bad.example.com', '!*.x.example.org:22'],
+    'flag',
+    '--allow',
+  );
   t.ok(r.ok);
   if (!r.ok) return;
   t.same(
@@ -68,7 +87,11 @@ t.test('rule syntax', async (t) => {
 t.test('the file format names the bad line', async (t) => {
   const ok = parseRuleFile('# comment\n\nexample.com   # inline\r\n*.example.org\n', '/x/allowed_domains.txt');
   t.ok(ok.ok);
-  if (ok.ok) t.same(ok.rules.map((r) => r.origin), ['/x/allowed_domains.txt:3', '/x/allowed_domains.txt:4']);
+  if (ok.ok)
+    t.same(
+      ok.rules.map((r) => r.origin),
+      ['/x/allowed_domains.txt:3', '/x/allowed_domains.txt:4'],
+    );
   const bad = parseRuleFile('example.com\n*.com\nhttp://x.example\n', 'f.txt');
   t.notOk(bad.ok);
   if (!bad.ok) {
@@ -126,7 +149,12 @@ t.test('deny always wins, whatever the order or source', async (t) => {
 
 t.test('merge keeps provenance; defaults can be dropped; errors are collected', async (t) => {
   const file = parseRuleFile('from-file.example.com\n', '/etc/codex/allowed_domains.txt');
-  const m = mergeSources({ defaults: true, env: 'env1.example.com, env2.example.com\tenv3.example.com', flags: ['flag.example.com'], file });
+  const m = mergeSources({
+    defaults: true,
+    env: 'env1.example.com, env2.example.com\tenv3.example.com',
+    flags: ['flag.example.com'],
+    file,
+  });
   t.ok(m.ok);
   if (!m.ok) return;
   t.same(
@@ -157,8 +185,30 @@ t.test('merge keeps provenance; defaults can be dropped; errors are collected', 
 t.test('decide() remembers decisions per allowlist: the same answer as evaluating, for every spelling, way and port', async (t) => {
   const a = list('allowed.test', 'ssh.allowed.test:22', '!bad.allowed.test', '.tree.test', '*.sub.test');
   const b = list('other.test');
-  const hosts = ['allowed.test', 'ALLOWED.test.', 'bad.allowed.test', 'BAD.allowed.test', 'ssh.allowed.test', 'x.tree.test', 'tree.test', 'sub.test', 'a.sub.test', 'other.test', '127.0.0.1', 'allowed.test ', '', 'allo\u00adwed.test'];
-  const ways: Array<['dns' | 'connect' | 'http', number | undefined]> = [['dns', undefined], ['connect', 443], ['connect', 22], ['connect', 8443], ['http', 80], ['http', 443]];
+  const hosts = [
+    'allowed.test',
+    'ALLOWED.test.',
+    'bad.allowed.test',
+    'BAD.allowed.test',
+    'ssh.allowed.test',
+    'x.tree.test',
+    'tree.test',
+    'sub.test',
+    'a.sub.test',
+    'other.test',
+    '127.0.0.1',
+    'allowed.test ',
+    '',
+    'allo\u00adwed.test',
+  ];
+  const ways: Array<['dns' | 'connect' | 'http', number | undefined]> = [
+    ['dns', undefined],
+    ['connect', 443],
+    ['connect', 22],
+    ['connect', 8443],
+    ['http', 80],
+    ['http', 443],
+  ];
   for (let round = 0; round < 2; round++) {
     for (const h of hosts) {
       for (const [via, port] of ways) {
@@ -167,10 +217,14 @@ t.test('decide() remembers decisions per allowlist: the same answer as evaluatin
       }
     }
   }
-  t.equal(a.decide('other.test', 'dns').allow, false, 'a decision of one allowlist is not another\'s');
+  t.equal(a.decide('other.test', 'dns').allow, false, "a decision of one allowlist is not another's");
   t.equal(b.decide('other.test', 'dns').allow, true);
   for (let i = 0; i < 5000; i++) a.decide(`n${i}.tree.test`, 'dns');
-  t.same(a.decide('bad.allowed.test', 'connect', 443), { allow: false, reason: 'denied-by-rule', host: 'bad.allowed.test', rule: a.evaluate('bad.allowed.test', 'connect', 443).rule }, 'still right after the memo filled and was cleared');
+  t.same(
+    a.decide('bad.allowed.test', 'connect', 443),
+    { allow: false, reason: 'denied-by-rule', host: 'bad.allowed.test', rule: a.evaluate('bad.allowed.test', 'connect', 443).rule },
+    'still right after the memo filled and was cleared',
+  );
   t.ok(Object.isFrozen(a.decide('allowed.test', 'connect', 443)), 'a remembered decision cannot be changed by a caller');
   const long = `${'a.'.repeat(150)}allowed.test`;
   t.same(a.decide(long, 'connect', 443), a.evaluate(long, 'connect', 443), 'an over-long input is decided (not remembered) the same way');

@@ -28,7 +28,8 @@ export const PACKAGES = {
 const say = (s) => process.stdout.write(`test setup: ${s}\n`);
 const run = (cmd, args, opts = {}) => spawnSync(cmd, args, { stdio: 'inherit', cwd: ROOT, ...opts });
 const quiet = (cmd, args) => spawnSync(cmd, args, { stdio: 'ignore', cwd: ROOT });
-const has = (command) => quiet('sh', ['-c', `command -v ${command} || test -x /usr/sbin/${command} || test -x /sbin/${command}`]).status === 0;
+const has = (command) =>
+  quiet('sh', ['-c', `command -v ${command} || test -x /usr/sbin/${command} || test -x /sbin/${command}`]).status === 0;
 
 function fail(what, fix) {
   process.stderr.write(`test setup: ${what}\n  fix: ${fix}\n`);
@@ -43,15 +44,24 @@ const root = process.getuid?.() === 0;
 const apt = existsSync('/usr/bin/apt-get') && existsSync('/etc/debian_version');
 
 // 1. Packages.
-const missing = Object.entries(PACKAGES).filter(([, cmd]) => !has(cmd)).map(([pkg]) => pkg);
+const missing = Object.entries(PACKAGES)
+  .filter(([, cmd]) => !has(cmd))
+  .map(([pkg]) => pkg);
 if (missing.length === 0) say(`packages: all ${Object.keys(PACKAGES).length} present`);
 else if (!root || !apt) {
-  fail(`missing ${missing.join(' ')} (the network tests need them${root ? '' : ', and root'})`, apt ? `sudo apt-get install -y --no-install-recommends ${missing.join(' ')}, then run the tests as root` : `install the equivalents of the Debian packages ${missing.join(' ')} and run as root`);
+  fail(
+    `missing ${missing.join(' ')} (the network tests need them${root ? '' : ', and root'})`,
+    apt
+      ? `sudo apt-get install -y --no-install-recommends ${missing.join(' ')}, then run the tests as root`
+      : `install the equivalents of the Debian packages ${missing.join(' ')} and run as root`,
+  );
 } else {
   say(`packages: installing ${missing.join(' ')}`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  if (run('apt-get', ['update', '-q'], { env }).status !== 0) fail('apt-get update failed', 'check the machine reaches its Debian mirror, then run again');
-  if (run('apt-get', ['install', '-y', '-q', '--no-install-recommends', ...missing], { env }).status !== 0) fail(`apt-get install ${missing.join(' ')} failed`, 'see apt-get\'s message above');
+  if (run('apt-get', ['update', '-q'], { env }).status !== 0)
+    fail('apt-get update failed', 'check the machine reaches its Debian mirror, then run again');
+  if (run('apt-get', ['install', '-y', '-q', '--no-install-recommends', ...missing], { env }).status !== 0)
+    fail(`apt-get install ${missing.join(' ')} failed`, "see apt-get's message above");
 }
 if (!root) fail('the tests need root (they create network namespaces and Docker networks)', 'run the tests as root (sudo npm test)');
 
@@ -59,12 +69,15 @@ if (!root) fail('the tests need root (they create network namespaces and Docker 
 if (existsSync(join(ROOT, 'node_modules', 'tap')) && existsSync(join(ROOT, 'node_modules', 'typescript'))) say('npm dependencies: present');
 else {
   say('npm dependencies: npm ci');
-  if (run('npm', ['ci', '--no-audit', '--no-fund']).status !== 0) fail('npm ci failed', 'see npm\'s message above');
+  if (run('npm', ['ci', '--no-audit', '--no-fund']).status !== 0) fail('npm ci failed', "see npm's message above");
 }
 
 // 3. The Docker engine and the local base image (idempotent; builds the image once).
 say('docker: engine and base image (test/harness/docker-setup.sh)');
 if (run('bash', [join(ROOT, 'test', 'harness', 'docker-setup.sh')]).status !== 0) {
-  fail('the Docker engine or the base image could not be prepared', 'see the message above; "codex-egress doctor" explains an engine problem');
+  fail(
+    'the Docker engine or the base image could not be prepared',
+    'see the message above; "codex-egress doctor" explains an engine problem',
+  );
 }
 say('ready');

@@ -31,7 +31,10 @@ t.test('not root, commands missing: the exact packages and the command to instal
 });
 
 t.test('not root, nothing missing: says root is needed', async (t) => {
-  const r = await execa('/usr/bin/setpriv', ['--reuid', '65534', '--regid', '65534', '--clear-groups', process.execPath, script], { reject: false, timeout: 60_000 });
+  const r = await execa('/usr/bin/setpriv', ['--reuid', '65534', '--regid', '65534', '--clear-groups', process.execPath, script], {
+    reject: false,
+    timeout: 60_000,
+  });
   t.equal(r.exitCode, 1);
   t.match(r.stderr, /test setup: the tests need root .*\n {2}fix: run the tests as root/);
 });

@@ -52,7 +52,10 @@ t.test('a denied name gets 403 with the reason, and its name is never resolved u
   t.equal(r.connect, 403);
   t.match(r.body, /x-codex-egress-deny: not-allowlisted/i);
   t.match(await audited((e) => e.event === 'connect' && e.host === 'denied.test'), { decision: 'deny', reason: 'not-allowlisted' });
-  t.notOk(core.world.queries().some((q) => q.name === 'denied.test'), 'the upstream never saw denied.test');
+  t.notOk(
+    core.world.queries().some((q) => q.name === 'denied.test'),
+    'the upstream never saw denied.test',
+  );
   const plain = await via('-i', 'http://denied.test/');
   t.equal(plain.code, 403);
   t.match(plain.body, /x-codex-egress-deny: not-allowlisted/i);
@@ -95,7 +98,9 @@ t.test('a ClientHello naming another host closes the tunnel (SNI mismatch)', asy
 });
 
 t.test('a CONNECT to 443 that does not start with TLS is closed; a named non-TLS port works', async (t) => {
-  const r = await raw('CONNECT allowed.test:443 HTTP/1.1\r\nHost: allowed.test:443\r\n\r\n', { after: 'GET / HTTP/1.1\r\nHost: denied.test\r\n\r\n' });
+  const r = await raw('CONNECT allowed.test:443 HTTP/1.1\r\nHost: allowed.test:443\r\n\r\n', {
+    after: 'GET / HTTP/1.1\r\nHost: denied.test\r\n\r\n',
+  });
   t.match(r.reply, /^HTTP\/1\.1 200 /);
   t.notMatch(r.reply, /hello from/, 'nothing from the server');
   t.ok(r.closed, 'closed');
@@ -107,11 +112,23 @@ t.test('a CONNECT to 443 that does not start with TLS is closed; a named non-TLS
 });
 
 t.test('plain HTTP: forwarded in origin form, proxy headers stripped, each keep-alive request decided', async (t) => {
-  const r = await via('-H', 'Proxy-Authorization: Basic c2VjcmV0', '-H', 'X-Hop: 1', '-H', 'Connection: X-Hop', 'http://allowed.test/p?q=1');
+  const r = await via(
+    '-H',
+    'Proxy-Authorization: Basic c2VjcmV0',
+    '-H',
+    'X-Hop: 1',
+    '-H',
+    'Connection: X-Hop',
+    'http://allowed.test/p?q=1',
+  );
   t.equal(r.code, 200);
   t.match(r.body, `hello from ${WEB}:80 host=allowed.test path=/p?q=1`);
   t.notMatch(r.body, /proxy-authorization|proxy-connection|x-hop/, 'hop-by-hop and Proxy-* headers are not forwarded');
-  t.match(await audited((e) => e.event === 'http' && e.host === 'allowed.test' && e.decision === 'allow'), { method: 'GET', status: 200, ip: WEB });
+  t.match(await audited((e) => e.event === 'http' && e.host === 'allowed.test' && e.decision === 'allow'), {
+    method: 'GET',
+    status: 200,
+    ip: WEB,
+  });
   // Two requests on one keep-alive connection: the second names a denied host.
   const two = await raw(
     'GET http://allowed.test/one HTTP/1.1\r\nHost: allowed.test\r\n\r\nGET http://denied.test/two HTTP/1.1\r\nHost: denied.test\r\n\r\n',
@@ -197,7 +214,16 @@ t.test('WebSocket upgrade through plain HTTP: frames flow, and an active stream 
 });
 
 t.test('connections per client are limited', async (t) => {
-  const g = await core.extraGateway(['--dns-port', '5311', '--proxy-port', '3311', '--upstream', '198.51.100.53', '--max-connections', '3']);
+  const g = await core.extraGateway([
+    '--dns-port',
+    '5311',
+    '--proxy-port',
+    '3311',
+    '--upstream',
+    '198.51.100.53',
+    '--max-connections',
+    '3',
+  ]);
   const r = await nodeIn<{ open: number; refused: number }>(
     core.ns,
     `import net from 'node:net';

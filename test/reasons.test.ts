@@ -12,7 +12,12 @@ t.test('decide() only ever gives a policy reason (never policy-reload or a check
   const a = new Allowlist(r.rules);
   const seen = new Set<string>();
   for (const h of ['allowed.test', 'bad.allowed.test', 'port.test', 'other.test', '10.0.0.1', '', 'a b', '[::1]']) {
-    for (const [via, port] of [['dns', undefined], ['connect', 443], ['http', 80], ['connect', 8443]] as const) {
+    for (const [via, port] of [
+      ['dns', undefined],
+      ['connect', 443],
+      ['http', 80],
+      ['connect', 8443],
+    ] as const) {
       const d = a.decide(h, via, port);
       seen.add(d.reason);
       if (!d.allow) t.ok((POLICY_DENY_REASONS as readonly string[]).includes(d.reason), `${h} ${via}: ${d.reason}`);
@@ -28,7 +33,15 @@ t.test('every deny reason has a status; the lists have no duplicates', async (t)
 });
 
 t.test('a revoked connection is answered with why: a reload (403) or the gateway stopping (503)', async (t) => {
-  const conn = (revoked: Connection['revoked']): Connection => ({ kind: 'request', client: '', host: 'a.test', port: 80, via: 'http', revoked, closed: Promise.resolve() });
+  const conn = (revoked: Connection['revoked']): Connection => ({
+    kind: 'request',
+    client: '',
+    host: 'a.test',
+    port: 80,
+    via: 'http',
+    revoked,
+    closed: Promise.resolve(),
+  });
   t.match(revokedRefusal(conn('policy-reload')), { status: 403, reason: 'policy-reload', detail: /allowlist changed/ });
   t.match(revokedRefusal(conn('shutdown')), { status: 503, reason: 'shutdown', detail: /stopping/ });
 });

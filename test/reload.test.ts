@@ -56,7 +56,10 @@ t.test('an invalid file is rejected with a logged error; the previous policy sta
 });
 
 t.test('removing a name: it stops resolving, new CONNECTs are refused, its open tunnels are closed', async (t) => {
-  await reloadAfter(() => writeFileSync(core.allowlistPath, 'allowed.test\nallowed.test:2222/tcp\nsecond.test\n'), (e) => e.ok === true);
+  await reloadAfter(
+    () => writeFileSync(core.allowlistPath, 'allowed.test\nallowed.test:2222/tcp\nsecond.test\n'),
+    (e) => e.ok === true,
+  );
   const tunnel = openTunnel(core.ns);
   await tunnel.waitFor(/BANNER/);
   // Atomic replace (write elsewhere, rename over), as editors and config tools do.
@@ -65,12 +68,19 @@ t.test('removing a name: it stops resolving, new CONNECTs are refused, its open 
   const e = await reloadAfter(() => renameSync(tmp, core.allowlistPath));
   t.match(e, { ok: true, added: [], removed: ['allowed.test', 'allowed.test:2222/tcp'], closed_tunnels: 1 });
   await tunnel.waitFor(/TUNNEL CLOSED/, 5000);
-  t.match(await core.gateway.waitForAudit((x) => x.event === 'tunnel_close' && x.closed_by === 'policy-reload'), { host: 'allowed.test', port: 2222 });
+  t.match(await core.gateway.waitForAudit((x) => x.event === 'tunnel_close' && x.closed_by === 'policy-reload'), {
+    host: 'allowed.test',
+    port: 2222,
+  });
   t.equal((await dig(core.ns, 'allowed.test')).status, 'NXDOMAIN', 'the removed name no longer resolves (cache dropped)');
   const r = await curl(core.ns, ['-x', PROXY, '--cacert', core.cert, 'https://allowed.test/']);
   t.equal(r.connect, 403, 'and new CONNECTs are refused');
   const eff = JSON.parse(readFileSync(effectivePath(core.allowlistPath), 'utf8')) as { rules: Array<{ rule: string }> };
-  t.same(eff.rules.map((x) => x.rule), ['second.test'], 'the effective list follows');
+  t.same(
+    eff.rules.map((x) => x.rule),
+    ['second.test'],
+    'the effective list follows',
+  );
 });
 
 t.test('SIGHUP re-reads the file (a reload line even when nothing changed)', async (t) => {
@@ -95,7 +105,10 @@ async function startOrigin(): Promise<Proc> {
 // and connections still being set up when the reload comes (their decision is re-checked after the lookup).
 t.test('a reload closes WebSockets and streaming plain-HTTP answers to hosts no longer allowed', async (t) => {
   await startOrigin();
-  await reloadAfter(() => writeFileSync(core.allowlistPath, 'allowed.test\nallowed.test:8080\nsecond.test\n'), (e) => e.ok === true && (e.rules as number) === 3);
+  await reloadAfter(
+    () => writeFileSync(core.allowlistPath, 'allowed.test\nallowed.test:8080\nsecond.test\n'),
+    (e) => e.ok === true && (e.rules as number) === 3,
+  );
   const ws = core.ns.spawn(process.execPath, [
     '--input-type=module',
     '-e',
@@ -138,20 +151,33 @@ t.test('a reload closes WebSockets and streaming plain-HTTP answers to hosts no 
   await ws.waitFor(/ping3/, 10_000);
   await stream.waitFor(/tick3/, 10_000);
   await tunnelled.waitFor(/tick3/, 10_000);
-  const e = await reloadAfter(() => writeFileSync(core.allowlistPath, 'second.test\n'), (x) => x.ok === true && (x.rules as number) === 1);
+  const e = await reloadAfter(
+    () => writeFileSync(core.allowlistPath, 'second.test\n'),
+    (x) => x.ok === true && (x.rules as number) === 1,
+  );
   t.ok((e.closed_tunnels as number) >= 3, `every connection counted (${String(e.closed_tunnels)})`);
   await ws.waitFor(/WS CLOSED/, 5000);
   await stream.waitFor(/STREAM CLOSED/, 5000);
   await tunnelled.waitFor(/TUNNEL CLOSED/, 5000);
   t.pass('the WebSocket and both streaming answers were closed by the reload');
-  t.match(await core.gateway.waitForAudit((x) => x.event === 'tunnel_close' && x.port === 8080 && x.closed_by === 'policy-reload'), { host: 'allowed.test' });
-  t.match(await core.gateway.waitForAudit((x) => x.event === 'tunnel_close' && x.port === 80 && x.closed_by === 'policy-reload'), { host: 'allowed.test' });
-  t.match(await core.gateway.waitForAudit((x) => x.event === 'http' && x.port === 8080 && x.reason === 'policy-reload'), { host: 'allowed.test', decision: 'deny' });
+  t.match(await core.gateway.waitForAudit((x) => x.event === 'tunnel_close' && x.port === 8080 && x.closed_by === 'policy-reload'), {
+    host: 'allowed.test',
+  });
+  t.match(await core.gateway.waitForAudit((x) => x.event === 'tunnel_close' && x.port === 80 && x.closed_by === 'policy-reload'), {
+    host: 'allowed.test',
+  });
+  t.match(await core.gateway.waitForAudit((x) => x.event === 'http' && x.port === 8080 && x.reason === 'policy-reload'), {
+    host: 'allowed.test',
+    decision: 'deny',
+  });
 });
 
 t.test('a CONNECT or request whose DNS answer comes after a reload is refused, never dialled', async (t) => {
   const origin = await startOrigin();
-  await reloadAfter(() => writeFileSync(core.allowlistPath, 'second.test\nslow.test\nslow.test:8080\n'), (e) => e.ok === true && (e.rules as number) === 3);
+  await reloadAfter(
+    () => writeFileSync(core.allowlistPath, 'second.test\nslow.test\nslow.test:8080\n'),
+    (e) => e.ok === true && (e.rules as number) === 3,
+  );
   // slow.test's upstream answer takes 2.5 s; the reload that removes it lands while both wait for it.
   // Both requests come from one process, written at once (two processes start seconds apart on a loaded
   // machine, and the second could then be decided after the reload: refused, but as not-allowlisted).
@@ -175,19 +201,35 @@ t.test('a CONNECT or request whose DNS answer comes after a reload is refused, n
   // at the gateway, then reload.
   const established = async () => {
     const r = await core.ns.run('ss', ['-Htn', 'state', 'established', '( sport = :3128 )'], { reject: false });
-    return String(r.stdout).split('\n').filter((l) => l.trim()).length;
+    return String(r.stdout)
+      .split('\n')
+      .filter((l) => l.trim()).length;
   };
-  for (let i = 0; i < 100 && !(core.world.queries().some((q) => q.name === 'slow.test') && (await established()) >= 2); i++) await new Promise((r) => setTimeout(r, 50));
-  t.ok(core.world.queries().some((q) => q.name === 'slow.test'), 'the lookup was in flight when the reload came');
+  for (let i = 0; i < 100 && !(core.world.queries().some((q) => q.name === 'slow.test') && (await established()) >= 2); i++)
+    await new Promise((r) => setTimeout(r, 50));
+  t.ok(
+    core.world.queries().some((q) => q.name === 'slow.test'),
+    'the lookup was in flight when the reload came',
+  );
   // both requests are read the moment they arrive (a few ms); give them a little more, well inside the 2.5 s
   await new Promise((r) => setTimeout(r, 200));
-  await reloadAfter(() => writeFileSync(core.allowlistPath, 'second.test\n'), (e) => e.ok === true && (e.rules as number) === 1);
+  await reloadAfter(
+    () => writeFileSync(core.allowlistPath, 'second.test\n'),
+    (e) => e.ok === true && (e.rules as number) === 1,
+  );
   const r = await both;
   const [c, p] = [{ reply: r.connect }, { reply: r.plain }];
-  t.match(c.reply, /^HTTP\/1\.1 403 [\s\S]*x-codex-egress-deny: policy-reload/, 'the CONNECT decided before the reload is refused after its lookup');
+  t.match(
+    c.reply,
+    /^HTTP\/1\.1 403 [\s\S]*x-codex-egress-deny: policy-reload/,
+    'the CONNECT decided before the reload is refused after its lookup',
+  );
   t.notMatch(c.reply, /200 Connection Established/);
   t.match(p.reply, /^HTTP\/1\.1 403 [\s\S]*x-codex-egress-deny: policy-reload/, 'so is the plain request');
   t.notMatch(p.reply, /origin saw/);
   t.notMatch(origin.output(), /"path":"\/late"/, 'and the origin never received it');
-  t.match(await core.gateway.waitForAudit((x) => x.event === 'connect' && x.host === 'slow.test' && x.reason === 'policy-reload'), { decision: 'deny', status: 403 });
+  t.match(await core.gateway.waitForAudit((x) => x.event === 'connect' && x.host === 'slow.test' && x.reason === 'policy-reload'), {
+    decision: 'deny',
+    status: 403,
+  });
 });

@@ -4,7 +4,18 @@
 // refused before anything is created; --config and the config search order; doctor's GPU and runtime
 // lines. And the pure parts (ELF header, runtimes list).
 import t from 'tap';
-import { mkdirSync, writeFileSync, chmodSync, readFileSync, realpathSync, symlinkSync, lstatSync, copyFileSync, readdirSync, unlinkSync } from 'node:fs';
+import {
+  mkdirSync,
+  writeFileSync,
+  chmodSync,
+  readFileSync,
+  realpathSync,
+  symlinkSync,
+  lstatSync,
+  copyFileSync,
+  readdirSync,
+  unlinkSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { CLI, tempDir } from './harness/world.js';
@@ -40,18 +51,35 @@ const setup = (t: { teardown(fn: () => void): void }) => {
   writeFileSync(fake, FAKE_DOCKER);
   chmodSync(fake, 0o755);
   const log = join(root, 'docker.log');
-  const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: join(root, 'home'), CODEX_EGRESS_STATE_DIR: join(root, 'state'), CODEX_EGRESS_DOCKER: fake, FAKE_DOCKER_LOG: log };
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    HOME: join(root, 'home'),
+    CODEX_EGRESS_STATE_DIR: join(root, 'state'),
+    CODEX_EGRESS_DOCKER: fake,
+    FAKE_DOCKER_LOG: log,
+  };
   mkdirSync(env.HOME!);
   const project = join(root, 'project');
   mkdirSync(project);
   const cli = async (args: string[], extra: Record<string, string> = {}) => {
     writeFileSync(log, '');
-    const r = await execa(process.execPath, [CLI, ...args], { env: { ...env, ...extra }, extendEnv: false, reject: false, timeout: 60_000, cwd: root, stdin: 'ignore' });
-    const calls = readFileSync(log, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as string[]);
+    const r = await execa(process.execPath, [CLI, ...args], {
+      env: { ...env, ...extra },
+      extendEnv: false,
+      reject: false,
+      timeout: 60_000,
+      cwd: root,
+      stdin: 'ignore',
+    });
+    const calls = readFileSync(log, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as string[]);
     const create = calls.find((c) => c[0] === 'create' && c.some((x) => x.endsWith('-sandbox'))) ?? [];
     return { code: r.exitCode, stdout: String(r.stdout), stderr: String(r.stderr), calls, create };
   };
-  const up = (args: string[], extra: Record<string, string> = {}) => cli(['up', '--detach', '--user', '4321:4321', '--workdir', project, ...args], extra);
+  const up = (args: string[], extra: Record<string, string> = {}) =>
+    cli(['up', '--detach', '--user', '4321:4321', '--workdir', project, ...args], extra);
   return { root, env, project, cli, up };
 };
 
@@ -59,7 +87,9 @@ const after = (args: string[], flag: string) => (args.includes(flag) ? args[args
 
 t.test('--shm-size, --runtime and --gpus reach docker create of the sandbox (and only it)', async (t) => {
   const { up } = setup(t);
-  const r = await up(['--shm-size', '2g', '--runtime', 'runsc', '--gpus', 'all'], { FAKE_RUNTIMES: '{"runc":{"path":"runc"},"runsc":{"path":"/usr/bin/runsc"}}' });
+  const r = await up(['--shm-size', '2g', '--runtime', 'runsc', '--gpus', 'all'], {
+    FAKE_RUNTIMES: '{"runc":{"path":"runc"},"runsc":{"path":"/usr/bin/runsc"}}',
+  });
   t.equal(r.code, 0, r.stderr.slice(-400));
   t.equal(after(r.create, '--shm-size'), '2g');
   t.equal(after(r.create, '--runtime'), 'runsc');
@@ -73,15 +103,28 @@ t.test('--runtime not registered with the engine: refused before anything is cre
   const r = await up(['--runtime', 'runsc']);
   t.equal(r.code, 1);
   t.match(r.stderr, /runtime runsc is not registered with the engine \(registered: runc\)[^]*daemon\.json/);
-  t.notOk(r.calls.some((c) => c[0] === 'create' || (c[0] === 'network' && c[1] === 'create')), 'nothing created');
+  t.notOk(
+    r.calls.some((c) => c[0] === 'create' || (c[0] === 'network' && c[1] === 'create')),
+    'nothing created',
+  );
 });
 
 t.test('bad --shm-size / --runtime values are usage errors, never docker options', async (t) => {
   const { up } = setup(t);
-  for (const args of [['--shm-size', '2x'], ['--shm-size', '--privileged'], ['--shm-size', '0'], ['--runtime', '--privileged'], ['--runtime', '/usr/bin/runc'], ['--runtime', '']]) {
+  for (const args of [
+    ['--shm-size', '2x'],
+    ['--shm-size', '--privileged'],
+    ['--shm-size', '0'],
+    ['--runtime', '--privileged'],
+    ['--runtime', '/usr/bin/runc'],
+    ['--runtime', ''],
+  ]) {
     const r = await up(args);
     t.equal(r.code, 2, `${args.join(' ')}: usage error`);
-    t.notOk(r.calls.some((c) => c[0] === 'create'), 'nothing created');
+    t.notOk(
+      r.calls.some((c) => c[0] === 'create'),
+      'nothing created',
+    );
   }
 });
 
@@ -91,8 +134,15 @@ t.test('writable mounts outside the workdir: refused without a terminal unless -
   mkdirSync(sessions);
   const no = await up(['--sessions-path', sessions]);
   t.equal(no.code, 2, 'refused');
-  t.match(no.stderr, `the sandbox will be able to change ${sessions} (--sessions-path): outside the workdir. Confirm with --yes`, 'says what would become writable');
-  t.notOk(no.calls.some((c) => c[0] === 'create' || (c[0] === 'network' && c[1] === 'create')), 'nothing created');
+  t.match(
+    no.stderr,
+    `the sandbox will be able to change ${sessions} (--sessions-path): outside the workdir. Confirm with --yes`,
+    'says what would become writable',
+  );
+  t.notOk(
+    no.calls.some((c) => c[0] === 'create' || (c[0] === 'network' && c[1] === 'create')),
+    'nothing created',
+  );
   const yes = await up(['--sessions-path', sessions, '--yes']);
   t.equal(yes.code, 0, yes.stderr.slice(-300));
   t.match(yes.stderr, `note: the sandbox will be able to change ${sessions} (--sessions-path): outside the workdir (--yes)`);
@@ -104,7 +154,14 @@ t.test('writable mounts outside the workdir: refused without a terminal unless -
   const inside = await up(['--sessions-path', join(project, 'sessions-in')]);
   t.equal(inside.code, 0, 'inside the workdir: no confirmation needed');
   t.notMatch(inside.stderr, /outside the workdir/);
-  t.same(writableOutside('/w', [{ path: '/w2', what: 'x' }, { path: '/w/a', what: 'y' }]), [{ path: '/w2', what: 'x' }], '/w2 is not inside /w');
+  t.same(
+    writableOutside('/w', [
+      { path: '/w2', what: 'x' },
+      { path: '/w/a', what: 'y' },
+    ]),
+    [{ path: '/w2', what: 'x' }],
+    '/w2 is not inside /w',
+  );
 });
 
 t.test('--codex-bin: a Linux binary of the image architecture mounted read-only over codex; others refused', async (t) => {
@@ -124,7 +181,10 @@ t.test('--codex-bin: a Linux binary of the image architecture mounted read-only 
   const bad = await up(['--codex-bin', arm]);
   t.equal(bad.code, 2);
   t.match(bad.stderr, 'a Linux arm64 executable, but the image is linux/amd64');
-  t.notOk(bad.calls.some((c) => c[0] === 'create'), 'nothing created');
+  t.notOk(
+    bad.calls.some((c) => c[0] === 'create'),
+    'nothing created',
+  );
   t.equal((await up(['--codex-bin', elf], { FAKE_PLATFORM: 'linux/arm64' })).code, 2, 'an amd64 binary for an arm64 image: refused');
   const text = join(root, 'codex.txt');
   writeFileSync(text, 'not a program');
@@ -138,10 +198,17 @@ t.test('--codex-bin: a Linux binary of the image architecture mounted read-only 
   t.match(missing, { code: 1, stderr: /--codex-bin .*missing does not exist/ }, 'a missing file: a clear error (as for every path flag)');
   const d = await cli(['doctor', '--codex-bin', arm, '--json']);
   const checks = JSON.parse(d.stdout).checks as Array<{ id: string; ok: boolean; detail: string }>;
-  t.match(checks.find((c) => c.id === 'codex-bin'), { ok: false, detail: /arm64 executable, but the image is linux\/amd64/ }, 'doctor --codex-bin says the architecture does not fit');
+  t.match(
+    checks.find((c) => c.id === 'codex-bin'),
+    { ok: false, detail: /arm64 executable, but the image is linux\/amd64/ },
+    'doctor --codex-bin says the architecture does not fit',
+  );
   t.equal(d.code, 1);
   const d2 = await cli(['doctor', '--codex-bin', elf, '--json']);
-  t.match(JSON.parse(d2.stdout).checks.find((c: { id: string }) => c.id === 'codex-bin'), { ok: true, detail: /Linux amd64 executable, as the image/ });
+  t.match(
+    JSON.parse(d2.stdout).checks.find((c: { id: string }) => c.id === 'codex-bin'),
+    { ok: true, detail: /Linux amd64 executable, as the image/ },
+  );
 });
 
 t.test('doctor: the GPU runtime line, present or clearly absent; --runtime registered or not', async (t) => {
@@ -150,11 +217,18 @@ t.test('doctor: the GPU runtime line, present or clearly absent; --runtime regis
   t.match(none.stdout, /note\s+gpu-runtime\s+no GPU runtime registered \(runtimes: runc\): --gpus will fail/, 'absence said clearly');
   t.equal(none.code, 0, 'not a failure');
   const gpu = await cli(['doctor', '--json'], { FAKE_RUNTIMES: '{"nvidia":{"path":"nvidia-container-runtime"},"runc":{"path":"runc"}}' });
-  t.match(JSON.parse(gpu.stdout).checks.find((c: { id: string }) => c.id === 'gpu-runtime'), { ok: true, note: true, detail: /GPU runtime nvidia registered/ });
+  t.match(
+    JSON.parse(gpu.stdout).checks.find((c: { id: string }) => c.id === 'gpu-runtime'),
+    { ok: true, note: true, detail: /GPU runtime nvidia registered/ },
+  );
   const rt = await cli(['doctor', '--runtime', 'runsc']);
   t.equal(rt.code, 1);
   t.match(rt.stdout, /FAIL\s+runtime\s+runtime runsc is not registered/);
-  t.equal((await cli(['doctor', '--runtime', 'runsc'], { FAKE_RUNTIMES: '{"runsc":{"path":"/usr/bin/runsc"},"runc":{}}' })).code, 0, 'registered: ok');
+  t.equal(
+    (await cli(['doctor', '--runtime', 'runsc'], { FAKE_RUNTIMES: '{"runsc":{"path":"/usr/bin/runsc"},"runc":{}}' })).code,
+    0,
+    'registered: ok',
+  );
 });
 
 t.test('--config FILE|DIR and the search order (CODEX_CONFIG_DIR, ~/.codex, ~/.config/codex)', async (t) => {
@@ -179,7 +253,11 @@ t.test('--config FILE|DIR and the search order (CODEX_CONFIG_DIR, ~/.codex, ~/.c
   write(envDir, 'model = "env"\n');
   const r = await up(['--config', cfgDir], { CODEX_CONFIG_DIR: envDir });
   t.equal(r.code, 0, r.stderr.slice(-300));
-  t.equal(readFileSync(join(codexHome(), 'config.toml'), 'utf8'), 'model = "team"\n', '--config DIR wins over CODEX_CONFIG_DIR and replaces the project config.toml');
+  t.equal(
+    readFileSync(join(codexHome(), 'config.toml'), 'utf8'),
+    'model = "team"\n',
+    '--config DIR wins over CODEX_CONFIG_DIR and replaces the project config.toml',
+  );
   t.equal(readFileSync(join(codexHome(), 'prompts', 'p.md'), 'utf8'), 'team prompt', 'and brings its prompts');
   // The sandbox left a link where config.toml was: replaced, never written through.
   const victim = join(root, 'victim.txt');
@@ -192,13 +270,27 @@ t.test('--config FILE|DIR and the search order (CODEX_CONFIG_DIR, ~/.codex, ~/.c
   t.equal(readFileSync(victim, 'utf8'), 'untouched', 'the link target is not written');
   t.notOk(lstatSync(join(codexHome(), 'config.toml')).isSymbolicLink(), 'config.toml is a file again');
   t.equal(readFileSync(join(codexHome(), 'config.toml'), 'utf8'), 'model = "file"\n', '--config FILE is the config.toml');
-  t.match(await up(['--config', join(root, 'missing.toml')]), { code: 1, stderr: /--config .*missing\.toml does not exist/ }, 'a missing --config: a clear error');
+  t.match(
+    await up(['--config', join(root, 'missing.toml')]),
+    { code: 1, stderr: /--config .*missing\.toml does not exist/ },
+    'a missing --config: a clear error',
+  );
   // Without --config on a fresh project: CODEX_CONFIG_DIR before ~/.codex.
   const other = join(root, 'project2');
   mkdirSync(other);
-  const r2 = await execa(process.execPath, [CLI, 'up', '--detach', '--user', '4321:4321', '--workdir', other], { env: { ...env, CODEX_CONFIG_DIR: envDir }, extendEnv: false, reject: false, cwd: root, stdin: 'ignore' });
+  const r2 = await execa(process.execPath, [CLI, 'up', '--detach', '--user', '4321:4321', '--workdir', other], {
+    env: { ...env, CODEX_CONFIG_DIR: envDir },
+    extendEnv: false,
+    reject: false,
+    cwd: root,
+    stdin: 'ignore',
+  });
   t.equal(r2.exitCode, 0);
-  t.equal(readFileSync(join(root, 'state', stateOf('codex-egress-project2-'), 'codex-home', 'config.toml'), 'utf8'), 'model = "env"\n', 'CODEX_CONFIG_DIR before ~/.codex');
+  t.equal(
+    readFileSync(join(root, 'state', stateOf('codex-egress-project2-'), 'codex-home', 'config.toml'), 'utf8'),
+    'model = "env"\n',
+    'CODEX_CONFIG_DIR before ~/.codex',
+  );
 });
 
 t.test('--codex-home DIR and login: a bot home in the project, Codex login through the sandbox, no personal auth.json', async (t) => {
@@ -208,27 +300,47 @@ t.test('--codex-home DIR and login: a bot home in the project, Codex login throu
   writeFileSync(join(env.HOME!, '.codex', 'auth.json'), '{"personal":true}');
   const bot = join(project, '.codex-bot');
   t.equal((await cli(['login', '--workdir', project])).code, 2, 'login needs --codex-home');
-  const l = await cli(['login', '--workdir', project, '--user', '4321:4321', '--codex-home', bot], { FAKE_LOGIN_AUTH: join(bot, 'auth.json') });
+  const l = await cli(['login', '--workdir', project, '--user', '4321:4321', '--codex-home', bot], {
+    FAKE_LOGIN_AUTH: join(bot, 'auth.json'),
+  });
   t.equal(l.code, 0, l.stderr.slice(-400));
   t.match(l.stderr, `logged in: auth.json is in ${bot}`);
   t.ok(l.create.includes(`${bot}:/home/codex/.codex`), 'DIR is the Codex home of the sandbox');
-  t.notOk(l.create.some((x) => x.endsWith(':/home/codex/.codex/auth.json:ro') || x.includes('/.codex/auth.json:')), 'no auth.json of the user mounted');
+  t.notOk(
+    l.create.some((x) => x.endsWith(':/home/codex/.codex/auth.json:ro') || x.includes('/.codex/auth.json:')),
+    'no auth.json of the user mounted',
+  );
   const ex = l.calls.find((c) => c[0] === 'exec' && c.includes('login')) ?? [];
-  t.same(ex.slice(ex.indexOf('codex')), ['codex', 'login', '--device-auth'], 'Codex\'s own device-code login, in the sandbox');
+  t.same(ex.slice(ex.indexOf('codex')), ['codex', 'login', '--device-auth'], "Codex's own device-code login, in the sandbox");
   const loginAt = l.calls.indexOf(ex);
-  t.ok(l.calls.slice(loginAt + 1).some((c) => c[0] === 'ps' && c.includes('-a') && c.some((x) => x.startsWith('label=dev.codex-egress.project='))), 'taken down afterwards (down lists the project\'s containers)');
+  t.ok(
+    l.calls
+      .slice(loginAt + 1)
+      .some((c) => c[0] === 'ps' && c.includes('-a') && c.some((x) => x.startsWith('label=dev.codex-egress.project='))),
+    "taken down afterwards (down lists the project's containers)",
+  );
   const none = await cli(['login', '--workdir', project, '--user', '4321:4321', '--codex-home', join(project, '.codex-bot2')]);
   t.equal(none.code, 1, 'no auth.json left: exit 1');
   t.match(none.stderr, /left no auth\.json/);
-  t.equal((await cli(['login', '--workdir', project, '--user', '4321:4321', '--codex-home', bot], { FAKE_LOGIN_EXIT: '7' })).code, 7, "Codex login's own failure");
+  t.equal(
+    (await cli(['login', '--workdir', project, '--user', '4321:4321', '--codex-home', bot], { FAKE_LOGIN_EXIT: '7' })).code,
+    7,
+    "Codex login's own failure",
+  );
   // exec/up with the bot home: mounted, the personal auth.json not looked up; --auth-file still works.
   const u = await up(['--codex-home', bot]);
   t.equal(u.code, 0, u.stderr.slice(-300));
   t.ok(u.create.includes(`${bot}:/home/codex/.codex`));
-  t.notOk(u.create.some((x) => x.includes('auth.json')), 'no auth.json mount over the bot\'s own');
+  t.notOk(
+    u.create.some((x) => x.includes('auth.json')),
+    "no auth.json mount over the bot's own",
+  );
   t.equal(readFileSync(join(bot, 'auth.json'), 'utf8'), '{"tokens":{}}', "the bot's auth.json is kept");
   const withFile = await up(['--codex-home', bot, '--auth-file', join(env.HOME!, '.codex', 'auth.json')]);
-  t.ok(withFile.create.some((x) => x.endsWith(':/home/codex/.codex/auth.json:ro')), '--auth-file explicitly: mounted read-only');
+  t.ok(
+    withFile.create.some((x) => x.endsWith(':/home/codex/.codex/auth.json:ro')),
+    '--auth-file explicitly: mounted read-only',
+  );
   // Outside the workdir: writable there, so asked for; the workdir itself or around it: refused.
   const outside = join(root, 'bots', 'b1');
   mkdirSync(join(root, 'bots'));
@@ -239,7 +351,11 @@ t.test('--codex-home DIR and login: a bot home in the project, Codex login throu
   t.match(await up(['--codex-home', project]), { code: 2, stderr: /is the workdir or contains it/ });
   t.match(await up(['--codex-home', root]), { code: 2, stderr: /is the workdir or contains it/ });
   symlinkSync(outside, join(project, 'bot-link'));
-  t.match(await up(['--codex-home', join(project, 'bot-link')]), { code: 2, stderr: /symbolic link/ }, 'a link inside the workdir is not followed');
+  t.match(
+    await up(['--codex-home', join(project, 'bot-link')]),
+    { code: 2, stderr: /symbolic link/ },
+    'a link inside the workdir is not followed',
+  );
 });
 
 t.test('pure: ELF headers, runtimes, sizes', async (t) => {
@@ -262,6 +378,8 @@ t.test('pure: ELF headers, runtimes, sizes', async (t) => {
   t.same(labelPaths('["/a","/b"]'), ['/a', '/b']);
   for (const bad of ['', 'x', '{"a":1}', '[1,"rel",null]']) t.same(labelPaths(bad), [], `label ${JSON.stringify(bad)}: nothing`);
   for (const ok of ['2g', '512m', '64M', '1024']) t.equal(checkShmSize(ok), undefined, ok);
-  for (const bad of ['', '2x', '-1', '0', '1e9', '2 g', '--privileged']) t.type(checkShmSize(bad), 'string', `refused ${JSON.stringify(bad)}`);
-  for (const bad of ['', '-x', '--privileged', 'a/b', 'a b', 'x'.repeat(65)]) t.type(checkRuntimeName(bad), 'string', `refused ${JSON.stringify(bad)}`);
+  for (const bad of ['', '2x', '-1', '0', '1e9', '2 g', '--privileged'])
+    t.type(checkShmSize(bad), 'string', `refused ${JSON.stringify(bad)}`);
+  for (const bad of ['', '-x', '--privileged', 'a/b', 'a b', 'x'.repeat(65)])
+    t.type(checkRuntimeName(bad), 'string', `refused ${JSON.stringify(bad)}`);
 });

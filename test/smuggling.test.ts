@@ -71,10 +71,22 @@ const noSmuggling = (t: typeof import('tap').default, from: number, what: string
 t.test('framing headers after 1000 other headers still frame the request the origin receives', async (t) => {
   const cases: Array<[string, string[]]> = [];
   for (const method of ['GET', 'DELETE', 'POST']) {
-    cases.push([`${method} absolute-form, chunked after 1100 headers`, [`${method} http://${H}/many HTTP/1.1\r\nHost: ${H}\r\n${filler(1100)}Transfer-Encoding: chunked\r\n\r\n${CHUNKED_BODY}`]]);
-    cases.push([`${method} absolute-form, Content-Length after 1100 headers`, [`${method} http://${H}/many HTTP/1.1\r\nHost: ${H}\r\n${filler(1100)}Content-Length: ${SMUGGLED.length}\r\n\r\n${SMUGGLED}`]]);
+    cases.push([
+      `${method} absolute-form, chunked after 1100 headers`,
+      [`${method} http://${H}/many HTTP/1.1\r\nHost: ${H}\r\n${filler(1100)}Transfer-Encoding: chunked\r\n\r\n${CHUNKED_BODY}`],
+    ]);
+    cases.push([
+      `${method} absolute-form, Content-Length after 1100 headers`,
+      [`${method} http://${H}/many HTTP/1.1\r\nHost: ${H}\r\n${filler(1100)}Content-Length: ${SMUGGLED.length}\r\n\r\n${SMUGGLED}`],
+    ]);
   }
-  cases.push(['inside a CONNECT tunnel on a port rule', [`CONNECT ${H} HTTP/1.1\r\nHost: ${H}\r\n\r\n`, `POST /many HTTP/1.1\r\nHost: ${H}\r\n${filler(1100)}Transfer-Encoding: chunked\r\n\r\n${CHUNKED_BODY}`]]);
+  cases.push([
+    'inside a CONNECT tunnel on a port rule',
+    [
+      `CONNECT ${H} HTTP/1.1\r\nHost: ${H}\r\n\r\n`,
+      `POST /many HTTP/1.1\r\nHost: ${H}\r\n${filler(1100)}Transfer-Encoding: chunked\r\n\r\n${CHUNKED_BODY}`,
+    ],
+  ]);
   for (const [what, parts] of cases) {
     const m = mark();
     const r = await raw(parts);
@@ -82,8 +94,14 @@ t.test('framing headers after 1000 other headers still frame the request the ori
     noSmuggling(t, m, what);
     const s = seen(m);
     // Either refused (400) or forwarded with its body framed: one request, carrying the body.
-    if (/^(HTTP\/1\.1 200 Connection Established\r\n\r\n)?HTTP\/1\.1 400 /.test(r.reply)) t.same(s, [], `${what}: refused, and the origin parsed nothing`);
-    else t.same(s.map((x) => [x.path, x.bodyLen]), [['/many', SMUGGLED.length]], `${what}: one request, with its body (${JSON.stringify(r.reply.slice(0, 200))})`);
+    if (/^(HTTP\/1\.1 200 Connection Established\r\n\r\n)?HTTP\/1\.1 400 /.test(r.reply))
+      t.same(s, [], `${what}: refused, and the origin parsed nothing`);
+    else
+      t.same(
+        s.map((x) => [x.path, x.bodyLen]),
+        [['/many', SMUGGLED.length]],
+        `${what}: one request, with its body (${JSON.stringify(r.reply.slice(0, 200))})`,
+      );
   }
 });
 

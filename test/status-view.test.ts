@@ -12,7 +12,13 @@ const base: StatusReport = {
   networks: ['n'],
   health: {
     healthy: true,
-    firewall: { up: true, interface: 'eth0', ports: [443, 80], set: { name: 'codex-egress-allow', entries: 12, size: 65536 }, drops: { 'out-not-allowed': { packets: 3, bytes: 180 }, 'in-other': { packets: 0, bytes: 0 } } },
+    firewall: {
+      up: true,
+      interface: 'eth0',
+      ports: [443, 80],
+      set: { name: 'codex-egress-allow', entries: 12, size: 65536 },
+      drops: { 'out-not-allowed': { packets: 3, bytes: 180 }, 'in-other': { packets: 0, bytes: 0 } },
+    },
   },
   allowlist: { file: '/s/allowed_domains.txt', effective: '/s/e.json', rules: 5 },
   auditLog: '/s/logs/audit.jsonl',
@@ -38,7 +44,10 @@ t.test('firewall off, not in place, not running; hostile strings escaped', async
   const off = statusLines({ ...base, health: { healthy: true, firewall: { up: false, disabled: true } } }, now).join('\n');
   t.match(off, /^firewall   OFF \(--no-firewall\): the kernel does not enforce the allowlist$/m);
   t.notMatch(off, /^drops/m);
-  const broken = statusLines({ ...base, healthy: false, health: { healthy: false, firewall: { up: false, problem: 'rules missing', drops: {} } } }, now).join('\n');
+  const broken = statusLines(
+    { ...base, healthy: false, health: { healthy: false, firewall: { up: false, problem: 'rules missing', drops: {} } } },
+    now,
+  ).join('\n');
   t.match(broken, /^state      running, NOT healthy/m);
   t.match(broken, /^firewall   NOT in place: rules missing$/m);
   t.match(broken, /^drops      none since/m);

@@ -30,7 +30,16 @@ let started = 0;
  */
 async function startGateway(): Promise<RunningGateway> {
   const auditPath = join(topo.dir, `audit-stop-${started++}.jsonl`);
-  const proc = topo.gateway.spawn('env', ['-u', 'NODE_OPTIONS', process.execPath, CLI, 'gateway', '--audit-log', auditPath, ...gatewayArgs()]);
+  const proc = topo.gateway.spawn('env', [
+    '-u',
+    'NODE_OPTIONS',
+    process.execPath,
+    CLI,
+    'gateway',
+    '--audit-log',
+    auditPath,
+    ...gatewayArgs(),
+  ]);
   await proc.waitFor(/gateway up/);
   return { proc, auditPath, stop: (signal) => proc.stop(signal) };
 }
@@ -44,12 +53,26 @@ t.teardown(async () => {
   await topo?.close();
 });
 
-const gatewayArgs = () => ['--no-defaults', '--listen', GATEWAY, '--dns-port', '53', '--proxy-port', '3128', '--upstream', UPSTREAM, '--allowlist', allowlistPath];
+const gatewayArgs = () => [
+  '--no-defaults',
+  '--listen',
+  GATEWAY,
+  '--dns-port',
+  '53',
+  '--proxy-port',
+  '3128',
+  '--upstream',
+  UPSTREAM,
+  '--allowlist',
+  allowlistPath,
+];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Names of the processes in the gateway's namespace (only the test's own namespace: never machine-wide). */
 async function processesInGateway(): Promise<string[]> {
-  const pids = String((await topo.gateway.run('ip', ['netns', 'pids', topo.gateway.name])).stdout).split('\n').filter(Boolean);
+  const pids = String((await topo.gateway.run('ip', ['netns', 'pids', topo.gateway.name])).stdout)
+    .split('\n')
+    .filter(Boolean);
   return Promise.all(pids.map(async (pid) => (await readFile(`/proc/${pid}/comm`, 'utf8').catch(() => '')).trim()));
 }
 
@@ -76,8 +99,15 @@ const lines = (gw: RunningGateway) =>
 function assertFlushed(t: Tap.Test, gw: RunningGateway, signal: string) {
   const log = lines(gw);
   t.match(log.at(-1), { event: 'stop', signal }, 'the stop line is the last one');
-  t.ok(log.some((e) => e.event === 'firewall' && e.action === 'stop' && e.rules_kept === true), 'the firewall stop line');
-  t.match(log.at(-2), { event: 'repeat', of: 'dns', name: 'denied.test', decision: 'deny', count: 2 }, 'the pending repeat count, flushed just before the stop line');
+  t.ok(
+    log.some((e) => e.event === 'firewall' && e.action === 'stop' && e.rules_kept === true),
+    'the firewall stop line',
+  );
+  t.match(
+    log.at(-2),
+    { event: 'repeat', of: 'dns', name: 'denied.test', decision: 'deny', count: 2 },
+    'the pending repeat count, flushed just before the stop line',
+  );
   t.equal(log.filter((e) => e.event === 'dns' && e.name === 'denied.test').length, 1, 'the denial itself once, in full');
 }
 
@@ -123,5 +153,8 @@ t.test('a third signal stops at once, and still writes the stop line', async (t)
   // Forced or not, the lines buffered before the exit are in the file: the stop line last (forced: true
   // when the graceful stop had not written its own yet).
   t.match(log.at(-1), { event: 'stop', signal: 'SIGTERM' }, 'the stop line is the last one');
-  t.ok(log.some((e) => e.event === 'repeat' && e.name === 'denied.test'), 'pending counts flushed either way');
+  t.ok(
+    log.some((e) => e.event === 'repeat' && e.name === 'denied.test'),
+    'pending counts flushed either way',
+  );
 });

@@ -45,8 +45,18 @@ t.teardown(async () => {
 });
 
 const gatewayArgs = (...extra: string[]) => [
-  '--no-defaults', '--listen', GATEWAY, '--dns-port', '53', '--proxy-port', '3128',
-  '--upstream', UPSTREAM, '--allowlist', allowlistPath, ...extra,
+  '--no-defaults',
+  '--listen',
+  GATEWAY,
+  '--dns-port',
+  '53',
+  '--proxy-port',
+  '3128',
+  '--upstream',
+  UPSTREAM,
+  '--allowlist',
+  allowlistPath,
+  ...extra,
 ];
 const viaProxy = (...args: string[]) => curl(topo.sandbox, ['-x', PROXY, '--cacert', topo.cert, ...args]);
 const audited = (pred: (e: AuditLine) => boolean, timeoutMs = 5000) => gw!.waitForAudit(pred, timeoutMs);
@@ -54,7 +64,13 @@ const fwEvent = (action: string) => (e: AuditLine) => e.event === 'firewall' && 
 
 /** The last reported total of a drop rule's counter (0 before any event). */
 const dropTotal = (rule: string) =>
-  Math.max(0, ...gw!.audit().filter((e) => fwEvent('drop')(e) && e.rule === rule).map((e) => e.total_packets as number));
+  Math.max(
+    0,
+    ...gw!
+      .audit()
+      .filter((e) => fwEvent('drop')(e) && e.rule === rule)
+      .map((e) => e.total_packets as number),
+  );
 /** Wait for the `firewall` audit event saying that rule dropped more packets than `before`. */
 const droppedBy = (rule: string, before: number) =>
   audited((e) => fwEvent('drop')(e) && e.rule === rule && (e.total_packets as number) > before, 8000);
@@ -69,11 +85,13 @@ const iptablesSave = async (ns = topo.gateway, cmd = 'iptables-save') =>
 const directProbes = {
   'TCP to the allowed web server (node socket)': async () => (await tcpProbe(topo.sandbox, WEB, 443)) === 'connected',
   'DNS to the fake upstream (dig)': async () => (await dig(topo.sandbox, UPSTREAM, 'direct-probe.test')).status === 'NXDOMAIN',
-  'UDP to the allowed web server (dig on 5353)': async () => (await dig(topo.sandbox, WEB, 'allowed.test', ['-p', String(UDP_PORT)])).status === 'NOERROR',
+  'UDP to the allowed web server (dig on 5353)': async () =>
+    (await dig(topo.sandbox, WEB, 'allowed.test', ['-p', String(UDP_PORT)])).status === 'NOERROR',
   'ICMP to the allowed web server (ping)': () => ping(topo.sandbox, WEB),
   'HTTP to the LAN host (curl)': async () => (await curl(topo.sandbox, [`http://${LAN}/`], 2)).code === 200,
   'HTTP to the metadata server (curl)': async () => (await curl(topo.sandbox, [`http://${METADATA}/latest/`], 2)).code === 200,
-  "TCP to the gateway's other address (node socket)": async () => (await tcpProbe(topo.sandbox, GATEWAY_OUTSIDE, GATEWAY_SERVICE_PORT)) === 'connected',
+  "TCP to the gateway's other address (node socket)": async () =>
+    (await tcpProbe(topo.sandbox, GATEWAY_OUTSIDE, GATEWAY_SERVICE_PORT)) === 'connected',
   'IPv6 HTTP (curl)': async () => (await curl(topo.sandbox, ['-6', `http://[${WEB6}]/`], 2)).code === 200,
   'IPv6 ICMP (ping -6)': () => ping(topo.sandbox, WEB6),
 };
@@ -87,19 +105,40 @@ const gatewayLocalProbes = {
 t.test('baseline: with no firewall rules the sandbox reaches everything directly (routing works)', async (t) => {
   t.notMatch(await iptablesSave(), /CODEX-EGRESS/, 'no rules yet');
   for (const [name, probe] of Object.entries(directProbes)) t.equal(await probe(), true, `${name}: passes without the firewall`);
-  for (const [name, probe] of Object.entries(gatewayLocalProbes)) t.equal(await probe(), true, `from the gateway namespace, ${name}: passes without the firewall`);
-  t.ok(topo.world.queries().some((q) => q.name === 'direct-probe.test'), 'the direct DNS probe reached the upstream');
+  for (const [name, probe] of Object.entries(gatewayLocalProbes))
+    t.equal(await probe(), true, `from the gateway namespace, ${name}: passes without the firewall`);
+  t.ok(
+    topo.world.queries().some((q) => q.name === 'direct-probe.test'),
+    'the direct DNS probe reached the upstream',
+  );
 });
 
 t.test('the gateway starts with the firewall applied and verified, and says so', async (t) => {
   const started = Date.now();
   gw = await startGatewayIn(topo.gateway, topo.dir, gatewayArgs());
   t.comment(`gateway up with its firewall in ${Date.now() - started} ms`);
-  t.match(await audited(fwEvent('applied')), { v: 1, interface: topo.sandboxIf, ports: [80, 443], set: 'codex-egress-allow', set_size: 65536, upstreams: [`${UPSTREAM}:53`], ipv6_sysctl: true });
+  t.match(await audited(fwEvent('applied')), {
+    v: 1,
+    interface: topo.sandboxIf,
+    ports: [80, 443],
+    set: 'codex-egress-allow',
+    set_size: 65536,
+    upstreams: [`${UPSTREAM}:53`],
+    ipv6_sysctl: true,
+  });
   t.match(await audited((e) => e.event === 'start'), { firewall: true });
   const h = await curl(topo.sandbox, [`${PROXY}/healthz`]);
   t.equal(h.code, 200);
-  t.match(JSON.parse(h.body), { healthy: true, firewall: { up: true, interface: topo.sandboxIf, ports: [80, 443], ipv6: { policy: 'DROP', sysctl_disabled: true }, drops: { 'forward-drop': { packets: 0 } } } });
+  t.match(JSON.parse(h.body), {
+    healthy: true,
+    firewall: {
+      up: true,
+      interface: topo.sandboxIf,
+      ports: [80, 443],
+      ipv6: { policy: 'DROP', sysctl_disabled: true },
+      drops: { 'forward-drop': { packets: 0 } },
+    },
+  });
   const save = await iptablesSave();
   for (const c of ['CODEX-EGRESS-IN', 'CODEX-EGRESS-FWD', 'CODEX-EGRESS-OUT']) t.match(save, new RegExp(`^:${c} `, 'm'), `${c} exists`);
 });
@@ -115,18 +154,32 @@ t.test('allowed HTTPS through the proxy works; the answer put the address in the
   t.same(d.answers, [WEB]);
   t.match(await audited((e) => e.event === 'dns' && e.name === 'allowed.test'), { decision: 'allow', answers: [WEB] });
   const timeout = (await setMembers(topo.gateway, 'codex-egress-allow')).get(WEB);
-  t.ok(timeout !== undefined && timeout > 75 && timeout <= 90, `set entry timeout ${timeout}: the 5 s TTL was clamped to 60 s, told to the kernel with 1.5× headroom`);
+  t.ok(
+    timeout !== undefined && timeout > 75 && timeout <= 90,
+    `set entry timeout ${timeout}: the 5 s TTL was clamped to 60 s, told to the kernel with 1.5× headroom`,
+  );
 });
 
 t.test('a denied name: NXDOMAIN and 403, and the upstream never saw the query', async (t) => {
   const d = await dig(topo.sandbox, GATEWAY, 'denied.test');
   t.equal(d.status, 'NXDOMAIN');
-  t.match(await audited((e) => e.event === 'dns' && e.name === 'denied.test'), { decision: 'deny', reason: 'not-allowlisted', rcode: 'NXDOMAIN' });
+  t.match(await audited((e) => e.event === 'dns' && e.name === 'denied.test'), {
+    decision: 'deny',
+    reason: 'not-allowlisted',
+    rcode: 'NXDOMAIN',
+  });
   const r = await viaProxy('-D', '-', 'https://denied.test/');
   t.equal(r.connect, 403);
   t.match(r.body, /x-codex-egress-deny: not-allowlisted/i);
-  t.match(await audited((e) => e.event === 'connect' && e.host === 'denied.test'), { decision: 'deny', reason: 'not-allowlisted', status: 403 });
-  t.notOk(topo.world.queries().some((q) => q.name === 'denied.test'), 'the upstream never saw denied.test');
+  t.match(await audited((e) => e.event === 'connect' && e.host === 'denied.test'), {
+    decision: 'deny',
+    reason: 'not-allowlisted',
+    status: 403,
+  });
+  t.notOk(
+    topo.world.queries().some((q) => q.name === 'denied.test'),
+    'the upstream never saw denied.test',
+  );
   t.notOk((await setMembers(topo.gateway, 'codex-egress-allow')).has(DENIED_WEB), 'not in the allow set');
 });
 
@@ -224,7 +277,11 @@ t.test('in the gateway namespace, OUTPUT rejects forbidden ranges even when they
 t.test('a rebinding answer (allowed name, private address) is refused and never enters the allow set', async (t) => {
   const d = await dig(topo.sandbox, GATEWAY, 'rebind.test');
   t.equal(d.status, 'REFUSED');
-  t.match(await audited((e) => e.event === 'dns' && e.name === 'rebind.test'), { decision: 'deny', reason: 'private-address', answers: [LAN] });
+  t.match(await audited((e) => e.event === 'dns' && e.name === 'rebind.test'), {
+    decision: 'deny',
+    reason: 'private-address',
+    answers: [LAN],
+  });
   const r = await viaProxy('-D', '-', 'http://rebind.test/');
   t.equal(r.code, 403);
   t.match(r.body, /x-codex-egress-deny: private-address/i);
@@ -276,7 +333,11 @@ t.test('restarting restores service with the rules re-applied exactly once', asy
   const after = (await iptablesSave()) + (await iptablesSave(topo.gateway, 'ip6tables-save'));
   t.equal(after, rulesBefore, 'the same rules, each once: no duplicate jump, chain or rule');
   for (const chain of ['INPUT', 'FORWARD', 'OUTPUT']) {
-    t.equal(after.split('\n').filter((l) => new RegExp(`^-A ${chain} -j CODEX-EGRESS-`).test(l)).length, 2, `one jump from ${chain} (v4 and v6)`);
+    t.equal(
+      after.split('\n').filter((l) => new RegExp(`^-A ${chain} -j CODEX-EGRESS-`).test(l)).length,
+      2,
+      `one jump from ${chain} (v4 and v6)`,
+    );
   }
   t.equal((await setMembers(topo.gateway, 'codex-egress-allow')).size, 0, 'the allow set starts empty');
   const r = await viaProxy('https://allowed.test/');
@@ -288,7 +349,11 @@ t.test('a full allow set refuses new answers (SERVFAIL) instead of failing open'
   t.equal((await dig(topo.sandbox, GATEWAY, 'full1.test')).status, 'NOERROR', 'fits (2 of 2)');
   const d = await dig(topo.sandbox, GATEWAY, 'full2.test');
   t.equal(d.status, 'SERVFAIL', 'does not fit');
-  t.match(await audited((e) => e.event === 'dns' && e.name === 'full2.test'), { decision: 'deny', reason: 'firewall-failed', rcode: 'SERVFAIL' });
+  t.match(await audited((e) => e.event === 'dns' && e.name === 'full2.test'), {
+    decision: 'deny',
+    reason: 'firewall-failed',
+    rcode: 'SERVFAIL',
+  });
   t.match(await audited(fwEvent('set-full')), { name: 'full2.test', ips: ['203.0.113.42'], set_size: 2 });
   t.notOk((await setMembers(topo.gateway, 'codex-egress-allow')).has('203.0.113.42'));
   t.equal((await dig(topo.sandbox, GATEWAY, 'allowed.test')).status, 'NOERROR', 'addresses already in the set still answer');

@@ -44,7 +44,12 @@ t.test('a connection goes to the proxy as the name behind its pool address; an u
   const port = await freePort();
   const { lines, audit } = collect();
   const seen: Array<[string, number, string]> = [];
-  const l = await startTransparent(pool, [port], { transparent: (s, host, p, via) => (seen.push([host, p, via]), s.end('tunnel\n')) }, audit);
+  const l = await startTransparent(
+    pool,
+    [port],
+    { transparent: (s, host, p, via) => (seen.push([host, p, via]), s.end('tunnel\n')) },
+    audit,
+  );
   t.teardown(() => l.close());
   const a = pool.assign('a.test', 60);
   t.ok(a.ok);
@@ -53,7 +58,15 @@ t.test('a connection goes to the proxy as the name behind its pool address; an u
   const other = a.ok && a.ip === '127.0.0.201' ? '127.0.0.202' : '127.0.0.201';
   t.equal(await dial(other, port), 'closed', 'an address standing for no name');
   t.equal(seen.length, 1, 'never handed to the proxy');
-  t.match(lines.at(-1), { event: 'connect', host: other, port, decision: 'deny', reason: 'not-allowlisted', mode: 'transparent', detail: /stands for no name/ });
+  t.match(lines.at(-1), {
+    event: 'connect',
+    host: other,
+    port,
+    decision: 'deny',
+    reason: 'not-allowlisted',
+    mode: 'transparent',
+    detail: /stands for no name/,
+  });
   t.same(l.ports(), [port]);
 });
 
@@ -64,7 +77,13 @@ t.test('reload: ports follow the allowlist; a port held by another socket is rep
   const blocker = net.createServer().listen(p2, '0.0.0.0');
   await new Promise((r) => blocker.once('listening', r));
   t.teardown(() => new Promise<void>((r) => blocker.close(() => r())));
-  const cfg = parseConfig({ ...defaultConfig(), upstreams: ['192.0.2.53'], listen: '127.0.0.1', transparent: true, transparentPool: '127.0.0.200/30' });
+  const cfg = parseConfig({
+    ...defaultConfig(),
+    upstreams: ['192.0.2.53'],
+    listen: '127.0.0.1',
+    transparent: true,
+    transparentPool: '127.0.0.200/30',
+  });
   const { audit } = collect();
   const mode = await startTransparentMode(cfg, allowlist([`a.test:${p1}`]), { transparent: (s) => s.end('ok\n') }, audit);
   t.teardown(() => mode.close());
@@ -84,5 +103,9 @@ t.test('reload: ports follow the allowlist; a port held by another socket is rep
   t.same(mode.status().ports, [p3], `${p1} closed, ${p3} opened, ${p2} held by another socket`);
   t.match(stderr.join(''), new RegExp(`cannot listen on the pool on port ${p2}`), 'said on standard error');
   t.equal(await dial(a.ok ? a.ip : '', p1), 'ECONNREFUSED', 'the removed port has no listener');
-  await t.rejects(startTransparentMode(cfg, allowlist([`b.test:${p2}`]), { transparent: (s) => s.end() }, audit), /cannot listen on the pool on port/, 'at start the same conflict refuses to start');
+  await t.rejects(
+    startTransparentMode(cfg, allowlist([`b.test:${p2}`]), { transparent: (s) => s.end() }, audit),
+    /cannot listen on the pool on port/,
+    'at start the same conflict refuses to start',
+  );
 });

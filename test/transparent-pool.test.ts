@@ -70,11 +70,17 @@ t.test('release (a reload): the addresses of removed names stand for nothing at 
   const p = new Pool(['10.0.0.1', '10.0.0.2'], { now: c.now, graceMs: 1000, quarantineMs: 5000 });
   const a = p.assign('a.test', 100);
   p.assign('b.test', 100);
-  t.same(p.release((n) => n === 'a.test'), [{ ip: a.ok ? a.ip : '', name: 'a.test' }]);
+  t.same(
+    p.release((n) => n === 'a.test'),
+    [{ ip: a.ok ? a.ip : '', name: 'a.test' }],
+  );
   t.equal(p.nameOf(a.ok ? a.ip : ''), undefined);
   t.equal(p.nameOf('10.0.0.2'), 'b.test', 'other names keep theirs');
   t.match(p.assign('c.test', 10), { ok: false }, 'the released address is quarantined');
-  t.same(p.release(() => false), []);
+  t.same(
+    p.release(() => false),
+    [],
+  );
 });
 
 t.test('exhaustion: a full pool refuses (the caller answers SERVFAIL); the entries stay bounded', async (t) => {
@@ -84,13 +90,14 @@ t.test('exhaustion: a full pool refuses (the caller answers SERVFAIL); the entri
   for (let i = 3; i < 1000; i++) if (!p.assign(`n${i}.test`, 60).ok) refused++;
   t.equal(refused, 997, 'every further name refused');
   t.equal(p.entries().length, 3);
-  t.equal(p.nameOf(IPS[0]!), 'n0.test', 'a flood of names takes nobody\'s address');
+  t.equal(p.nameOf(IPS[0]!), 'n0.test', "a flood of names takes nobody's address");
 });
 
 t.test('the pool range: CIDR parsing, bounds, and the default (upper half of the listen /24)', async (t) => {
   t.match(poolAddresses('10.1.2.128/25'), { ok: true, cidr: '10.1.2.128/25' });
   const r = poolAddresses('10.1.2.128/25');
-  if (r.ok) t.same([r.addresses.length, r.addresses[0], r.addresses.at(-1)], [126, '10.1.2.129', '10.1.2.254'], 'network and broadcast left out');
+  if (r.ok)
+    t.same([r.addresses.length, r.addresses[0], r.addresses.at(-1)], [126, '10.1.2.129', '10.1.2.254'], 'network and broadcast left out');
   t.match(poolAddresses('10.1.2.8/31'), { ok: true, addresses: ['10.1.2.8', '10.1.2.9'] });
   t.match(poolAddresses('10.1.2.8/32'), { ok: true, addresses: ['10.1.2.8'] });
   for (const bad of ['10.1.2.129/25', '10.1.2.0', '10.1.2.0/33', 'fd00::/120', '10.1.2.0/21', 'x/24', ' /24', '10.1.2.0/-1'])
@@ -105,7 +112,15 @@ t.test('the pool range: CIDR parsing, bounds, and the default (upper half of the
 });
 
 t.test('firewall: INPUT accepts the pool on the allowed ports only, rejects UDP to it, before the final drop', async (t) => {
-  const plan = { sandboxInterface: 'eth0', listen: '10.0.0.2', dnsPort: 53, proxyPort: 3128, upstreams: [{ host: '192.0.2.53', port: 53 }], setSize: 10, minTtl: 60 };
+  const plan = {
+    sandboxInterface: 'eth0',
+    listen: '10.0.0.2',
+    dnsPort: 53,
+    proxyPort: 3128,
+    upstreams: [{ host: '192.0.2.53', port: 53 }],
+    setSize: 10,
+    minTtl: 60,
+  };
   const without = v4Rules(plan).INPUT;
   t.notMatch(without.join('\n'), '10.0.0.128', 'off: no pool rules');
   const rules = v4Rules({ ...plan, transparentPool: '10.0.0.128/25' }).INPUT;
@@ -122,22 +137,41 @@ function dnsFixture(rules: string[], answer: Record<string, string[]>) {
   const r = parseRuleList(rules, 'flag', '--allow');
   if (!r.ok) throw new Error(r.errors.join());
   const allowlist = new Allowlist(r.rules);
-  const upstream = { resolveA: async (name: string) => (answer[name] ? { rcode: RCODE.NOERROR, ips: answer[name]!, ttl: 30 } : { rcode: RCODE.NXDOMAIN, ips: [], ttl: 0 }) } as unknown as UpstreamClient;
+  const upstream = {
+    resolveA: async (name: string) =>
+      answer[name] ? { rcode: RCODE.NOERROR, ips: answer[name]!, ttl: 30 } : { rcode: RCODE.NXDOMAIN, ips: [], ttl: 0 },
+  } as unknown as UpstreamClient;
   const resolver = new Resolver(upstream);
   const lines: AuditEvent[] = [];
   const audit = { write: (e: AuditEvent) => void lines.push(e), close: async () => undefined };
   const query = (name: string, type: number = TYPE.A): Packet =>
-    ({ header: { id: 1, qr: false, opcode: 0, rd: true }, questions: [{ name, type, class: 1 }], answers: [], authorities: [], additionals: [] }) as unknown as Packet;
+    ({
+      header: { id: 1, qr: false, opcode: 0, rd: true },
+      questions: [{ name, type, class: 1 }],
+      answers: [],
+      authorities: [],
+      additionals: [],
+    }) as unknown as Packet;
   return { allowlist, resolver, audit, lines, query };
 }
-const ipsOf = (p: Packet | undefined) => (p?.answers ?? []).map((a) => (a as { address?: string; data?: string }).address ?? (a as { data?: string }).data);
+const ipsOf = (p: Packet | undefined) =>
+  (p?.answers ?? []).map((a) => (a as { address?: string; data?: string }).address ?? (a as { data?: string }).data);
 
 t.test('DNS: an allowed name is answered with its pool address; denied, refused and exhausted names never with one', async (t) => {
   const f = dnsFixture(['a.test', 'b.test', 'c.test', 'rebind.test', '!no.a.test', '*.w.test'], {
-    'a.test': ['203.0.113.1'], 'b.test': ['203.0.113.2'], 'c.test': ['203.0.113.3'], 'rebind.test': ['10.9.9.9'], 'no.a.test': ['203.0.113.9'],
+    'a.test': ['203.0.113.1'],
+    'b.test': ['203.0.113.2'],
+    'c.test': ['203.0.113.3'],
+    'rebind.test': ['10.9.9.9'],
+    'no.a.test': ['203.0.113.9'],
   });
   const pool = new Pool(['10.0.0.129', '10.0.0.130']);
-  const opts = { allowlist: () => f.allowlist, resolver: f.resolver, audit: f.audit, transparent: (n: string, ttl: number) => pool.assign(n, ttl) };
+  const opts = {
+    allowlist: () => f.allowlist,
+    resolver: f.resolver,
+    audit: f.audit,
+    transparent: (n: string, ttl: number) => pool.assign(n, ttl),
+  };
   const a = await answerQuery(f.query('A.TEST.'), '10.0.0.3', opts);
   t.equal(a?.header.rcode, RCODE.NOERROR);
   t.same(ipsOf(a), ['10.0.0.129'], 'the pool address, not 203.0.113.1');

@@ -12,7 +12,8 @@ import { curl, dig, startTopology, tcpProbe, writeAllowlist, GATEWAY, NEW_WEB, U
 const PROXY = `http://${GATEWAY}:3128`;
 const RULES = ['allowed.test', 'allowed.test:22', 'new.test', 'rebind.test', 'full1.test', 'full2.test'];
 /** The default pool: the upper half of the gateway's /24. */
-const inPool = (ip: string | undefined) => !!ip && /^10\.10\.0\.(\d+)$/.test(ip) && Number(ip.split('.')[3]) >= 129 && Number(ip.split('.')[3]) <= 254;
+const inPool = (ip: string | undefined) =>
+  !!ip && /^10\.10\.0\.(\d+)$/.test(ip) && Number(ip.split('.')[3]) >= 129 && Number(ip.split('.')[3]) <= 254;
 
 let topo: Topology;
 let gw: RunningGateway | undefined;
@@ -51,8 +52,19 @@ t.teardown(async () => {
 });
 
 const gatewayArgs = (...extra: string[]) => [
-  '--no-defaults', '--listen', GATEWAY, '--dns-port', '53', '--proxy-port', '3128',
-  '--upstream', UPSTREAM, '--allowlist', allowlistPath, '--transparent', ...extra,
+  '--no-defaults',
+  '--listen',
+  GATEWAY,
+  '--dns-port',
+  '53',
+  '--proxy-port',
+  '3128',
+  '--upstream',
+  UPSTREAM,
+  '--allowlist',
+  allowlistPath,
+  '--transparent',
+  ...extra,
 ];
 const audited = (pred: (e: AuditLine) => boolean, timeoutMs = 5000) => gw!.waitForAudit(pred, timeoutMs);
 /** curl in the sandbox with no proxy settings at all (the environment cleared). */
@@ -81,7 +93,10 @@ t.test('the gateway starts in transparent mode: pool in the audit, /healthz, and
   t.match(JSON.parse(h.body), { healthy: true, transparent: { pool: '10.10.0.128/25', size: 126, ports: [22, 80, 443] } });
   const save = String((await topo.gateway.run('iptables-save', ['-t', 'filter'])).stdout);
   t.match(save, `-A CODEX-EGRESS-IN -d 10.10.0.128/25 -i ${topo.sandboxIf} -p tcp -m set --match-set codex-egress-ports dst -j ACCEPT`);
-  t.match(save, `-A CODEX-EGRESS-IN -d 10.10.0.128/25 -i ${topo.sandboxIf} -p udp -m comment --comment "codex-egress:in-pool-udp" -j REJECT`);
+  t.match(
+    save,
+    `-A CODEX-EGRESS-IN -d 10.10.0.128/25 -i ${topo.sandboxIf} -p udp -m comment --comment "codex-egress:in-pool-udp" -j REJECT`,
+  );
 });
 
 t.test('DNS answers an allowed name with its own pool address, the same one each time; the audit keeps the real one', async (t) => {
@@ -107,7 +122,10 @@ t.test('a denied name still gets NXDOMAIN (never a pool address) and the upstrea
   const d = await dig(topo.sandbox, GATEWAY, 'denied.test');
   t.equal(d.status, 'NXDOMAIN');
   t.same(d.answers, []);
-  t.notOk(topo.world.queries().some((q) => q.name === 'denied.test'), 'never forwarded');
+  t.notOk(
+    topo.world.queries().some((q) => q.name === 'denied.test'),
+    'never forwarded',
+  );
   const c = await direct('https://denied.test/');
   t.not(c.exitCode, 0, 'curl cannot resolve it');
 });
@@ -116,8 +134,15 @@ t.test('no proxy settings: HTTPS, plain HTTP and an SSH banner reach allowed nam
   const s = await direct('https://allowed.test/hello');
   t.equal(s.code, 200, s.stderr);
   t.match(s.body, `hello from ${WEB}:443 host=allowed.test path=/hello`);
-  t.match(await audited((e) => e.event === 'connect' && e.mode === 'transparent' && e.port === 443 && e.decision === 'allow'), { host: 'allowed.test', ip: WEB, reason: 'allowed' });
-  t.match(await audited((e) => e.event === 'tunnel_close' && e.mode === 'transparent' && e.port === 443), { host: 'allowed.test', ip: WEB });
+  t.match(await audited((e) => e.event === 'connect' && e.mode === 'transparent' && e.port === 443 && e.decision === 'allow'), {
+    host: 'allowed.test',
+    ip: WEB,
+    reason: 'allowed',
+  });
+  t.match(await audited((e) => e.event === 'tunnel_close' && e.mode === 'transparent' && e.port === 443), {
+    host: 'allowed.test',
+    ip: WEB,
+  });
 
   const h = await direct('http://allowed.test/plain');
   t.equal(h.code, 200, h.stderr);
@@ -128,21 +153,39 @@ t.test('no proxy settings: HTTPS, plain HTTP and an SSH banner reach allowed nam
   t.match(ssh.data, `BANNER ${WEB}:22`, 'the banner came from allowed.test:22');
   t.match(ssh.data, 'SSH-2.0-OpenSSH_9.9 test', 'and the identification line went through');
 
-  const node = await topo.sandbox.run(process.execPath, ['-e', `fetch('http://allowed.test/fetch').then(async (r) => console.log(r.status, await r.text()), (e) => console.log('error', e.cause?.code ?? e.message))`], { reject: false, timeoutMs: 20_000 });
-  t.match(String(node.stdout), `200 hello from ${WEB}:80 host=allowed.test path=/fetch`, "Node's fetch (which ignores proxy variables) works by name");
+  const node = await topo.sandbox.run(
+    process.execPath,
+    [
+      '-e',
+      `fetch('http://allowed.test/fetch').then(async (r) => console.log(r.status, await r.text()), (e) => console.log('error', e.cause?.code ?? e.message))`,
+    ],
+    { reject: false, timeoutMs: 20_000 },
+  );
+  t.match(
+    String(node.stdout),
+    `200 hello from ${WEB}:80 host=allowed.test path=/fetch`,
+    "Node's fetch (which ignores proxy variables) works by name",
+  );
 });
 
 t.test('the pool address is the name: SNI or Host of another allowed name is refused', async (t) => {
   const a = await poolOf('allowed.test');
   const r = await direct('--resolve', `new.test:443:${a}`, 'https://new.test/');
-  t.not(r.code, 200, 'TLS naming new.test on allowed.test\'s address gets nowhere');
-  t.match(await audited((e) => e.event === 'connect' && e.mode === 'transparent' && e.reason === 'sni-mismatch'), { host: 'allowed.test', decision: 'deny', detail: /new\.test/ });
+  t.not(r.code, 200, "TLS naming new.test on allowed.test's address gets nowhere");
+  t.match(await audited((e) => e.event === 'connect' && e.mode === 'transparent' && e.reason === 'sni-mismatch'), {
+    host: 'allowed.test',
+    decision: 'deny',
+    detail: /new\.test/,
+  });
   const h = await direct('-H', 'Host: new.test', `http://${a}/`);
-  t.equal(h.code, 403, 'Host: new.test on allowed.test\'s address');
+  t.equal(h.code, 403, "Host: new.test on allowed.test's address");
   t.match(await audited((e) => e.event === 'http' && e.mode === 'transparent' && e.reason === 'host-mismatch'), { host: 'allowed.test' });
   const noSni = await direct('-k', `https://${a}/`);
   t.not(noSni.code, 200, 'TLS with no SNI (a client dialling the address) is refused');
-  t.match(await audited((e) => e.event === 'connect' && e.mode === 'transparent' && e.reason === 'sni-mismatch' && /null/.test(String(e.detail))), { host: 'allowed.test' });
+  t.match(
+    await audited((e) => e.event === 'connect' && e.mode === 'transparent' && e.reason === 'sni-mismatch' && /null/.test(String(e.detail))),
+    { host: 'allowed.test' },
+  );
   // A second request on the same connection, for another allowed name: refused, the first one answered.
   const two = await talk(a, 80, 'GET /one HTTP/1.1\r\nHost: allowed.test\r\n\r\nGET /two HTTP/1.1\r\nHost: new.test\r\n\r\n', 2000);
   t.match(two.data, /^HTTP\/1\.1 200[^]*path=\/one[^]*HTTP\/1\.1 403/, 'the first answered, the second refused');
@@ -156,15 +199,27 @@ t.test("a port not in the name's rule, an address that stands for no name, CONNE
   const n = await talk('new.test', 22, 'SSH-2.0-x\r\n', 1000);
   t.ok(refused(n.outcome), `new.test (no port rule) on 22: ${n.outcome}`);
   t.notMatch(n.data, 'BANNER', 'nothing came from the internet');
-  t.match(await audited((e) => e.event === 'connect' && e.mode === 'transparent' && e.host === 'new.test' && e.port === 22), { decision: 'deny', reason: 'port-not-allowed' });
+  t.match(await audited((e) => e.event === 'connect' && e.mode === 'transparent' && e.host === 'new.test' && e.port === 22), {
+    decision: 'deny',
+    reason: 'port-not-allowed',
+  });
   t.not(await tcpProbe(topo.sandbox, await poolOf('allowed.test'), 8443, 1000), 'connected', 'a port no rule allows: no listener, dropped');
   const notTls = await talk('new.test', 443, 'SSH-2.0-x\r\n', 1000);
   t.ok(refused(notTls.outcome), `SSH on 443 of a rule without a port: ${notTls.outcome}`);
-  t.match(await audited((e) => e.event === 'connect' && e.mode === 'transparent' && e.host === 'new.test' && e.port === 443 && e.reason === 'tls-required'), { decision: 'deny' });
+  t.match(
+    await audited(
+      (e) => e.event === 'connect' && e.mode === 'transparent' && e.host === 'new.test' && e.port === 443 && e.reason === 'tls-required',
+    ),
+    { decision: 'deny' },
+  );
 
   const unused = await talk('10.10.0.254', 443, 'x', 1000);
   t.ok(refused(unused.outcome), `a pool address given to no name: ${unused.outcome} at once`);
-  t.match(await audited((e) => e.event === 'connect' && e.mode === 'transparent' && e.host === '10.10.0.254'), { decision: 'deny', reason: 'not-allowlisted', detail: /stands for no name/ });
+  t.match(await audited((e) => e.event === 'connect' && e.mode === 'transparent' && e.host === '10.10.0.254'), {
+    decision: 'deny',
+    reason: 'not-allowlisted',
+    detail: /stands for no name/,
+  });
 
   const c = await curl(topo.sandbox, ['-x', PROXY, `https://${await poolOf('allowed.test')}/`]);
   t.equal(c.connect, 403, 'CONNECT to a pool address is an IP literal');
@@ -205,7 +260,10 @@ t.test('a reload revokes transparent connections, releases the address, and the 
   t.ok((reload.closed_tunnels as number) >= 1, 'the reload closed it');
   t.ok((reload.released as string[]).includes(`${a}=allowed.test`), `released ${a}`);
   await p.waitFor(/CLOSED/, 10_000);
-  t.match(await audited((e) => e.event === 'tunnel_close' && e.mode === 'transparent' && e.port === 22 && e.closed_by === 'policy-reload'), { host: 'allowed.test' });
+  t.match(
+    await audited((e) => e.event === 'tunnel_close' && e.mode === 'transparent' && e.port === 22 && e.closed_by === 'policy-reload'),
+    { host: 'allowed.test' },
+  );
   const after = await talk(a, 443, 'x', 1000);
   t.ok(refused(after.outcome), `the released address stands for nothing: ${after.outcome}`);
   t.equal((await dig(topo.sandbox, GATEWAY, 'allowed.test')).status, 'NXDOMAIN');
@@ -225,6 +283,12 @@ t.test('an exhausted pool answers SERVFAIL (never an upstream address) and says 
   const full = await dig(topo.sandbox, GATEWAY, 'full1.test');
   t.equal(full.status, 'SERVFAIL');
   t.same(full.answers, []);
-  t.match(await audited((e) => e.event === 'dns' && e.name === 'full1.test'), { decision: 'deny', reason: 'pool-exhausted', rcode: 'SERVFAIL', answers: [], resolved: ['203.0.113.41'] });
+  t.match(await audited((e) => e.event === 'dns' && e.name === 'full1.test'), {
+    decision: 'deny',
+    reason: 'pool-exhausted',
+    rcode: 'SERVFAIL',
+    answers: [],
+    resolved: ['203.0.113.41'],
+  });
   t.equal((await direct('https://allowed.test/')).code, 200, 'names that have an address keep working');
 });

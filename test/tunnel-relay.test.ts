@@ -41,7 +41,10 @@ interface Relayed {
  * origin → (upstream socket with UpstreamReads) → relay → client. The origin sends `data` after a
  * small first chunk that the "inspection" sink sees; the client pauses `stallMs` every `stallEvery` bytes.
  */
-async function throughRelay(data: Buffer, opts: { stallEvery: number; stallMs: number; piece?: number; firstStallMs?: number }): Promise<Relayed> {
+async function throughRelay(
+  data: Buffer,
+  opts: { stallEvery: number; stallMs: number; piece?: number; firstStallMs?: number },
+): Promise<Relayed> {
   const origin = net.createServer((s) => {
     s.on('error', () => undefined);
     s.write(Buffer.from('HELLO\n'));
@@ -126,7 +129,10 @@ t.test('in-process: every byte arrives in order while the client stalls (queued 
   t.equal(r.bytes, data.length, 'all bytes');
   t.equal(r.hash, sha(data), 'the same bytes, in order');
   t.equal(r.upstreamBytesRead, data.length + 6, 'bytesRead counts what onread delivered (the tunnel_close line uses it)');
-  t.ok(r.peakQueued <= RELAY_BUFFER + READ_MAX, `the client side held at most ${r.peakQueued} bytes unsent (bound ${RELAY_BUFFER} + one read)`);
+  t.ok(
+    r.peakQueued <= RELAY_BUFFER + READ_MAX,
+    `the client side held at most ${r.peakQueued} bytes unsent (bound ${RELAY_BUFFER} + one read)`,
+  );
 });
 
 t.test('in-process: short reads go on while the client stalls: no buffer is reused under a queued write', async (t) => {
@@ -197,5 +203,8 @@ t.test('through the gateway', async (t) => {
   t.equal(r.got, size, 'every echoed byte came back');
   t.equal(r.gotHash, r.sentHash, 'the same bytes, in order, both ways');
   const close = await core.gateway.waitForAudit((e) => e.event === 'tunnel_close' && e.port === 2222);
-  t.ok((close.bytes_down as number) >= size && (close.bytes_up as number) >= size, `tunnel_close counts the bytes (up ${close.bytes_up}, down ${close.bytes_down})`);
+  t.ok(
+    (close.bytes_down as number) >= size && (close.bytes_up as number) >= size,
+    `tunnel_close counts the bytes (up ${close.bytes_up}, down ${close.bytes_down})`,
+  );
 });

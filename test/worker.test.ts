@@ -7,7 +7,16 @@ import { mkdtempSync, rmSync, mkdirSync, writeFileSync, readFileSync, existsSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { parseRepoUrl, repoDirName, checkRef, checkCommit, allowlistFromEffective, repoAllowed, CLONE_SCRIPT, cloneEnv } from '../image/worker.js';
+import {
+  parseRepoUrl,
+  repoDirName,
+  checkRef,
+  checkCommit,
+  allowlistFromEffective,
+  repoAllowed,
+  CLONE_SCRIPT,
+  cloneEnv,
+} from '../image/worker.js';
 import { overlaps, subnetCandidates, parseCidr } from '../image/subnet.js';
 import { workerPlan } from '../cli/worker.js';
 
@@ -16,14 +25,39 @@ const BAD = { code: 'ERR_WORKER_INPUT' };
 t.test('repository URLs: https/http with a host name only', async (t) => {
   const ok = parseRepoUrl('https://Git.Example.org/team/tool.git');
   t.same(ok, { url: 'https://git.example.org/team/tool.git', host: 'git.example.org', port: 443, via: 'connect' });
-  t.same(parseRepoUrl('http://git.example.org:8080/x'), { url: 'http://git.example.org:8080/x', host: 'git.example.org', port: 8080, via: 'http' });
+  t.same(parseRepoUrl('http://git.example.org:8080/x'), {
+    url: 'http://git.example.org:8080/x',
+    host: 'git.example.org',
+    port: 8080,
+    via: 'http',
+  });
   t.equal(parseRepoUrl('https://git.example.org:443/x').port, 443);
   for (const bad of [
-    '--upload-pack=touch /tmp/pwned', '-c', '-ccore.sshCommand=sh', '--config=x', 'ext::sh -c touch% /tmp/pwned', 'file:///etc', '/etc/passwd', '../other',
-    'ssh://git@git.example.org/x.git', 'git@git.example.org:x.git', 'git://git.example.org/x', 'fd::3', 'HTTPS://git.example.org/a b',
-    'https://user:token@git.example.org/x.git', 'https://token@git.example.org/x.git', 'https://198.51.100.7/x.git', 'https://[2001:db8::1]/x.git',
-    'https://git.example.org/', 'https://git.example.org', 'https://git.example.org/x?upload-pack=1', 'https://git.example.org/x#frag',
-    'https://git.example.org/x\n--upload-pack=sh', 'https://git.example.org/x\u0000', 'https:\\\\git.example.org\\x', '',
+    '--upload-pack=touch /tmp/pwned',
+    '-c',
+    '-ccore.sshCommand=sh',
+    '--config=x',
+    'ext::sh -c touch% /tmp/pwned',
+    'file:///etc',
+    '/etc/passwd',
+    '../other',
+    'ssh://git@git.example.org/x.git',
+    'git@git.example.org:x.git',
+    'git://git.example.org/x',
+    'fd::3',
+    'HTTPS://git.example.org/a b',
+    'https://user:token@git.example.org/x.git',
+    'https://token@git.example.org/x.git',
+    'https://198.51.100.7/x.git',
+    'https://[2001:db8::1]/x.git',
+    'https://git.example.org/',
+    'https://git.example.org',
+    'https://git.example.org/x?upload-pack=1',
+    'https://git.example.org/x#frag',
+    'https://git.example.org/x\n--upload-pack=sh',
+    'https://git.example.org/x\u0000',
+    'https:\\\\git.example.org\\x',
+    '',
   ]) {
     t.throws(() => parseRepoUrl(bad), BAD, `refused: ${JSON.stringify(bad)}`);
   }
@@ -43,7 +77,28 @@ t.test('the clone directory: one safe component inside the workdir', async (t) =
 
 t.test('refs: branch, tag or commit, never an option or revision syntax', async (t) => {
   for (const ok of ['main', 'v1.2.3', 'feature/x-y', 'release_2', 'a1b2c3d', 'HEAD']) t.equal(checkRef(ok), ok);
-  for (const bad of ['-x', '--upload-pack=sh', '--output=/tmp/x', '-c', '/main', '.x', 'a..b', 'a//b', 'a/.b', 'x.lock', 'x/', 'x.', 'HEAD~1', 'main^', 'a:b', '@{-1}', 'a b', 'x\n-c', '', 'x'.repeat(201)]) {
+  for (const bad of [
+    '-x',
+    '--upload-pack=sh',
+    '--output=/tmp/x',
+    '-c',
+    '/main',
+    '.x',
+    'a..b',
+    'a//b',
+    'a/.b',
+    'x.lock',
+    'x/',
+    'x.',
+    'HEAD~1',
+    'main^',
+    'a:b',
+    '@{-1}',
+    'a b',
+    'x\n-c',
+    '',
+    'x'.repeat(201),
+  ]) {
     t.throws(() => checkRef(bad), BAD, `refused: ${JSON.stringify(bad)}`);
   }
 });
@@ -51,11 +106,18 @@ t.test('refs: branch, tag or commit, never an option or revision syntax', async 
 t.test("the sandbox's commit answer: hex only", async (t) => {
   t.equal(checkCommit('0123456789abcdef0123456789abcdef01234567\n'), '0123456789abcdef0123456789abcdef01234567');
   t.equal(checkCommit('a'.repeat(64)), 'a'.repeat(64), 'sha256 repositories');
-  for (const bad of ['', 'deadbeef', '0123456789abcdef0123456789abcdef0123456g', `${'a'.repeat(40)}\n\u001b[31m`, '$(id)']) t.equal(checkCommit(bad), undefined, `refused ${JSON.stringify(bad)}`);
+  for (const bad of ['', 'deadbeef', '0123456789abcdef0123456789abcdef0123456g', `${'a'.repeat(40)}\n\u001b[31m`, '$(id)'])
+    t.equal(checkCommit(bad), undefined, `refused ${JSON.stringify(bad)}`);
 });
 
 t.test('the host check is the allowlist decide(): names the rule to add', async (t) => {
-  const al = allowlistFromEffective({ rules: [{ rule: '*.example.org', source: 'flag', origin: '--allow' }, { rule: 'bad.example.org', source: 'file', origin: 'allowed_domains.txt:3' }, { rule: 'alt.example.net:8443', source: 'flag', origin: '--allow' }] });
+  const al = allowlistFromEffective({
+    rules: [
+      { rule: '*.example.org', source: 'flag', origin: '--allow' },
+      { rule: 'bad.example.org', source: 'file', origin: 'allowed_domains.txt:3' },
+      { rule: 'alt.example.net:8443', source: 'flag', origin: '--allow' },
+    ],
+  });
   // (the second is an allow rule too; a deny rule is "!name")
   t.ok(repoAllowed(parseRepoUrl('https://git.example.org/x'), al).ok, 'subdomain rule');
   t.ok(repoAllowed(parseRepoUrl('https://GIT.EXAMPLE.ORG./x'), al).ok, 'mixed case and a trailing dot: the same host');
@@ -66,19 +128,40 @@ t.test('the host check is the allowlist decide(): names the rule to add', async 
   t.notOk(port.ok, 'another port is another rule');
   if (!port.ok) t.match(port.message, /not on port 8443[^]*codex-egress allow git\.example\.org:8443/);
   t.ok(repoAllowed(parseRepoUrl('https://alt.example.net:8443/x'), al).ok, 'a port rule');
-  t.notOk(repoAllowed(parseRepoUrl('http://git.example.org/x'), allowlistFromEffective({ rules: [{ rule: 'git.example.net', source: 'flag', origin: '--allow' }] })).ok);
-  const denied = repoAllowed(parseRepoUrl('https://evil.example.org/x'), allowlistFromEffective({ rules: [{ rule: '*.example.org', source: 'flag', origin: '--allow' }, { rule: '!evil.example.org', source: 'file', origin: 'allowed_domains.txt:2' }] }));
+  t.notOk(
+    repoAllowed(
+      parseRepoUrl('http://git.example.org/x'),
+      allowlistFromEffective({ rules: [{ rule: 'git.example.net', source: 'flag', origin: '--allow' }] }),
+    ).ok,
+  );
+  const denied = repoAllowed(
+    parseRepoUrl('https://evil.example.org/x'),
+    allowlistFromEffective({
+      rules: [
+        { rule: '*.example.org', source: 'flag', origin: '--allow' },
+        { rule: '!evil.example.org', source: 'file', origin: 'allowed_domains.txt:2' },
+      ],
+    }),
+  );
   t.notOk(denied.ok, 'deny wins');
   if (!denied.ok) t.match(denied.message, /denied by the rule "!evil\.example\.org" \(allowed_domains\.txt:2\)/);
   t.throws(() => allowlistFromEffective({}), /no rules list/, 'a malformed effective allowlist is an error, not an empty allow');
-  t.notOk(repoAllowed(parseRepoUrl('https://git.example.org/x'), allowlistFromEffective({ rules: [{ rule: 42 }, null, { rule: '' }] })).ok, 'garbage rules allow nothing');
+  t.notOk(
+    repoAllowed(parseRepoUrl('https://git.example.org/x'), allowlistFromEffective({ rules: [{ rule: 42 }, null, { rule: '' }] })).ok,
+    'garbage rules allow nothing',
+  );
 });
 
 t.test('workerPlan: usage errors, the path inside the workdir', async (t) => {
   t.equal(workerPlan({}, '/w'), undefined);
   t.throws(() => workerPlan({ ref: 'main' }, '/w'), { name: 'UsageError' }, '--ref without --repo');
   t.throws(() => workerPlan({ repo: '--upload-pack=x' }, '/w'), { name: 'UsageError' });
-  t.same(workerPlan({ repo: 'https://git.example.org/a/b.git', ref: 'v1' }, '/w'), { repo: parseRepoUrl('https://git.example.org/a/b.git'), dir: 'b', path: '/w/b', ref: 'v1' });
+  t.same(workerPlan({ repo: 'https://git.example.org/a/b.git', ref: 'v1' }, '/w'), {
+    repo: parseRepoUrl('https://git.example.org/a/b.git'),
+    dir: 'b',
+    path: '/w/b',
+    ref: 'v1',
+  });
 });
 
 t.test('the clone script takes URL, ref and directory only as quoted positional parameters', async (t) => {
@@ -87,13 +170,20 @@ t.test('the clone script takes URL, ref and directory only as quoted positional 
   t.notMatch(body, /\beval\b|\$\(\s*\$/, 'nothing is evaluated');
   t.match(CLONE_SCRIPT, /git clone --quiet --no-checkout -- "\$url" "\$dir"/, 'clone: -- before the URL');
   t.match(CLONE_SCRIPT, /fetch --quiet --tags --force --end-of-options "\$url"/, 'fetch: --end-of-options before the URL');
-  for (const m of CLONE_SCRIPT.matchAll(/rev-parse[^|]*"\$ref/g)) t.match(m[0], /--end-of-options/, 'rev-parse: --end-of-options before the ref');
+  for (const m of CLONE_SCRIPT.matchAll(/rev-parse[^|]*"\$ref/g))
+    t.match(m[0], /--end-of-options/, 'rev-parse: --end-of-options before the ref');
 });
 
 t.test('the clone script run for real (local repository, file:// allowed for this test only)', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'codex-egress-clone-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const g = (cwd: string, ...args: string[]) => execFileSync('git', args, { cwd, env: { ...process.env, GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@e', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@e' } }).toString().trim();
+  const g = (cwd: string, ...args: string[]) =>
+    execFileSync('git', args, {
+      cwd,
+      env: { ...process.env, GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@e', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@e' },
+    })
+      .toString()
+      .trim();
   mkdirSync(join(dir, 'src'));
   g(join(dir, 'src'), 'init', '-q', '-b', 'main');
   writeFileSync(join(dir, 'src', 'f'), '1');
@@ -106,7 +196,11 @@ t.test('the clone script run for real (local repository, file:// allowed for thi
   const work = join(dir, 'work');
   mkdirSync(work);
   const url = `file://${join(dir, 'src')}`;
-  const run = (ref: string, d: string) => spawnSync('sh', ['-c', CLONE_SCRIPT, 'sh', url, ref, d], { cwd: work, env: { ...process.env, ...cloneEnv(join(work, d)), GIT_ALLOW_PROTOCOL: 'file' } });
+  const run = (ref: string, d: string) =>
+    spawnSync('sh', ['-c', CLONE_SCRIPT, 'sh', url, ref, d], {
+      cwd: work,
+      env: { ...process.env, ...cloneEnv(join(work, d)), GIT_ALLOW_PROTOCOL: 'file' },
+    });
   const r = run('v1', 'clone');
   t.equal(r.status, 0, String(r.stderr));
   t.equal(checkCommit(String(r.stdout).split('\n').filter(Boolean).at(-1)!.slice(7)), v1, 'the tag checked out, its commit reported');
@@ -120,16 +214,22 @@ t.test('the clone script run for real (local repository, file:// allowed for thi
   t.notOk(existsSync(marker), 'no option took effect');
   writeFileSync(join(work, 'plain'), 'x');
   t.equal(run('', 'plain').status, 65, 'a directory that is not a clone is left alone');
-  const ext = spawnSync('sh', ['-c', CLONE_SCRIPT, 'sh', `ext::sh -c touch% ${marker}`, '', 'e'], { cwd: work, env: { ...process.env, ...cloneEnv(join(work, 'e')) } });
+  const ext = spawnSync('sh', ['-c', CLONE_SCRIPT, 'sh', `ext::sh -c touch% ${marker}`, '', 'e'], {
+    cwd: work,
+    env: { ...process.env, ...cloneEnv(join(work, 'e')) },
+  });
   t.not(ext.status, 0, 'ext:: refused by GIT_ALLOW_PROTOCOL');
-  const local = spawnSync('sh', ['-c', CLONE_SCRIPT, 'sh', url, '', 'local'], { cwd: work, env: { ...process.env, ...cloneEnv(join(work, 'local')) } });
+  const local = spawnSync('sh', ['-c', CLONE_SCRIPT, 'sh', url, '', 'local'], {
+    cwd: work,
+    env: { ...process.env, ...cloneEnv(join(work, 'local')) },
+  });
   t.not(local.status, 0, 'file:// (allowed by git by default) refused by GIT_ALLOW_PROTOCOL');
   t.notOk(existsSync(join(work, 'local', 'f')), 'nothing cloned from a local path');
   t.notOk(existsSync(marker), 'the ext:: command never ran');
 });
 
 t.test('subnets: overlap, candidates skip what is in use', async (t) => {
-  t.same(parseCidr('10.213.7.9/24'), [(10 << 24 | 213 << 16 | 7 << 8) >>> 0, 24]);
+  t.same(parseCidr('10.213.7.9/24'), [((10 << 24) | (213 << 16) | (7 << 8)) >>> 0, 24]);
   t.equal(parseCidr('fd00::/64'), undefined);
   t.ok(overlaps('10.213.7.0/24', '10.213.7.0/24'));
   t.ok(overlaps('10.213.7.0/24', '10.0.0.0/8'), 'inside a wider network');

@@ -20,9 +20,48 @@ export interface Preset {
 }
 
 export const PRESETS: Record<Preset['name'], Preset> = {
-  smoke: { name: 'smoke', bulkBytes: 64 << 20, bulkReps: 1, connectMs: 500, concurrency: [1, 64], httpSeconds: 1, dnsSeconds: 1, mixedSeconds: 2, idleTunnels: 100, scaleSizes: [10, 1000], fwSamples: 50, fwNames: 100 },
-  default: { name: 'default', bulkBytes: 256 << 20, bulkReps: 3, connectMs: 4000, concurrency: [1, 64, 512], httpSeconds: 5, dnsSeconds: 5, mixedSeconds: 20, idleTunnels: 1000, scaleSizes: [10, 1000, 100_000], fwSamples: 500, fwNames: 762 },
-  full: { name: 'full', bulkBytes: 1 << 30, bulkReps: 3, connectMs: 10_000, concurrency: [1, 64, 512], httpSeconds: 10, dnsSeconds: 10, mixedSeconds: 120, idleTunnels: 1000, scaleSizes: [10, 1000, 100_000], fwSamples: 2000, fwNames: 762 },
+  smoke: {
+    name: 'smoke',
+    bulkBytes: 64 << 20,
+    bulkReps: 1,
+    connectMs: 500,
+    concurrency: [1, 64],
+    httpSeconds: 1,
+    dnsSeconds: 1,
+    mixedSeconds: 2,
+    idleTunnels: 100,
+    scaleSizes: [10, 1000],
+    fwSamples: 50,
+    fwNames: 100,
+  },
+  default: {
+    name: 'default',
+    bulkBytes: 256 << 20,
+    bulkReps: 3,
+    connectMs: 4000,
+    concurrency: [1, 64, 512],
+    httpSeconds: 5,
+    dnsSeconds: 5,
+    mixedSeconds: 20,
+    idleTunnels: 1000,
+    scaleSizes: [10, 1000, 100_000],
+    fwSamples: 500,
+    fwNames: 762,
+  },
+  full: {
+    name: 'full',
+    bulkBytes: 1 << 30,
+    bulkReps: 3,
+    connectMs: 10_000,
+    concurrency: [1, 64, 512],
+    httpSeconds: 10,
+    dnsSeconds: 10,
+    mixedSeconds: 120,
+    idleTunnels: 1000,
+    scaleSizes: [10, 1000, 100_000],
+    fwSamples: 2000,
+    fwNames: 762,
+  },
 };
 
 export interface Ctx {

@@ -28,8 +28,10 @@ export async function connect({ env, preset, log }: Ctx): Promise<ScenarioResult
         ),
       );
       res[p.name] = r;
-      cpu[p.name] = p.name === 'direct' ? null : ms / (r.perSec * (preset.connectMs / 1000) / 1000);
-      log(`connect c=${c} ${p.name}: ${r.perSec.toFixed(0)}/s p50 ${r.latencyMs.p50.toFixed(3)} ms p99 ${r.latencyMs.p99.toFixed(3)} ms errors ${r.errors}`);
+      cpu[p.name] = p.name === 'direct' ? null : ms / ((r.perSec * (preset.connectMs / 1000)) / 1000);
+      log(
+        `connect c=${c} ${p.name}: ${r.perSec.toFixed(0)}/s p50 ${r.latencyMs.p50.toFixed(3)} ms p99 ${r.latencyMs.p99.toFixed(3)} ms errors ${r.errors}`,
+      );
       if (r.errors) notes.push(`c=${c} ${p.name}: ${r.errors} failed connections (last: ${r.lastError})`);
       await new Promise((r2) => setTimeout(r2, 500));
     }
@@ -41,7 +43,13 @@ export async function connect({ env, preset, log }: Ctx): Promise<ScenarioResult
       { metric: `new tunnels/s, c=${c}`, unit: '/s', better: 'higher', values: pick((r) => r.perSec) },
       { metric: `latency p50, c=${c}`, unit: 'ms', better: 'lower', values: pick((r) => r.latencyMs.p50) },
       { metric: `latency p99, c=${c}`, unit: 'ms', better: 'lower', values: pick((r) => r.latencyMs.p99) },
-      { metric: `added p50 over direct, c=${c}`, unit: 'ms', better: 'lower', values: added, ...(c === 1 ? { target: '≤ 1 ms', met: addedOurs <= 1 } : {}) },
+      {
+        metric: `added p50 over direct, c=${c}`,
+        unit: 'ms',
+        better: 'lower',
+        values: added,
+        ...(c === 1 ? { target: '≤ 1 ms', met: addedOurs <= 1 } : {}),
+      },
       { metric: `proxy CPU per 1,000 tunnels, c=${c}`, unit: 'ms', better: 'lower', values: cpu },
     );
   }

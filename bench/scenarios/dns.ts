@@ -45,7 +45,11 @@ function* seq(n: number, f: (i: number) => string) {
 }
 
 export async function dnsperf(ctx: Ctx, port: number, file: string, args: string[], seconds: number): Promise<DnsperfResult> {
-  const out = await ctx.env.run('dnsperf', ['-s', LISTEN, '-p', String(port), '-d', file, '-c', '4', '-q', '200', '-t', '2', '-v', ...args, '-l', String(seconds)], (seconds + 30) * 1000);
+  const out = await ctx.env.run(
+    'dnsperf',
+    ['-s', LISTEN, '-p', String(port), '-d', file, '-c', '4', '-q', '200', '-t', '2', '-v', ...args, '-l', String(seconds)],
+    (seconds + 30) * 1000,
+  );
   return parseDnsperf(out);
 }
 
@@ -55,8 +59,16 @@ export async function dns(ctx: Ctx): Promise<ScenarioResult> {
   const columns = servers.map((s) => s.name);
   const rows: Row[] = [];
   const notes: string[] = [];
-  const cached = queryFile(env.dir, 'cached', seq(100, (i) => `c${i}.${DOMAIN}`));
-  const denied = queryFile(env.dir, 'denied', seq(100, (i) => `d${i}.denied.test`));
+  const cached = queryFile(
+    env.dir,
+    'cached',
+    seq(100, (i) => `c${i}.${DOMAIN}`),
+  );
+  const denied = queryFile(
+    env.dir,
+    'denied',
+    seq(100, (i) => `d${i}.denied.test`),
+  );
   const cases = [
     { id: 'cached', label: 'cached allowed', expect: 'NOERROR' },
     { id: 'uncached', label: 'uncached allowed', expect: 'NOERROR' },
@@ -71,16 +83,23 @@ export async function dns(ctx: Ctx): Promise<ScenarioResult> {
         r = await dnsperf(ctx, s.port, cached, [], preset.dnsSeconds);
       } else if (c.id === 'uncached') {
         // Every name once: nothing can come from a cache (the upstream dnsmasq answers from its zone).
-        const file = queryFile(env.dir, `uncached-${s.name}`, seq(60_000 * preset.dnsSeconds, (i) => `u${i}-${Date.now().toString(36)}.${DOMAIN}`));
+        const file = queryFile(
+          env.dir,
+          `uncached-${s.name}`,
+          seq(60_000 * preset.dnsSeconds, (i) => `u${i}-${Date.now().toString(36)}.${DOMAIN}`),
+        );
         r = await dnsperf(ctx, s.port, file, ['-n', '1'], preset.dnsSeconds);
       } else {
         r = await dnsperf(ctx, s.port, denied, [], preset.dnsSeconds);
       }
       res[s.name] = r;
       const wrong = Object.entries(r.rcodes).filter(([k]) => k !== c.expect);
-      log(`dns ${c.id} ${s.name}: ${r.qps.toFixed(0)} q/s p50 ${r.p50.toFixed(3)} ms p99 ${r.p99.toFixed(3)} ms lost ${r.lost} ${JSON.stringify(r.rcodes)}`);
+      log(
+        `dns ${c.id} ${s.name}: ${r.qps.toFixed(0)} q/s p50 ${r.p50.toFixed(3)} ms p99 ${r.p99.toFixed(3)} ms lost ${r.lost} ${JSON.stringify(r.rcodes)}`,
+      );
       const sent = Object.values(r.rcodes).reduce((a, b) => a + b, 0) + r.lost;
-      if (wrong.length || r.lost > 0.01 * sent) notes.push(`${c.label}, ${s.name}: ${r.lost} lost, unexpected rcodes ${JSON.stringify(Object.fromEntries(wrong))}`);
+      if (wrong.length || r.lost > 0.01 * sent)
+        notes.push(`${c.label}, ${s.name}: ${r.lost} lost, unexpected rcodes ${JSON.stringify(Object.fromEntries(wrong))}`);
     }
     const pick = (f: (r: DnsperfResult) => number) => Object.fromEntries(Object.entries(res).map(([k, v]) => [k, f(v)]));
     const ours = res[OURS]!.qps;

@@ -41,13 +41,21 @@ export async function firewall(ctx: Ctx): Promise<ScenarioResult> {
   let why = '';
 
   await env.ns.addLoopbackAddress(`${FW_DNS}/32`).catch(() => undefined);
-  const world = await startWorld(env.ns, env.dir, { dns: [{ ip: FW_DNS, port: 53 }], zone: z, queryLog: join(env.dir, 'fw-queries.jsonl') });
+  const world = await startWorld(env.ns, env.dir, {
+    dns: [{ ip: FW_DNS, port: 53 }],
+    zone: z,
+    queryLog: join(env.dir, 'fw-queries.jsonl'),
+  });
   try {
     await env.stopGateway();
     try {
       await env.startGateway({ firewall: true, upstream: FW_DNS });
     } catch (err) {
-      why = (err as Error).message.split('\n').find((l) => /firewall/i.test(l))?.trim() ?? 'the gateway did not start with --firewall';
+      why =
+        (err as Error).message
+          .split('\n')
+          .find((l) => /firewall/i.test(l))
+          ?.trim() ?? 'the gateway did not start with --firewall';
     }
     if (!why) {
       const on = await dnsperf(ctx, PORTS.gatewayDns, file, ['-n', '1', '-Q', String(rate)], seconds);
@@ -67,13 +75,22 @@ export async function firewall(ctx: Ctx): Promise<ScenarioResult> {
 
   if (measured) {
     const { on, off, present } = measured;
-    log(`firewall: uncached DNS p50/p99 on ${on.p50.toFixed(3)}/${on.p99.toFixed(3)} ms, off ${off.p50.toFixed(3)}/${off.p99.toFixed(3)} ms; ${present}/${names.length} in the set`);
+    log(
+      `firewall: uncached DNS p50/p99 on ${on.p50.toFixed(3)}/${on.p99.toFixed(3)} ms, off ${off.p50.toFixed(3)}/${off.p99.toFixed(3)} ms; ${present}/${names.length} in the set`,
+    );
     const col = { on: OURS, off: 'firewall off' };
     rows.push(
       { metric: 'uncached answer, p50', unit: 'ms', better: 'lower', values: { [col.on]: on.p50, [col.off]: off.p50 } },
       { metric: 'uncached answer, p99', unit: 'ms', better: 'lower', values: { [col.on]: on.p99, [col.off]: off.p99 } },
       { metric: 'added by the firewall (answer → set entry), p50', unit: 'ms', better: 'lower', values: { [col.on]: on.p50 - off.p50 } },
-      { metric: 'added by the firewall (answer → set entry), p99', unit: 'ms', better: 'lower', values: { [col.on]: on.p99 - off.p99 }, target: '≤ 5 ms', met: on.p99 - off.p99 <= 5 },
+      {
+        metric: 'added by the firewall (answer → set entry), p99',
+        unit: 'ms',
+        better: 'lower',
+        values: { [col.on]: on.p99 - off.p99 },
+        target: '≤ 5 ms',
+        met: on.p99 - off.p99 <= 5,
+      },
       { metric: 'answered addresses found in the set', unit: '%', better: 'higher', values: { [col.on]: (100 * present) / names.length } },
     );
     notes.push(
@@ -83,17 +100,30 @@ export async function firewall(ctx: Ctx): Promise<ScenarioResult> {
     notes.push(`STAND-IN ONLY: the gateway did not run with --firewall (${why}); only the raw ipset costs below were measured.`);
   }
 
-  const r = await env.node<{ exec: Summ; interactive: Summ; restore: { perEntryMs: number; batch: number } }>('ipsetbench.js', { samples: preset.fwSamples }, 300_000);
-  log(`ipset raw: exec ${r.exec.p50.toFixed(3)}/${r.exec.p99.toFixed(3)} ms, interactive ${r.interactive.p50.toFixed(3)}/${r.interactive.p99.toFixed(3)} ms, restore ${r.restore.perEntryMs.toFixed(4)} ms/entry`);
+  const r = await env.node<{ exec: Summ; interactive: Summ; restore: { perEntryMs: number; batch: number } }>(
+    'ipsetbench.js',
+    { samples: preset.fwSamples },
+    300_000,
+  );
+  log(
+    `ipset raw: exec ${r.exec.p50.toFixed(3)}/${r.exec.p99.toFixed(3)} ms, interactive ${r.interactive.p50.toFixed(3)}/${r.interactive.p99.toFixed(3)} ms, restore ${r.restore.perEntryMs.toFixed(4)} ms/entry`,
+  );
   const raw = 'raw ipset';
   rows.push(
     { metric: 'raw: one `ipset` process per add, p50', unit: 'ms', better: 'lower', values: { [raw]: r.exec.p50 } },
     { metric: 'raw: one `ipset` process per add, p99', unit: 'ms', better: 'lower', values: { [raw]: r.exec.p99 } },
     { metric: 'raw: long-lived `ipset -`, per add, p50', unit: 'ms', better: 'lower', values: { [raw]: r.interactive.p50 } },
     { metric: 'raw: long-lived `ipset -`, per add, p99', unit: 'ms', better: 'lower', values: { [raw]: r.interactive.p99 } },
-    { metric: `raw: \`ipset restore\` batch of ${r.restore.batch}, per entry`, unit: 'ms', better: 'lower', values: { [raw]: r.restore.perEntryMs } },
+    {
+      metric: `raw: \`ipset restore\` batch of ${r.restore.batch}, per entry`,
+      unit: 'ms',
+      better: 'lower',
+      values: { [raw]: r.restore.perEntryMs },
+    },
   );
-  notes.push(`Raw ipset rows: ${preset.fwSamples} adds each in a scratch hash:ip set in the namespace, timed from Node (bench/ipsetbench.ts); the interactive mode's stdout is unbuffered with stdbuf so its prompt marks each add done.`);
+  notes.push(
+    `Raw ipset rows: ${preset.fwSamples} adds each in a scratch hash:ip set in the namespace, timed from Node (bench/ipsetbench.ts); the interactive mode's stdout is unbuffered with stdbuf so its prompt marks each add done.`,
+  );
   return {
     id: 'firewall',
     title: 'Firewall sync (DNS answer → ipset entry)',

@@ -43,7 +43,11 @@ export function wrkScript(dir: string, viaProxy: boolean): string {
 export async function runWrk(ctx: Ctx, via: string, connections: number, seconds: number): Promise<WrkResult> {
   const direct = via === 'direct';
   const url = direct ? `http://${HTTP.ip}:${HTTP.port}/` : `http://${via}/`;
-  const out = await ctx.env.run('wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', '-s', wrkScript(ctx.env.dir, !direct), url], (seconds + 30) * 1000);
+  const out = await ctx.env.run(
+    'wrk',
+    ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', '-s', wrkScript(ctx.env.dir, !direct), url],
+    (seconds + 30) * 1000,
+  );
   return parseWrk(out);
 }
 

@@ -15,13 +15,21 @@ export async function memory(ctx: Ctx): Promise<ScenarioResult> {
   const notes: string[] = [];
   for (const p of paths) idle[p.name] = env.rss(pidOf(p.name));
   for (const p of paths) {
-    const gen: Proc = env.spawnNode('loadgen.js', { mode: 'idle', via: p.via, target: `${CONN.ip}:${CONN.port}`, name: CONN.name, count: preset.idleTunnels, holdMs: 120_000 });
+    const gen: Proc = env.spawnNode('loadgen.js', {
+      mode: 'idle',
+      via: p.via,
+      target: `${CONN.ip}:${CONN.port}`,
+      name: CONN.name,
+      count: preset.idleTunnels,
+      holdMs: 120_000,
+    });
     try {
       await gen.waitFor(/ready/, 120_000);
       await sleep(1000);
       held[p.name] = env.rss(pidOf(p.name));
       const opened = /"opened":(\d+),"errors":(\d+)/.exec(gen.output());
-      if (!opened || Number(opened[1]) !== preset.idleTunnels) notes.push(`${p.name}: only ${opened?.[1]} of ${preset.idleTunnels} tunnels opened (${opened?.[2]} errors)`);
+      if (!opened || Number(opened[1]) !== preset.idleTunnels)
+        notes.push(`${p.name}: only ${opened?.[1]} of ${preset.idleTunnels} tunnels opened (${opened?.[2]} errors)`);
       log(`memory ${p.name}: idle ${idle[p.name]!.toFixed(1)} MB, ${preset.idleTunnels} tunnels ${held[p.name]!.toFixed(1)} MB`);
     } finally {
       await gen.stop('SIGKILL');
@@ -32,13 +40,21 @@ export async function memory(ctx: Ctx): Promise<ScenarioResult> {
 
   // Mixed load on ours: tunnel churn + keep-alive HTTP + DNS (paced), in two halves; RSS after each.
   const half = Math.max(1, Math.round(preset.mixedSeconds / 2));
-  const dnsFile = queryFile(env.dir, 'mixed', (function* () {
-    for (let i = 0; i < 2000; i++) yield `m${i}.${DOMAIN}`;
-  })());
+  const dnsFile = queryFile(
+    env.dir,
+    'mixed',
+    (function* () {
+      for (let i = 0; i < 2000; i++) yield `m${i}.${DOMAIN}`;
+    })(),
+  );
   const via = paths[0]!.via;
   const mixed = () =>
     Promise.all([
-      env.node('loadgen.js', { mode: 'connect', via, target: `${CONN.ip}:${CONN.port}`, name: CONN.name, concurrency: 16, durationMs: half * 1000 }, half * 1000 + 60_000),
+      env.node(
+        'loadgen.js',
+        { mode: 'connect', via, target: `${CONN.ip}:${CONN.port}`, name: CONN.name, concurrency: 16, durationMs: half * 1000 },
+        half * 1000 + 60_000,
+      ),
       runWrk(ctx, via, 16, half),
       dnsperf(ctx, PORTS.gatewayDns, dnsFile, ['-Q', '2000'], half),
     ]);
@@ -49,7 +65,9 @@ export async function memory(ctx: Ctx): Promise<ScenarioResult> {
   const end = env.rss(env.gateway.pid);
   await sleep(3000);
   const settled = env.rss(env.gateway.pid);
-  log(`memory mixed: before ${before.toFixed(1)} MB, after ${half} s ${mid.toFixed(1)} MB, after ${2 * half} s ${end.toFixed(1)} MB, settled ${settled.toFixed(1)} MB`);
+  log(
+    `memory mixed: before ${before.toFixed(1)} MB, after ${half} s ${mid.toFixed(1)} MB, after ${2 * half} s ${end.toFixed(1)} MB, settled ${settled.toFixed(1)} MB`,
+  );
   const only = (v: number) => ({ [OURS]: v });
   notes.push(
     `Idle tunnels: ${preset.idleTunnels} CONNECT tunnels opened (ClientHello sent and answered) and held; RSS read from /proc/PID/status (VmRSS).`,

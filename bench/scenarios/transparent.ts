@@ -15,7 +15,9 @@ export async function transparent({ env, preset, log }: Ctx): Promise<ScenarioRe
   try {
     await env.startGateway({ extraArgs: ['--transparent'] });
     const poolOf = async (name: string) => {
-      const out = (await env.run('dig', ['+short', '+time=2', '+tries=1', '-p', String(PORTS.gatewayDns), `@${LISTEN}`, name, 'A'], 10_000)).trim();
+      const out = (
+        await env.run('dig', ['+short', '+time=2', '+tries=1', '-p', String(PORTS.gatewayDns), `@${LISTEN}`, name, 'A'], 10_000)
+      ).trim();
       if (!/^127\.0\.0\.\d+$/.test(out)) throw new Error(`transparent: ${name} answered ${JSON.stringify(out)}, not a pool address`);
       return out;
     };
@@ -30,12 +32,21 @@ export async function transparent({ env, preset, log }: Ctx): Promise<ScenarioRe
     const runs: Record<string, number[]> = {};
     for (let rep = 0; rep < preset.bulkReps; rep++) {
       for (const p of paths) {
-        const r = await env.node<{ MBps: number }>('loadgen.js', { mode: 'bulk', via: p.via, target: p.bulk, name: BULK.name, bytes: preset.bulkBytes }, 120_000);
+        const r = await env.node<{ MBps: number }>(
+          'loadgen.js',
+          { mode: 'bulk', via: p.via, target: p.bulk, name: BULK.name, bytes: preset.bulkBytes },
+          120_000,
+        );
         (runs[p.name] ??= []).push(r.MBps);
         log(`transparent bulk ${p.name} rep ${rep + 1}: ${r.MBps.toFixed(0)} MB/s`);
       }
     }
-    rows.push({ metric: 'tunnel throughput', unit: 'MB/s', better: 'higher', values: Object.fromEntries(Object.entries(runs).map(([k, v]) => [k, median(v)])) });
+    rows.push({
+      metric: 'tunnel throughput',
+      unit: 'MB/s',
+      better: 'higher',
+      values: Object.fromEntries(Object.entries(runs).map(([k, v]) => [k, median(v)])),
+    });
     for (const c of preset.concurrency.slice(0, 2)) {
       const per: Record<string, number> = {};
       const p50: Record<string, number> = {};

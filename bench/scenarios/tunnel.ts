@@ -12,7 +12,11 @@ export async function tunnel({ env, preset, log }: Ctx): Promise<ScenarioResult>
   for (let rep = 0; rep < preset.bulkReps; rep++) {
     for (const p of paths) {
       const { r, cpu: ms } = await withCpu(env, p.name, () =>
-        env.node<{ MBps: number }>('loadgen.js', { mode: 'bulk', via: p.via, target: `${BULK.ip}:${BULK.port}`, name: BULK.name, bytes: preset.bulkBytes }, 120_000),
+        env.node<{ MBps: number }>(
+          'loadgen.js',
+          { mode: 'bulk', via: p.via, target: `${BULK.ip}:${BULK.port}`, name: BULK.name, bytes: preset.bulkBytes },
+          120_000,
+        ),
       );
       (runs[p.name] ??= []).push(r.MBps);
       if (p.name !== 'direct') cpu[p.name] = (cpu[p.name] ?? 0) + ms;

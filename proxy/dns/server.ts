@@ -144,7 +144,8 @@ export async function startDnsServer(host: string, port: number, opts: DnsServer
     });
     s.on('end', () => {
       ended = true;
-      if (buf.length) s.destroy(); // a message cut short
+      if (buf.length)
+        s.destroy(); // a message cut short
       else maybeEnd();
     });
   });

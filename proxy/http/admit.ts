@@ -13,8 +13,16 @@ export type Admission =
 
 const lookupRefusal = (r: Exclude<Lookup, { status: 'ok' | 'revoked' }>): Refusal =>
   r.status === 'refused'
-    ? { reason: 'private-address', status: DENY_STATUS['private-address'], detail: `resolves to a non-public address (${r.ips.join(', ')})` }
-    : { reason: 'resolve-failed', status: DENY_STATUS['resolve-failed'], detail: r.status === 'servfail' ? r.detail : `name has no IPv4 address (${r.status})` };
+    ? {
+        reason: 'private-address',
+        status: DENY_STATUS['private-address'],
+        detail: `resolves to a non-public address (${r.ips.join(', ')})`,
+      }
+    : {
+        reason: 'resolve-failed',
+        status: DENY_STATUS['resolve-failed'],
+        detail: r.status === 'servfail' ? r.detail : `name has no IPv4 address (${r.status})`,
+      };
 
 /** A connection revoked (by a reload or the gateway stopping) before it was answered. */
 export const revokedRefusal = (c: Connection): Refusal => {
@@ -54,6 +62,7 @@ export async function admit(
   if (r.status === 'revoked' || !stillAllowed(conn, deps.allowlist)) return fail(revokedRefusal(conn));
   if (r.status !== 'ok') return fail(lookupRefusal(r));
   const ip = r.ips[0];
-  if (ip === undefined) return fail({ reason: 'resolve-failed', status: DENY_STATUS['resolve-failed'], detail: 'the lookup returned no address' });
+  if (ip === undefined)
+    return fail({ reason: 'resolve-failed', status: DENY_STATUS['resolve-failed'], detail: 'the lookup returned no address' });
   return { ok: true, decision, ip, conn, done };
 }

@@ -53,7 +53,7 @@ function parseHello(b: Buffer): HelloResult {
     seen = true;
     const listEnd = 2 + data.readUInt16BE(0);
     if (listEnd !== data.length) return { status: 'invalid', detail: 'server_name list length mismatch' };
-    for (let p = 2; p < listEnd; ) {
+    for (let p = 2; p < listEnd;) {
       const nameType = data.readUInt8(p);
       const nameLen = data.readUInt16BE(p + 1);
       const name = data.subarray(p + 3, p + 3 + nameLen);

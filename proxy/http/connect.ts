@@ -52,7 +52,16 @@ export async function handleConnect(deps: ConnectDeps, req: http.IncomingMessage
   socket.on('error', () => socket.destroy());
   const t = parseAuthority(req.url ?? '');
   if (!t.ok) {
-    deps.audit.write({ event: 'connect', client, host: String(req.url).slice(0, 255), port: 0, decision: 'deny', reason: 'bad-request', status: 400, detail: t.detail });
+    deps.audit.write({
+      event: 'connect',
+      client,
+      host: String(req.url).slice(0, 255),
+      port: 0,
+      decision: 'deny',
+      reason: 'bad-request',
+      status: 400,
+      detail: t.detail,
+    });
     return rawReply(socket, 400, 'bad-request', t.detail);
   }
   return openTunnel(deps, socket, client, t.host, t.port, head, CONNECT_MODE);
@@ -72,14 +81,33 @@ export const CONNECT_MODE: TunnelMode = { mode: 'connect', via: 'connect' };
  * socket), a rule without a port carries on port 80 what a named port carries (its checks included),
  * and the audit lines say `mode: transparent`.
  */
-export async function openTunnel(deps: ConnectDeps, socket: net.Socket, client: string, host: string, port: number, head: Buffer, how: TunnelMode): Promise<void> {
+export async function openTunnel(
+  deps: ConnectDeps,
+  socket: net.Socket,
+  client: string,
+  host: string,
+  port: number,
+  head: Buffer,
+  how: TunnelMode,
+): Promise<void> {
   const { audit, limits } = deps;
   const transparent = how.mode === 'transparent';
   const mode = transparent ? ({ mode: 'transparent' } as const) : {};
   const t = { host, port };
   const a = await admit(deps, 'tunnel', how.via, client, t.host, t.port);
   if (!a.ok) {
-    audit.write({ event: 'connect', client, host: a.decision.host ?? t.host.slice(0, 255), port: t.port, rule: a.decision.rule, decision: 'deny', reason: a.reason, status: a.status, detail: a.detail, ...mode });
+    audit.write({
+      event: 'connect',
+      client,
+      host: a.decision.host ?? t.host.slice(0, 255),
+      port: t.port,
+      rule: a.decision.rule,
+      decision: 'deny',
+      reason: a.reason,
+      status: a.status,
+      detail: a.detail,
+      ...mode,
+    });
     return transparent ? void socket.destroy() : rawReply(socket, a.status, a.reason, a.detail);
   }
   const { decision, ip, conn } = a;

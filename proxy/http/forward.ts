@@ -50,7 +50,6 @@ function upstreamRequest(f: Forward, agent: http.Agent | false | undefined): htt
   return f.tls ? https.request({ ...o, servername: f.tls.servername, ca: f.tls.ca, rejectUnauthorized: true }) : http.request(o);
 }
 
-
 /** Plain HTTP: stream the request body to the origin, its checked answer back. */
 export function forwardRequest(deps: ForwardDeps, req: http.IncomingMessage, res: http.ServerResponse, f: Forward): void {
   let outcome: Outcome = { decision: 'allow', reason: 'allowed' };
@@ -151,8 +150,8 @@ export function forwardUpgrade(deps: ForwardDeps, socket: net.Socket, head: Buff
         host: f.audit.host,
         port: f.port,
         ip: f.ip,
-        bytes_up: upSocket ? (upSocket as net.Socket).bytesWritten ?? 0 : 0,
-        bytes_down: upSocket ? (upSocket as net.Socket).bytesRead ?? 0 : 0,
+        bytes_up: upSocket ? ((upSocket as net.Socket).bytesWritten ?? 0) : 0,
+        bytes_down: upSocket ? ((upSocket as net.Socket).bytesRead ?? 0) : 0,
         ms: Date.now() - started,
         closed_by: closedBy ?? 'client',
       });
@@ -165,7 +164,8 @@ export function forwardUpgrade(deps: ForwardDeps, socket: net.Socket, head: Buff
     if (!stillAllowed(f.conn, deps.allowlist)) return revoked();
     const h = checkResponseHead(ures.statusCode, ures.statusMessage, ures.rawHeaders, true);
     if (!h.ok) return fail(502, 'upstream-error', h.detail);
-    if (String(ures.headers.upgrade ?? '').toLowerCase() !== 'websocket') return fail(502, 'upstream-error', 'the upstream upgraded to something other than WebSocket');
+    if (String(ures.headers.upgrade ?? '').toLowerCase() !== 'websocket')
+      return fail(502, 'upstream-error', 'the upstream upgraded to something other than WebSocket');
     if (socket.destroyed) return usock.destroy();
     up.setTimeout(0);
     open = true;

@@ -12,10 +12,29 @@ export type RawHeaders = readonly string[];
 const PROTECTED = new Set(['content-length', 'transfer-encoding', 'host']);
 
 /** Hop-by-hop headers of the client's request, never forwarded (RFC 9110 7.6.1, plus proxy credentials). */
-const REQUEST_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'upgrade', 'expect']);
+const REQUEST_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authorization',
+  'proxy-authenticate',
+  'te',
+  'trailer',
+  'upgrade',
+  'expect',
+]);
 
 /** Hop-by-hop headers of an origin's response (its framing is re-done by the proxy, except Content-Length). */
-const RESPONSE_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+const RESPONSE_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
 
 /** Methods Node's client would give a chunked body by default when the request names no framing. */
 const BODYLESS_BY_DEFAULT = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT']);
@@ -26,9 +45,7 @@ const CONTENT_LENGTH = /^[0-9]{1,15}$/;
 
 export type Framing = 'none' | 'length' | 'chunked';
 
-export type RequestHead =
-  | { ok: true; headers: string[]; framing: Framing }
-  | { ok: false; detail: string };
+export type RequestHead = { ok: true; headers: string[]; framing: Framing } | { ok: false; detail: string };
 
 function connectionTokens(raw: RawHeaders): string[] {
   const tokens: string[] = [];
@@ -62,7 +79,8 @@ export function checkRequestHead(method: string, httpVersion: string, raw: RawHe
     if (!TOKEN.test(raw[i]!) || !FIELD_VALUE.test(raw[i + 1]!)) return bad('malformed header');
     // `Transfer_Encoding` is a different header to Node, but the real one to origins that map `_`
     // to `-` (CGI/WSGI-style environments): a second, unchecked framing.
-    if (name.includes('_') && PROTECTED.has(name.replaceAll('_', '-'))) return bad(`header ${raw[i]} spells a framing or identity header with "_"`);
+    if (name.includes('_') && PROTECTED.has(name.replaceAll('_', '-')))
+      return bad(`header ${raw[i]} spells a framing or identity header with "_"`);
     if (name === 'host') hosts++;
     else if (name === 'content-length') lengths.push(raw[i + 1]!.trim());
     else if (name === 'transfer-encoding') encodings.push(raw[i + 1]!.trim());

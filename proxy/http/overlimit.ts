@@ -35,7 +35,16 @@ export function overLimitRefuser(audit: Audit, limit: number): (socket: net.Sock
   let pending = 0;
   return (socket, client) => {
     refused.add(socket);
-    audit.write({ event: 'connect', client, host: '', port: 0, decision: 'deny', reason: 'connection-limit', status: DENY_STATUS['connection-limit'], detail: `over ${limit} concurrent connections` });
+    audit.write({
+      event: 'connect',
+      client,
+      host: '',
+      port: 0,
+      decision: 'deny',
+      reason: 'connection-limit',
+      status: DENY_STATUS['connection-limit'],
+      detail: `over ${limit} concurrent connections`,
+    });
     if (pending >= OVERLIMIT_MAX_PENDING) {
       socket.destroy();
       return;

@@ -124,27 +124,53 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
     const ok = await admitAbsolute(req, client, 'request', (status, reason, detail) => refuseResponse(res, status, reason, detail));
     if (!ok) return;
     if (res.destroyed || req.socket.destroyed) return ok.a.done();
-    forwardRequest(fdeps, req, res, { conn: ok.a.conn, done: ok.a.done, ip: ok.a.ip, port: ok.t.port, method, path: ok.t.path, headers: ok.headers, audit: ok.base });
+    forwardRequest(fdeps, req, res, {
+      conn: ok.a.conn,
+      done: ok.a.done,
+      ip: ok.a.ip,
+      port: ok.t.port,
+      method,
+      path: ok.t.path,
+      headers: ok.headers,
+      audit: ok.base,
+    });
   }
 
   /**
    * An absolute-form request or WebSocket upgrade: URL, framing, decision + lookup, Host header. Every
    * refusal is audited and answered through `refuse`; undefined then.
    */
-  async function admitAbsolute(req: http.IncomingMessage, client: string, via: 'request' | 'websocket', refuse: (status: number, reason: string, detail?: string) => void) {
+  async function admitAbsolute(
+    req: http.IncomingMessage,
+    client: string,
+    via: 'request' | 'websocket',
+    refuse: (status: number, reason: string, detail?: string) => void,
+  ) {
     const method = req.method ?? '';
     const t = parseAbsoluteUrl(req.url ?? '');
     const bad = (detail: string, h = '', p = 0) => {
       log({ event: 'http', client, host: h, port: p, method, decision: 'deny', reason: 'bad-request', status: 400, detail });
       refuse(400, 'bad-request', detail);
     };
-    if (via === 'websocket' && String(req.headers.upgrade).toLowerCase() !== 'websocket') return void bad('only absolute-form WebSocket upgrades are proxied');
+    if (via === 'websocket' && String(req.headers.upgrade).toLowerCase() !== 'websocket')
+      return void bad('only absolute-form WebSocket upgrades are proxied');
     if (!t.ok) return void bad(via === 'websocket' ? 'only absolute-form WebSocket upgrades are proxied' : t.detail);
     const head = checkRequestHead(method, req.httpVersion, req.rawHeaders, via === 'websocket');
     if (!head.ok) return void bad(head.detail, t.host.slice(0, 255), t.port);
     const a = await admit(adeps, via, 'http', client, t.host, t.port);
     if (!a.ok) {
-      log({ event: 'http', client, host: a.decision.host ?? t.host.slice(0, 255), port: t.port, method, rule: a.decision.rule, decision: 'deny', reason: a.reason, status: a.status, detail: a.detail });
+      log({
+        event: 'http',
+        client,
+        host: a.decision.host ?? t.host.slice(0, 255),
+        port: t.port,
+        method,
+        rule: a.decision.rule,
+        decision: 'deny',
+        reason: a.reason,
+        status: a.status,
+        detail: a.detail,
+      });
       return void refuse(a.status, a.reason, a.detail);
     }
     const base = { event: 'http', client, host: a.decision.host, port: t.port, ip: a.ip, method, rule: a.decision.rule } as const;
@@ -163,7 +189,16 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
     const ok = await admitAbsolute(req, client, 'websocket', (status, reason, detail) => rawReply(socket, status, reason, detail));
     if (!ok) return;
     if (socket.destroyed) return ok.a.done();
-    forwardUpgrade(fdeps, socket, head, { conn: ok.a.conn, done: ok.a.done, ip: ok.a.ip, port: ok.t.port, method: req.method ?? '', path: ok.t.path, headers: ok.headers, audit: ok.base });
+    forwardUpgrade(fdeps, socket, head, {
+      conn: ok.a.conn,
+      done: ok.a.done,
+      ip: ok.a.ip,
+      port: ok.t.port,
+      method: req.method ?? '',
+      path: ok.t.path,
+      headers: ok.headers,
+      audit: ok.base,
+    });
   }
 
   /**
@@ -178,18 +213,37 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
     const tunnel = tunnelOf.get(req.socket);
     const method = req.method ?? '';
     if (!tunnel) return void req.socket.destroy();
-    const base = { event: 'http', client: tunnel.client, host: tunnel.host, port: tunnel.port, ip: tunnel.ip, method, rule: tunnel.rule, ...(tunnel.mode ? { mode: tunnel.mode } : {}) } as const;
-    const no = (status: number, reason: 'bad-request' | 'host-mismatch' | 'policy-reload' | 'foreign-credential', detail: string, extra: Partial<RequestAudit> = {}) => {
+    const base = {
+      event: 'http',
+      client: tunnel.client,
+      host: tunnel.host,
+      port: tunnel.port,
+      ip: tunnel.ip,
+      method,
+      rule: tunnel.rule,
+      ...(tunnel.mode ? { mode: tunnel.mode } : {}),
+    } as const;
+    const no = (
+      status: number,
+      reason: 'bad-request' | 'host-mismatch' | 'policy-reload' | 'foreign-credential',
+      detail: string,
+      extra: Partial<RequestAudit> = {},
+    ) => {
       log({ ...base, ...extra, decision: 'deny', reason, status, detail });
       refuse(status, reason, detail);
       return undefined;
     };
     const url = req.url ?? '';
-    if (!url.startsWith('/') && !(method === 'OPTIONS' && url === '*')) return no(400, 'bad-request', 'a request inside a tunnel must be in origin form');
+    if (!url.startsWith('/') && !(method === 'OPTIONS' && url === '*'))
+      return no(400, 'bad-request', 'a request inside a tunnel must be in origin form');
     const head = checkRequestHead(method, req.httpVersion, req.rawHeaders, upgrade);
     if (!head.ok) return no(400, 'bad-request', head.detail);
     if (!hostHeaderMatches(req.headers.host, tunnel.host, tunnel.port, true)) {
-      return no(403, 'host-mismatch', `Host ${JSON.stringify(String(req.headers.host).slice(0, 255))} is not the tunnel's host ${tunnel.host}`);
+      return no(
+        403,
+        'host-mismatch',
+        `Host ${JSON.stringify(String(req.headers.host).slice(0, 255))} is not the tunnel's host ${tunnel.host}`,
+      );
     }
     if (!stillAllowed(tunnel.conn, opts.allowlist)) return no(403, 'policy-reload', revokedDetail(tunnel.conn));
     let headers = head.headers;
@@ -199,18 +253,39 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
       const r = rewriteCredential(head.headers, cred);
       if (!r.ok) return no(r.status, r.reason, r.detail, { credential: r.use, credential_name: cred.name });
       // TRACE asks the origin to echo the request back: with the real value in it, to the sandbox
-      if (r.use === 'injected' && method === 'TRACE') return no(400, 'bad-request', 'a TRACE request is never sent with an injected credential (the origin would echo it)', { credential: r.use, credential_name: cred.name });
+      if (r.use === 'injected' && method === 'TRACE')
+        return no(400, 'bad-request', 'a TRACE request is never sent with an injected credential (the origin would echo it)', {
+          credential: r.use,
+          credential_name: cred.name,
+        });
       headers = r.headers;
       audited = { ...base, credential: r.use, credential_name: cred.name };
     }
     let settle!: () => void;
-    const conn: Connection = { kind: upgrade ? 'websocket' : 'request', client: tunnel.client, host: tunnel.host, port: tunnel.port, via: tunnel.conn.via, closed: new Promise((r) => (settle = r)) };
+    const conn: Connection = {
+      kind: upgrade ? 'websocket' : 'request',
+      client: tunnel.client,
+      host: tunnel.host,
+      port: tunnel.port,
+      via: tunnel.conn.via,
+      closed: new Promise((r) => (settle = r)),
+    };
     const remove = registry.add(conn);
     const done = () => {
       remove();
       settle();
     };
-    return { conn, done, ip: tunnel.ip, port: tunnel.port, method, path: url, headers, audit: audited, ...(tunnel.inject ? { tls: tunnel.inject.tls } : {}) };
+    return {
+      conn,
+      done,
+      ip: tunnel.ip,
+      port: tunnel.port,
+      method,
+      path: url,
+      headers,
+      audit: audited,
+      ...(tunnel.inject ? { tls: tunnel.inject.tls } : {}),
+    };
   }
 
   const serverOptions: http.ServerOptions = {
@@ -267,7 +342,13 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
     if (bytes.length) socket.unshift(bytes);
     inner.emit('connection', socket);
   };
-  const idep = opts.inject && { inject: opts.inject, audit, helloTimeoutMs: limits.helloTimeoutMs, idleTimeoutMs: limits.idleTimeoutMs, toHttp };
+  const idep = opts.inject && {
+    inject: opts.inject,
+    audit,
+    helloTimeoutMs: limits.helloTimeoutMs,
+    idleTimeoutMs: limits.idleTimeoutMs,
+    toHttp,
+  };
   const cdeps = {
     ...adeps,
     audit,
@@ -287,7 +368,16 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
   server.timeout = limits.idleTimeoutMs;
   const refuseOverLimit = overLimitRefuser(audit, limits.maxConnectionsPerClient);
   const refuseTransparentOverLimit = (socket: net.Socket, client: string) => {
-    audit.write({ event: 'connect', client, host: '', port: 0, decision: 'deny', reason: 'connection-limit', detail: `over ${limits.maxConnectionsPerClient} concurrent connections`, mode: 'transparent' });
+    audit.write({
+      event: 'connect',
+      client,
+      host: '',
+      port: 0,
+      decision: 'deny',
+      reason: 'connection-limit',
+      detail: `over ${limits.maxConnectionsPerClient} concurrent connections`,
+      mode: 'transparent',
+    });
     socket.destroy();
   };
   /**
@@ -314,9 +404,21 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
   };
   server.on('connection', (socket: net.Socket) => void track(socket));
   server.on('clientError', onClientError);
-  server.on('request', guarded(([req]) => req.socket, onRequest));
-  server.on('connect', guarded(([, socket]) => socket, (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => handleConnect(cdeps, req, socket, head)));
-  server.on('upgrade', guarded(([, socket]) => socket, onUpgrade));
+  server.on(
+    'request',
+    guarded(([req]) => req.socket, onRequest),
+  );
+  server.on(
+    'connect',
+    guarded(
+      ([, socket]) => socket,
+      (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => handleConnect(cdeps, req, socket, head),
+    ),
+  );
+  server.on(
+    'upgrade',
+    guarded(([, socket]) => socket, onUpgrade),
+  );
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -337,7 +439,10 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
       if (!track(socket, refuseTransparentOverLimit)) return;
       socket.setNoDelay(true);
       withConnectionScope(socket, () =>
-        guarded(() => socket, () => openTunnel(cdeps, socket, socket.remoteAddress ?? '', host, port, Buffer.alloc(0), { mode: 'transparent', via }))(),
+        guarded(
+          () => socket,
+          () => openTunnel(cdeps, socket, socket.remoteAddress ?? '', host, port, Buffer.alloc(0), { mode: 'transparent', via }),
+        )(),
       );
     },
     close: async () => {

@@ -64,6 +64,11 @@ export function refuseResponse(res: http.ServerResponse, status: number, reason:
     (socket as Duplex & { destroySoon?: () => void }).destroySoon = () => lingerClose(socket);
   }
   const body = denyBody(reason, detail);
-  res.writeHead(status, { [DENY_HEADER]: reason, 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body), connection: 'close' });
+  res.writeHead(status, {
+    [DENY_HEADER]: reason,
+    'content-type': 'text/plain',
+    'content-length': Buffer.byteLength(body),
+    connection: 'close',
+  });
   res.end(body);
 }

@@ -3,7 +3,19 @@
 // only. The gateway issues from it one leaf certificate per injected host (kept in memory, renewed
 // before it expires).
 import { createPrivateKey, createPublicKey, generateKeyPairSync, X509Certificate, type KeyObject } from 'node:crypto';
-import { closeSync, constants, existsSync, fchmodSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  existsSync,
+  fchmodSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { certificate, toPem } from './x509.js';
@@ -53,7 +65,8 @@ export function ensureCa(dir: string, project: string, now = new Date()): CaFile
       const certPem = readFileSync(cert, 'utf8');
       const x = new X509Certificate(certPem);
       const k = createPrivateKey(readFileSync(key));
-      if (x.ca && x.checkPrivateKey(k) && Date.parse(x.validTo) - now.getTime() > CA_RENEW_BEFORE) return { cert, key, certPem, created: false };
+      if (x.ca && x.checkPrivateKey(k) && Date.parse(x.validTo) - now.getTime() > CA_RENEW_BEFORE)
+        return { cert, key, certPem, created: false };
     } catch {
       /* made again below */
     }
@@ -120,7 +133,11 @@ export class LeafIssuer {
       notBefore: new Date(now - 3_600_000),
       notAfter: new Date(now + LEAF_LIFETIME),
     });
-    const context = tls.createSecureContext({ key: pair.privateKey.export({ type: 'pkcs8', format: 'pem' }), cert: toPem(der) + this.caPem, minVersion: 'TLSv1.2' });
+    const context = tls.createSecureContext({
+      key: pair.privateKey.export({ type: 'pkcs8', format: 'pem' }),
+      cert: toPem(der) + this.caPem,
+      minVersion: 'TLSv1.2',
+    });
     this.cache.set(host, { context, renewAt: now + LEAF_LIFETIME / 2 });
     return context;
   }

@@ -12,7 +12,17 @@ export const SENTINEL = 'codex-egress-managed';
 export const FOREIGN_MODES = ['forward', 'refuse'] as const;
 export type ForeignMode = (typeof FOREIGN_MODES)[number];
 
-const RESERVED_HEADERS = new Set(['host', 'content-length', 'transfer-encoding', 'connection', 'upgrade', 'keep-alive', 'te', 'trailer', 'expect']);
+const RESERVED_HEADERS = new Set([
+  'host',
+  'content-length',
+  'transfer-encoding',
+  'connection',
+  'upgrade',
+  'keep-alive',
+  'te',
+  'trailer',
+  'expect',
+]);
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 /** A header value's bytes: no CR, LF, NUL or other control characters (a value is never a second header). */
 const VALUE = /^[\x20-\x7e\x80-\xff]+$/;
@@ -42,7 +52,10 @@ export const credentialSchema = z
      */
     format: z
       .string()
-      .refine((f) => (f.startsWith('basic:') ? !f.slice(6).includes(':') && f.length > 6 : f.split('{value}').length === 2), 'format is a template with {value} once, or basic:USER')
+      .refine(
+        (f) => (f.startsWith('basic:') ? !f.slice(6).includes(':') && f.length > 6 : f.split('{value}').length === 2),
+        'format is a template with {value} once, or basic:USER',
+      )
       .default('Bearer {value}'),
     value: z.string().regex(VALUE, 'the value is empty or holds control characters (a line break?)'),
     foreign: z.enum(FOREIGN_MODES).default('forward'),
@@ -77,7 +90,10 @@ export function parseCredentials(text: string): Credential[] {
     throw new CredentialsError('the credentials file is not JSON');
   }
   const r = credentialsFileSchema.safeParse(json);
-  if (!r.success) throw new CredentialsError(`the credentials file is invalid: ${r.error.issues.map((i) => `${i.path.join('.') || '(file)'}: ${i.message}`).join('; ')}`);
+  if (!r.success)
+    throw new CredentialsError(
+      `the credentials file is invalid: ${r.error.issues.map((i) => `${i.path.join('.') || '(file)'}: ${i.message}`).join('; ')}`,
+    );
   return r.data.credentials;
 }
 

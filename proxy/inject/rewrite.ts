@@ -16,7 +16,11 @@ function isSentinel(written: string, format: string): boolean {
   const sp = expected.indexOf(' ');
   if (sp < 0) return v === expected;
   // "Bearer x" / "bearer x": the scheme is case-insensitive (RFC 9110 11.1), the rest exact
-  return v.length === expected.length && v.slice(0, sp).toLowerCase() === expected.slice(0, sp).toLowerCase() && v.slice(sp) === expected.slice(sp);
+  return (
+    v.length === expected.length &&
+    v.slice(0, sp).toLowerCase() === expected.slice(0, sp).toLowerCase() &&
+    v.slice(sp) === expected.slice(sp)
+  );
 }
 
 /**
@@ -38,7 +42,13 @@ export function rewriteCredential(headers: readonly string[], c: Credential): Re
     return { ok: true, headers: out, use: 'injected' };
   }
   if (c.foreign === 'refuse') {
-    return { ok: false, use: 'foreign', status: 403, reason: 'foreign-credential', detail: `the ${c.header} header is not the sentinel of credential ${c.name}` };
+    return {
+      ok: false,
+      use: 'foreign',
+      status: 403,
+      reason: 'foreign-credential',
+      detail: `the ${c.header} header is not the sentinel of credential ${c.name}`,
+    };
   }
   return { ok: true, headers: [...headers], use: 'foreign' };
 }

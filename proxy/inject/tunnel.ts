@@ -48,9 +48,26 @@ export function upstreamTrust(inject: InjectOptions): string[] | undefined {
 }
 
 /** Take over an admitted tunnel (the 200 not yet sent): TLS with the client, then the HTTP checks. */
-export function intercept(deps: InterceptDeps, cred: Credential, socket: net.Socket, head: Buffer, tunnel: HttpTunnel, done: () => void): void {
+export function intercept(
+  deps: InterceptDeps,
+  cred: Credential,
+  socket: net.Socket,
+  head: Buffer,
+  tunnel: HttpTunnel,
+  done: () => void,
+): void {
   const { audit } = deps;
-  const base = { event: 'connect', client: tunnel.client, host: tunnel.host, port: tunnel.port, ip: tunnel.ip, rule: tunnel.rule, intercepted: true, credential_name: cred.name, ...(tunnel.mode ? { mode: tunnel.mode } : {}) } as const;
+  const base = {
+    event: 'connect',
+    client: tunnel.client,
+    host: tunnel.host,
+    port: tunnel.port,
+    ip: tunnel.ip,
+    rule: tunnel.rule,
+    intercepted: true,
+    credential_name: cred.name,
+    ...(tunnel.mode ? { mode: tunnel.mode } : {}),
+  } as const;
   const started = Date.now();
   let closedBy: ClosedBy | undefined;
   const trust = upstreamTrust(deps.inject);
@@ -72,12 +89,23 @@ export function intercept(deps: InterceptDeps, cred: Credential, socket: net.Soc
   if (tunnel.mode !== 'transparent') socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
   if (head.length) socket.unshift(head);
   const timer = setTimeout(() => {
-    audit.write({ ...base, decision: 'deny', reason: 'tls-required', detail: `no TLS handshake with the gateway within ${deps.helloTimeoutMs} ms` });
+    audit.write({
+      ...base,
+      decision: 'deny',
+      reason: 'tls-required',
+      detail: `no TLS handshake with the gateway within ${deps.helloTimeoutMs} ms`,
+    });
     end('tls-required');
   }, deps.helloTimeoutMs);
   let handed = false;
   secure.on('error', (err: NodeJS.ErrnoException) => {
-    if (!handed) audit.write({ ...base, decision: 'deny', reason: 'tls-required', detail: `TLS with the gateway failed: ${err.code ?? err.message}`.slice(0, 300) });
+    if (!handed)
+      audit.write({
+        ...base,
+        decision: 'deny',
+        reason: 'tls-required',
+        detail: `TLS with the gateway failed: ${err.code ?? err.message}`.slice(0, 300),
+      });
     end('error');
   });
   secure.on('end', () => {
@@ -85,7 +113,12 @@ export function intercept(deps: InterceptDeps, cred: Credential, socket: net.Soc
     // the client gave up during the handshake (an untrusted CA, most often): the client side is half-open
     // (the HTTP server's sockets allow it), so it is closed here
     if (handed) return;
-    audit.write({ ...base, decision: 'deny', reason: 'tls-required', detail: 'the client closed during the TLS handshake with the gateway (does it trust the project CA?)' });
+    audit.write({
+      ...base,
+      decision: 'deny',
+      reason: 'tls-required',
+      detail: 'the client closed during the TLS handshake with the gateway (does it trust the project CA?)',
+    });
     handed = true; // one line per tunnel
     end('client');
   });
@@ -93,12 +126,20 @@ export function intercept(deps: InterceptDeps, cred: Credential, socket: net.Soc
     clearTimeout(timer);
     const sni = (secure as tls.TLSSocket & { servername?: string | false }).servername;
     if (typeof sni !== 'string' || !spellsName(sni, tunnel.host)) {
-      audit.write({ ...base, decision: 'deny', reason: 'sni-mismatch', detail: `SNI ${JSON.stringify(String(sni).slice(0, 255))} is not ${tunnel.host}` });
+      audit.write({
+        ...base,
+        decision: 'deny',
+        reason: 'sni-mismatch',
+        detail: `SNI ${JSON.stringify(String(sni).slice(0, 255))} is not ${tunnel.host}`,
+      });
       return end('sni-mismatch');
     }
     handed = true;
     secure.setTimeout(0);
-    deps.toHttp(secure, Buffer.alloc(0), { ...tunnel, inject: { credential: cred, tls: { servername: tunnel.host, ...(trust ? { ca: trust } : {}) } } });
+    deps.toHttp(secure, Buffer.alloc(0), {
+      ...tunnel,
+      inject: { credential: cred, tls: { servername: tunnel.host, ...(trust ? { ca: trust } : {}) } },
+    });
   });
   let closed = false;
   const onClose = () => {

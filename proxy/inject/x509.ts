@@ -7,7 +7,14 @@ import { createHash, randomBytes, sign, type KeyObject } from 'node:crypto';
 
 const tlv = (tag: number, body: Buffer): Buffer => {
   const n = body.length;
-  const len = n < 0x80 ? Buffer.from([n]) : n < 0x100 ? Buffer.from([0x81, n]) : n < 0x10000 ? Buffer.from([0x82, n >> 8, n & 0xff]) : Buffer.from([0x83, n >> 16, (n >> 8) & 0xff, n & 0xff]);
+  const len =
+    n < 0x80
+      ? Buffer.from([n])
+      : n < 0x100
+        ? Buffer.from([0x81, n])
+        : n < 0x10000
+          ? Buffer.from([0x82, n >> 8, n & 0xff])
+          : Buffer.from([0x83, n >> 16, (n >> 8) & 0xff, n & 0xff]);
   return Buffer.concat([Buffer.from([tag]), len, body]);
 };
 const seq = (...items: Buffer[]) => tlv(0x30, Buffer.concat(items));
@@ -98,4 +105,5 @@ export function certificate(spec: CertificateSpec): Buffer {
   return seq(tbs, ECDSA_SHA256, bits(signature));
 }
 
-export const toPem = (der: Buffer) => `-----BEGIN CERTIFICATE-----\n${der.toString('base64').replace(/.{1,64}/g, '$&\n')}-----END CERTIFICATE-----\n`;
+export const toPem = (der: Buffer) =>
+  `-----BEGIN CERTIFICATE-----\n${der.toString('base64').replace(/.{1,64}/g, '$&\n')}-----END CERTIFICATE-----\n`;

@@ -18,7 +18,12 @@ export interface TransparentListeners {
 /** Port 80 is decided as plain HTTP (a rule without a port allows it); every other port as CONNECT. */
 export const viaFor = (port: number) => (port === 80 ? ('http' as const) : ('connect' as const));
 
-export async function startTransparent(pool: Pool, ports: readonly number[], proxy: Pick<ProxyServer, 'transparent'>, audit: Audit): Promise<TransparentListeners> {
+export async function startTransparent(
+  pool: Pool,
+  ports: readonly number[],
+  proxy: Pick<ProxyServer, 'transparent'>,
+  audit: Audit,
+): Promise<TransparentListeners> {
   const servers = new Map<number, net.Server[]>();
 
   const onConnection = (port: number) => (socket: net.Socket) => {
@@ -27,8 +32,14 @@ export async function startTransparent(pool: Pool, ports: readonly number[], pro
     const name = pool.nameOf(local);
     if (name === undefined) {
       audit.write({
-        event: 'connect', client: socket.remoteAddress ?? '', host: local, port, decision: 'deny', reason: 'not-allowlisted',
-        detail: `pool address ${local} stands for no name (never given out, expired, or released by a reload)`, mode: 'transparent',
+        event: 'connect',
+        client: socket.remoteAddress ?? '',
+        host: local,
+        port,
+        decision: 'deny',
+        reason: 'not-allowlisted',
+        detail: `pool address ${local} stands for no name (never given out, expired, or released by a reload)`,
+        mode: 'transparent',
       });
       return void socket.destroy();
     }

@@ -121,13 +121,16 @@ export class Pool {
 export function poolAddresses(cidr: string): { ok: true; addresses: string[]; cidr: string } | { ok: false; error: string } {
   const m = /^([0-9.]+)\/([0-9]{1,2})$/.exec(cidr.trim());
   const bits = m ? Number(m[2]) : NaN;
-  if (!m || !isIPv4(m[1]!) || !(bits >= 0 && bits <= 32)) return { ok: false, error: `transparent pool "${cidr}" must be an IPv4 CIDR such as 10.0.0.128/25` };
+  if (!m || !isIPv4(m[1]!) || !(bits >= 0 && bits <= 32))
+    return { ok: false, error: `transparent pool "${cidr}" must be an IPv4 CIDR such as 10.0.0.128/25` };
   const base = toInt(m[1]!);
   const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
-  if ((base & mask) >>> 0 !== base) return { ok: false, error: `transparent pool "${cidr}": host bits are set (did you mean ${toIp((base & mask) >>> 0)}/${bits}?)` };
+  if ((base & mask) >>> 0 !== base)
+    return { ok: false, error: `transparent pool "${cidr}": host bits are set (did you mean ${toIp((base & mask) >>> 0)}/${bits}?)` };
   const count = 2 ** (32 - bits);
   const [first, last] = bits >= 31 ? [base, base + count - 1] : [base + 1, base + count - 2];
-  if (last - first + 1 > MAX_POOL_SIZE) return { ok: false, error: `transparent pool "${cidr}" has ${last - first + 1} addresses; at most ${MAX_POOL_SIZE}` };
+  if (last - first + 1 > MAX_POOL_SIZE)
+    return { ok: false, error: `transparent pool "${cidr}" has ${last - first + 1} addresses; at most ${MAX_POOL_SIZE}` };
   const addresses: string[] = [];
   for (let i = first; i <= last; i++) addresses.push(toIp(i));
   return { ok: true, addresses, cidr: `${toIp(base)}/${bits}` };
@@ -146,15 +149,25 @@ const toIp = (n: number) => [24, 16, 8, 0].map((s) => Math.floor(n / 2 ** s) % 2
  * The pool a gateway configuration asks for: undefined when transparent mode is off, an error when the
  * pool cannot be used (no way to derive it, not a CIDR, or it holds the gateway's listen address).
  */
-export function poolFor(cfg: { transparent: boolean; transparentPool?: string; listen: string }):
-  | { ok: true; cidr: string; addresses: string[] }
-  | { ok: false; error: string }
-  | undefined {
+export function poolFor(cfg: {
+  transparent: boolean;
+  transparentPool?: string;
+  listen: string;
+}): { ok: true; cidr: string; addresses: string[] } | { ok: false; error: string } | undefined {
   if (!cfg.transparent) return undefined;
   const cidr = cfg.transparentPool ?? defaultPool(cfg.listen);
-  if (cidr === undefined) return { ok: false, error: 'transparent mode needs its pool: give --listen with the sandbox-facing address, or --transparent-pool CIDR (or --no-transparent)' };
+  if (cidr === undefined)
+    return {
+      ok: false,
+      error:
+        'transparent mode needs its pool: give --listen with the sandbox-facing address, or --transparent-pool CIDR (or --no-transparent)',
+    };
   const p = poolAddresses(cidr);
   if (!p.ok) return p;
-  if (p.addresses.includes(cfg.listen)) return { ok: false, error: `transparent pool ${p.cidr} holds the listen address ${cfg.listen}: choose a range of the sandbox network the gateway and sandbox do not use` };
+  if (p.addresses.includes(cfg.listen))
+    return {
+      ok: false,
+      error: `transparent pool ${p.cidr} holds the listen address ${cfg.listen}: choose a range of the sandbox network the gateway and sandbox do not use`,
+    };
   return p;
 }

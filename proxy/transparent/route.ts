@@ -20,7 +20,9 @@ export async function installPoolRoute(cidr: string): Promise<() => Promise<void
   try {
     await ip(['route', 'replace', 'local', cidr, 'dev', 'lo', 'table', 'local']);
   } catch (err) {
-    throw new PoolRouteError(`transparent pool ${cidr}: could not make its addresses the gateway's (ip route: ${(err as Error).message.split('\n')[0]}); the gateway needs NET_ADMIN, or use --no-transparent`);
+    throw new PoolRouteError(
+      `transparent pool ${cidr}: could not make its addresses the gateway's (ip route: ${(err as Error).message.split('\n')[0]}); the gateway needs NET_ADMIN, or use --no-transparent`,
+    );
   }
   return async () => {
     await ip(['route', 'del', 'local', cidr, 'dev', 'lo', 'table', 'local']).catch(() => undefined);

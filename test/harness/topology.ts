@@ -105,7 +105,9 @@ export async function startTopology(): Promise<Topology> {
         { ip: WEB, port: UDP_PORT },
       ],
       zone: ZONE,
-      https: [WEB, DENIED_WEB, NEW_WEB, SHORT_WEB, LONG_WEB].map((ip) => ({ ip, port: 443, cert, key })).concat([{ ip: WEB, port: 8443, cert, key }]),
+      https: [WEB, DENIED_WEB, NEW_WEB, SHORT_WEB, LONG_WEB]
+        .map((ip) => ({ ip, port: 443, cert, key }))
+        .concat([{ ip: WEB, port: 8443, cert, key }]),
       http: [WEB, LAN, METADATA, WEB6].map((ip) => ({ ip, port: 80 })),
     });
     worlds.push(world);
@@ -153,15 +155,30 @@ export async function curl(ns: Netns, args: string[], maxSeconds = 3): Promise<C
   });
   const out = String(r.stdout);
   const cut = out.lastIndexOf('\n');
-  const [code, connect] = out.slice(cut + 1).split(' ').map(Number);
-  return { exitCode: r.exitCode ?? -1, code: code ?? 0, connect: connect ?? 0, body: out.slice(0, Math.max(cut, 0)), stderr: String(r.stderr) };
+  const [code, connect] = out
+    .slice(cut + 1)
+    .split(' ')
+    .map(Number);
+  return {
+    exitCode: r.exitCode ?? -1,
+    code: code ?? 0,
+    connect: connect ?? 0,
+    body: out.slice(0, Math.max(cut, 0)),
+    stderr: String(r.stderr),
+  };
 }
 
 /** dig in a namespace: one try, one second. Returns the status (NOERROR, NXDOMAIN, …, or TIMEOUT) and A records. */
-export async function dig(ns: Netns, server: string, name: string, extra: string[] = []): Promise<{ status: string; answers: string[]; output: string }> {
+export async function dig(
+  ns: Netns,
+  server: string,
+  name: string,
+  extra: string[] = [],
+): Promise<{ status: string; answers: string[]; output: string }> {
   const r = await ns.run('dig', ['+time=1', '+tries=1', `@${server}`, name, 'A', ...extra], { reject: false, timeoutMs: 10_000 });
   const out = String(r.stdout);
-  const status = /status: (\w+)/.exec(out)?.[1] ?? (/timed out|no servers could be reached/.test(out) ? 'TIMEOUT' : `FAILED(${r.exitCode})`);
+  const status =
+    /status: (\w+)/.exec(out)?.[1] ?? (/timed out|no servers could be reached/.test(out) ? 'TIMEOUT' : `FAILED(${r.exitCode})`);
   const answers = [...out.matchAll(/^\S+\s+\d+\s+IN\s+A\s+(\S+)$/gm)].map((m) => m[1]!);
   return { status, answers, output: out };
 }

@@ -26,8 +26,21 @@ export async function makeCert(dir: string, names: string[]): Promise<{ cert: st
   const cert = join(dir, 'cert.pem');
   const key = join(dir, 'key.pem');
   await execa('openssl', [
-    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', `/CN=${names[0]}`,
-    '-addext', `subjectAltName=${names.map((n) => `DNS:${n}`).join(',')}`, '-keyout', key, '-out', cert,
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-days',
+    '2',
+    '-subj',
+    `/CN=${names[0]}`,
+    '-addext',
+    `subjectAltName=${names.map((n) => `DNS:${n}`).join(',')}`,
+    '-keyout',
+    key,
+    '-out',
+    cert,
   ]);
   return { cert, key };
 }
@@ -93,7 +106,12 @@ export async function startGatewayIn(ns: Netns, dir: string, args: string[], env
       for (;;) {
         const hit = audit().find(pred);
         if (hit) return hit;
-        if (Date.now() > end) throw new Error(`no matching audit line in ${timeoutMs} ms; log:\n${audit().map((e) => JSON.stringify(e)).join('\n')}`);
+        if (Date.now() > end)
+          throw new Error(
+            `no matching audit line in ${timeoutMs} ms; log:\n${audit()
+              .map((e) => JSON.stringify(e))
+              .join('\n')}`,
+          );
         await new Promise((r) => setTimeout(r, 50));
       }
     },
