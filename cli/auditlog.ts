@@ -213,6 +213,12 @@ export class Tail {
     const rotated = (await logFiles(this.path)).filter((f) => f !== this.path);
     const inodes = await Promise.all(rotated.map(async (f) => (await stat(f).catch(() => undefined))?.ino));
     const mine = inodes.indexOf(this.ino);
+    // Lines may have reached the file we hold after our read and before it was renamed: read it to its
+    // end once more (nothing is written to it after the rename), then move on.
+    for await (const l of linesOf(this.fh, this.at)) {
+      if (this.midLine) this.midLine = false;
+      else yield l;
+    }
     await this.fh.close();
     this.fh = undefined;
     if (mine !== -1) for (const f of rotated.slice(mine + 1)) yield* fileLines(f);
