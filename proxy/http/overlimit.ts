@@ -30,21 +30,24 @@ export function overLimitReply(limit: number): string {
   );
 }
 
+/** The audit line of a connection over the limit. Pure. */
+const overLimitEvent = (client: string, limit: number) =>
+  ({
+    event: 'connect',
+    client,
+    host: '',
+    port: 0,
+    decision: 'deny',
+    reason: 'connection-limit',
+    detail: `over ${limit} concurrent connections`,
+  }) as const;
+
 /** Answers connections over the limit; one per proxy server. */
 export function overLimitRefuser(audit: Audit, limit: number): (socket: net.Socket, client: string) => void {
   let pending = 0;
   return (socket, client) => {
     refused.add(socket);
-    audit.write({
-      event: 'connect',
-      client,
-      host: '',
-      port: 0,
-      decision: 'deny',
-      reason: 'connection-limit',
-      status: DENY_STATUS['connection-limit'],
-      detail: `over ${limit} concurrent connections`,
-    });
+    audit.write({ ...overLimitEvent(client, limit), status: DENY_STATUS['connection-limit'] });
     if (pending >= OVERLIMIT_MAX_PENDING) {
       socket.destroy();
       return;
@@ -60,5 +63,16 @@ export function overLimitRefuser(audit: Audit, limit: number): (socket: net.Sock
     socket.on('data', () => undefined); // read and dropped, never parsed
     socket.once('end', () => socket.destroy());
     socket.end(overLimitReply(limit));
+  };
+}
+
+/**
+ * Closes transparent connections over the limit (they speak no HTTP to us: no 429 to write), with the
+ * same audit line, `mode: transparent`.
+ */
+export function overLimitCloser(audit: Audit, limit: number): (socket: net.Socket, client: string) => void {
+  return (socket, client) => {
+    audit.write({ ...overLimitEvent(client, limit), mode: 'transparent' });
+    socket.destroy();
   };
 }

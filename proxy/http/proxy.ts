@@ -9,7 +9,7 @@ import type { Duplex } from 'node:stream';
 import type { Allowlist } from '../policy/allowlist.js';
 import type { ProxyLimits } from '../config.js';
 import type { Audit } from '../audit.js';
-import { overLimitRefuser, isOverLimit } from './overlimit.js';
+import { overLimitCloser, overLimitRefuser, isOverLimit } from './overlimit.js';
 import type { Resolver } from '../dns/resolver.js';
 import { withConnectionScope } from '../lastresort.js';
 import { admit } from './admit.js';
@@ -367,19 +367,7 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
   scopeConnections(server);
   server.timeout = limits.idleTimeoutMs;
   const refuseOverLimit = overLimitRefuser(audit, limits.maxConnectionsPerClient);
-  const refuseTransparentOverLimit = (socket: net.Socket, client: string) => {
-    audit.write({
-      event: 'connect',
-      client,
-      host: '',
-      port: 0,
-      decision: 'deny',
-      reason: 'connection-limit',
-      detail: `over ${limits.maxConnectionsPerClient} concurrent connections`,
-      mode: 'transparent',
-    });
-    socket.destroy();
-  };
+  const refuseTransparentOverLimit = overLimitCloser(audit, limits.maxConnectionsPerClient);
   /**
    * Count a client socket against its address's limit; false when over it (then `refuse` answered it:
    * a 429 on the proxy port; on a transparent connection, which speaks no HTTP to us, an audit line and a close).
