@@ -15,7 +15,16 @@ import { execa } from 'execa';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI, tempDir } from './harness/world.js';
-import { BASE_IMAGE, withDockerEngine, e2eRun, docker, startDockerWorld, removeE2E, type DockerWorld } from './harness/docker.js';
+import {
+  BASE_IMAGE,
+  withDockerEngine,
+  e2eRun,
+  docker,
+  startDockerWorld,
+  removeE2E,
+  withImageLock,
+  type DockerWorld,
+} from './harness/docker.js';
 import { cachedCodexTarballs, fakeOpenAI, makeTestCA, type FakeOpenAI } from './harness/codex.js';
 import { CODEX_VERSION, codexPlatform } from '../image/context.js';
 import { sandboxExecArgs, codexCommand } from '../image/args.js';
@@ -105,9 +114,20 @@ async function run(t: Tap) {
     const started = Date.now();
     const tarballs = await cachedCodexTarballs(CODEX_VERSION, codexPlatform(), (s) => t.comment(s));
     // The base image has what Codex exec needs; nothing is downloaded while building.
-    const b = await cli(
-      ['build', '--base', BASE_IMAGE, '--codex-tarballs', tarballs, '--build-arg', 'PACKAGES=ca-certificates git curl python3', '--quiet'],
-      10 * 60_000,
+    const b = await withImageLock(() =>
+      cli(
+        [
+          'build',
+          '--base',
+          BASE_IMAGE,
+          '--codex-tarballs',
+          tarballs,
+          '--build-arg',
+          'PACKAGES=ca-certificates git curl python3',
+          '--quiet',
+        ],
+        10 * 60_000,
+      ),
     );
     t.equal(b.code, 0, `build exit 0 ${b.stderr.slice(-800)}`);
     const v = await docker(['run', '--rm', '--network', 'none', images.codex, 'codex', '--version']);

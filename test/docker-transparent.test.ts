@@ -19,6 +19,7 @@ import {
   removeE2E,
   nodeLtsBase,
   type DockerWorld,
+  withImageLock,
 } from './harness/docker.js';
 import { projectFor } from '../image/names.js';
 
@@ -84,19 +85,10 @@ async function run(t: Tap, engine: string) {
   ];
 
   await t.test('build the images; the fake internet with a git repository served over HTTPS', async (t) => {
-    const r = await cli(
-      [
-        'build',
-        '--base',
-        await nodeLtsBase(),
-        '--codex-tarballs',
-        await packFakeCodex(tmp.path),
-        '--build-arg',
-        'PACKAGES=ca-certificates git curl',
-        '--quiet',
-      ],
-      900_000,
-    );
+    const base = await nodeLtsBase();
+    const codex = await packFakeCodex(tmp.path);
+    const build = ['build', '--base', base, '--codex-tarballs', codex, '--build-arg', 'PACKAGES=ca-certificates git curl', '--quiet'];
+    const r = await withImageLock(() => cli(build, 900_000));
     t.equal(r.code, 0, `build exit 0 ${r.stderr.slice(-600)}`);
     world = await startDockerWorld(tmp.path, id, [ALLOWED, GIT_HOST, NEVER], (address) => ({ [GIT_HOST]: { a: [address(3)], ttl: 5 } }));
     // A bare repository with one commit, made on the host, served as static files (git's dumb HTTP protocol).

@@ -30,6 +30,7 @@ import {
   removeE2E,
   nodeLtsBase,
   type DockerWorld,
+  withImageLock,
 } from './harness/docker.js';
 import { projectFor } from '../image/names.js';
 import { PROJECT_LABEL } from '../image/names.js';
@@ -99,9 +100,8 @@ async function run(t: Tap, engine: string) {
     const codex = await packFakeCodex(tmp.path);
     const base = await nodeLtsBase();
     // PACKAGES without procps or bubblewrap: what Codex needs is installed anyway.
-    const r = await cli(
-      ['build', '--base', base, '--codex-tarballs', codex, '--build-arg', 'PACKAGES=ca-certificates git curl', '--quiet'],
-      900_000,
+    const r = await withImageLock(() =>
+      cli(['build', '--base', base, '--codex-tarballs', codex, '--build-arg', 'PACKAGES=ca-certificates git curl', '--quiet'], 900_000),
     );
     t.equal(r.code, 0, `build exit 0 ${r.stderr.slice(-600)}`);
     const v = await docker([

@@ -21,6 +21,7 @@ import {
   nodeLtsBase,
   E2E_LABEL,
   type DockerWorld,
+  withImageLock,
 } from './harness/docker.js';
 import { projectFor, type Project } from '../image/names.js';
 
@@ -146,10 +147,12 @@ async function run(t: Tap) {
   }
   const codex = await packFakeCodex(tmp.path);
   const base = await nodeLtsBase();
-  const b = await cli(
-    tmp.path,
-    ['build', '--base', base, '--codex-tarballs', codex, '--build-arg', 'PACKAGES=ca-certificates git curl', '--quiet'],
-    900_000,
+  const b = await withImageLock(() =>
+    cli(
+      tmp.path,
+      ['build', '--base', base, '--codex-tarballs', codex, '--build-arg', 'PACKAGES=ca-certificates git curl', '--quiet'],
+      900_000,
+    ),
   );
   t.equal(b.code, 0, `build ${b.stderr.slice(-600)}`);
   const repo = await makeRepo(tmp.path);

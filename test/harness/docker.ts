@@ -7,6 +7,9 @@ import { join } from 'node:path';
 import { homedir } from 'node:os';
 import { ROOT, makeCert } from './world.js';
 import type { WorldConfig } from '../fixtures/world.js';
+import { withImageLock } from './image-lock.js';
+
+export { withImageLock } from './image-lock.js';
 
 export const E2E_LABEL = 'dev.codex-egress.e2e';
 export const BASE_IMAGE = process.env.CODEX_EGRESS_TEST_BASE || 'codex-egress-test-base:trixie';
@@ -147,7 +150,7 @@ export async function nodeLtsBase(): Promise<string> {
     join(ctx, 'Dockerfile'),
     `FROM ${BASE_IMAGE}\nCOPY node /usr/local/bin/node\nRUN (dpkg -s libatomic1 >/dev/null 2>&1 || (apt-get update -q && apt-get install -y -q --no-install-recommends libatomic1 && rm -rf /var/lib/apt/lists/*)) && chmod 755 /usr/local/bin/node && ln -sf /usr/local/bin/node /usr/bin/node && node --version\n`,
   );
-  const b = await docker(['build', '-q', '--force-rm', '-t', tag, ctx], 600_000);
+  const b = await withImageLock(() => docker(['build', '-q', '--force-rm', '-t', tag, ctx], 600_000));
   if (b.code !== 0) throw new Error(`building ${tag}: ${b.stderr}`);
   return tag;
 }
@@ -272,5 +275,5 @@ export async function removeE2E(id: string, images: string[]): Promise<void> {
   if (containers.length) await docker(['rm', '-f', '-v', ...containers]);
   const networks = (await docker(['network', 'ls', '-q', '--filter', `label=${E2E_LABEL}=${id}`])).stdout.split('\n').filter(Boolean);
   for (const n of networks) await docker(['network', 'rm', n]);
-  if (images.length) await docker(['rmi', '-f', ...images]);
+  if (images.length) await withImageLock(() => docker(['rmi', '-f', ...images]));
 }
