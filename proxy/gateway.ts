@@ -57,10 +57,15 @@ export async function startGateway(cfg: GatewayConfig, makeFirewall?: FirewallFa
   } else {
     process.stderr.write('codex-egress: WARNING: --no-firewall: the kernel does not enforce the allowlist (development only)\n');
   }
-  // The gateway's own addresses (its interfaces now, and the transparent pool) are never dialled: see notOwnAddress.
+  // The gateway's own addresses (its non-loopback interfaces' now, and the transparent pool) are never
+  // dialled: see notOwnAddress. Loopback's are left to the guard (127/8 is never public; the one-namespace
+  // test harness keeps its fake internet on loopback).
   const poolAddresses = pool?.ok ? pool.addresses : [];
   const ownAddresses = () =>
-    new Set([...Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((a) => a.address)), ...poolAddresses]);
+    new Set([
+      ...Object.values(networkInterfaces()).flatMap((list) => (list ?? []).filter((a) => !a.internal).map((a) => a.address)),
+      ...poolAddresses,
+    ]);
   const resolver = new Resolver(new UpstreamClient(cfg.upstreams, { timeoutMs: cfg.dnsTimeoutMs }), {
     guard: notOwnAddress(isReachable, ownAddresses),
     onResolved: firewall?.onResolved,
