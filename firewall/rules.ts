@@ -76,6 +76,11 @@ export function v4Rules(plan: FirewallPlan): Record<Builtin, string[]> {
     FORWARD: [`${comment('forward-drop')} -j DROP`],
     OUTPUT: [
       '-o lo -j ACCEPT',
+      // A reply to a connection someone opened toward the gateway goes back where it came from: only the
+      // sandbox can open one, so it leaves on the sandbox's interface. A sandbox that forges its source
+      // address (any address, the LAN's or the internet's) would otherwise have the gateway's answers
+      // (a DNS reply holding the name it asked for, a SYN-ACK, an ICMP error) sent there: a channel out.
+      `! -o ${sif} -m conntrack --ctdir REPLY ${comment('out-reply-escape')} -j DROP`,
       '-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
       // The upstream resolvers, on their DNS port only: the one exception to the forbidden ranges.
       ...upstreams.flatMap((u) => [`-d ${u.host}/32 ${udp(u.port)} -j ACCEPT`, `-d ${u.host}/32 ${tcp(u.port)} -j ACCEPT`]),

@@ -74,3 +74,12 @@ export function isReachable(ip: string): boolean {
   const kind = classifyAddress(ip);
   return kind === 'public' || kind === 'documentation';
 }
+
+/**
+ * The guard, less the gateway's own addresses. Where the gateway's internet-side address is public, an
+ * allowed name answered with it would pass "public?", and the connection would reach the gateway's own
+ * services over loopback (which the firewall accepts), not the internet.
+ */
+export function notOwnAddress(guard: (ip: string) => boolean, own: () => ReadonlySet<string>): (ip: string) => boolean {
+  return (ip) => guard(ip) && !own().has(ip);
+}

@@ -1,4 +1,6 @@
 // Wiring: configuration → firewall → DNS and proxy servers; live reload; graceful stop.
+import { networkInterfaces } from 'node:os';
+import { isReachable, notOwnAddress } from './address.js';
 import { watchFile } from './watch-file.js';
 import { createAudit, type Audit } from './audit.js';
 import { loadAllowlist, writeEffective, ConfigError, type GatewayConfig } from './config.js';
@@ -55,7 +57,17 @@ export async function startGateway(cfg: GatewayConfig, makeFirewall?: FirewallFa
   } else {
     process.stderr.write('codex-egress: WARNING: --no-firewall: the kernel does not enforce the allowlist (development only)\n');
   }
+  // The gateway's own addresses (its non-loopback interfaces' now, and the transparent pool) are never
+  // dialled: see notOwnAddress. Loopback's are left to the guard (127/8 is never public; the one-namespace
+  // test harness keeps its fake internet on loopback).
+  const poolAddresses = pool?.ok ? pool.addresses : [];
+  const ownAddresses = () =>
+    new Set([
+      ...Object.values(networkInterfaces()).flatMap((list) => (list ?? []).filter((a) => !a.internal).map((a) => a.address)),
+      ...poolAddresses,
+    ]);
   const resolver = new Resolver(new UpstreamClient(cfg.upstreams, { timeoutMs: cfg.dnsTimeoutMs }), {
+    guard: notOwnAddress(isReachable, ownAddresses),
     onResolved: firewall?.onResolved,
     // A reload during a lookup: the late answer is neither served nor put in the allow set.
     allowed: (name) => allowlist.decide(name, 'dns').allow,

@@ -78,45 +78,53 @@ t.test('IPv4 rules: INPUT accepts DNS and the proxy from the sandbox interface o
   t.match(v4Rules({ ...plan, listen: '0.0.0.0' }).INPUT[2], /^-i eth1 -p udp/, 'listening on any address: no -d');
 });
 
-t.test('IPv4 rules: OUTPUT order is loopback, established, upstream DNS, forbidden ranges, allow set, reject', async (t) => {
-  const out = v4Rules(plan).OUTPUT;
-  t.equal(out[0], '-o lo -j ACCEPT');
-  t.equal(out[1], '-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT');
-  t.same(
-    out.slice(2, 6),
-    [
-      '-d 192.168.1.1/32 -p udp -m udp --dport 53 -j ACCEPT',
-      '-d 192.168.1.1/32 -p tcp -m tcp --dport 53 -j ACCEPT',
-      '-d 192.0.2.53/32 -p udp -m udp --dport 5353 -j ACCEPT',
-      '-d 192.0.2.53/32 -p tcp -m tcp --dport 5353 -j ACCEPT',
-    ],
-    'each upstream once, on its DNS port only (a private upstream is the explicit exception)',
-  );
-  const forbidden = out.slice(6, 6 + FORBIDDEN_V4.length);
-  t.same(
-    forbidden,
-    FORBIDDEN_V4.map((c) => `-d ${c} -m comment --comment "codex-egress:out-forbidden-${c}" -j REJECT --reject-with icmp-port-unreachable`),
-    'every forbidden range (the address guard list) is rejected before the allow set is consulted',
-  );
-  for (const c of [
-    '10.0.0.0/8',
-    '172.16.0.0/12',
-    '192.168.0.0/16',
-    '100.64.0.0/10',
-    '169.254.0.0/16',
-    '127.0.0.0/8',
-    '224.0.0.0/4',
-    '240.0.0.0/4',
-  ]) {
-    t.ok(
-      forbidden.some((r) => r.startsWith(`-d ${c} `)),
-      `${c} rejected`,
+t.test(
+  'IPv4 rules: OUTPUT order is loopback, replies only to the sandbox, established, upstream DNS, forbidden ranges, allow set, reject',
+  async (t) => {
+    const all = v4Rules(plan).OUTPUT;
+    t.equal(all[0], '-o lo -j ACCEPT');
+    // attack5: a reply (conntrack reply direction) leaves on the sandbox interface only, before any accept.
+    t.equal(all[1], '! -o eth1 -m conntrack --ctdir REPLY -m comment --comment "codex-egress:out-reply-escape" -j DROP');
+    const out = [all[0]!, ...all.slice(2)];
+    t.equal(out[1], '-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT');
+    t.same(
+      out.slice(2, 6),
+      [
+        '-d 192.168.1.1/32 -p udp -m udp --dport 53 -j ACCEPT',
+        '-d 192.168.1.1/32 -p tcp -m tcp --dport 53 -j ACCEPT',
+        '-d 192.0.2.53/32 -p udp -m udp --dport 5353 -j ACCEPT',
+        '-d 192.0.2.53/32 -p tcp -m tcp --dport 5353 -j ACCEPT',
+      ],
+      'each upstream once, on its DNS port only (a private upstream is the explicit exception)',
     );
-  }
-  t.equal(out.at(-2), '-p tcp -m set --match-set codex-egress-allow dst -m set --match-set codex-egress-ports dst -j ACCEPT');
-  t.equal(out.at(-1), '-m comment --comment "codex-egress:out-reject" -j REJECT --reject-with icmp-port-unreachable');
-  t.equal(out.filter((r) => r.includes('ACCEPT') && !r.includes('--dport') && !r.includes('match-set')).length, 2, 'no other accept');
-});
+    const forbidden = out.slice(6, 6 + FORBIDDEN_V4.length);
+    t.same(
+      forbidden,
+      FORBIDDEN_V4.map(
+        (c) => `-d ${c} -m comment --comment "codex-egress:out-forbidden-${c}" -j REJECT --reject-with icmp-port-unreachable`,
+      ),
+      'every forbidden range (the address guard list) is rejected before the allow set is consulted',
+    );
+    for (const c of [
+      '10.0.0.0/8',
+      '172.16.0.0/12',
+      '192.168.0.0/16',
+      '100.64.0.0/10',
+      '169.254.0.0/16',
+      '127.0.0.0/8',
+      '224.0.0.0/4',
+      '240.0.0.0/4',
+    ]) {
+      t.ok(
+        forbidden.some((r) => r.startsWith(`-d ${c} `)),
+        `${c} rejected`,
+      );
+    }
+    t.equal(out.at(-2), '-p tcp -m set --match-set codex-egress-allow dst -m set --match-set codex-egress-ports dst -j ACCEPT');
+    t.equal(out.at(-1), '-m comment --comment "codex-egress:out-reject" -j REJECT --reject-with icmp-port-unreachable');
+    t.equal(out.filter((r) => r.includes('ACCEPT') && !r.includes('--dport') && !r.includes('match-set')).length, 2, 'no other accept');
+  },
+);
 
 t.test('IPv6 rules drop everything but loopback', async (t) => {
   const r = v6Rules();
@@ -203,7 +211,8 @@ t.test('parseCounters finds our commented rules', async (t) => {
   const c = parseCounters(saveText(v4Rules(plan), true));
   t.same(c.get('in-drop'), { packets: 5, bytes: 500 });
   t.same(c.get('forward-drop'), { packets: 0, bytes: 0 });
-  t.same(c.get('out-reject'), { packets: 19, bytes: 1900 });
+  t.same(c.get('out-reject'), { packets: 20, bytes: 2000 }, 'the synthetic counter is the rule index (out-reply-escape added one)');
+  t.same(c.get('out-reply-escape'), { packets: 1, bytes: 100 });
   t.equal(c.has('out-forbidden-169.254.0.0/16'), true);
   t.equal(c.size, dropRules(v4Rules(plan), 'ipv4').length, 'only rules with an id');
 });

@@ -101,10 +101,17 @@ export async function startDnsServer(host: string, port: number, opts: DnsServer
 
   const udp = dgram.createSocket('udp4');
   udp.on('message', (msg, rinfo) => {
+    // Source port 0 cannot be answered (Node's send throws on it, which here would stop the gateway): dropped unread.
+    if (rinfo.port === 0) return;
     respond(msg, rinfo.address).then((out) => {
       if (!out) return;
       // Our answers are small (A records of one name); a client without EDNS gets at most 512 bytes.
-      udp.send(out.length > 512 ? truncated(out) : out, rinfo.port, rinfo.address);
+      // A send that cannot be made (the socket closed while this answer was pending) is dropped, never thrown.
+      try {
+        udp.send(out.length > 512 ? truncated(out) : out, rinfo.port, rinfo.address, () => undefined);
+      } catch {
+        /* dropped */
+      }
     }, fail);
   });
 

