@@ -4,24 +4,7 @@
 // from its current end. Nothing here reads a file whole. Pure but for the file reads.
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { printableDeep } from './printable.js';
-
-export interface AuditLine {
-  v?: number;
-  time?: string;
-  event?: string;
-  decision?: string;
-  reason?: string;
-  [k: string]: unknown;
-}
-
-export function parseLine(line: string): AuditLine | undefined {
-  if (!line.startsWith('{')) return undefined;
-  try {
-    return JSON.parse(line) as AuditLine;
-  } catch {
-    return undefined;
-  }
-}
+import { parseLine, type AuditLine } from './audit-line.js';
 
 /** --since: a duration (90s, 10m, 2h, 1d) before now, or an ISO time. Returns epoch ms or throws. */
 export function parseSince(value: string, now = Date.now()): number {
@@ -60,7 +43,7 @@ export function formatLine(raw: AuditLine, colour: boolean): string {
         : e.decision
           ? c('yellow', String(e.decision).toUpperCase().padEnd(5))
           : '     ';
-  const rule = e.rule && typeof e.rule === 'object' ? (e.rule as { text?: string; source?: string }) : undefined;
+  const rule = typeof e.rule === 'object' ? e.rule : undefined;
   let what: string;
   switch (e.event) {
     case 'dns':
@@ -249,9 +232,9 @@ export function countLine(counts: DecisionCounts, line: string): void {
   if (!line.includes('"decision":')) return;
   const e = parseLine(line);
   if (!e?.event || !e.decision) return;
-  const summary = (e.event === 'repeat' || e.event === 'suppressed') && typeof e.of === 'string';
-  const event = summary ? (e.of as string) : e.event;
-  const n = summary ? Number(e.count) || 0 : 1;
+  const of = e.event === 'repeat' || e.event === 'suppressed' ? e.of : undefined;
+  const event = of ?? e.event;
+  const n = of ? (e.count ?? 0) : 1;
   const byEvent = (counts[event] ??= {});
   byEvent[e.decision] = (byEvent[e.decision] ?? 0) + n;
 }

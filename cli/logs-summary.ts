@@ -1,7 +1,8 @@
 // `codex-egress logs summary`: what a session asked for, in two tables: the names refused most (with
 // counts and the clients that asked) and the hosts that moved the most bytes (closed tunnels and
 // WebSockets, both directions). Pure but for reading the log (streamed, rotated files included).
-import { logFiles, fileLines, parseLine, type AuditLine } from './auditlog.js';
+import { logFiles, fileLines } from './auditlog.js';
+import { parseLine, type AuditLine } from './audit-line.js';
 import { DeniedNames } from './suggest-rules.js';
 
 export interface Summary {

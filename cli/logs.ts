@@ -2,7 +2,8 @@
 import { parse, intOption, UsageError } from './args.js';
 import { EXIT, WORKDIR_HELP, workdirOptions, projectFrom, out, err } from './common.js';
 import { stat } from 'node:fs/promises';
-import { Tail, fileLines, logFiles, parseLine, matches, formatLine, parseSince, type Filter } from './auditlog.js';
+import { Tail, fileLines, logFiles, matches, formatLine, parseSince, type Filter } from './auditlog.js';
+import { parseLine } from './audit-line.js';
 import { printableJson, printable } from './printable.js';
 import { summariseLog, summaryLines } from './logs-summary.js';
 

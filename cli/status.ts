@@ -4,7 +4,8 @@ import { parse } from './args.js';
 import { EXIT, WORKDIR_HELP, workdirOptions, projectFrom, out, json } from './common.js';
 import { state, health, codexMode } from '../image/appliance.js';
 import { liveProject } from '../image/subnet.js';
-import { countLog, logFiles, fileLines, parseLine } from './auditlog.js';
+import { countLog, logFiles, fileLines } from './auditlog.js';
+import { parseLine } from './audit-line.js';
 import { statusLines, type StatusReport } from './status-view.js';
 
 export const STATUS_USAGE = `Usage: codex-egress status [options]

@@ -6,7 +6,8 @@ import { appendFileSync, mkdirSync, readdirSync, renameSync, statSync, writeFile
 import { join } from 'node:path';
 import { Summariser, type SummaryOptions } from '../proxy/audit-summary.js';
 import { createAudit, type AuditEvent } from '../proxy/audit.js';
-import { Tail, countDecisions, countLog, fileLines, formatLine, logFiles, matches, MAX_LINE, parseLine } from '../cli/auditlog.js';
+import { Tail, countDecisions, countLog, fileLines, formatLine, logFiles, matches, MAX_LINE } from '../cli/auditlog.js';
+import { parseLine } from '../cli/audit-line.js';
 import { printable, printableJson } from '../cli/printable.js';
 import { cliInProcess } from './harness/cli.js';
 import { projectFor } from '../image/names.js';
@@ -383,4 +384,58 @@ t.test('logs reads the rotated history oldest first, filters, escapes, and --jso
   t.equal((JSON.parse(lines[1]!) as Line).name, '\x1b[2K\r\x1b[32mALLOW\u202e.test', 'the JSON value is the name as logged');
   const status = await cli(['status', '--workdir', work, '--json'], join(dir.path, 'state'));
   t.match(JSON.parse(status.stdout), { decisions: { dns: { deny: 3, allow: 1 } } }, 'status counts every rotated file');
+});
+
+t.test('damaged and older lines: a field of the wrong JSON type is dropped, unknown fields kept, no reader crashes', async (t) => {
+  const damaged = [
+    '{"v":1,"time":7,"event":"dns","client":["x"],"name":{"a":1},"qtype":"A","decision":"deny","reason":5,"rcode":null,"answers":"1.2.3.4","rule":3}',
+    '{"v":"one","time":"2026-01-01T12:00:01.000Z","event":"connect","host":"a.test","port":"443","decision":"deny","reason":"not-allowlisted","extra":{"y":1}}',
+    '{"time":"2026-01-01T12:00:02.000Z","event":"repeat","of":7,"count":"9","decision":"deny","sample":"s"}',
+    '{"event":"suppressed","of":"dns","decision":"deny","count":2,"sample":[1,null],"client":"10.0.0.3"}',
+    '{"event":["x"],"decision":{"d":1}}',
+    '{"event":"tunnel_close","host":5,"port":{},"bytes_up":"many","bytes_down":-1}',
+    '{}',
+    '{broken',
+    '[1,2]',
+    'null',
+  ];
+  const first = parseLine(damaged[0]!)!;
+  t.same(first, { v: 1, event: 'dns', qtype: 'A', decision: 'deny' }, 'every field of the wrong type is dropped');
+  t.same(parseLine(damaged[1]!), {
+    time: '2026-01-01T12:00:01.000Z',
+    event: 'connect',
+    host: 'a.test',
+    decision: 'deny',
+    reason: 'not-allowlisted',
+    extra: { y: 1 },
+  });
+  t.equal(parseLine('{broken'), undefined);
+  t.equal(parseLine('[1,2]'), undefined);
+  t.equal(parseLine('null'), undefined);
+  for (const l of damaged) {
+    const e = parseLine(l);
+    if (!e) continue;
+    t.type(formatLine(e, true), 'string', l);
+    t.type(matches(e, { denied: true, sinceMs: 0 }), 'boolean', l);
+  }
+  t.strictSame(
+    countDecisions(damaged),
+    { dns: { deny: 3 }, connect: { deny: 1 }, repeat: { deny: 1 } },
+    'a summary without its event counts as itself',
+  );
+  // Every command that reads the log, over a log of damaged lines: an answer, never a crash.
+  const dir = tempDir();
+  t.teardown(dir.remove);
+  const work = join(dir.path, 'project');
+  mkdirSync(work);
+  const paths = statePaths(projectFor(work), { CODEX_EGRESS_STATE_DIR: join(dir.path, 'state') });
+  mkdirSync(paths.logDir, { recursive: true });
+  writeFileSync(paths.auditLog, `${damaged.join('\n')}\n`);
+  for (const argv of [['logs'], ['logs', '--denied', '--since', '1d'], ['logs', 'summary'], ['suggest']]) {
+    const r = await cli([...argv, '--workdir', work], join(dir.path, 'state'));
+    t.equal(r.code, 0, `${argv.join(' ')}: ${r.stderr}`);
+  }
+  const status = await cli(['status', '--json', '--workdir', work], join(dir.path, 'state'));
+  t.equal(status.code, 4, 'status: not running (no gateway here), and no crash');
+  t.match(JSON.parse(status.stdout), { decisions: { dns: { deny: 3 } } });
 });
