@@ -376,7 +376,10 @@ t.test('a change to the rules by anyone else makes /healthz unhealthy until it i
   await topo.gateway.run('iptables', ['-I', 'CODEX-EGRESS-OUT', '1', '-d', '10.0.0.0/8', '-j', 'ACCEPT']);
   const bad = await until(503);
   t.equal(bad.code, 503);
-  t.match(bad.body.firewall, { up: false, problem: /changed by someone else/ });
+  t.match(bad.body.firewall, {
+    up: false,
+    problem: /changed by someone else: iptables CODEX-EGRESS-OUT differs: missing \[\] unexpected \[-d 10.0.0.0\/8 -j ACCEPT\]/,
+  });
   await topo.gateway.run('iptables', ['-D', 'CODEX-EGRESS-OUT', '-d', '10.0.0.0/8', '-j', 'ACCEPT']);
   t.equal((await until(200)).code, 200, 'healthy again once undone');
 });
