@@ -4,6 +4,7 @@ import { parse, intOption, secondsOption, mebibytesOption, UsageError } from './
 import { defaultConfig, parseConfig, resolvConfUpstreams, ConfigError, effectivePath, type GatewayConfigInput } from '../proxy/config.js';
 import { startGateway, type FirewallFactory, type Gateway } from '../proxy/gateway.js';
 import { installLastResort } from '../proxy/lastresort.js';
+import type { Report } from '../proxy/report.js';
 import { PRESET_NAMES, isPresetName, type PresetName } from '../proxy/policy/presets.js';
 
 export const GATEWAY_USAGE = `Usage: codex-egress gateway [options]
@@ -47,6 +48,9 @@ Options:
   --ca-dir DIR            the injection CA: DIR/ca.pem and DIR/ca-key.pem (required with --credentials)
   --upstream-ca FILE      PEM certificates trusted for the injected hosts besides the system roots
   -h, --help              this help`;
+
+/** What the gateway's modules report (proxy/report.ts) goes to standard error, `codex-egress: ` first. */
+const report: Report = (msg) => process.stderr.write(`codex-egress: ${msg}\n`);
 
 export async function gatewayCommand(argv: string[], makeFirewall?: FirewallFactory): Promise<number> {
   const { values: v } = parse(argv, {
@@ -162,7 +166,7 @@ export async function gatewayCommand(argv: string[], makeFirewall?: FirewallFact
   });
   try {
     const cfg = parseConfig(input);
-    gateway = await startGateway(cfg, makeFirewall);
+    gateway = await startGateway(cfg, report, makeFirewall);
     process.stderr.write(
       `codex-egress: gateway up: dns ${cfg.listen}:${gateway.dns.udp.port}, proxy ${cfg.listen}:${gateway.proxy.address.port}, ` +
         `${gateway.allowlist().rules.length} rules (effective list: ${effectivePath(cfg.allowlistPath)})\n`,

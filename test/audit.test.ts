@@ -171,7 +171,7 @@ t.test('createAudit + rotation: a kept history, every line whole, read back in o
   const dir = tempDir();
   t.teardown(dir.remove);
   const path = join(dir.path, 'logs', 'audit.jsonl');
-  const audit = createAudit(path, { rotation: { maxBytes: 64 * 1024, keep: 3 } });
+  const audit = createAudit(path, (m) => t.fail(m), { rotation: { maxBytes: 64 * 1024, keep: 3 } });
   const N = 5000;
   for (let i = 0; i < N; i++) {
     audit.write({ event: 'reload', ok: true, rules: i, added: [`r${i}.example.com`], removed: [] });
