@@ -5,6 +5,7 @@ import { defaultConfig, parseConfig, resolvConfUpstreams, ConfigError, effective
 import { startGateway, type FirewallFactory, type Gateway } from '../proxy/gateway.js';
 import { installLastResort } from '../proxy/lastresort.js';
 import type { Report } from '../proxy/report.js';
+import { DNS_PORT, GATEWAY_ALLOWLIST_PATH, PROXY_PORT } from '../proxy/endpoints.js';
 import { PRESET_NAMES, isPresetName, type PresetName } from '../proxy/policy/presets.js';
 
 export const GATEWAY_USAGE = `Usage: codex-egress gateway [options]
@@ -14,10 +15,10 @@ network namespace until SIGTERM or SIGINT. SIGHUP re-reads the allowlist file (s
 
 Options:
   --listen IP             address to listen on (default 0.0.0.0)
-  --dns-port N            DNS port, UDP and TCP (default 53)
-  --proxy-port N          HTTP/CONNECT proxy port (default 3128)
+  --dns-port N            DNS port, UDP and TCP (default ${DNS_PORT})
+  --proxy-port N          HTTP/CONNECT proxy port (default ${PROXY_PORT})
   --upstream IP[:PORT]    upstream DNS resolver, repeatable, tried in order (default: /etc/resolv.conf)
-  --allowlist FILE        the allowlist file, watched for changes (default /etc/codex/allowed_domains.txt);
+  --allowlist FILE        the allowlist file, watched for changes (default ${GATEWAY_ALLOWLIST_PATH});
                           the merged allowlist is written beside it as <name>.effective.json
   --allow RULE            allow a rule, repeatable (also: OPENAI_ALLOWED_DOMAINS)
   --no-defaults           leave out the built-in OpenAI rules
