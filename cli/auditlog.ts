@@ -245,9 +245,34 @@ export function countDecisions(lines: Iterable<string>): DecisionCounts {
   return counts;
 }
 
-/** Decisions in the whole log, every rotated file included, streamed. */
-export async function countLog(path: string): Promise<DecisionCounts> {
-  const counts: DecisionCounts = {};
-  for (const f of await logFiles(path)) for await (const l of fileLines(f)) countLine(counts, l);
-  return counts;
+/**
+ * The whole log (every rotated file included) in one streamed pass: the decisions counted, and the time
+ * of the last `start` line (the gateway's current run), or null.
+ */
+export async function scanLog(path: string): Promise<{ decisions: DecisionCounts; startedAt: string | null }> {
+  const decisions: DecisionCounts = {};
+  let startedAt: string | null = null;
+  for (const f of await logFiles(path)) {
+    for await (const l of fileLines(f)) {
+      countLine(decisions, l);
+      if (!l.includes('"start"')) continue;
+      const e = parseLine(l);
+      if (e?.event === 'start' && e.time) startedAt = e.time;
+    }
+  }
+  return { decisions, startedAt };
+}
+
+/**
+ * Every event of the log, oldest first (rotated files included), streamed. `has`: a line without this
+ * text is skipped before it is parsed (a cheap pre-filter); `sinceMs`: only events from then on.
+ */
+export async function* logEvents(path: string, o: { has?: string; sinceMs?: number } = {}): AsyncGenerator<AuditLine> {
+  for (const f of await logFiles(path)) {
+    for await (const l of fileLines(f)) {
+      if (o.has && !l.includes(o.has)) continue;
+      const e = parseLine(l);
+      if (e && matches(e, { sinceMs: o.sinceMs })) yield e;
+    }
+  }
 }

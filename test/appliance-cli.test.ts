@@ -4,6 +4,7 @@ import t from 'tap';
 import { cliInProcess } from './harness/cli.js';
 import { parseSince, matches, formatLine, countDecisions } from '../cli/auditlog.js';
 import { engineRecentEnough } from '../cli/doctor.js';
+import { sinceOption } from '../cli/common.js';
 
 const COMMANDS = ['up', 'exec', 'down', 'status', 'allow', 'deny', 'domains', 'logs', 'verify', 'doctor', 'build'];
 /** Run the CLI in this process, with a state directory that does not exist. */
@@ -38,6 +39,9 @@ t.test('logs: --since, --denied, formatting, counters', async (t) => {
   t.equal(parseSince('2h', now), now - 7_200_000);
   t.equal(parseSince('2026-01-01T11:00:00Z', now), now - 3_600_000);
   t.throws(() => parseSince('soon', now));
+  t.equal(sinceOption(undefined, now), undefined);
+  t.equal(sinceOption('90s', now), now - 90_000);
+  t.throws(() => sinceOption('soon', now), { name: 'UsageError', message: /--since must be a duration like 10m or 2h.*not "soon"/ });
   const deny = {
     v: 1,
     time: '2026-01-01T12:00:01.000Z',

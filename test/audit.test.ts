@@ -6,7 +6,7 @@ import { appendFileSync, mkdirSync, readdirSync, renameSync, statSync, writeFile
 import { join } from 'node:path';
 import { Summariser, type SummaryOptions } from '../proxy/audit-summary.js';
 import { createAudit, type AuditEvent } from '../proxy/audit.js';
-import { Tail, countDecisions, countLog, fileLines, formatLine, logFiles, matches, MAX_LINE } from '../cli/auditlog.js';
+import { Tail, countDecisions, fileLines, formatLine, logEvents, logFiles, matches, MAX_LINE, scanLog } from '../cli/auditlog.js';
 import { parseLine } from '../cli/audit-line.js';
 import { printable, printableJson } from '../cli/printable.js';
 import { cliInProcess } from './harness/cli.js';
@@ -254,9 +254,51 @@ t.test('counts: a summary adds its count to the event it summarises, across rota
     path,
     `${JSON.stringify({ event: 'suppressed', of: 'dns', decision: 'deny', count: 58 })}\n${JSON.stringify({ event: 'connect', decision: 'allow' })}\ngarbage\n`,
   );
-  t.same(await countLog(path), { dns: { deny: 100 }, connect: { allow: 1 } });
+  t.same(await scanLog(path), { decisions: { dns: { deny: 100 }, connect: { allow: 1 } }, startedAt: null });
   t.same(countDecisions([deny, deny]), { dns: { deny: 2 } });
   t.ok(matches({ event: 'repeat', decision: 'deny' }, { denied: true }), 'summaries are shown by --denied');
+});
+
+t.test('scanLog: counts and the last start in one pass over each file; logEvents: pre-filter and --since', async (t) => {
+  const dir = tempDir();
+  t.teardown(dir.remove);
+  const path = join(dir.path, 'audit.jsonl');
+  const at = (s: number) => `2026-01-01T12:00:0${s}.000Z`;
+  const line = (o: Line) => `${JSON.stringify({ v: 1, ...o })}\n`;
+  writeFileSync(
+    `${path}.2`,
+    line({ time: at(1), event: 'start', dns: 'x', proxy: 'y' }) + line({ time: at(2), event: 'dns', decision: 'deny', name: 'a.test' }),
+  );
+  writeFileSync(
+    `${path}.1`,
+    line({ time: at(3), event: 'start', dns: 'x', proxy: 'y' }) + line({ time: at(4), event: 'dns', decision: 'allow', name: 'b.test' }),
+  );
+  writeFileSync(
+    path,
+    line({ time: at(5), event: 'connect', decision: 'deny', host: 'c.test', port: 443 }) + '{"event":"start","time":9}\n',
+  );
+  const real = await import('node:fs/promises');
+  const opened: string[] = [];
+  const { scanLog: counted } = await t.mockImport<typeof import('../cli/auditlog.js')>('../cli/auditlog.js', {
+    'node:fs/promises': { ...real, open: (p: string, flags: string) => (opened.push(p), real.open(p, flags)) },
+  });
+  t.same(
+    await counted(path),
+    {
+      decisions: { dns: { deny: 1, allow: 1 }, connect: { deny: 1 } },
+      startedAt: at(3),
+    },
+    'the last start with a time (a damaged one is not a start time)',
+  );
+  t.same(opened, [`${path}.2`, `${path}.1`, path], 'each file read once, oldest first');
+  const names = async (o: Parameters<typeof logEvents>[1]) => {
+    const out: unknown[] = [];
+    for await (const e of logEvents(path, o)) out.push(e.name ?? e.host ?? e.event);
+    return out;
+  };
+  t.same(await names({}), ['start', 'a.test', 'start', 'b.test', 'c.test', 'start']);
+  t.same(await names({ has: '"deny"' }), ['a.test', 'c.test']);
+  t.same(await names({ sinceMs: Date.parse(at(3)) }), ['start', 'b.test', 'c.test'], 'a line without a time is not "since"');
 });
 
 // Every hidden character a query name or host could carry: C0 (ESC, CR, BS, NUL, TAB, LF), DEL, C1 (the 8-bit
