@@ -386,13 +386,20 @@ t.test('formatLine: no field of any event can carry a hidden character to the te
 /** Run the CLI in this process with a state directory of the test's own, capturing its output. */
 const cli = cliInProcess;
 
-t.test('logs reads the rotated history oldest first, filters, escapes, and --json stays JSON', async (t) => {
+/** A project directory and its state directory (log directory made) of the test's own; `run` runs the CLI on them. */
+const projectWithLog = (t: { teardown(fn: () => unknown): void }) => {
   const dir = tempDir();
   t.teardown(dir.remove);
   const work = join(dir.path, 'project');
   mkdirSync(work);
-  const paths = statePaths(projectFor(work), { CODEX_EGRESS_STATE_DIR: join(dir.path, 'state') });
+  const state = join(dir.path, 'state');
+  const paths = statePaths(projectFor(work), { CODEX_EGRESS_STATE_DIR: state });
   mkdirSync(paths.logDir, { recursive: true });
+  return { paths, run: (argv: string[]) => cli([...argv, '--workdir', work], state) };
+};
+
+t.test('logs reads the rotated history oldest first, filters, escapes, and --json stays JSON', async (t) => {
+  const { paths, run } = projectWithLog(t);
   const line = (i: number, name: string, decision = 'deny') =>
     JSON.stringify({
       v: 1,
@@ -409,7 +416,7 @@ t.test('logs reads the rotated history oldest first, filters, escapes, and --jso
   writeFileSync(`${paths.auditLog}.2`, `${line(1, 'one.test')}\n`);
   writeFileSync(`${paths.auditLog}.1`, `${line(2, 'two.test', 'allow')}\n${line(3, '\x1b[2K\r\x1b[32mALLOW\u202e.test')}\n`);
   writeFileSync(paths.auditLog, `${line(4, 'four.test')}\n`);
-  const all = await cli(['logs', '--workdir', work], join(dir.path, 'state'));
+  const all = await run(['logs']);
   t.equal(all.code, 0, all.stderr);
   t.same(
     all.stdout
@@ -419,12 +426,12 @@ t.test('logs reads the rotated history oldest first, filters, escapes, and --jso
     ['one.test', 'two.test', '\\x1B[2K\\x0D\\x1B[32mALLOW\\u{202E}.test', 'four.test'],
   );
   t.notMatch(all.stdout, HIDDEN_EXCEPT_LF);
-  const denied = await cli(['logs', '--workdir', work, '--denied', '--json'], join(dir.path, 'state'));
+  const denied = await run(['logs', '--denied', '--json']);
   const lines = denied.stdout.trim().split('\n');
   t.equal(lines.length, 3);
   t.notMatch(denied.stdout, HIDDEN_EXCEPT_LF);
   t.equal((JSON.parse(lines[1]!) as Line).name, '\x1b[2K\r\x1b[32mALLOW\u202e.test', 'the JSON value is the name as logged');
-  const status = await cli(['status', '--workdir', work, '--json'], join(dir.path, 'state'));
+  const status = await run(['status', '--json']);
   t.match(JSON.parse(status.stdout), { decisions: { dns: { deny: 3, allow: 1 } } }, 'status counts every rotated file');
 });
 
@@ -466,18 +473,13 @@ t.test('damaged and older lines: a field of the wrong JSON type is dropped, unkn
     'a summary without its event counts as itself',
   );
   // Every command that reads the log, over a log of damaged lines: an answer, never a crash.
-  const dir = tempDir();
-  t.teardown(dir.remove);
-  const work = join(dir.path, 'project');
-  mkdirSync(work);
-  const paths = statePaths(projectFor(work), { CODEX_EGRESS_STATE_DIR: join(dir.path, 'state') });
-  mkdirSync(paths.logDir, { recursive: true });
+  const { paths, run } = projectWithLog(t);
   writeFileSync(paths.auditLog, `${damaged.join('\n')}\n`);
   for (const argv of [['logs'], ['logs', '--denied', '--since', '1d'], ['logs', 'summary'], ['suggest']]) {
-    const r = await cli([...argv, '--workdir', work], join(dir.path, 'state'));
+    const r = await run(argv);
     t.equal(r.code, 0, `${argv.join(' ')}: ${r.stderr}`);
   }
-  const status = await cli(['status', '--json', '--workdir', work], join(dir.path, 'state'));
+  const status = await run(['status', '--json']);
   t.equal(status.code, 4, 'status: not running (no gateway here), and no crash');
   t.match(JSON.parse(status.stdout), { decisions: { dns: { deny: 3 } } });
 });
