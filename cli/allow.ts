@@ -4,7 +4,8 @@ import { parse, UsageError } from './args.js';
 import { EXIT, WORKDIR_HELP, workdirOptions, projectFrom, gatewayRunning, out, err, json } from './common.js';
 import { editAllowlistFile, prepareState, ProjectError } from '../image/project.js';
 import { reloadGateway } from '../image/appliance.js';
-import { Tail, parseLine, type AuditLine } from './auditlog.js';
+import { Tail } from './auditlog.js';
+import { parseLine, type AuditLine } from './audit-line.js';
 import { printable } from './printable.js';
 import { risksOf } from './risks.js';
 

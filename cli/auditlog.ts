@@ -4,24 +4,7 @@
 // from its current end. Nothing here reads a file whole. Pure but for the file reads.
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { printableDeep } from './printable.js';
-
-export interface AuditLine {
-  v?: number;
-  time?: string;
-  event?: string;
-  decision?: string;
-  reason?: string;
-  [k: string]: unknown;
-}
-
-export function parseLine(line: string): AuditLine | undefined {
-  if (!line.startsWith('{')) return undefined;
-  try {
-    return JSON.parse(line) as AuditLine;
-  } catch {
-    return undefined;
-  }
-}
+import { parseLine, type AuditLine } from './audit-line.js';
 
 /** --since: a duration (90s, 10m, 2h, 1d) before now, or an ISO time. Returns epoch ms or throws. */
 export function parseSince(value: string, now = Date.now()): number {
@@ -60,7 +43,7 @@ export function formatLine(raw: AuditLine, colour: boolean): string {
         : e.decision
           ? c('yellow', String(e.decision).toUpperCase().padEnd(5))
           : '     ';
-  const rule = e.rule && typeof e.rule === 'object' ? (e.rule as { text?: string; source?: string }) : undefined;
+  const rule = typeof e.rule === 'object' ? e.rule : undefined;
   let what: string;
   switch (e.event) {
     case 'dns':
@@ -249,9 +232,9 @@ export function countLine(counts: DecisionCounts, line: string): void {
   if (!line.includes('"decision":')) return;
   const e = parseLine(line);
   if (!e?.event || !e.decision) return;
-  const summary = (e.event === 'repeat' || e.event === 'suppressed') && typeof e.of === 'string';
-  const event = summary ? (e.of as string) : e.event;
-  const n = summary ? Number(e.count) || 0 : 1;
+  const of = e.event === 'repeat' || e.event === 'suppressed' ? e.of : undefined;
+  const event = of ?? e.event;
+  const n = of ? (e.count ?? 0) : 1;
   const byEvent = (counts[event] ??= {});
   byEvent[e.decision] = (byEvent[e.decision] ?? 0) + n;
 }
@@ -262,9 +245,34 @@ export function countDecisions(lines: Iterable<string>): DecisionCounts {
   return counts;
 }
 
-/** Decisions in the whole log, every rotated file included, streamed. */
-export async function countLog(path: string): Promise<DecisionCounts> {
-  const counts: DecisionCounts = {};
-  for (const f of await logFiles(path)) for await (const l of fileLines(f)) countLine(counts, l);
-  return counts;
+/**
+ * The whole log (every rotated file included) in one streamed pass: the decisions counted, and the time
+ * of the last `start` line (the gateway's current run), or null.
+ */
+export async function scanLog(path: string): Promise<{ decisions: DecisionCounts; startedAt: string | null }> {
+  const decisions: DecisionCounts = {};
+  let startedAt: string | null = null;
+  for (const f of await logFiles(path)) {
+    for await (const l of fileLines(f)) {
+      countLine(decisions, l);
+      if (!l.includes('"start"')) continue;
+      const e = parseLine(l);
+      if (e?.event === 'start' && e.time) startedAt = e.time;
+    }
+  }
+  return { decisions, startedAt };
+}
+
+/**
+ * Every event of the log, oldest first (rotated files included), streamed. `has`: a line without this
+ * text is skipped before it is parsed (a cheap pre-filter); `sinceMs`: only events from then on.
+ */
+export async function* logEvents(path: string, o: { has?: string; sinceMs?: number } = {}): AsyncGenerator<AuditLine> {
+  for (const f of await logFiles(path)) {
+    for await (const l of fileLines(f)) {
+      if (o.has && !l.includes(o.has)) continue;
+      const e = parseLine(l);
+      if (e && matches(e, { sinceMs: o.sinceMs })) yield e;
+    }
+  }
 }

@@ -5,6 +5,7 @@ import { DEFAULT_IMAGES, type ImageNames } from '../image/args.js';
 import { dockerResult } from '../image/docker.js';
 import { UsageError } from './args.js';
 import { printableJson } from './printable.js';
+import { parseSince } from './auditlog.js';
 
 /** Exit codes of every command (README: Exit codes). */
 export const EXIT = {
@@ -30,6 +31,16 @@ export const workdirOptions = {
 export interface ProjectContext {
   project: Project;
   paths: StatePaths;
+}
+
+/** --since WHEN (logs, logs summary, suggest) as epoch ms, undefined when not given; a bad value is a usage error. */
+export function sinceOption(value: string | undefined, now = Date.now()): number | undefined {
+  if (value === undefined) return undefined;
+  try {
+    return parseSince(value, now);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
 }
 
 /** The project for --workdir/--subnet, with the workdir checked (not /, not $HOME, inside WORKSPACE_ROOT_DIR). */

@@ -4,6 +4,8 @@ import { parse, intOption, secondsOption, mebibytesOption, UsageError } from './
 import { defaultConfig, parseConfig, resolvConfUpstreams, ConfigError, effectivePath, type GatewayConfigInput } from '../proxy/config.js';
 import { startGateway, type FirewallFactory, type Gateway } from '../proxy/gateway.js';
 import { installLastResort } from '../proxy/lastresort.js';
+import type { Report } from '../proxy/report.js';
+import { DNS_PORT, GATEWAY_ALLOWLIST_PATH, PROXY_PORT } from '../proxy/endpoints.js';
 import { PRESET_NAMES, isPresetName, type PresetName } from '../proxy/policy/presets.js';
 
 export const GATEWAY_USAGE = `Usage: codex-egress gateway [options]
@@ -13,10 +15,10 @@ network namespace until SIGTERM or SIGINT. SIGHUP re-reads the allowlist file (s
 
 Options:
   --listen IP             address to listen on (default 0.0.0.0)
-  --dns-port N            DNS port, UDP and TCP (default 53)
-  --proxy-port N          HTTP/CONNECT proxy port (default 3128)
+  --dns-port N            DNS port, UDP and TCP (default ${DNS_PORT})
+  --proxy-port N          HTTP/CONNECT proxy port (default ${PROXY_PORT})
   --upstream IP[:PORT]    upstream DNS resolver, repeatable, tried in order (default: /etc/resolv.conf)
-  --allowlist FILE        the allowlist file, watched for changes (default /etc/codex/allowed_domains.txt);
+  --allowlist FILE        the allowlist file, watched for changes (default ${GATEWAY_ALLOWLIST_PATH});
                           the merged allowlist is written beside it as <name>.effective.json
   --allow RULE            allow a rule, repeatable (also: OPENAI_ALLOWED_DOMAINS)
   --no-defaults           leave out the built-in OpenAI rules
@@ -47,6 +49,9 @@ Options:
   --ca-dir DIR            the injection CA: DIR/ca.pem and DIR/ca-key.pem (required with --credentials)
   --upstream-ca FILE      PEM certificates trusted for the injected hosts besides the system roots
   -h, --help              this help`;
+
+/** What the gateway's modules report (proxy/report.ts) goes to standard error, `codex-egress: ` first. */
+const report: Report = (msg) => process.stderr.write(`codex-egress: ${msg}\n`);
 
 export async function gatewayCommand(argv: string[], makeFirewall?: FirewallFactory): Promise<number> {
   const { values: v } = parse(argv, {
@@ -162,7 +167,7 @@ export async function gatewayCommand(argv: string[], makeFirewall?: FirewallFact
   });
   try {
     const cfg = parseConfig(input);
-    gateway = await startGateway(cfg, makeFirewall);
+    gateway = await startGateway(cfg, report, makeFirewall);
     process.stderr.write(
       `codex-egress: gateway up: dns ${cfg.listen}:${gateway.dns.udp.port}, proxy ${cfg.listen}:${gateway.proxy.address.port}, ` +
         `${gateway.allowlist().rules.length} rules (effective list: ${effectivePath(cfg.allowlistPath)})\n`,

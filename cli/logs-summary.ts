@@ -1,7 +1,8 @@
 // `codex-egress logs summary`: what a session asked for, in two tables: the names refused most (with
 // counts and the clients that asked) and the hosts that moved the most bytes (closed tunnels and
 // WebSockets, both directions). Pure but for reading the log (streamed, rotated files included).
-import { logFiles, fileLines, parseLine, type AuditLine } from './auditlog.js';
+import { logEvents } from './auditlog.js';
+import type { AuditLine } from './audit-line.js';
 import { DeniedNames } from './suggest-rules.js';
 
 export interface Summary {
@@ -37,13 +38,7 @@ export class Summariser {
 
 export async function summariseLog(path: string, sinceMs: number | undefined, top: number): Promise<Summary> {
   const s = new Summariser();
-  for (const f of await logFiles(path)) {
-    for await (const l of fileLines(f)) {
-      const e = parseLine(l);
-      if (!e || (sinceMs !== undefined && (!e.time || Date.parse(e.time) < sinceMs))) continue;
-      s.add(e);
-    }
-  }
+  for await (const e of logEvents(path, { sinceMs })) s.add(e);
   return s.result(top);
 }
 

@@ -1,8 +1,9 @@
 // `codex-egress logs`: the gateway's audit log, pretty (colour on a TTY) or as the JSON lines themselves.
-import { parse, intOption, UsageError } from './args.js';
-import { EXIT, WORKDIR_HELP, workdirOptions, projectFrom, out, err } from './common.js';
+import { parse, intOption } from './args.js';
+import { EXIT, WORKDIR_HELP, workdirOptions, projectFrom, sinceOption, out, err } from './common.js';
 import { stat } from 'node:fs/promises';
-import { Tail, fileLines, logFiles, parseLine, matches, formatLine, parseSince, type Filter } from './auditlog.js';
+import { Tail, fileLines, logFiles, matches, formatLine, type Filter } from './auditlog.js';
+import { parseLine } from './audit-line.js';
 import { printableJson, printable } from './printable.js';
 import { summariseLog, summaryLines } from './logs-summary.js';
 
@@ -40,14 +41,7 @@ export async function logsCommand(argv: string[]): Promise<number> {
     json: { type: 'boolean' },
   });
   const { paths } = projectFrom(v);
-  const filter: Filter = { denied: v.denied };
-  if (v.since !== undefined) {
-    try {
-      filter.sinceMs = parseSince(v.since);
-    } catch (e) {
-      throw new UsageError((e as Error).message);
-    }
-  }
+  const filter: Filter = { denied: v.denied, sinceMs: sinceOption(v.since) };
   const tailN = v.tail === undefined ? undefined : intOption('tail', v.tail, 0, 0, 10_000_000);
   const colour = !v.json && !!process.stdout.isTTY && !process.env.NO_COLOR;
   let printed = 0;
@@ -111,15 +105,7 @@ export async function logsCommand(argv: string[]): Promise<number> {
 async function logsSummary(argv: string[]): Promise<number> {
   const { values: v } = parse(argv, { ...workdirOptions, since: { type: 'string' }, top: { type: 'string' }, json: { type: 'boolean' } });
   const { paths } = projectFrom(v);
-  let sinceMs: number | undefined;
-  if (v.since !== undefined) {
-    try {
-      sinceMs = parseSince(v.since);
-    } catch (e) {
-      throw new UsageError((e as Error).message);
-    }
-  }
-  const s = await summariseLog(paths.auditLog, sinceMs, intOption('top', v.top, 10, 1, 100_000));
+  const s = await summariseLog(paths.auditLog, sinceOption(v.since), intOption('top', v.top, 10, 1, 100_000));
   if (v.json) out(printableJson(JSON.stringify(s, null, 2)));
   else for (const l of summaryLines(s)) out(printable(l));
   return EXIT.ok;

@@ -4,7 +4,7 @@ import { parse } from './args.js';
 import { EXIT, WORKDIR_HELP, workdirOptions, projectFrom, out, json } from './common.js';
 import { state, health, codexMode } from '../image/appliance.js';
 import { liveProject } from '../image/subnet.js';
-import { countLog, logFiles, fileLines, parseLine } from './auditlog.js';
+import { scanLog } from './auditlog.js';
 import { statusLines, type StatusReport } from './status-view.js';
 
 export const STATUS_USAGE = `Usage: codex-egress status [options]
@@ -29,15 +29,7 @@ export async function statusCommand(argv: string[]): Promise<number> {
   const gateway = s.containers.find((c) => c.name === p.gateway);
   const h = gateway?.running ? await health(p) : undefined;
   const effective = gateway?.running ? await readEffective(paths.effective) : undefined;
-  const counters = await countLog(paths.auditLog);
-  let startedAt: string | null = null;
-  for (const f of await logFiles(paths.auditLog)) {
-    for await (const l of fileLines(f)) {
-      if (!l.includes('"start"')) continue;
-      const e = parseLine(l);
-      if (e?.event === 'start' && typeof e.time === 'string') startedAt = e.time;
-    }
-  }
+  const { decisions, startedAt } = await scanLog(paths.auditLog);
   const report: StatusReport = {
     project: p.name,
     workdir: p.workdir,
@@ -51,7 +43,7 @@ export async function statusCommand(argv: string[]): Promise<number> {
     codexHome: paths.codexHome,
     runs: paths.runs,
     codexSandbox: s.containers.some((c) => c.name === p.sandbox) ? ((await codexMode(p)) ?? null) : null,
-    decisions: counters,
+    decisions,
     startedAt,
   };
   if (v.json) json(report);

@@ -8,7 +8,7 @@
 import { getDomain } from 'tldts';
 import { normalizeName } from '../proxy/policy/names.js';
 import { ruleText } from '../proxy/policy/rules.js';
-import type { AuditLine } from './auditlog.js';
+import type { AuditLine } from './audit-line.js';
 
 /** Why a denial is evidence for a rule: the name is simply not on the allowlist (or not on that port). */
 const LEARNABLE = new Set(['not-allowlisted', 'port-not-allowed']);
@@ -29,7 +29,7 @@ export class DeniedNames {
   constructor(private readonly opts: { anyReason?: boolean } = {}) {}
   add(e: AuditLine): void {
     if (e.decision !== 'deny') return;
-    const of = e.event === 'repeat' || e.event === 'suppressed' ? (e.of as string) : e.event;
+    const of = e.event === 'repeat' || e.event === 'suppressed' ? e.of : e.event;
     if (of !== 'dns' && of !== 'connect' && of !== 'http') return;
     if (e.event === 'suppressed') {
       // Only its first names are known (each counted once); the rest of its count is not attributable.

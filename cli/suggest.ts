@@ -3,9 +3,9 @@
 // that accepts them. Start strict, widen on evidence.
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { parse, intOption, UsageError } from './args.js';
-import { EXIT, WORKDIR_HELP, workdirOptions, projectFrom, out, err, json } from './common.js';
-import { logFiles, fileLines, parseLine, parseSince } from './auditlog.js';
+import { parse, intOption } from './args.js';
+import { EXIT, WORKDIR_HELP, workdirOptions, projectFrom, sinceOption, out, err, json } from './common.js';
+import { logEvents } from './auditlog.js';
 import { DeniedNames, propose } from './suggest-rules.js';
 import { risksOf } from './risks.js';
 import { readRuleFile } from '../proxy/config.js';
@@ -65,26 +65,11 @@ export async function suggestCommand(argv: string[]): Promise<number> {
     json: { type: 'boolean' },
   });
   const { paths } = projectFrom(v);
-  let sinceMs: number | undefined;
-  if (v.since !== undefined) {
-    try {
-      sinceMs = parseSince(v.since);
-    } catch (e) {
-      throw new UsageError((e as Error).message);
-    }
-  }
+  const sinceMs = sinceOption(v.since);
   const minCount = intOption('min-count', v['min-count'], 1, 1, 1_000_000_000);
   const collapse = intOption('collapse', v.collapse, 3, 2, 1_000_000);
   const denied = new DeniedNames();
-  for (const f of await logFiles(paths.auditLog)) {
-    for await (const l of fileLines(f)) {
-      if (!l.includes('"deny"')) continue;
-      const e = parseLine(l);
-      if (!e) continue;
-      if (sinceMs !== undefined && (!e.time || Date.parse(e.time) < sinceMs)) continue;
-      denied.add(e);
-    }
-  }
+  for await (const e of logEvents(paths.auditLog, { has: '"deny"', sinceMs })) denied.add(e);
   const lists = await allowlists(paths.effective, paths.allowlist);
   // Left out: what is allowed now, and what a deny rule refuses (deny wins, also over a suggestion).
   const inForce = (name: string, port?: number) =>

@@ -4,7 +4,6 @@
 import { execa } from 'execa';
 import {
   BUILTINS,
-  CHAINS,
   ALLOW_SET,
   PORT_SET,
   allowSetSpec,
@@ -19,8 +18,8 @@ import {
   v6Rules,
   type Builtin,
   type FirewallPlan,
-  type SavedTable,
 } from './rules.js';
+import { tableDifferences } from './compare.js';
 
 /** Run a command (optionally with standard input) and return its standard output; throws on failure. */
 export type Exec = (cmd: string, args: string[], input?: string) => Promise<string>;
@@ -86,24 +85,15 @@ export async function applyFirewall(plan: FirewallPlan, ports: readonly number[]
 
 /** Read everything back and compare with what the plan says; throws a FirewallError listing the differences. */
 export async function verifyFirewall(plan: FirewallPlan, ports: readonly number[], exec: Exec = execDirect): Promise<void> {
-  const problems: string[] = [];
-  const compareTable = (family: string, saved: SavedTable, want: Record<Builtin, string[]>, policy?: string) => {
-    for (const b of BUILTINS) {
-      if (saved.jumps[b] !== 1) problems.push(`${family} ${b}: ${saved.jumps[b]} jumps to ${CHAINS[b]}, want 1`);
-      else if (!saved.jumpFirst[b]) problems.push(`${family} ${b}: the jump to ${CHAINS[b]} is not the first rule`);
-      if (policy && saved.policies[b] !== policy) problems.push(`${family} ${b}: policy ${saved.policies[b]}, want ${policy}`);
-      const got = saved.rules[b];
-      if (got.length !== want[b].length || got.some((r, i) => r !== want[b][i])) {
-        const missing = want[b].filter((r) => !got.includes(r));
-        const extra = got.filter((r) => !want[b].includes(r));
-        problems.push(
-          `${family} ${CHAINS[b]} differs: missing [${missing.join(' | ')}] unexpected [${extra.join(' | ')}]${!missing.length && !extra.length ? ' (order)' : ''}`,
-        );
-      }
-    }
-  };
-  compareTable('iptables', parseSave(await step('iptables-save', () => exec('iptables-save', ['-t', 'filter']))), v4Rules(plan));
-  compareTable('ip6tables', parseSave(await step('ip6tables-save', () => exec('ip6tables-save', ['-t', 'filter']))), v6Rules(), 'DROP');
+  const problems = [
+    ...tableDifferences('iptables', parseSave(await step('iptables-save', () => exec('iptables-save', ['-t', 'filter']))), v4Rules(plan)),
+    ...tableDifferences(
+      'ip6tables',
+      parseSave(await step('ip6tables-save', () => exec('ip6tables-save', ['-t', 'filter']))),
+      v6Rules(),
+      'DROP',
+    ),
+  ];
 
   const allow = parseSetHeader(await step('ipset list', () => exec('ipset', ['list', '-t', ALLOW_SET])));
   const want = allowSetSpec(plan).split(' ');

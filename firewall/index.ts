@@ -4,6 +4,7 @@ import type { Audit } from '../proxy/audit.js';
 import type { GatewayConfig } from '../proxy/config.js';
 import type { Firewall, FirewallFactory } from '../proxy/gateway.js';
 import type { Allowlist } from '../proxy/policy/allowlist.js';
+import type { Report } from '../proxy/report.js';
 import { AllowSet, SetFullError } from './allowset.js';
 import { IpsetSession, sessionExec } from './session.js';
 import { applyFirewall, execDirect, FirewallError, interfaceExists, interfaceOf, setPorts, type Exec } from './apply.js';
@@ -61,7 +62,13 @@ export function planFor(cfg: GatewayConfig, iface: string): FirewallPlan {
 }
 
 /** Apply the firewall for this configuration and return the gateway's handle on it. Throws FirewallError. */
-export async function startFirewall(cfg: GatewayConfig, audit: Audit, allowlist: Allowlist, opts: FirewallOptions = {}): Promise<Firewall> {
+export async function startFirewall(
+  cfg: GatewayConfig,
+  audit: Audit,
+  allowlist: Allowlist,
+  report: Report,
+  opts: FirewallOptions = {},
+): Promise<Firewall> {
   const exec = opts.exec ?? execDirect;
   const started = performance.now();
   const plan = planFor(cfg, await sandboxInterface(cfg, exec));
@@ -84,7 +91,7 @@ export async function startFirewall(cfg: GatewayConfig, audit: Audit, allowlist:
     ms: Math.round(performance.now() - started),
   });
   if (!applied.ipv6Disabled) {
-    process.stderr.write('codex-egress: note: IPv6 could not be disabled by sysctl here; ip6tables drops all IPv6 instead\n');
+    report('note: IPv6 could not be disabled by sysctl here; ip6tables drops all IPv6 instead');
   }
 
   const watch = await RuleWatch.start({
@@ -117,7 +124,7 @@ export async function startFirewall(cfg: GatewayConfig, audit: Audit, allowlist:
     },
     async onReload(next) {
       // A failure here leaves the kernel stricter or as before (the proxy applies the new list anyway);
-      // it is reported (stderr, /healthz unhealthy) rather than taking the gateway down.
+      // it is reported (report, /healthz unhealthy) rather than taking the gateway down.
       current = next;
       try {
         const nextPorts = allowedPorts(next);
@@ -128,7 +135,7 @@ export async function startFirewall(cfg: GatewayConfig, audit: Audit, allowlist:
         audit.write({ event: 'firewall', action: 'reload', ports, flushed });
       } catch (err) {
         reloadProblem = `the firewall did not follow the last reload: ${(err as Error).message}`;
-        process.stderr.write(`codex-egress: ${reloadProblem}\n`);
+        report(reloadProblem);
       }
     },
     status() {
@@ -156,5 +163,5 @@ export async function startFirewall(cfg: GatewayConfig, audit: Audit, allowlist:
 /** The factory the `gateway` command passes to startGateway. */
 export const firewallFactory =
   (opts: FirewallOptions = {}): FirewallFactory =>
-  (cfg, audit, allowlist) =>
-    startFirewall(cfg, audit, allowlist, opts);
+  (cfg, audit, allowlist, report) =>
+    startFirewall(cfg, audit, allowlist, report, opts);

@@ -1,8 +1,10 @@
 // Watching the applied firewall: every few seconds, read the drop counters (an increase is a `firewall`
-// audit event) and check that our rules are still exactly in place (if not, /healthz turns unhealthy).
+// audit event) and check that our rules are still exactly in place (if not, /healthz turns unhealthy and
+// its `problem` names each chain that differs: firewall/compare.ts, the same comparison apply verifies with).
 import type { Audit } from '../proxy/audit.js';
 import type { Exec } from './apply.js';
-import { BUILTINS, parseCounters, parseSave, type Builtin, type DropRule, type SavedTable } from './rules.js';
+import { parseCounters, parseSave, type Builtin, type DropRule } from './rules.js';
+import { tableDifferences } from './compare.js';
 
 export type Counter = { packets: number; bytes: number };
 
@@ -71,21 +73,13 @@ export class RuleWatch {
           });
         }
       }
-      const intact = unchanged(parseSave(v4), this.opts.v4) && unchanged(parseSave(v6), this.opts.v6, 'DROP');
-      this.problem = intact ? undefined : 'the firewall rules were changed by someone else';
+      const changed = [
+        ...tableDifferences('iptables', parseSave(v4), this.opts.v4),
+        ...tableDifferences('ip6tables', parseSave(v6), this.opts.v6, 'DROP'),
+      ];
+      this.problem = changed.length ? `the firewall rules were changed by someone else: ${changed.join('; ')}` : undefined;
     } catch (err) {
       this.problem = `cannot read the firewall: ${(err as Error).message}`;
     }
   }
-}
-
-/** Are our chains in place, jumped to once and first, with exactly the planned rules (and policies)? */
-function unchanged(saved: SavedTable, want: Record<Builtin, string[]>, policy?: string): boolean {
-  return BUILTINS.every(
-    (b) =>
-      saved.jumps[b] === 1 &&
-      saved.jumpFirst[b] &&
-      saved.rules[b].join('\n') === want[b].join('\n') &&
-      (!policy || saved.policies[b] === policy),
-  );
 }

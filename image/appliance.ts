@@ -8,16 +8,15 @@ import {
   gatewayCreateArgs,
   connectEgressArgs,
   sandboxCreateArgs,
-  healthCommand,
   sandboxUserFixArgs,
   projectFilter,
-  PROXY_PORT,
   CODEX_SANDBOX_LABEL,
   SANDBOX_USER_LABEL,
   type GatewayOptions,
   type SandboxOptions,
 } from './args.js';
 import { docker, dockerResult, exists } from './docker.js';
+import { PROXY_PORT, healthCommand, healthUrl } from '../proxy/endpoints.js';
 import { PROJECT_LABEL, WORKDIR_LABEL, type Project } from './names.js';
 import { PACKAGE_ROOT } from './context.js';
 import { createInternalNetwork, liveProject } from './subnet.js';
@@ -87,7 +86,7 @@ export async function waitHealthy(p: Project, timeoutMs: number): Promise<void> 
         `the gateway exited (code ${code}${Number(restarts) > 0 ? `, restarted ${restarts}×` : ''}):\n${(logs.stderr + logs.stdout).trim()}`,
       );
     }
-    const r = await dockerResult(['exec', p.gateway, ...healthCommand(p)], { timeoutMs: 10_000 });
+    const r = await dockerResult(['exec', p.gateway, ...healthCommand(p.gatewayIp)], { timeoutMs: 10_000 });
     if (r.exitCode === 0) return;
     last = r.stderr.trim();
     await new Promise((res) => setTimeout(res, 500));
@@ -159,7 +158,7 @@ export async function writableMounts(container: string): Promise<string[]> {
 
 /** The gateway's /healthz body (JSON), or undefined when it does not answer. */
 export async function health(p: Project): Promise<Record<string, unknown> | undefined> {
-  const url = `http://${p.gatewayIp}:${PROXY_PORT}/healthz`;
+  const url = healthUrl(p.gatewayIp);
   const r = await dockerResult(
     [
       'exec',

@@ -1,5 +1,15 @@
 // Pure generation of `docker …` argument lists for the appliance. No I/O: image/docker.ts runs them.
 import { PROJECT_LABEL, WORKDIR_LABEL, type Project } from './names.js';
+import {
+  DNS_PORT,
+  GATEWAY_ALLOWLIST_DIR,
+  GATEWAY_ALLOWLIST_PATH,
+  GATEWAY_AUDIT_PATH,
+  GATEWAY_LOG_DIR,
+  HEALTH_TIMING,
+  PROXY_PORT,
+  healthCommand,
+} from '../proxy/endpoints.js';
 
 /** The gateway's kernel firewall: on (NET_ADMIN, `--firewall`); `up --no-firewall` is for development only. */
 export const GATEWAY_FIREWALL_DEFAULT = true;
@@ -9,12 +19,6 @@ export const GATEWAY_FIREWALL_DEFAULT = true;
  */
 export const GATEWAY_TRANSPARENT_DEFAULT = true;
 
-export const PROXY_PORT = 3128;
-export const DNS_PORT = 53;
-export const GATEWAY_ALLOWLIST_DIR = '/etc/codex';
-export const GATEWAY_LOG_DIR = '/var/log/codex-egress';
-export const ALLOWLIST_FILE = 'allowed_domains.txt';
-export const AUDIT_FILE = 'audit.jsonl';
 export const SANDBOX_HOME = '/home/codex';
 export const SANDBOX_CODEX_HOME = `${SANDBOX_HOME}/.codex`;
 
@@ -123,12 +127,6 @@ export interface GatewayOptions {
   extraArgs?: string[];
 }
 
-/** The command that answers 0 only when the gateway's /healthz says healthy. */
-export function healthCommand(p: Project): string[] {
-  const url = `http://${p.gatewayIp}:${PROXY_PORT}/healthz`;
-  return ['node', '-e', `fetch(${JSON.stringify(url)}).then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))`];
-}
-
 /** `docker create` for the gateway, attached to the internal network at its static address. */
 export function gatewayCreateArgs(p: Project, o: GatewayOptions): string[] {
   const caps = o.firewall ? ['--cap-add', 'NET_ADMIN', '--cap-add', 'NET_RAW'] : [];
@@ -171,15 +169,15 @@ export function gatewayCreateArgs(p: Project, o: GatewayOptions): string[] {
     `${o.logDir}:${GATEWAY_LOG_DIR}`,
     ...(o.envAllowed !== undefined ? ['-e', `OPENAI_ALLOWED_DOMAINS=${o.envAllowed}`] : []),
     '--health-cmd',
-    healthCommand(p).map(shellQuote).join(' '),
+    healthCommand(p.gatewayIp).map(shellQuote).join(' '),
     '--health-interval',
-    '5s',
+    HEALTH_TIMING.interval,
     '--health-timeout',
-    '3s',
+    HEALTH_TIMING.timeout,
     '--health-retries',
-    '3',
+    String(HEALTH_TIMING.retries),
     '--health-start-period',
-    '20s',
+    HEALTH_TIMING.startPeriod,
     o.image,
     ...gatewayCommandArgs(p, o),
   ];
@@ -195,9 +193,9 @@ export function gatewayCommandArgs(p: Project, o: GatewayOptions): string[] {
     '--proxy-port',
     String(PROXY_PORT),
     '--allowlist',
-    `${GATEWAY_ALLOWLIST_DIR}/${ALLOWLIST_FILE}`,
+    GATEWAY_ALLOWLIST_PATH,
     '--audit-log',
-    `${GATEWAY_LOG_DIR}/${AUDIT_FILE}`,
+    GATEWAY_AUDIT_PATH,
     o.firewall ? '--firewall' : '--no-firewall',
     ...(o.transparent === undefined ? [] : [o.transparent ? '--transparent' : '--no-transparent']),
     ...(o.upstreams ?? []).flatMap((u) => ['--upstream', u]),

@@ -6,7 +6,8 @@ import { homedir } from 'node:os';
 import { join, resolve, relative, isAbsolute, dirname } from 'node:path';
 import { parseRuleFile, ruleText } from '../proxy/policy/rules.js';
 import { effectivePath } from '../proxy/effective.js';
-import { ALLOWLIST_FILE, AUDIT_FILE, PROTECTED_SANDBOX_PATHS } from './args.js';
+import { PROTECTED_SANDBOX_PATHS } from './args.js';
+import { ALLOWLIST_FILE, AUDIT_FILE } from '../proxy/endpoints.js';
 import type { Project } from './names.js';
 import {
   UnsafePathError,

@@ -4,6 +4,7 @@ import type { RuleRef } from './policy/allowlist.js';
 import type { ClosedBy, Reason } from './reasons.js';
 import { AuditFile, ROTATION_DEFAULTS, type RotationOptions } from './audit-file.js';
 import { Summariser, SUMMARY_DEFAULTS, type SummaryOptions } from './audit-summary.js';
+import type { Report } from './report.js';
 
 /** Schema version carried in every line as `v`. Bump on any incompatible change (README: Audit log). */
 export const AUDIT_SCHEMA_VERSION = 1;
@@ -121,11 +122,11 @@ export interface AuditOptions {
 /**
  * An audit log to a file path (rotated by size), or to standard output with '-'. Repeated denials are
  * summarised (proxy/audit-summary.ts); the summaries are flushed each window, before the `stop` line and
- * on close.
+ * on close. A failing destination (disk full, closed pipe) is reported, never fatal.
  */
-export function createAudit(path: string, opts: AuditOptions = {}): Audit {
-  // A failing log destination (disk full, closed pipe) must not take the gateway down.
-  const onError = (err: Error) => process.stderr.write(`codex-egress: audit log: ${err.message}\n`);
+export function createAudit(path: string, report: Report, opts: AuditOptions = {}): Audit {
+  // A failing log destination must not take the gateway down.
+  const onError = (err: Error) => report(`audit log: ${err.message}`);
   let dest: ReturnType<typeof pino.destination>;
   let file: AuditFile | undefined;
   if (path === '-') {

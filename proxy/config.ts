@@ -6,6 +6,7 @@ import { mergeSources, type Allowlist } from './policy/allowlist.js';
 import { PRESET_NAMES, type PresetName } from './policy/presets.js';
 import { parseRuleFile, type RulesResult } from './policy/rules.js';
 import type { Upstream } from './dns/upstream.js';
+import { DNS_PORT, GATEWAY_ALLOWLIST_PATH, PROXY_PORT } from './endpoints.js';
 
 export interface ProxyLimits {
   /** Upstream TCP connect timeout. */
@@ -99,12 +100,12 @@ export const gatewayConfig = z.object({
 export type GatewayConfig = z.output<typeof gatewayConfig>;
 export type GatewayConfigInput = z.input<typeof gatewayConfig>;
 
-export const DEFAULT_ALLOWLIST_PATH = '/etc/codex/allowed_domains.txt';
+export const DEFAULT_ALLOWLIST_PATH = GATEWAY_ALLOWLIST_PATH;
 
 export const defaultConfig = (): Omit<GatewayConfigInput, 'upstreams'> => ({
   listen: '0.0.0.0',
-  dnsPort: 53,
-  proxyPort: 3128,
+  dnsPort: DNS_PORT,
+  proxyPort: PROXY_PORT,
   allowlistPath: DEFAULT_ALLOWLIST_PATH,
   allow: [],
   defaults: true,

@@ -13,6 +13,7 @@ import { injectSummary } from './inject/tunnel.js';
 import type { Allowlist } from './policy/allowlist.js';
 import { startTransparentMode, type TransparentMode } from './transparent/mode.js';
 import { poolFor } from './transparent/pool.js';
+import type { Report } from './report.js';
 
 /** What the gateway needs from the kernel firewall (firewall/). */
 export interface Firewall {
@@ -25,7 +26,7 @@ export interface Firewall {
   stop(): Promise<void>;
 }
 
-export type FirewallFactory = (cfg: GatewayConfig, audit: Audit, allowlist: Allowlist) => Promise<Firewall>;
+export type FirewallFactory = (cfg: GatewayConfig, audit: Audit, allowlist: Allowlist, report: Report) => Promise<Firewall>;
 
 export interface Gateway {
   dns: DnsServer;
@@ -38,24 +39,25 @@ export interface Gateway {
   stopNow(signal?: string, maxMs?: number): Promise<void>;
 }
 
-export async function startGateway(cfg: GatewayConfig, makeFirewall?: FirewallFactory): Promise<Gateway> {
+/** `report` gets what the operator should see and the gateway survives (the entry point sends it to stderr). */
+export async function startGateway(cfg: GatewayConfig, report: Report, makeFirewall?: FirewallFactory): Promise<Gateway> {
   let allowlist = await loadAllowlist(cfg);
   const pool = poolFor(cfg);
   if (pool && !pool.ok) throw new ConfigError([pool.error]);
   const inject = cfg.inject ? loadInject(cfg.inject) : undefined;
-  const audit = createAudit(cfg.auditLog, { rotation: { maxBytes: cfg.auditLogMaxBytes, keep: cfg.auditLogKeep } });
+  const audit = createAudit(cfg.auditLog, report, { rotation: { maxBytes: cfg.auditLogMaxBytes, keep: cfg.auditLogKeep } });
   let firewall: Firewall | undefined;
   if (cfg.firewall) {
     if (!makeFirewall) throw new ConfigError(['--firewall was asked for, but this build has no firewall: refusing to start (fail closed)']);
     // Fail closed: the firewall is applied and verified before anything listens.
     try {
-      firewall = await makeFirewall(cfg, audit, allowlist);
+      firewall = await makeFirewall(cfg, audit, allowlist, report);
     } catch (err) {
       await audit.close();
       throw err;
     }
   } else {
-    process.stderr.write('codex-egress: WARNING: --no-firewall: the kernel does not enforce the allowlist (development only)\n');
+    report('WARNING: --no-firewall: the kernel does not enforce the allowlist (development only)');
   }
   // The gateway's own addresses (its non-loopback interfaces' now, and the transparent pool) are never
   // dialled: see notOwnAddress. Loopback's are left to the guard (127/8 is never public; the one-namespace
@@ -99,8 +101,8 @@ export async function startGateway(cfg: GatewayConfig, makeFirewall?: FirewallFa
       health,
       ...(inject ? { inject } : {}),
     });
-    if (cfg.transparent) transparent = await startTransparentMode(cfg, allowlist, proxy, audit);
-    dns = await startDnsServer(cfg.listen, cfg.dnsPort, { allowlist: current, resolver, audit, transparent: assign });
+    if (cfg.transparent) transparent = await startTransparentMode(cfg, allowlist, proxy, audit, report);
+    dns = await startDnsServer(cfg.listen, cfg.dnsPort, { allowlist: current, resolver, audit, report, transparent: assign });
   } catch (err) {
     await transparent?.close();
     await proxy?.close();
@@ -112,7 +114,7 @@ export async function startGateway(cfg: GatewayConfig, makeFirewall?: FirewallFa
   const dnsServer = dns;
   const proxyServer = proxy;
   await writeEffective(cfg.allowlistPath, allowlist).catch((err: Error) =>
-    process.stderr.write(`codex-egress: could not write the effective allowlist: ${err.message}\n`),
+    report(`could not write the effective allowlist: ${err.message}`),
   );
   audit.write({
     event: 'start',
@@ -132,7 +134,7 @@ export async function startGateway(cfg: GatewayConfig, makeFirewall?: FirewallFa
     } catch (err) {
       const errors = err instanceof ConfigError ? err.errors : [(err as Error).message];
       audit.write({ event: 'reload', ok: false, rules: allowlist.rules.length, added: [], removed: [], errors });
-      process.stderr.write(`codex-egress: allowlist not reloaded, the previous one stays in force:\n  ${errors.join('\n  ')}\n`);
+      report(`allowlist not reloaded, the previous one stays in force:\n  ${errors.join('\n  ')}`);
       return false;
     }
     const before = new Set(allowlist.rules.map((r) => r.text));

@@ -4,6 +4,8 @@ import t from 'tap';
 import { cliInProcess } from './harness/cli.js';
 import { parseSince, matches, formatLine, countDecisions } from '../cli/auditlog.js';
 import { engineRecentEnough } from '../cli/doctor.js';
+import { sinceOption } from '../cli/common.js';
+import { parseLine } from '../cli/audit-line.js';
 
 const COMMANDS = ['up', 'exec', 'down', 'status', 'allow', 'deny', 'domains', 'logs', 'verify', 'doctor', 'build'];
 /** Run the CLI in this process, with a state directory that does not exist. */
@@ -38,7 +40,12 @@ t.test('logs: --since, --denied, formatting, counters', async (t) => {
   t.equal(parseSince('2h', now), now - 7_200_000);
   t.equal(parseSince('2026-01-01T11:00:00Z', now), now - 3_600_000);
   t.throws(() => parseSince('soon', now));
-  const deny = {
+  t.equal(sinceOption(undefined, now), undefined);
+  t.equal(sinceOption('90s', now), now - 90_000);
+  t.throws(() => sinceOption('soon', now), { name: 'UsageError', message: /--since must be a duration like 10m or 2h.*not "soon"/ });
+  /** An event as the CLI reads it back. */
+  const read = (e: object) => parseLine(JSON.stringify(e))!;
+  const deny = read({
     v: 1,
     time: '2026-01-01T12:00:01.000Z',
     event: 'connect',
@@ -47,8 +54,8 @@ t.test('logs: --since, --denied, formatting, counters', async (t) => {
     decision: 'deny',
     reason: 'not-allowlisted',
     client: '10.0.0.3',
-  };
-  const allow = { ...deny, decision: 'allow', reason: 'allowed', rule: { text: 'x.org', source: 'file' } };
+  });
+  const allow = read({ ...deny, decision: 'allow', reason: 'allowed', rule: { text: 'x.org', source: 'file' } });
   t.ok(matches(deny, { denied: true }));
   t.notOk(matches(allow, { denied: true }));
   t.ok(matches({ event: 'reload', ok: false }, { denied: true }), 'a rejected reload is shown with --denied');

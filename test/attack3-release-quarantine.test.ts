@@ -49,12 +49,19 @@ t.test("ATTACK3: a released address is not given to another name while the remov
     allowlist: () => allowlist,
     resolver,
     audit,
+    report: (m) => t.fail(m),
     transparent: (n, ttl) => pool.assign(n, ttl),
   });
   t.teardown(() => dns.close());
   const port = await freePort();
   const reached: string[] = [];
-  const l = await startTransparent(pool, [port], { transparent: (s, host) => (reached.push(host), s.end(`tunnel to ${host}\n`)) }, audit);
+  const l = await startTransparent(
+    pool,
+    [port],
+    { transparent: (s, host) => (reached.push(host), s.end(`tunnel to ${host}\n`)) },
+    audit,
+    (m) => t.fail(m),
+  );
   t.teardown(() => l.close());
 
   const a = await dnsQuery(dns.udp.port, 'ssh-a.test');

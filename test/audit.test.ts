@@ -6,7 +6,8 @@ import { appendFileSync, mkdirSync, readdirSync, renameSync, statSync, writeFile
 import { join } from 'node:path';
 import { Summariser, type SummaryOptions } from '../proxy/audit-summary.js';
 import { createAudit, type AuditEvent } from '../proxy/audit.js';
-import { Tail, countDecisions, countLog, fileLines, formatLine, logFiles, matches, MAX_LINE, parseLine } from '../cli/auditlog.js';
+import { Tail, countDecisions, fileLines, formatLine, logEvents, logFiles, matches, MAX_LINE, scanLog } from '../cli/auditlog.js';
+import { parseLine } from '../cli/audit-line.js';
 import { printable, printableJson } from '../cli/printable.js';
 import { cliInProcess } from './harness/cli.js';
 import { projectFor } from '../image/names.js';
@@ -170,7 +171,7 @@ t.test('createAudit + rotation: a kept history, every line whole, read back in o
   const dir = tempDir();
   t.teardown(dir.remove);
   const path = join(dir.path, 'logs', 'audit.jsonl');
-  const audit = createAudit(path, { rotation: { maxBytes: 64 * 1024, keep: 3 } });
+  const audit = createAudit(path, (m) => t.fail(m), { rotation: { maxBytes: 64 * 1024, keep: 3 } });
   const N = 5000;
   for (let i = 0; i < N; i++) {
     audit.write({ event: 'reload', ok: true, rules: i, added: [`r${i}.example.com`], removed: [] });
@@ -253,9 +254,51 @@ t.test('counts: a summary adds its count to the event it summarises, across rota
     path,
     `${JSON.stringify({ event: 'suppressed', of: 'dns', decision: 'deny', count: 58 })}\n${JSON.stringify({ event: 'connect', decision: 'allow' })}\ngarbage\n`,
   );
-  t.same(await countLog(path), { dns: { deny: 100 }, connect: { allow: 1 } });
+  t.same(await scanLog(path), { decisions: { dns: { deny: 100 }, connect: { allow: 1 } }, startedAt: null });
   t.same(countDecisions([deny, deny]), { dns: { deny: 2 } });
   t.ok(matches({ event: 'repeat', decision: 'deny' }, { denied: true }), 'summaries are shown by --denied');
+});
+
+t.test('scanLog: counts and the last start in one pass over each file; logEvents: pre-filter and --since', async (t) => {
+  const dir = tempDir();
+  t.teardown(dir.remove);
+  const path = join(dir.path, 'audit.jsonl');
+  const at = (s: number) => `2026-01-01T12:00:0${s}.000Z`;
+  const line = (o: Line) => `${JSON.stringify({ v: 1, ...o })}\n`;
+  writeFileSync(
+    `${path}.2`,
+    line({ time: at(1), event: 'start', dns: 'x', proxy: 'y' }) + line({ time: at(2), event: 'dns', decision: 'deny', name: 'a.test' }),
+  );
+  writeFileSync(
+    `${path}.1`,
+    line({ time: at(3), event: 'start', dns: 'x', proxy: 'y' }) + line({ time: at(4), event: 'dns', decision: 'allow', name: 'b.test' }),
+  );
+  writeFileSync(
+    path,
+    line({ time: at(5), event: 'connect', decision: 'deny', host: 'c.test', port: 443 }) + '{"event":"start","time":9}\n',
+  );
+  const real = await import('node:fs/promises');
+  const opened: string[] = [];
+  const { scanLog: counted } = await t.mockImport<typeof import('../cli/auditlog.js')>('../cli/auditlog.js', {
+    'node:fs/promises': { ...real, open: (p: string, flags: string) => (opened.push(p), real.open(p, flags)) },
+  });
+  t.same(
+    await counted(path),
+    {
+      decisions: { dns: { deny: 1, allow: 1 }, connect: { deny: 1 } },
+      startedAt: at(3),
+    },
+    'the last start with a time (a damaged one is not a start time)',
+  );
+  t.same(opened, [`${path}.2`, `${path}.1`, path], 'each file read once, oldest first');
+  const names = async (o: Parameters<typeof logEvents>[1]) => {
+    const out: unknown[] = [];
+    for await (const e of logEvents(path, o)) out.push(e.name ?? e.host ?? e.event);
+    return out;
+  };
+  t.same(await names({}), ['start', 'a.test', 'start', 'b.test', 'c.test', 'start']);
+  t.same(await names({ has: '"deny"' }), ['a.test', 'c.test']);
+  t.same(await names({ sinceMs: Date.parse(at(3)) }), ['start', 'b.test', 'c.test'], 'a line without a time is not "since"');
 });
 
 // Every hidden character a query name or host could carry: C0 (ESC, CR, BS, NUL, TAB, LF), DEL, C1 (the 8-bit
@@ -343,13 +386,20 @@ t.test('formatLine: no field of any event can carry a hidden character to the te
 /** Run the CLI in this process with a state directory of the test's own, capturing its output. */
 const cli = cliInProcess;
 
-t.test('logs reads the rotated history oldest first, filters, escapes, and --json stays JSON', async (t) => {
+/** A project directory and its state directory (log directory made) of the test's own; `run` runs the CLI on them. */
+const projectWithLog = (t: { teardown(fn: () => unknown): void }) => {
   const dir = tempDir();
   t.teardown(dir.remove);
   const work = join(dir.path, 'project');
   mkdirSync(work);
-  const paths = statePaths(projectFor(work), { CODEX_EGRESS_STATE_DIR: join(dir.path, 'state') });
+  const state = join(dir.path, 'state');
+  const paths = statePaths(projectFor(work), { CODEX_EGRESS_STATE_DIR: state });
   mkdirSync(paths.logDir, { recursive: true });
+  return { paths, run: (argv: string[]) => cli([...argv, '--workdir', work], state) };
+};
+
+t.test('logs reads the rotated history oldest first, filters, escapes, and --json stays JSON', async (t) => {
+  const { paths, run } = projectWithLog(t);
   const line = (i: number, name: string, decision = 'deny') =>
     JSON.stringify({
       v: 1,
@@ -366,7 +416,7 @@ t.test('logs reads the rotated history oldest first, filters, escapes, and --jso
   writeFileSync(`${paths.auditLog}.2`, `${line(1, 'one.test')}\n`);
   writeFileSync(`${paths.auditLog}.1`, `${line(2, 'two.test', 'allow')}\n${line(3, '\x1b[2K\r\x1b[32mALLOW\u202e.test')}\n`);
   writeFileSync(paths.auditLog, `${line(4, 'four.test')}\n`);
-  const all = await cli(['logs', '--workdir', work], join(dir.path, 'state'));
+  const all = await run(['logs']);
   t.equal(all.code, 0, all.stderr);
   t.same(
     all.stdout
@@ -376,11 +426,60 @@ t.test('logs reads the rotated history oldest first, filters, escapes, and --jso
     ['one.test', 'two.test', '\\x1B[2K\\x0D\\x1B[32mALLOW\\u{202E}.test', 'four.test'],
   );
   t.notMatch(all.stdout, HIDDEN_EXCEPT_LF);
-  const denied = await cli(['logs', '--workdir', work, '--denied', '--json'], join(dir.path, 'state'));
+  const denied = await run(['logs', '--denied', '--json']);
   const lines = denied.stdout.trim().split('\n');
   t.equal(lines.length, 3);
   t.notMatch(denied.stdout, HIDDEN_EXCEPT_LF);
   t.equal((JSON.parse(lines[1]!) as Line).name, '\x1b[2K\r\x1b[32mALLOW\u202e.test', 'the JSON value is the name as logged');
-  const status = await cli(['status', '--workdir', work, '--json'], join(dir.path, 'state'));
+  const status = await run(['status', '--json']);
   t.match(JSON.parse(status.stdout), { decisions: { dns: { deny: 3, allow: 1 } } }, 'status counts every rotated file');
+});
+
+t.test('damaged and older lines: a field of the wrong JSON type is dropped, unknown fields kept, no reader crashes', async (t) => {
+  const damaged = [
+    '{"v":1,"time":7,"event":"dns","client":["x"],"name":{"a":1},"qtype":"A","decision":"deny","reason":5,"rcode":null,"answers":"1.2.3.4","rule":3}',
+    '{"v":"one","time":"2026-01-01T12:00:01.000Z","event":"connect","host":"a.test","port":"443","decision":"deny","reason":"not-allowlisted","extra":{"y":1}}',
+    '{"time":"2026-01-01T12:00:02.000Z","event":"repeat","of":7,"count":"9","decision":"deny","sample":"s"}',
+    '{"event":"suppressed","of":"dns","decision":"deny","count":2,"sample":[1,null],"client":"10.0.0.3"}',
+    '{"event":["x"],"decision":{"d":1}}',
+    '{"event":"tunnel_close","host":5,"port":{},"bytes_up":"many","bytes_down":-1}',
+    '{}',
+    '{broken',
+    '[1,2]',
+    'null',
+  ];
+  const first = parseLine(damaged[0]!)!;
+  t.same(first, { v: 1, event: 'dns', qtype: 'A', decision: 'deny' }, 'every field of the wrong type is dropped');
+  t.same(parseLine(damaged[1]!), {
+    time: '2026-01-01T12:00:01.000Z',
+    event: 'connect',
+    host: 'a.test',
+    decision: 'deny',
+    reason: 'not-allowlisted',
+    extra: { y: 1 },
+  });
+  t.equal(parseLine('{broken'), undefined);
+  t.equal(parseLine('[1,2]'), undefined);
+  t.equal(parseLine('null'), undefined);
+  for (const l of damaged) {
+    const e = parseLine(l);
+    if (!e) continue;
+    t.type(formatLine(e, true), 'string', l);
+    t.type(matches(e, { denied: true, sinceMs: 0 }), 'boolean', l);
+  }
+  t.strictSame(
+    countDecisions(damaged),
+    { dns: { deny: 3 }, connect: { deny: 1 }, repeat: { deny: 1 } },
+    'a summary without its event counts as itself',
+  );
+  // Every command that reads the log, over a log of damaged lines: an answer, never a crash.
+  const { paths, run } = projectWithLog(t);
+  writeFileSync(paths.auditLog, `${damaged.join('\n')}\n`);
+  for (const argv of [['logs'], ['logs', '--denied', '--since', '1d'], ['logs', 'summary'], ['suggest']]) {
+    const r = await run(argv);
+    t.equal(r.code, 0, `${argv.join(' ')}: ${r.stderr}`);
+  }
+  const status = await run(['status', '--json']);
+  t.equal(status.code, 4, 'status: not running (no gateway here), and no crash');
+  t.match(JSON.parse(status.stdout), { decisions: { dns: { deny: 3 } } });
 });

@@ -7,16 +7,17 @@ type Tap = typeof t;
 import { execa } from 'execa';
 import { mkdirSync, chownSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
-import { CLI, ROOT, tempDir } from './harness/world.js';
+import { ROOT, tempDir } from './harness/world.js';
 import {
   BASE_IMAGE,
   E2E_LABEL,
   withDockerEngine,
+  baseImageReady,
+  runCli,
   e2eRun,
   docker,
   packFakeCodex,
   startDockerWorld,
-  removeE2E,
   nodeLtsBase,
   type DockerWorld,
   withImageLock,
@@ -24,7 +25,7 @@ import {
 import { projectFor } from '../image/names.js';
 
 const e2e = e2eRun();
-const { id, images } = e2e;
+const { id } = e2e;
 const ALLOWED = 'allowed.example.org';
 const GIT_HOST = 'git.example.org';
 const NEVER = 'never.example.org';
@@ -46,10 +47,7 @@ async function run(t: Tap, engine: string) {
   mkdirSync(join(tmp.path, 'home'));
   const p = projectFor(project);
   const env = e2e.env(tmp.path);
-  const cli = async (args: string[], timeout = 180_000) => {
-    const r = await execa(process.execPath, [CLI, ...args], { cwd: project, env, extendEnv: false, reject: false, timeout });
-    return { code: r.exitCode ?? 1, stdout: String(r.stdout), stderr: String(r.stderr) };
-  };
+  const cli = (args: string[], timeout = 180_000) => runCli(project, env, args, timeout);
   /** A command in the sandbox with no proxy variables at all. */
   const bare = (cmd: string[], timeout = 60_000) =>
     docker(['exec', '-e', 'NODE_EXTRA_CA_CERTS=/tmp/world-ca.pem', p.sandbox, 'env', ...NO_PROXY_ENV, ...cmd], timeout);
@@ -59,17 +57,9 @@ async function run(t: Tap, engine: string) {
       .filter(Boolean)
       .map((l) => JSON.parse(l) as Record<string, unknown>);
 
-  t.teardown(async () => {
-    await docker(['rm', '-f', '-v', p.sandbox, p.gateway]);
-    for (const n of [p.internalNetwork, p.egressNetwork]) await docker(['network', 'rm', n]);
-    await removeE2E(id, [images.gateway, images.codex]);
-    if (!process.env.KEEP_E2E) tmp.remove();
-  });
+  t.teardown(() => e2e.remove([p], tmp));
   t.ok(engine, `engine ${engine}`);
-  if ((await docker(['image', 'inspect', '--format', '{{.Id}}', BASE_IMAGE])).code !== 0) {
-    t.fail(`base image ${BASE_IMAGE} missing: run test/harness/docker-setup.sh`);
-    return;
-  }
+  if (!(await baseImageReady(t))) return;
 
   let world!: DockerWorld;
   const upArgs = () => [

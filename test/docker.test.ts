@@ -20,14 +20,14 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { CLI, tempDir } from './harness/world.js';
 import {
-  BASE_IMAGE,
   NODE_LTS_MAJOR,
   withDockerEngine,
+  baseImageReady,
+  runCli,
   e2eRun,
   docker,
   packFakeCodex,
   startDockerWorld,
-  removeE2E,
   nodeLtsBase,
   type DockerWorld,
   withImageLock,
@@ -66,32 +66,15 @@ async function run(t: Tap, engine: string) {
   const codexHome = join(stateDir, 'codex-home');
   const apiKey = `sk-e2e-${id}`;
   const env = e2e.env(tmp.path);
-  const cli = async (args: string[], timeout = 180_000, extraEnv: NodeJS.ProcessEnv = {}) => {
-    const r = await execa(process.execPath, [CLI, ...args], {
-      cwd: project,
-      env: { ...env, ...extraEnv },
-      extendEnv: false,
-      reject: false,
-      timeout,
-    });
-    return { code: r.exitCode ?? 1, stdout: String(r.stdout), stderr: String(r.stderr) };
-  };
+  const cli = (args: string[], timeout = 180_000, extraEnv: NodeJS.ProcessEnv = {}) =>
+    runCli(project, { ...env, ...extraEnv }, args, timeout);
   /** curl from inside the sandbox, through the proxy variables only. */
   const sandboxCurl = (url: string) => docker(['exec', p.sandbox, 'curl', '-sS', '-k', '-m', '8', url], 30_000);
 
-  t.teardown(async () => {
-    await docker(['rm', '-f', '-v', p.sandbox, p.gateway]);
-    for (const n of [p.internalNetwork, p.egressNetwork]) await docker(['network', 'rm', n]);
-    await removeE2E(id, [images.gateway, images.codex]);
-    if (!process.env.KEEP_E2E) tmp.remove();
-  });
+  t.teardown(() => e2e.remove([p], tmp));
 
   t.ok(engine, `engine ${engine}`);
-  const base = await docker(['image', 'inspect', '--format', '{{.Id}}', BASE_IMAGE]);
-  if (base.code !== 0) {
-    t.fail(`base image ${BASE_IMAGE} missing: run test/harness/docker-setup.sh`);
-    return;
-  }
+  if (!(await baseImageReady(t))) return;
 
   let world!: DockerWorld;
   const upArgs = () => ['--no-defaults', '--allow', ALLOWED, '--upstream', world.ip, '--egress-network', world.network];

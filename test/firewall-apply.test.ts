@@ -125,7 +125,11 @@ t.test('the firewall handle: set-full audited, a reload the kernel refuses makes
   const flaky: Exec = (cmd, args, input) =>
     ipsetFails && cmd === 'ipset' ? Promise.reject(new Error('ipset: simulated failure')) : exec(cmd, args, input);
   const cfg = parseConfig({ ...defaultConfig(), listen: '10.30.0.1', upstreams: ['192.0.2.53'], firewallSetSize: 1 });
-  const fw = await startFirewall(cfg, audit, allowlist('a.example', 'b.example'), { exec: flaky, pollMs: 100 });
+  const reports: string[] = [];
+  const fw = await startFirewall(cfg, audit, allowlist('a.example', 'b.example'), (m) => void reports.push(m), {
+    exec: flaky,
+    pollMs: 100,
+  });
   t.match(fw.status(), { up: true, interface: iface, ports: [80, 443], set: { entries: 0, size: 1 } });
   t.match(events[0], { event: 'firewall', action: 'applied', interface: iface, set_size: 1 });
 
@@ -141,6 +145,7 @@ t.test('the firewall handle: set-full audited, a reload the kernel refuses makes
   ipsetFails = true;
   await fw.onReload(allowlist('b.example:8443'));
   t.match(fw.status(), { up: false, problem: /did not follow the last reload: .*simulated failure/ });
+  t.match(reports.at(-1), /^the firewall did not follow the last reload: .*simulated failure/, 'and reported');
   ipsetFails = false;
   await fw.onReload(allowlist('b.example:8443'));
   t.match(fw.status(), { up: true, ports: [8443], set: { entries: 0 } });

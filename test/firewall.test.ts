@@ -19,8 +19,14 @@ import {
   v4Rules,
   v6Rules,
   CHAINS,
+  BUILTINS,
+  type Builtin,
   type FirewallPlan,
+  type SavedTable,
 } from '../firewall/rules.js';
+import { tableDifferences } from '../firewall/compare.js';
+import { RuleWatch } from '../firewall/watch.js';
+import type { Exec } from '../firewall/apply.js';
 import { AllowSet, MAX_NAMES_PER_ADDRESS } from '../firewall/allowset.js';
 
 const plan: FirewallPlan = {
@@ -494,4 +500,80 @@ t.test('allow set: names per address are bounded; forgetting one of them fails c
     ['192.0.2.50'],
     'dropping every remembered name deletes the address (stricter, never looser)',
   );
+});
+
+t.test('tableDifferences: one comparison for verify and the drift check, naming each chain that differs', async (t) => {
+  const want = v4Rules(plan);
+  const intact = (): SavedTable => ({
+    policies: { INPUT: 'DROP', FORWARD: 'DROP', OUTPUT: 'DROP' },
+    rules: { INPUT: [...want.INPUT], FORWARD: [...want.FORWARD], OUTPUT: [...want.OUTPUT] },
+    chains: Object.values(CHAINS),
+    jumps: { INPUT: 1, FORWARD: 1, OUTPUT: 1 },
+    jumpFirst: { INPUT: true, FORWARD: true, OUTPUT: true },
+  });
+  const first = want.OUTPUT[0]!;
+  const second = want.OUTPUT[1]!;
+  const cases: Array<[string, (s: SavedTable) => void, string[], string?]> = [
+    ['in place', () => {}, []],
+    ['in place, policy checked', () => {}, [], 'DROP'],
+    ['a policy differs but none is asked for', (s) => (s.policies.OUTPUT = 'ACCEPT'), []],
+    ['a policy opened', (s) => (s.policies.OUTPUT = 'ACCEPT'), ['iptables OUTPUT: policy ACCEPT, want DROP'], 'DROP'],
+    ['a rule deleted', (s) => s.rules.OUTPUT.shift(), [`iptables CODEX-EGRESS-OUT differs: missing [${first}] unexpected []`]],
+    ['a rule added', (s) => s.rules.INPUT.unshift('-j ACCEPT'), ['iptables CODEX-EGRESS-IN differs: missing [] unexpected [-j ACCEPT]']],
+    [
+      'two rules swapped',
+      (s) => (s.rules.OUTPUT = [second, first, ...want.OUTPUT.slice(2)]),
+      ['iptables CODEX-EGRESS-OUT differs: missing [] unexpected [] (order)'],
+    ],
+    ['a jump removed', (s) => (s.jumps.FORWARD = 0), ['iptables FORWARD: 0 jumps to CODEX-EGRESS-FWD, want 1']],
+    ['a jump duplicated', (s) => (s.jumps.INPUT = 2), ['iptables INPUT: 2 jumps to CODEX-EGRESS-IN, want 1']],
+    [
+      'a rule before the jump',
+      (s) => (s.jumpFirst.OUTPUT = false),
+      ['iptables OUTPUT: the jump to CODEX-EGRESS-OUT is not the first rule'],
+    ],
+    [
+      'two chains changed',
+      (s) => {
+        s.rules.INPUT = [];
+        s.jumps.OUTPUT = 0;
+      },
+      [
+        `iptables CODEX-EGRESS-IN differs: missing [${want.INPUT.join(' | ')}] unexpected []`,
+        'iptables OUTPUT: 0 jumps to CODEX-EGRESS-OUT, want 1',
+      ],
+    ],
+  ];
+  for (const [what, change, expected, policy] of cases) {
+    const s = intact();
+    change(s);
+    t.strictSame(tableDifferences('iptables', s, want, policy), expected, what);
+  }
+});
+
+t.test('RuleWatch: a changed rule makes the drift check name its chain; undone, the problem clears', async (t) => {
+  const v4 = v4Rules(plan);
+  const v6 = v6Rules();
+  const save = (rules: Record<Builtin, string[]>, policy: string) =>
+    [
+      '*filter',
+      ...BUILTINS.map((b) => `:${b} ${policy} [0:0]`),
+      ...Object.values(CHAINS).map((c) => `:${c} - [0:0]`),
+      ...BUILTINS.flatMap((b) => [`-A ${b} -j ${CHAINS[b]}`, ...rules[b].map((r) => `-A ${CHAINS[b]} ${r}`)]),
+      'COMMIT',
+    ].join('\n');
+  let v4Save = save(v4, 'ACCEPT');
+  const exec: Exec = async (cmd) => (cmd === 'iptables-save' ? v4Save : save(v6, 'DROP'));
+  const watch = await RuleWatch.start({ exec, audit: { write: () => {}, close: async () => {} }, drops: [], v4, v6, pollMs: 60_000 });
+  t.teardown(() => watch.stop());
+  t.equal(watch.problem, undefined, 'in place');
+  v4Save = save({ ...v4, OUTPUT: v4.OUTPUT.slice(1) }, 'ACCEPT');
+  await watch.stop();
+  t.equal(
+    watch.problem,
+    `the firewall rules were changed by someone else: iptables CODEX-EGRESS-OUT differs: missing [${v4.OUTPUT[0]}] unexpected []`,
+  );
+  v4Save = save(v4, 'ACCEPT');
+  await watch.stop();
+  t.equal(watch.problem, undefined, 'undone');
 });

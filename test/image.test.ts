@@ -24,6 +24,18 @@ import {
 } from '../image/args.js';
 import { editAllowlist, checkWorkdir, sandboxUser, statePaths, findAuthFile, seedCodexHome } from '../image/project.js';
 import { productionPackages, codexSpecs, resolveDependencies } from '../image/context.js';
+import {
+  DNS_PORT,
+  GATEWAY_ALLOWLIST_DIR,
+  GATEWAY_ALLOWLIST_PATH,
+  GATEWAY_AUDIT_PATH,
+  GATEWAY_LOG_DIR,
+  HEALTH_PATH,
+  HEALTH_TIMING,
+  PROXY_PORT,
+  healthCommand,
+} from '../proxy/endpoints.js';
+import { defaultConfig } from '../proxy/config.js';
 import { writeFileSync, readFileSync, existsSync } from 'node:fs';
 
 const p = projectFor('/home/alice/src/My Project!');
@@ -276,4 +288,30 @@ t.test('Codex home: config.toml copied if missing, prompts without overwriting, 
   );
   t.equal(findAuthFile(join(other, 'auth.json'), {}, home), join(other, 'auth.json'), '--auth-file first of all');
   t.throws(() => findAuthFile(join(dir, 'missing.json'), {}, home), /does not exist/);
+});
+
+t.test('ports and the health check are stated once (proxy/endpoints.ts): the docker arguments and the image use them', async (t) => {
+  const a = gatewayCreateArgs(p, gw);
+  t.same(values(a, '--health-cmd'), [healthCommand(p.gatewayIp).map(shellQuote).join(' ')]);
+  t.same(
+    [values(a, '--health-interval'), values(a, '--health-timeout'), values(a, '--health-retries'), values(a, '--health-start-period')],
+    [[HEALTH_TIMING.interval], [HEALTH_TIMING.timeout], [String(HEALTH_TIMING.retries)], [HEALTH_TIMING.startPeriod]],
+  );
+  t.match(healthCommand(p.gatewayIp)[2], `"http://${p.gatewayIp}:${PROXY_PORT}${HEALTH_PATH}"`);
+  const cmd = gatewayCommandArgs(p, gw);
+  t.same(
+    [values(cmd, '--dns-port'), values(cmd, '--proxy-port'), values(cmd, '--allowlist'), values(cmd, '--audit-log')],
+    [[String(DNS_PORT)], [String(PROXY_PORT)], [GATEWAY_ALLOWLIST_PATH], [GATEWAY_AUDIT_PATH]],
+  );
+  t.same([defaultConfig().dnsPort, defaultConfig().proxyPort], [DNS_PORT, PROXY_PORT], "the gateway's own defaults");
+
+  // The Dockerfile cannot import: its values are read and held to the module.
+  const file = readFileSync(new URL('../image/Dockerfile.gateway', import.meta.url), 'utf8');
+  const hc = /^HEALTHCHECK --interval=(\S+) --timeout=(\S+) --start-period=(\S+) --retries=(\d+) \\\n\s+CMD (\[.*\])$/m.exec(file);
+  t.ok(hc, 'one HEALTHCHECK in exec form');
+  t.same(hc?.slice(1, 5), [HEALTH_TIMING.interval, HEALTH_TIMING.timeout, HEALTH_TIMING.startPeriod, String(HEALTH_TIMING.retries)]);
+  t.same(JSON.parse(hc?.[5] ?? 'null'), healthCommand('127.0.0.1'), 'the same check, aimed at loopback');
+  const run = /^CMD (\[.*\])$/m.exec(file);
+  t.same(JSON.parse(run?.[1] ?? 'null'), ['--allowlist', GATEWAY_ALLOWLIST_PATH, '--audit-log', GATEWAY_AUDIT_PATH]);
+  t.same(/^RUN mkdir -p (.*)$/m.exec(file)?.[1]?.split(' '), [GATEWAY_ALLOWLIST_DIR, GATEWAY_LOG_DIR]);
 });

@@ -11,6 +11,7 @@ import { projectFor } from '../image/names.js';
 import { statePaths } from '../image/project.js';
 import { risksOf } from '../cli/risks.js';
 import { DeniedNames, propose } from '../cli/suggest-rules.js';
+import { parseLine } from '../cli/audit-line.js';
 
 const tmp = tempDir();
 t.teardown(tmp.remove);
@@ -203,7 +204,8 @@ t.test('suggest: the narrowest rules, with counts and clients, and one command t
 
 t.test('suggest, the pure part: never wider than a site, a parent asked for too gives ".parent"', async (t) => {
   const d = new DeniedNames();
-  for (const name of ['example.com', 'a.example.com', 'b.example.com', 'q.github.io', 'r.github.io', 's.github.io']) d.add(dns(name));
+  for (const name of ['example.com', 'a.example.com', 'b.example.com', 'q.github.io', 'r.github.io', 's.github.io'])
+    d.add(parseLine(JSON.stringify(dns(name)))!);
   const rules = propose(d.asked.values())
     .map((p) => p.rule)
     .sort();

@@ -9,15 +9,16 @@ type Tap = typeof t;
 import { execa } from 'execa';
 import { mkdirSync, writeFileSync, chownSync, chmodSync, readFileSync, existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { CLI, tempDir } from './harness/world.js';
+import { tempDir } from './harness/world.js';
 import {
   BASE_IMAGE,
   withDockerEngine,
+  baseImageReady,
+  runCli,
   e2eRun,
   docker,
   packFakeCodex,
   startDockerWorld,
-  removeE2E,
   nodeLtsBase,
   E2E_LABEL,
   type DockerWorld,
@@ -26,7 +27,7 @@ import {
 import { projectFor, type Project } from '../image/names.js';
 
 const e2e = e2eRun();
-const { id, images } = e2e;
+const { id } = e2e;
 const ALLOWED = 'allowed.example.org';
 const GIT_HOST = 'git.example.org';
 const NOGIT_HOST = 'nogit.example.org';
@@ -128,23 +129,10 @@ async function run(t: Tap) {
   const tmp = tempDir('codex-egress-runner-');
   mkdirSync(join(tmp.path, 'home'));
   const env = e2e.env(tmp.path);
-  const cli = async (cwd: string, args: string[], timeout = 600_000) => {
-    const r = await execa(process.execPath, [CLI, ...args], { cwd, env, extendEnv: false, reject: false, timeout });
-    return { code: r.exitCode ?? 1, stdout: String(r.stdout), stderr: String(r.stderr) };
-  };
+  const cli = (cwd: string, args: string[], timeout = 600_000) => runCli(cwd, env, args, timeout);
   const projects: Project[] = [];
-  t.teardown(async () => {
-    for (const p of projects) {
-      await docker(['rm', '-f', '-v', p.sandbox, p.gateway]);
-      for (const n of [p.internalNetwork, p.egressNetwork]) await docker(['network', 'rm', n]);
-    }
-    await removeE2E(id, [images.gateway, images.codex]);
-    if (!process.env.KEEP_E2E) tmp.remove();
-  });
-  if ((await docker(['image', 'inspect', '--format', '{{.Id}}', BASE_IMAGE])).code !== 0) {
-    t.fail(`base image ${BASE_IMAGE} missing: run test/harness/docker-setup.sh`);
-    return;
-  }
+  t.teardown(() => e2e.remove(projects, tmp));
+  if (!(await baseImageReady(t))) return;
   const codex = await packFakeCodex(tmp.path);
   const base = await nodeLtsBase();
   const b = await withImageLock(() =>

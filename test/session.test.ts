@@ -9,13 +9,14 @@ import { startGatewayIn, type RunningGateway } from './harness/world.js';
 import {
   curl,
   dig,
+  closeTopology,
   setMembers,
   startTopology,
+  topologyGatewayArgs,
   writeAllowlist,
   GATEWAY,
   LONG_WEB,
   SHORT_WEB,
-  UPSTREAM,
   WEB,
   type Topology,
 } from './harness/topology.js';
@@ -29,28 +30,13 @@ let gw: RunningGateway | undefined;
 t.before(async () => {
   topo = await startTopology();
 });
-t.teardown(async () => {
-  await gw?.stop().catch(() => undefined);
-  await topo?.close();
-});
+t.teardown(() => closeTopology(topo, [gw]));
 
 t.test(
   `a ${Math.round(SESSION_MS / 1000)} s session: every new connection to an allowed name succeeds, past every TTL and the set's floor`,
   async (t) => {
     const allowlist = writeAllowlist(topo.dir, Object.keys(NAMES));
-    gw = await startGatewayIn(topo.gateway, topo.dir, [
-      '--no-defaults',
-      '--listen',
-      GATEWAY,
-      '--dns-port',
-      '53',
-      '--proxy-port',
-      '3128',
-      '--upstream',
-      UPSTREAM,
-      '--allowlist',
-      allowlist,
-    ]);
+    gw = await startGatewayIn(topo.gateway, topo.dir, topologyGatewayArgs(allowlist));
     const failures: string[] = [];
     let attempts = 0;
     const start = Date.now();

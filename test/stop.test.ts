@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI } from './harness/world.js';
 import type { Proc } from './harness/netns.js';
-import { dig, startTopology, writeAllowlist, GATEWAY, UPSTREAM, WEB, type Topology } from './harness/topology.js';
+import { closeTopology, dig, startTopology, topologyGatewayArgs, writeAllowlist, GATEWAY, WEB, type Topology } from './harness/topology.js';
 
 interface RunningGateway {
   proc: Proc;
@@ -38,7 +38,7 @@ async function startGateway(): Promise<RunningGateway> {
     'gateway',
     '--audit-log',
     auditPath,
-    ...gatewayArgs(),
+    ...topologyGatewayArgs(allowlistPath),
   ]);
   await proc.waitFor(/gateway up/);
   return { proc, auditPath, stop: (signal) => proc.stop(signal) };
@@ -48,24 +48,8 @@ t.before(async () => {
   topo = await startTopology();
   allowlistPath = writeAllowlist(topo.dir, ['allowed.test']);
 });
-t.teardown(async () => {
-  for (const g of running) await g.stop('SIGKILL').catch(() => undefined);
-  await topo?.close();
-});
+t.teardown(() => closeTopology(topo, running, 'SIGKILL'));
 
-const gatewayArgs = () => [
-  '--no-defaults',
-  '--listen',
-  GATEWAY,
-  '--dns-port',
-  '53',
-  '--proxy-port',
-  '3128',
-  '--upstream',
-  UPSTREAM,
-  '--allowlist',
-  allowlistPath,
-];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Names of the processes in the gateway's namespace (only the test's own namespace: never machine-wide). */

@@ -14,6 +14,8 @@ import {
   tcpProbe,
   waitIPv6Ready,
   writeAllowlist,
+  closeTopology,
+  topologyGatewayArgs,
   DENIED_WEB,
   GATEWAY,
   GATEWAY_OUTSIDE,
@@ -21,6 +23,7 @@ import {
   LAN,
   METADATA,
   NEW_WEB,
+  PROXY,
   UDP_PORT,
   UPSTREAM,
   WEB,
@@ -28,7 +31,6 @@ import {
   type Topology,
 } from './harness/topology.js';
 
-const PROXY = `http://${GATEWAY}:3128`;
 const RULES = ['allowed.test', 'rebind.test', 'full1.test', 'full2.test'];
 
 let topo: Topology;
@@ -39,25 +41,9 @@ t.before(async () => {
   topo = await startTopology();
   allowlistPath = writeAllowlist(topo.dir, RULES);
 });
-t.teardown(async () => {
-  await gw?.stop().catch(() => undefined);
-  await topo?.close();
-});
+t.teardown(() => closeTopology(topo, [gw]));
 
-const gatewayArgs = (...extra: string[]) => [
-  '--no-defaults',
-  '--listen',
-  GATEWAY,
-  '--dns-port',
-  '53',
-  '--proxy-port',
-  '3128',
-  '--upstream',
-  UPSTREAM,
-  '--allowlist',
-  allowlistPath,
-  ...extra,
-];
+const gatewayArgs = (...extra: string[]) => topologyGatewayArgs(allowlistPath, ...extra);
 const viaProxy = (...args: string[]) => curl(topo.sandbox, ['-x', PROXY, '--cacert', topo.cert, ...args]);
 const audited = (pred: (e: AuditLine) => boolean, timeoutMs = 5000) => gw!.waitForAudit(pred, timeoutMs);
 const fwEvent = (action: string) => (e: AuditLine) => e.event === 'firewall' && e.action === action;
@@ -376,7 +362,10 @@ t.test('a change to the rules by anyone else makes /healthz unhealthy until it i
   await topo.gateway.run('iptables', ['-I', 'CODEX-EGRESS-OUT', '1', '-d', '10.0.0.0/8', '-j', 'ACCEPT']);
   const bad = await until(503);
   t.equal(bad.code, 503);
-  t.match(bad.body.firewall, { up: false, problem: /changed by someone else/ });
+  t.match(bad.body.firewall, {
+    up: false,
+    problem: /changed by someone else: iptables CODEX-EGRESS-OUT differs: missing \[\] unexpected \[-d 10.0.0.0\/8 -j ACCEPT\]/,
+  });
   await topo.gateway.run('iptables', ['-D', 'CODEX-EGRESS-OUT', '-d', '10.0.0.0/8', '-j', 'ACCEPT']);
   t.equal((await until(200)).code, 200, 'healthy again once undone');
 });

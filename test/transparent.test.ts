@@ -7,9 +7,22 @@ import { existsSync, mkdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs
 import { join } from 'node:path';
 import type { AuditLine, RunningGateway } from './harness/world.js';
 import { startGatewayIn, startWorld } from './harness/world.js';
-import { curl, dig, startTopology, tcpProbe, writeAllowlist, GATEWAY, NEW_WEB, UPSTREAM, WEB, type Topology } from './harness/topology.js';
+import {
+  closeTopology,
+  curl,
+  dig,
+  startTopology,
+  tcpProbe,
+  topologyGatewayArgs,
+  writeAllowlist,
+  GATEWAY,
+  NEW_WEB,
+  PROXY,
+  UPSTREAM,
+  WEB,
+  type Topology,
+} from './harness/topology.js';
 
-const PROXY = `http://${GATEWAY}:3128`;
 const RULES = ['allowed.test', 'allowed.test:22', 'new.test', 'rebind.test', 'full1.test', 'full2.test'];
 /** The default pool: the upper half of the gateway's /24. */
 const inPool = (ip: string | undefined) =>
@@ -39,8 +52,7 @@ t.before(async () => {
   writeFileSync(join(resolvDir, 'resolv.conf'), `nameserver ${GATEWAY}\noptions timeout:1 attempts:1\n`);
 });
 t.teardown(async () => {
-  await gw?.stop().catch(() => undefined);
-  await topo?.close();
+  await closeTopology(topo, [gw]);
   if (resolvDir) rmSync(resolvDir, { recursive: true, force: true });
   if (madeNetnsDir) {
     try {
@@ -51,21 +63,7 @@ t.teardown(async () => {
   }
 });
 
-const gatewayArgs = (...extra: string[]) => [
-  '--no-defaults',
-  '--listen',
-  GATEWAY,
-  '--dns-port',
-  '53',
-  '--proxy-port',
-  '3128',
-  '--upstream',
-  UPSTREAM,
-  '--allowlist',
-  allowlistPath,
-  '--transparent',
-  ...extra,
-];
+const gatewayArgs = (...extra: string[]) => topologyGatewayArgs(allowlistPath, '--transparent', ...extra);
 const audited = (pred: (e: AuditLine) => boolean, timeoutMs = 5000) => gw!.waitForAudit(pred, timeoutMs);
 /** curl in the sandbox with no proxy settings at all (the environment cleared). */
 const direct = (...args: string[]) => curl(topo.sandbox, ['--noproxy', '*', '--cacert', topo.cert, ...args]);

@@ -5,12 +5,15 @@ import type { Allowlist } from '../policy/allowlist.js';
 import type { Audit, AuditEvent } from '../audit.js';
 import type { Resolver } from './resolver.js';
 import type { Assignment } from '../transparent/pool.js';
+import type { Report } from '../report.js';
 import { buildResponse, encode, parseQuery, RCODE, rcodeName, TYPE, typeName, type Message } from './wire.js';
 
 export interface DnsServerOptions {
   allowlist: () => Allowlist;
   resolver: Resolver;
   audit: Audit;
+  /** Errors the server survives (a failed answer, a socket error after listening). */
+  report: Report;
   /** Concurrent TCP connections at most. */
   maxTcpConnections?: number;
   /** Transparent mode: the pool address that stands for an allowed name, answered instead of its addresses. */
@@ -97,7 +100,7 @@ export async function startDnsServer(host: string, port: number, opts: DnsServer
     const res = await answerQuery(req, client, opts);
     return res && encode(res);
   };
-  const fail = (err: Error) => process.stderr.write(`codex-egress: dns: ${err.stack ?? err.message}\n`);
+  const fail = (err: Error) => opts.report(`dns: ${err.stack ?? err.message}`);
 
   const udp = dgram.createSocket('udp4');
   udp.on('message', (msg, rinfo) => {
@@ -158,7 +161,7 @@ export async function startDnsServer(host: string, port: number, opts: DnsServer
   });
   tcp.maxConnections = opts.maxTcpConnections ?? 256;
 
-  await Promise.all([listenOn(udp, () => udp.bind(port, host)), listenOn(tcp, () => tcp.listen(port, host))]);
+  await Promise.all([listenOn(udp, opts.report, () => udp.bind(port, host)), listenOn(tcp, opts.report, () => tcp.listen(port, host))]);
   return {
     udp: udp.address(),
     tcp: tcp.address() as AddressInfo,
@@ -202,12 +205,12 @@ function truncated(out: Buffer): Buffer {
   return t;
 }
 
-function listenOn(server: NodeJS.EventEmitter, start: () => void): Promise<void> {
+function listenOn(server: NodeJS.EventEmitter, report: Report, start: () => void): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.once('listening', () => {
       server.removeListener('error', reject);
-      server.on('error', (err: Error) => process.stderr.write(`codex-egress: dns: ${err.message}\n`));
+      server.on('error', (err: Error) => report(`dns: ${err.message}`));
       resolve();
     });
     start();

@@ -6,6 +6,7 @@ import net from 'node:net';
 import type { Audit } from '../audit.js';
 import type { ProxyServer } from '../http/proxy.js';
 import type { Pool } from './pool.js';
+import type { Report } from '../report.js';
 
 export interface TransparentListeners {
   /** The ports listened on now. */
@@ -23,6 +24,7 @@ export async function startTransparent(
   ports: readonly number[],
   proxy: Pick<ProxyServer, 'transparent'>,
   audit: Audit,
+  report: Report,
 ): Promise<TransparentListeners> {
   const servers = new Map<number, net.Server[]>();
 
@@ -52,7 +54,7 @@ export async function startTransparent(
       s.once('error', reject);
       s.listen({ host: ip, port, backlog: 128 }, () => {
         s.removeListener('error', reject);
-        s.on('error', (err) => process.stderr.write(`codex-egress: transparent ${ip}:${port}: ${err.message}\n`));
+        s.on('error', (err) => report(`transparent ${ip}:${port}: ${err.message}`));
         resolve(s);
       });
     });

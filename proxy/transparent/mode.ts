@@ -8,6 +8,7 @@ import type { Allowlist } from '../policy/allowlist.js';
 import { startTransparent } from './listener.js';
 import { Pool, poolFor, type Assignment, type PoolOptions } from './pool.js';
 import { installPoolRoute } from './route.js';
+import type { Report } from '../report.js';
 
 export interface TransparentMode {
   assign(name: string, ttl: number): Assignment;
@@ -22,6 +23,7 @@ export async function startTransparentMode(
   allowlist: Allowlist,
   proxy: Pick<ProxyServer, 'transparent'>,
   audit: Audit,
+  report: Report,
   opts: PoolOptions = {},
 ): Promise<TransparentMode> {
   const p = poolFor(cfg);
@@ -31,7 +33,7 @@ export async function startTransparentMode(
   const removeRoute = await installPoolRoute(p.cidr);
   let listeners;
   try {
-    listeners = await startTransparent(pool, allowedPorts(allowlist), proxy, audit);
+    listeners = await startTransparent(pool, allowedPorts(allowlist), proxy, audit, report);
   } catch (err) {
     await removeRoute();
     throw err;
@@ -43,7 +45,7 @@ export async function startTransparentMode(
       const released = pool.release((name) => !next.decide(name, 'dns').allow);
       // A port that cannot be listened on (another socket holds it) is said, never fatal: the new policy stays
       // in force, and a connection to that port finds no listener (refused).
-      await l.setPorts(allowedPorts(next)).catch((err: Error) => process.stderr.write(`codex-egress: ${err.message}\n`));
+      await l.setPorts(allowedPorts(next)).catch((err: Error) => report(err.message));
       return released.map((r) => `${r.ip}=${r.name}`);
     },
     status: () => ({ pool: p.cidr, size: pool.size, used: pool.entries().length, ports: l.ports() }),

@@ -5,7 +5,8 @@ import { execa } from 'execa';
 import { mkdirSync, writeFileSync, chmodSync, existsSync, copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { homedir } from 'node:os';
-import { ROOT, makeCert } from './world.js';
+import { CLI, ROOT, makeCert } from './world.js';
+import type { Project } from '../../image/names.js';
 import type { WorldConfig } from '../fixtures/world.js';
 import { withImageLock } from './image-lock.js';
 
@@ -59,7 +60,32 @@ export function e2eRun() {
       delete e[k];
     return e;
   };
-  return { id, images, env };
+  /**
+   * The test's teardown: its projects' containers and networks, then everything labelled with the run (the
+   * world, the images), then `tmp` (kept with KEEP_E2E).
+   */
+  const remove = async (projects: Iterable<Project>, tmp: { remove(): void }) => {
+    for (const p of projects) {
+      await docker(['rm', '-f', '-v', p.sandbox, p.gateway]);
+      for (const n of [p.internalNetwork, p.egressNetwork]) await docker(['network', 'rm', n]);
+    }
+    await removeE2E(id, [images.gateway, images.codex]);
+    if (!process.env.KEEP_E2E) tmp.remove();
+  };
+  return { id, images, env, remove };
+}
+
+/** The CLI run as a user runs it: in `cwd`, with exactly `env`; its exit code and output (never throws). */
+export async function runCli(cwd: string, env: NodeJS.ProcessEnv, args: string[], timeout: number) {
+  const r = await execa(process.execPath, [CLI, ...args], { cwd, env, extendEnv: false, reject: false, timeout });
+  return { code: r.exitCode ?? 1, stdout: String(r.stdout), stderr: String(r.stderr) };
+}
+
+/** Is the local base image there (test/harness/docker-setup.sh makes it)? If not, the test fails saying so. */
+export async function baseImageReady(t: { fail(m: string): void }): Promise<boolean> {
+  if ((await docker(['image', 'inspect', '--format', '{{.Id}}', BASE_IMAGE])).code === 0) return true;
+  t.fail(`base image ${BASE_IMAGE} missing: run test/harness/docker-setup.sh`);
+  return false;
 }
 
 export const docker = async (args: string[], timeout = 120_000) => {

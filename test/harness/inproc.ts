@@ -93,6 +93,8 @@ export interface Inproc {
   proxy: ProxyServer;
   dns: DnsServer;
   audit: MemoryAudit;
+  /** What the servers reported (proxy/report.ts). */
+  reports: string[];
   upstream: FakeUpstream;
   /** An HTTP origin on 127.0.0.1 (answers `hello <host> <url>`). */
   origin: Origin;
@@ -137,7 +139,8 @@ export async function startInproc(opts: InprocOptions): Promise<Inproc> {
     guard: opts.guard ?? loopbackOrPublic,
     allowed: (name) => allowlist.decide(name, 'dns').allow,
   });
-  const dns = await startDnsServer('127.0.0.1', 0, { allowlist: current, resolver, audit });
+  const reports: string[] = [];
+  const dns = await startDnsServer('127.0.0.1', 0, { allowlist: current, resolver, audit, report: (m) => void reports.push(m) });
   const proxy = await startProxy('127.0.0.1', 0, {
     allowlist: current,
     resolver,
@@ -149,6 +152,7 @@ export async function startInproc(opts: InprocOptions): Promise<Inproc> {
     proxy,
     dns,
     audit,
+    reports,
     upstream,
     origin,
     allowlist: current,

@@ -12,6 +12,7 @@ import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { link, Netns } from './netns.js';
 import { makeCert, startWorld, tempDir, type World } from './world.js';
+import { DNS_PORT, PROXY_PORT } from '../../proxy/endpoints.js';
 
 export const SANDBOX = '10.10.0.2';
 export const GATEWAY = '10.10.0.1';
@@ -129,6 +130,38 @@ export async function waitIPv6Ready(ns: Netns): Promise<void> {
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`${ns.name}: IPv6 addresses still tentative after 5 s`);
+}
+
+/** The proxy as the sandbox reaches it. */
+export const PROXY = `http://${GATEWAY}:${PROXY_PORT}`;
+
+/** `codex-egress gateway` arguments for this network: the rules of `allowlist` only, served on the sandbox side. */
+export const topologyGatewayArgs = (allowlist: string, ...extra: string[]) => [
+  '--no-defaults',
+  '--listen',
+  GATEWAY,
+  '--dns-port',
+  String(DNS_PORT),
+  '--proxy-port',
+  String(PROXY_PORT),
+  '--upstream',
+  UPSTREAM,
+  '--allowlist',
+  allowlist,
+  ...extra,
+];
+
+/**
+ * A test file's teardown: stop its gateways (one that is already gone is no error; `signal` for each, else
+ * a graceful stop), then remove the namespaces. Either may be missing when the set-up failed early.
+ */
+export async function closeTopology(
+  topo: Topology | undefined,
+  gateways: Iterable<{ stop(signal?: NodeJS.Signals): Promise<void> } | undefined>,
+  signal?: NodeJS.Signals,
+): Promise<void> {
+  for (const g of gateways) await g?.stop(signal).catch(() => undefined);
+  await topo?.close();
 }
 
 export function writeAllowlist(dir: string, rules: string[]): string {
