@@ -99,6 +99,7 @@ export async function startGateway(cfg: GatewayConfig, report: Report, makeFirew
       audit,
       limits: cfg.limits,
       health,
+      report,
       ...(inject ? { inject } : {}),
     });
     if (cfg.transparent) transparent = await startTransparentMode(cfg, allowlist, proxy, audit, report);

@@ -78,6 +78,7 @@ t.before(async () => {
     audit,
     limits: DEFAULT_LIMITS,
     health: () => ({ healthy: true }),
+    report: () => undefined,
     inject: { issuer: new LeafIssuer(projectCa, readFileSync(ca.key, 'utf8')), credentials, upstreamCa: readFileSync(up.cert, 'utf8') },
   });
 });

@@ -227,3 +227,33 @@ t.test('a reload that removes the rule closes an open tunnel (closed_by policy-r
   t.equal((await dnsQuery(g.dns.udp.port, 'alias.test')).rcode, RCODE.NXDOMAIN, 'and DNS no longer answers it');
   g.setRules(rules(g.origin.port));
 });
+
+t.test('an exception in one connection closes that connection only, reported to the operator (not written to stderr)', async (t) => {
+  let fail = true;
+  const h = await startInproc({
+    zone: ZONE,
+    rules,
+    health: () => {
+      if (fail) throw new Error('health exploded');
+      return { healthy: true };
+    },
+  });
+  t.teardown(() => h.close());
+  const written: string[] = [];
+  const write = process.stderr.write.bind(process.stderr);
+  process.stderr.write = ((chunk: string | Uint8Array, ...rest: never[]) => {
+    written.push(String(chunk));
+    return write(chunk, ...rest);
+  }) as typeof process.stderr.write;
+  t.teardown(() => void (process.stderr.write = write));
+  const net = await import('node:net');
+  const s = net.connect(h.proxy.address.port, '127.0.0.1');
+  s.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+  t.equal((await readToEnd(s)).length, 0, 'that connection is closed without an answer');
+  t.match(h.reports.join('\n'), /proxy: internal error, connection closed: Error: health exploded/, 'reported');
+  t.notMatch(written.join(''), /health exploded/, 'nothing written to stderr by the library');
+  fail = false;
+  const ok = await proxyRequest(h.proxy.address.port, 'GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+  t.equal(ok.status, 200, 'the proxy keeps serving');
+  ok.socket.destroy();
+});

@@ -21,6 +21,7 @@ import { rawReply, refuseResponse } from './reply.js';
 import { hostHeaderMatches, parseAbsoluteUrl } from './target.js';
 import { credentialFor, intercept, type InjectOptions } from '../inject/tunnel.js';
 import { rewriteCredential } from '../inject/rewrite.js';
+import type { Report } from '../report.js';
 
 export { DENY_HEADER } from './reply.js';
 
@@ -38,6 +39,8 @@ export interface ProxyOptions {
   health: () => { healthy: boolean; [k: string]: unknown };
   /** Credential injection: the hosts whose tunnels the gateway terminates, and the CA it does it with. */
   inject?: InjectOptions;
+  /** What the operator should see and the proxy survives: an internal error in one connection, a server error. */
+  report: Report;
 }
 
 export interface ProxyServer {
@@ -53,20 +56,20 @@ export interface ProxyServer {
 }
 
 /** Report an internal error of one connection and close it; the gateway keeps serving the others. */
-function internalError(err: unknown, socket: Duplex | undefined): void {
-  process.stderr.write(`codex-egress: proxy: internal error, connection closed: ${(err as Error)?.stack ?? String(err)}\n`);
+function internalError(report: Report, err: unknown, socket: Duplex | undefined): void {
+  report(`proxy: internal error, connection closed: ${(err as Error)?.stack ?? String(err)}`);
   socket?.destroy();
 }
 
 /** A handler whose exceptions (thrown, or its promise rejected) close its connection only. */
-function guarded<A extends unknown[]>(socketOf: (a: A) => Duplex | undefined, fn: (...a: A) => unknown): (...a: A) => void {
+function guarded<A extends unknown[]>(report: Report, socketOf: (a: A) => Duplex | undefined, fn: (...a: A) => unknown): (...a: A) => void {
   return (...a: A) => {
     if (isOverLimit(socketOf(a))) return; // answered 429 when it connected (overlimit.ts)
     try {
       const r = fn(...a);
-      if (r instanceof Promise) r.catch((err: unknown) => internalError(err, socketOf(a)));
+      if (r instanceof Promise) r.catch((err: unknown) => internalError(report, err, socketOf(a)));
     } catch (err) {
-      internalError(err, socketOf(a));
+      internalError(report, err, socketOf(a));
     }
   };
 }
@@ -313,6 +316,7 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
   inner.on(
     'request',
     guarded(
+      opts.report,
       ([req]) => req.socket,
       (req: http.IncomingMessage, res: http.ServerResponse) => {
         const f = tunnelRequest(req, false, (status, reason, detail) => refuseResponse(res, status, reason, detail));
@@ -323,6 +327,7 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
   inner.on(
     'upgrade',
     guarded(
+      opts.report,
       ([, socket]) => socket,
       (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
         socket.on('error', () => socket.destroy());
@@ -394,18 +399,19 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
   server.on('clientError', onClientError);
   server.on(
     'request',
-    guarded(([req]) => req.socket, onRequest),
+    guarded(opts.report, ([req]) => req.socket, onRequest),
   );
   server.on(
     'connect',
     guarded(
+      opts.report,
       ([, socket]) => socket,
       (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => handleConnect(cdeps, req, socket, head),
     ),
   );
   server.on(
     'upgrade',
-    guarded(([, socket]) => socket, onUpgrade),
+    guarded(opts.report, ([, socket]) => socket, onUpgrade),
   );
 
   await new Promise<void>((resolve, reject) => {
@@ -417,7 +423,7 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
       resolve();
     });
   });
-  server.on('error', (err) => process.stderr.write(`codex-egress: proxy: ${err.message}\n`));
+  server.on('error', (err) => opts.report(`proxy: ${err.message}`));
 
   return {
     address: server.address() as net.AddressInfo,
@@ -428,6 +434,7 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
       socket.setNoDelay(true);
       withConnectionScope(socket, () =>
         guarded(
+          opts.report,
           () => socket,
           () => openTunnel(cdeps, socket, socket.remoteAddress ?? '', host, port, Buffer.alloc(0), { mode: 'transparent', via }),
         )(),

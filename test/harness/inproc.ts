@@ -110,6 +110,8 @@ export interface InprocOptions {
   zone: Record<string, ZoneEntry>;
   guard?: (ip: string) => boolean;
   limits?: Partial<ProxyLimits>;
+  /** The proxy's /healthz body (a test may make it throw). */
+  health?: () => { healthy: boolean; [k: string]: unknown };
 }
 
 function allowlistOf(rules: string[]): Allowlist {
@@ -146,7 +148,8 @@ export async function startInproc(opts: InprocOptions): Promise<Inproc> {
     resolver,
     audit,
     limits: { ...DEFAULT_LIMITS, ...opts.limits },
-    health: () => ({ healthy: true, inproc: true }),
+    health: opts.health ?? (() => ({ healthy: true, inproc: true })),
+    report: (m) => void reports.push(m),
   });
   return {
     proxy,
