@@ -1,6 +1,7 @@
 // A CONNECT tunnel: admit, dial the checked address, re-check, then the first-bytes check until the
 // tunnel is a plain pipe (or is handed to the HTTP checks, or closed), and its tunnel_close line.
 import net from 'node:net';
+import type http from 'node:http';
 import { admit, revokedRefusal, type AdmitDeps } from './admit.js';
 import { FirstBytes, type Verdict } from './firstbytes.js';
 import type { ForwardDeps, RequestAudit } from './forward.js';
@@ -46,19 +47,15 @@ export { RELAY_BUFFER } from './relay.js';
 /** The answer to an admitted CONNECT, encoded once (never written to: a queued write may refer to it). */
 const ESTABLISHED = Buffer.from('HTTP/1.1 200 Connection Established\r\n\r\n', 'latin1');
 
-/**
- * A CONNECT request for `target` (its request-target as sent: from http.Server's `req.url`, or from the
- * fast path's own head reader, connect-head.ts); `head`: the client bytes that followed its head.
- */
-export async function handleConnect(deps: ConnectDeps, target: string, socket: net.Socket, head: Buffer): Promise<void> {
+export async function handleConnect(deps: ConnectDeps, req: http.IncomingMessage, socket: net.Socket, head: Buffer): Promise<void> {
   const client = socket.remoteAddress ?? '';
   socket.on('error', () => socket.destroy());
-  const t = parseAuthority(target);
+  const t = parseAuthority(req.url ?? '');
   if (!t.ok) {
     deps.audit.write({
       event: 'connect',
       client,
-      host: target.slice(0, 255),
+      host: String(req.url).slice(0, 255),
       port: 0,
       decision: 'deny',
       reason: 'bad-request',

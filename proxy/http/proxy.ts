@@ -14,7 +14,6 @@ import type { Resolver } from '../dns/resolver.js';
 import { withConnectionScope } from '../lastresort.js';
 import { admit } from './admit.js';
 import { handleConnect, openTunnel, type HttpTunnel, type TunnelMode } from './connect.js';
-import { readConnectHead } from './connect-head.js';
 import { checkRequestHead } from './framing.js';
 import { forwardRequest, forwardUpgrade, type ForwardDeps, type RequestAudit } from './forward.js';
 import { Registry, revokedDetail, stillAllowed, type Connection } from './registry.js';
@@ -365,9 +364,7 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
 
   const server = http.createServer(serverOptions);
   noHeaderCountLimit(server);
-  // Not listening itself: the listener below hands it the connections that are not a clean CONNECT
-  // head, in their connection's scope already. 'listening' starts its headers-timeout enforcement.
-  server.emit('listening');
+  scopeConnections(server);
   server.timeout = limits.idleTimeoutMs;
   const refuseOverLimit = overLimitRefuser(audit, limits.maxConnectionsPerClient);
   const refuseTransparentOverLimit = overLimitCloser(audit, limits.maxConnectionsPerClient);
@@ -393,119 +390,37 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
     });
     return true;
   };
-  /** Connections handed to `server`, until it has read their first request: the headers deadline set when they connected. */
-  const handedOver = new WeakMap<Duplex, NodeJS.Timeout>();
-  const parsed = (socket: Duplex | undefined) => {
-    const t = socket && handedOver.get(socket);
-    if (t) {
-      clearTimeout(t);
-      handedOver.delete(socket);
-    }
-  };
-  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
-    parsed(socket);
-    onClientError(err, socket);
-  });
+  server.on('connection', (socket: net.Socket) => void track(socket));
+  server.on('clientError', onClientError);
   server.on(
     'request',
-    guarded(
-      ([req]) => req.socket,
-      (req: http.IncomingMessage, res: http.ServerResponse) => {
-        parsed(req.socket);
-        return onRequest(req, res);
-      },
-    ),
+    guarded(([req]) => req.socket, onRequest),
   );
   server.on(
     'connect',
     guarded(
       ([, socket]) => socket,
-      (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
-        parsed(socket);
-        return handleConnect(cdeps, req.url ?? '', socket, head);
-      },
+      (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => handleConnect(cdeps, req, socket, head),
     ),
   );
   server.on(
     'upgrade',
-    guarded(
-      ([, socket]) => socket,
-      (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
-        parsed(socket);
-        return onUpgrade(req, socket, head);
-      },
-    ),
+    guarded(([, socket]) => socket, onUpgrade),
   );
 
-  /**
-   * A new client connection: counted against its address's limit, then its first bytes are read here
-   * (connect-head.ts). A clean CONNECT head opens the tunnel without http.Server (its parser, request
-   * object and bookkeeping cost more than the rest of a tunnel's set-up); anything else is handed to
-   * `server` with the bytes read so far, and is parsed and answered there exactly as before. The
-   * headers timeout runs from the connection's first moment, through a hand-over, until `server` has
-   * read a request.
-   */
-  const onConnection = (socket: net.Socket) => {
-    if (!track(socket)) return;
-    withConnectionScope(socket, () => {
-      let buf: Buffer | undefined;
-      const deadline = setTimeout(() => {
-        handedOver.delete(socket);
-        stopReading();
-        onClientError(Object.assign(new Error('headers timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }), socket);
-      }, limits.headersTimeoutMs);
-      const onClose = () => clearTimeout(deadline);
-      socket.once('close', onClose);
-      const stopReading = () => {
-        socket.removeListener('data', onData);
-        socket.removeListener('end', onEnd);
-      };
-      const handOver = () => {
-        stopReading();
-        handedOver.set(socket, deadline);
-        server.emit('connection', socket);
-        // What was read goes to the parser first, before anything the socket reads next.
-        if (buf) socket.emit('data', buf);
-      };
-      // The client ended before a complete head: http.Server ends it, or answers a partial head 400, as before.
-      const onEnd = () => {
-        handOver();
-        socket.emit('end');
-      };
-      const onData = (chunk: Buffer) => {
-        buf = buf ? Buffer.concat([buf, chunk]) : chunk;
-        const r = readConnectHead(buf, limits.maxHeaderBytes);
-        if (r.kind === 'need-more') return;
-        if (r.kind === 'other') return handOver();
-        stopReading();
-        clearTimeout(deadline);
-        socket.removeListener('close', onClose);
-        // Later bytes wait in the socket until the tunnel reads them (as http.Server leaves a CONNECT socket).
-        (socket as { readableFlowing: boolean | null }).readableFlowing = null;
-        guarded(
-          () => socket,
-          () => handleConnect(cdeps, r.authority, socket, r.rest),
-        )();
-      };
-      socket.once('end', onEnd);
-      socket.on('data', onData);
-    });
-  };
-  const listener = net.createServer({ allowHalfOpen: true, noDelay: true }, onConnection);
-
   await new Promise<void>((resolve, reject) => {
-    listener.once('error', reject);
+    server.once('error', reject);
     // A deep accept queue (the kernel caps it at net.core.somaxconn): Node's default of 511 drops SYNs
     // when hundreds of clients connect at once, and each drop costs that client a 1 s retransmit.
-    listener.listen({ port, host, backlog: LISTEN_BACKLOG }, () => {
-      listener.removeListener('error', reject);
+    server.listen({ port, host, backlog: LISTEN_BACKLOG }, () => {
+      server.removeListener('error', reject);
       resolve();
     });
   });
-  listener.on('error', (err) => process.stderr.write(`codex-egress: proxy: ${err.message}\n`));
+  server.on('error', (err) => process.stderr.write(`codex-egress: proxy: ${err.message}\n`));
 
   return {
-    address: listener.address() as net.AddressInfo,
+    address: server.address() as net.AddressInfo,
     connections: () => registry.all(),
     revoke: (allowlist) => registry.revoke(allowlist),
     transparent: (socket, host, port, via) => {
@@ -519,8 +434,7 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
       );
     },
     close: async () => {
-      const closing = new Promise<void>((resolve) => listener.close(() => resolve()));
-      server.close();
+      const closing = new Promise<void>((resolve) => server.close(() => resolve()));
       inner.close();
       const open = registry.all();
       for (const c of open) registry.close(c, 'shutdown');
