@@ -2,7 +2,7 @@
 // throughput figure moves with whatever else runs; the CPU a proxy spends per unit of work (per GB
 // relayed, per 1,000 tunnels, per 1,000 requests) moves much less, so each scenario reports both.
 import { readFileSync } from 'node:fs';
-import type { Env } from './env.js';
+import type { Env, ProxyPeer } from './env.js';
 import { OURS } from './table.js';
 
 /** Clock ticks per second of /proc/PID/stat (USER_HZ: 100 on Linux). */
@@ -19,7 +19,7 @@ export function cpuMs(pid: number): number {
 /** The pid of a proxy under test by its column name (undefined for "direct"). */
 export function proxyPid(env: Env, name: string): number | undefined {
   if (name === OURS) return env.gateway.pid;
-  return env.peers.proxy[name as 'squid' | 'tinyproxy']?.pid;
+  return env.peers.proxy[name as ProxyPeer]?.pid;
 }
 
 /** Run `fn` and return its result with the CPU ms the proxy `name` used meanwhile (NaN for direct). */

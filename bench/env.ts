@@ -2,7 +2,8 @@
 //   198.51.100.53:53    the upstream DNS (a dnsmasq answering *.bench.example with the addresses below)
 //   203.0.113.10:443    bulk server · 203.0.113.11:443 conn server · 203.0.113.12:80 HTTP origin
 //   127.0.0.1           codex-egress (proxy 3128, DNS 5300) and the peers: squid 3129, tinyproxy 3130,
-//                       dnsmasq 5301, unbound 5302, each run by hand with the config files written here.
+//                       node-min 3131 (bench/minproxy.ts, the runtime floor: no checks), dnsmasq 5301,
+//                       unbound 5302, each run by hand with the config files written here.
 // Documentation addresses count as public for the gateway's address guard, and they exist only in here.
 import { execa } from 'execa';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
@@ -16,9 +17,11 @@ export const BULK = { ip: '203.0.113.10', port: 443, name: `bulk.${DOMAIN}` };
 export const CONN = { ip: '203.0.113.11', port: 443, name: `conn.${DOMAIN}` };
 export const HTTP = { ip: '203.0.113.12', port: 80, name: `www.${DOMAIN}` };
 export const LISTEN = '127.0.0.1';
-export const PORTS = { gatewayProxy: 3128, gatewayDns: 5300, squid: 3129, tinyproxy: 3130, dnsmasq: 5301, unbound: 5302 };
+export const PORTS = { gatewayProxy: 3128, gatewayDns: 5300, squid: 3129, tinyproxy: 3130, nodeMin: 3131, dnsmasq: 5301, unbound: 5302 };
 
-export type ProxyPeer = 'squid' | 'tinyproxy';
+export type ProxyPeer = 'squid' | 'tinyproxy' | 'node-min';
+/** The port of a proxy peer by its column name. */
+export const peerPort = (p: ProxyPeer): number => (p === 'node-min' ? PORTS.nodeMin : PORTS[p]);
 export type DnsPeer = 'dnsmasq' | 'unbound';
 
 const DIST = join(ROOT, 'dist', 'bench');
@@ -195,6 +198,10 @@ export async function createEnv(opts: { peers: boolean }): Promise<Env> {
       writeFileSync(join(dir, 'tinyproxy.conf'), tinyproxyConf(dir));
       peers.proxy.tinyproxy = spawn('tinyproxy', ['-d', '-c', join(dir, 'tinyproxy.conf')]);
     } else missing.push('tinyproxy');
+    // The runtime floor (no checks, never a product path): the same Node, relaying only.
+    peers.proxy['node-min'] = withPid(
+      ns.spawn(process.execPath, [join(DIST, 'minproxy.js'), JSON.stringify({ listen: LISTEN, port: PORTS.nodeMin })]),
+    );
     if (await have('dnsmasq')) {
       peers.dns.dnsmasq = spawn('dnsmasq', [
         '-k',
@@ -221,6 +228,7 @@ export async function createEnv(opts: { peers: boolean }): Promise<Env> {
     } else missing.push('unbound');
     if (peers.proxy.squid) await waitPort(peers.proxy.squid, 'tcp', PORTS.squid, 'squid');
     if (peers.proxy.tinyproxy) await waitPort(peers.proxy.tinyproxy, 'tcp', PORTS.tinyproxy, 'tinyproxy');
+    await waitPort(peers.proxy['node-min']!, 'tcp', PORTS.nodeMin, 'node-min');
     if (peers.dns.dnsmasq) await waitPort(peers.dns.dnsmasq, 'udp', PORTS.dnsmasq, 'dnsmasq');
     if (peers.dns.unbound) await waitPort(peers.dns.unbound, 'udp', PORTS.unbound, 'unbound');
   }

@@ -12,7 +12,7 @@ interface Results {
   results: ScenarioResult[];
 }
 
-const COLS = [OURS, 'direct', 'squid', 'tinyproxy', 'dnsmasq', 'unbound'];
+const COLS = [OURS, 'direct', 'squid', 'tinyproxy', 'node-min', 'dnsmasq', 'unbound'];
 
 const fmt = (x: number | null | undefined): string => {
   if (x === null || x === undefined || Number.isNaN(x)) return '';
@@ -59,7 +59,7 @@ export function summary(r: Results): string {
         .slice()
         .reverse()
         .map((c) => fmt(d.values[c]))
-        .join(' / ')} | | | | | | ${d.target ?? ''} ${d.met ? '✅' : '❌'} |`,
+        .join(' / ')} | | | | | | | ${d.target ?? ''} ${d.met ? '✅' : '❌'} |`,
     );
     if (reload)
       lines.push(
@@ -67,7 +67,7 @@ export function summary(r: Results): string {
           .slice()
           .reverse()
           .map((c) => fmt(reload.values[c]))
-          .join(' / ')} | | | | | | |`,
+          .join(' / ')} | | | | | | | |`,
       );
   }
   const m = r.machine;

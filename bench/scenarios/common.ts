@@ -1,6 +1,6 @@
 // What every scenario gets: the world, the preset durations, and the proxies/DNS servers under test.
 import type { Env, ProxyPeer, DnsPeer } from '../env.js';
-import { LISTEN, PORTS } from '../env.js';
+import { LISTEN, PORTS, peerPort } from '../env.js';
 import { OURS } from '../table.js';
 
 export interface Preset {
@@ -73,7 +73,8 @@ export interface Ctx {
 /** The proxies under test, ours first, as "IP:PORT" for the load generators. */
 export function proxies(env: Env): Array<{ name: string; via: string }> {
   const list = [{ name: OURS, via: `${LISTEN}:${PORTS.gatewayProxy}` }];
-  for (const p of ['squid', 'tinyproxy'] as ProxyPeer[]) if (env.peers.proxy[p]) list.push({ name: p, via: `${LISTEN}:${PORTS[p]}` });
+  for (const p of ['squid', 'tinyproxy', 'node-min'] as ProxyPeer[])
+    if (env.peers.proxy[p]) list.push({ name: p, via: `${LISTEN}:${peerPort(p)}` });
   return list;
 }
 
