@@ -138,6 +138,30 @@ export async function interfaceOf(address: string, exec: Exec = execDirect): Pro
   return undefined;
 }
 
+/**
+ * The IPv4 networks of an interface (CIDRs with their network address, as iptables-save prints a
+ * source): each address's prefix, or its peer's on a point-to-point address. Pure.
+ */
+export function networksOf(ipAddrShow: string): string[] {
+  const out: string[] = [];
+  for (const line of ipAddrShow.split('\n')) {
+    const m = /\binet ([0-9.]+)(?:\/(\d+))?(?: peer ([0-9.]+)\/(\d+))?/.exec(line);
+    if (!m) continue;
+    const [ip, bits] = m[3] ? [m[3], Number(m[4])] : [m[1]!, m[2] === undefined ? 32 : Number(m[2])];
+    const n = ip.split('.').reduce((a, o) => a * 256 + Number(o), 0);
+    const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
+    const net = (n & mask) >>> 0;
+    const cidr = `${[24, 16, 8, 0].map((s) => (net >>> s) & 255).join('.')}/${bits}`;
+    if (!out.includes(cidr)) out.push(cidr);
+  }
+  return out;
+}
+
+/** The IPv4 networks on an interface (networksOf). */
+export async function interfaceNetworks(name: string, exec: Exec = execDirect): Promise<string[]> {
+  return networksOf(await step('ip addr', () => exec('ip', ['-o', '-4', 'addr', 'show', 'dev', name])));
+}
+
 /** Does the interface exist? */
 export async function interfaceExists(name: string, exec: Exec = execDirect): Promise<boolean> {
   return exec('ip', ['-o', 'link', 'show', 'dev', name]).then(

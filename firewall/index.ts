@@ -7,7 +7,7 @@ import type { Allowlist } from '../proxy/policy/allowlist.js';
 import type { Report } from '../proxy/report.js';
 import { AllowSet, SetFullError } from './allowset.js';
 import { IpsetSession, sessionExec } from './session.js';
-import { applyFirewall, execDirect, FirewallError, interfaceExists, interfaceOf, setPorts, type Exec } from './apply.js';
+import { applyFirewall, execDirect, FirewallError, interfaceExists, interfaceNetworks, interfaceOf, setPorts, type Exec } from './apply.js';
 import { ALLOW_SET, allowedPorts, dropRules, v4Rules, v6Rules, type FirewallPlan } from './rules.js';
 import { RuleWatch } from './watch.js';
 import { poolFor } from '../proxy/transparent/pool.js';
@@ -48,9 +48,10 @@ async function sandboxInterface(cfg: GatewayConfig, exec: Exec): Promise<string>
   return found;
 }
 
-export function planFor(cfg: GatewayConfig, iface: string): FirewallPlan {
+export function planFor(cfg: GatewayConfig, iface: string, sandboxSources?: readonly string[]): FirewallPlan {
   return {
     sandboxInterface: iface,
+    ...(sandboxSources ? { sandboxSources } : {}),
     listen: cfg.listen,
     dnsPort: cfg.dnsPort,
     proxyPort: cfg.proxyPort,
@@ -71,7 +72,11 @@ export async function startFirewall(
 ): Promise<Firewall> {
   const exec = opts.exec ?? execDirect;
   const started = performance.now();
-  const plan = planFor(cfg, await sandboxInterface(cfg, exec));
+  const iface = await sandboxInterface(cfg, exec);
+  // Only the sandbox side's own networks may send from the sandbox interface (no forged sources).
+  const sources = await interfaceNetworks(iface, exec);
+  if (!sources.length) throw new FirewallError(`${iface}: the sandbox interface has no IPv4 address`);
+  const plan = planFor(cfg, iface, sources);
   let ports = allowedPorts(allowlist);
   const applied = await applyFirewall(plan, ports, exec);
   // The allow set's adds go to a long-lived `ipset -` (no process spawn per DNS answer); an injected

@@ -39,6 +39,12 @@ export interface FirewallPlan {
   minTtl: number;
   /** Transparent mode's pool (an IPv4 CIDR): TCP to it on the allowed ports is accepted, UDP rejected at once. */
   transparentPool?: string;
+  /**
+   * The IPv4 networks of the sandbox interface (CIDRs, network address): the only sources accepted from
+   * it. A sandbox able to forge its source (CAP_NET_RAW) is then refused at the kernel (in-drop). Absent:
+   * any source on that interface (plans built by hand).
+   */
+  sandboxSources?: readonly string[];
 }
 
 /** A rule that drops or rejects, as reported in /healthz and `firewall` audit events. */
@@ -63,14 +69,18 @@ export function v4Rules(plan: FirewallPlan): Record<Builtin, string[]> {
     const [host, port] = s.split(':');
     return { host: host!, port: Number(port) };
   });
+  // From the sandbox interface, its own networks' sources only (ATTACK6: forged sources die in in-drop).
+  const froms = plan.sandboxSources?.length ? plan.sandboxSources.map((n) => `-s ${n} `) : [''];
   return {
     INPUT: [
       '-i lo -j ACCEPT',
       '-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
-      `${to}-i ${sif} ${udp(plan.dnsPort)} -j ACCEPT`,
-      `${to}-i ${sif} ${tcp(plan.dnsPort)} -j ACCEPT`,
-      `${to}-i ${sif} ${tcp(plan.proxyPort)} -j ACCEPT`,
-      ...(plan.transparentPool ? transparentInput(plan.transparentPool, sif) : []),
+      ...froms.flatMap((from) => [
+        `${from}${to}-i ${sif} ${udp(plan.dnsPort)} -j ACCEPT`,
+        `${from}${to}-i ${sif} ${tcp(plan.dnsPort)} -j ACCEPT`,
+        `${from}${to}-i ${sif} ${tcp(plan.proxyPort)} -j ACCEPT`,
+      ]),
+      ...(plan.transparentPool ? froms.flatMap((from) => transparentInput(plan.transparentPool!, sif, from)) : []),
       `${comment('in-drop')} -j DROP`,
     ],
     FORWARD: [`${comment('forward-drop')} -j DROP`],
@@ -96,10 +106,10 @@ export function v4Rules(plan: FirewallPlan): Record<Builtin, string[]> {
  * Transparent mode's INPUT rules: the pool addresses on the allowed ports (the port set, as for the way
  * out), and UDP to the pool refused with an ICMP port unreachable, so a QUIC client falls back to TCP at once.
  */
-export function transparentInput(pool: string, sif: string): string[] {
+export function transparentInput(pool: string, sif: string, from = ''): string[] {
   return [
-    `-d ${pool} -i ${sif} -p tcp -m set --match-set ${PORT_SET} dst -j ACCEPT`,
-    `-d ${pool} -i ${sif} -p udp ${comment('in-pool-udp')} ${REJECT}`,
+    `${from}-d ${pool} -i ${sif} -p tcp -m set --match-set ${PORT_SET} dst -j ACCEPT`,
+    `${from}-d ${pool} -i ${sif} -p udp ${comment('in-pool-udp')} ${REJECT}`,
   ];
 }
 

@@ -90,10 +90,13 @@ t.test('the gateway starts in transparent mode: pool in the audit, /healthz, and
   const h = await curl(topo.sandbox, [`${PROXY}/healthz`]);
   t.match(JSON.parse(h.body), { healthy: true, transparent: { pool: '10.10.0.128/25', size: 126, ports: [22, 80, 443] } });
   const save = String((await topo.gateway.run('iptables-save', ['-t', 'filter'])).stdout);
-  t.match(save, `-A CODEX-EGRESS-IN -d 10.10.0.128/25 -i ${topo.sandboxIf} -p tcp -m set --match-set codex-egress-ports dst -j ACCEPT`);
   t.match(
     save,
-    `-A CODEX-EGRESS-IN -d 10.10.0.128/25 -i ${topo.sandboxIf} -p udp -m comment --comment "codex-egress:in-pool-udp" -j REJECT`,
+    `-A CODEX-EGRESS-IN -s 10.10.0.0/24 -d 10.10.0.128/25 -i ${topo.sandboxIf} -p tcp -m set --match-set codex-egress-ports dst -j ACCEPT`,
+  );
+  t.match(
+    save,
+    `-A CODEX-EGRESS-IN -s 10.10.0.0/24 -d 10.10.0.128/25 -i ${topo.sandboxIf} -p udp -m comment --comment "codex-egress:in-pool-udp" -j REJECT`,
   );
 });
 
