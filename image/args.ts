@@ -150,6 +150,11 @@ export function gatewayCreateArgs(p: Project, o: GatewayOptions): string[] {
     'net.ipv6.conf.all.disable_ipv6=1',
     '--sysctl',
     'net.ipv6.conf.default.disable_ipv6=1',
+    // Strict reverse-path filtering (ATTACK6, beside the firewall's `-s`): a packet whose source the
+    // gateway would not route back out of the interface it came in on (a sandbox forging a LAN or
+    // internet source) is dropped by the kernel. `all` covers the egress interface connected later too.
+    '--sysctl',
+    'net.ipv4.conf.all.rp_filter=1',
     '--read-only',
     '--tmpfs',
     '/run',

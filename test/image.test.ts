@@ -78,6 +78,7 @@ t.test('gateway: static address, only the capabilities it needs, egress attached
   t.same(values(a, '--cap-add').sort(), ['NET_ADMIN', 'NET_BIND_SERVICE', 'NET_RAW']);
   t.same(values(a, '--security-opt'), ['no-new-privileges']);
   t.ok(values(a, '--sysctl').includes('net.ipv6.conf.all.disable_ipv6=1'));
+  t.ok(values(a, '--sysctl').includes('net.ipv4.conf.all.rp_filter=1'), 'strict reverse-path filtering (attack6)');
   t.ok(a.includes('--read-only'));
   t.same(values(a, '-v'), ['/state:/etc/codex', '/state/logs:/var/log/codex-egress']);
   t.same(values(a, '--restart'), ['on-failure'], 'restarted after a crash, not after a stop');
