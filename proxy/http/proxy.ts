@@ -302,6 +302,19 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
   const onClientError = (err: NodeJS.ErrnoException, socket: Duplex) => {
     const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
     if (socket.writableEnded || socket.destroyed) return;
+    // Audited like every refusal (ATTACK6): a head the parser refused, or one too slow, left no line.
+    const tunnel = tunnelOf.get(socket);
+    log({
+      event: 'http',
+      client: tunnel?.client ?? (socket as net.Socket).remoteAddress ?? '',
+      host: tunnel?.host ?? '',
+      port: tunnel?.port ?? 0,
+      ...(tunnel ? { ip: tunnel.ip, rule: tunnel.rule, ...(tunnel.mode ? { mode: tunnel.mode } : {}) } : {}),
+      decision: 'deny',
+      reason: 'bad-request',
+      status,
+      detail: String(err.code ?? err.message),
+    });
     rawReply(socket, status, 'bad-request', err.code);
   };
 
