@@ -40,6 +40,9 @@ export interface Gateway {
 }
 
 /** `report` gets what the operator should see and the gateway survives (the entry point sends it to stderr). */
+/** How long the gateway's own addresses (notOwnAddress) are taken as read. */
+const OWN_ADDRESSES_TTL_MS = 1_000;
+
 export async function startGateway(cfg: GatewayConfig, report: Report, makeFirewall?: FirewallFactory): Promise<Gateway> {
   let allowlist = await loadAllowlist(cfg);
   const pool = poolFor(cfg);
@@ -62,12 +65,17 @@ export async function startGateway(cfg: GatewayConfig, report: Report, makeFirew
   // The gateway's own addresses (its non-loopback interfaces' now, and the transparent pool) are never
   // dialled: see notOwnAddress. Loopback's are left to the guard (127/8 is never public; the one-namespace
   // test harness keeps its fake internet on loopback).
+  // Read at most once a second (the interfaces' list is a system call and an allocation per address: per
+  // answer it cost a third of the uncached DNS rate); the gateway's addresses are set when it starts.
   const poolAddresses = pool?.ok ? pool.addresses : [];
-  const ownAddresses = () =>
-    new Set([
-      ...Object.values(networkInterfaces()).flatMap((list) => (list ?? []).filter((a) => !a.internal).map((a) => a.address)),
-      ...poolAddresses,
-    ]);
+  let own = { at: -Infinity, set: new Set<string>() };
+  const ownAddresses = () => {
+    const now = performance.now();
+    if (now - own.at < OWN_ADDRESSES_TTL_MS) return own.set;
+    const ifaces = Object.values(networkInterfaces()).flatMap((list) => (list ?? []).filter((a) => !a.internal).map((a) => a.address));
+    own = { at: now, set: new Set([...ifaces, ...poolAddresses]) };
+    return own.set;
+  };
   const resolver = new Resolver(new UpstreamClient(cfg.upstreams, { timeoutMs: cfg.dnsTimeoutMs }), {
     guard: notOwnAddress(isReachable, ownAddresses),
     onResolved: firewall?.onResolved,
