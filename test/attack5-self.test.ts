@@ -16,7 +16,8 @@ import {
   GATEWAY,
   GATEWAY_OUTSIDE,
   GATEWAY_SERVICE_PORT,
-  UPSTREAM,
+  closeTopology,
+  topologyGatewayArgs,
   type Topology,
 } from './harness/topology.js';
 
@@ -26,24 +27,9 @@ let gw: RunningGateway | undefined;
 t.before(async () => {
   topo = await startTopology();
   const allowlistPath = writeAllowlist(topo.dir, ['allowed.test', `self.test:${GATEWAY_SERVICE_PORT}/tcp`, 'self.test']);
-  gw = await startGatewayIn(topo.gateway, topo.dir, [
-    '--no-defaults',
-    '--listen',
-    GATEWAY,
-    '--dns-port',
-    '53',
-    '--proxy-port',
-    '3128',
-    '--upstream',
-    UPSTREAM,
-    '--allowlist',
-    allowlistPath,
-  ]);
+  gw = await startGatewayIn(topo.gateway, topo.dir, topologyGatewayArgs(allowlistPath));
 });
-t.teardown(async () => {
-  await gw?.stop().catch(() => undefined);
-  await topo?.close();
-});
+t.teardown(() => closeTopology(topo, [gw]));
 
 t.test('held: the sandbox cannot reach the service on the gateway address directly', async (t) => {
   t.equal(await tcpProbe(topo.sandbox, GATEWAY_OUTSIDE, GATEWAY_SERVICE_PORT), 'timeout');

@@ -8,8 +8,7 @@
 // Namespaces as in test/topology.test.ts; every address is a documentation or test address inside them.
 import t from 'tap';
 import type { RunningGateway } from './harness/world.js';
-import { startGatewayIn } from './harness/world.js';
-import { dig, startTopology, writeAllowlist, GATEWAY, LAN, UPSTREAM, type Topology } from './harness/topology.js';
+import { closeTopology, dig, forgedDnsQuery, startForgingTopology, GATEWAY, LAN, type Topology } from './harness/topology.js';
 import type { Netns } from './harness/netns.js';
 
 /** The attacker's own server on the internet (a documentation address), and a port it listens on. */
@@ -20,30 +19,10 @@ let topo: Topology;
 let gw: RunningGateway | undefined;
 
 t.before(async () => {
-  topo = await startTopology();
-  const allowlistPath = writeAllowlist(topo.dir, ['allowed.test']);
+  ({ topo, gw } = await startForgingTopology(['allowed.test'], [ATTACKER, LAN]));
   await topo.internet.addLoopbackAddress(`${ATTACKER}/32`);
-  // The sandbox may hold any address it likes on its own side: that is all forging a source takes.
-  await topo.sandbox.addLoopbackAddress(`${ATTACKER}/32`);
-  await topo.sandbox.addLoopbackAddress(`${LAN}/32`);
-  gw = await startGatewayIn(topo.gateway, topo.dir, [
-    '--no-defaults',
-    '--listen',
-    GATEWAY,
-    '--dns-port',
-    '53',
-    '--proxy-port',
-    '3128',
-    '--upstream',
-    UPSTREAM,
-    '--allowlist',
-    allowlistPath,
-  ]);
 });
-t.teardown(async () => {
-  await gw?.stop().catch(() => undefined);
-  await topo?.close();
-});
+t.teardown(() => closeTopology(topo, [gw]));
 
 /** Listen for UDP on ip:port in a namespace; resolves with what arrived (hex) or '' after waitMs. */
 function udpListen(ns: Netns, ip: string, port: number, waitMs: number): { ready: Promise<void>; got: Promise<string> } {
@@ -57,14 +36,7 @@ function udpListen(ns: Netns, ip: string, port: number, waitMs: number): { ready
   return { ready, got };
 }
 
-/** One DNS query for `name` to the gateway's resolver, sent from `from`:PORT (an address the sandbox took). */
-async function spoofedQuery(from: string, name: string): Promise<void> {
-  const labels = name.split('.').map((l) => `${String.fromCharCode(l.length)}${l}`);
-  const q = `\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00${labels.join('')}\x00\x00\x01\x00\x01`;
-  const script = `const s = require('node:dgram').createSocket('udp4');
-    s.bind(${PORT}, ${JSON.stringify(from)}, () => s.send(Buffer.from(${JSON.stringify(q)}, 'latin1'), 53, ${JSON.stringify(GATEWAY)}, () => setTimeout(() => process.exit(0), 200)));`;
-  await topo.sandbox.run(process.execPath, ['-e', script]);
-}
+const spoofedQuery = (from: string, name: string) => forgedDnsQuery(topo, from, PORT, name, 0x1234);
 
 t.test('held: the resolver still answers the sandbox at its own address', async (t) => {
   t.equal((await dig(topo.sandbox, GATEWAY, 'allowed.test')).status, 'NOERROR');

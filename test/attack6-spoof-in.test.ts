@@ -9,8 +9,7 @@
 // Namespaces as in test/attack5-spoof.test.ts; every address is a documentation or test address inside them.
 import t from 'tap';
 import type { RunningGateway } from './harness/world.js';
-import { startGatewayIn } from './harness/world.js';
-import { dig, startTopology, writeAllowlist, GATEWAY, LAN, SANDBOX, UPSTREAM, type Topology } from './harness/topology.js';
+import { closeTopology, dig, forgedDnsQuery, startForgingTopology, GATEWAY, LAN, SANDBOX, type Topology } from './harness/topology.js';
 import { networksOf } from '../firewall/apply.js';
 import { v4Rules, type FirewallPlan } from '../firewall/rules.js';
 
@@ -21,28 +20,9 @@ let topo: Topology;
 let gw: RunningGateway | undefined;
 
 t.before(async () => {
-  topo = await startTopology();
-  const allowlistPath = writeAllowlist(topo.dir, ['allowed.test']);
-  await topo.sandbox.addLoopbackAddress(`${ATTACKER}/32`);
-  await topo.sandbox.addLoopbackAddress(`${LAN}/32`);
-  gw = await startGatewayIn(topo.gateway, topo.dir, [
-    '--no-defaults',
-    '--listen',
-    GATEWAY,
-    '--dns-port',
-    '53',
-    '--proxy-port',
-    '3128',
-    '--upstream',
-    UPSTREAM,
-    '--allowlist',
-    allowlistPath,
-  ]);
+  ({ topo, gw } = await startForgingTopology(['allowed.test'], [ATTACKER, LAN]));
 });
-t.teardown(async () => {
-  await gw?.stop().catch(() => undefined);
-  await topo?.close();
-});
+t.teardown(() => closeTopology(topo, [gw]));
 
 const inDrops = () =>
   Math.max(
@@ -53,14 +33,7 @@ const inDrops = () =>
       .map((e) => e.total_packets as number),
   );
 
-/** One DNS query for `name` to the gateway's resolver, sent from `from`:PORT (an address the sandbox took). */
-async function forgedQuery(from: string, name: string): Promise<void> {
-  const labels = name.split('.').map((l) => `${String.fromCharCode(l.length)}${l}`);
-  const q = `\x12\x35\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00${labels.join('')}\x00\x00\x01\x00\x01`;
-  const script = `const s = require('node:dgram').createSocket('udp4');
-    s.bind(${PORT}, ${JSON.stringify(from)}, () => s.send(Buffer.from(${JSON.stringify(q)}, 'latin1'), 53, ${JSON.stringify(GATEWAY)}, () => setTimeout(() => process.exit(0), 200)));`;
-  await topo.sandbox.run(process.execPath, ['-e', script]);
-}
+const forgedQuery = (from: string, name: string) => forgedDnsQuery(topo, from, PORT, name, 0x1235);
 
 t.test('held: the sandbox at its own address is served', async (t) => {
   t.equal((await dig(topo.sandbox, GATEWAY, 'allowed.test')).status, 'NOERROR');

@@ -11,7 +11,7 @@
 import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { link, Netns } from './netns.js';
-import { makeCert, startWorld, tempDir, type World } from './world.js';
+import { makeCert, startGatewayIn, startWorld, tempDir, type RunningGateway, type World } from './world.js';
 import { DNS_PORT, PROXY_PORT } from '../../proxy/endpoints.js';
 
 export const SANDBOX = '10.10.0.2';
@@ -245,4 +245,32 @@ export async function setMembers(ns: Netns, set: string): Promise<Map<string, nu
     if (entry) m.set(entry, Number(timeout ?? -1));
   }
   return m;
+}
+
+/**
+ * One DNS query (A, `name`) to the gateway's resolver, sent from the sandbox namespace with source
+ * `from`:`port` — an address the sandbox took on its own side, which is all forging a source takes.
+ */
+export async function forgedDnsQuery(topo: Topology, from: string, port: number, name: string, id = 0x1234): Promise<void> {
+  const labels = name.split('.').map((l) => `${String.fromCharCode(l.length)}${l}`);
+  const q = `${String.fromCharCode(id >> 8, id & 0xff)}\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00${labels.join('')}\x00\x00\x01\x00\x01`;
+  const script = `const s = require('node:dgram').createSocket('udp4');
+    s.bind(${port}, ${JSON.stringify(from)}, () => s.send(Buffer.from(${JSON.stringify(q)}, 'latin1'), ${DNS_PORT}, ${JSON.stringify(GATEWAY)}, () => setTimeout(() => process.exit(0), 200)));`;
+  await topo.sandbox.run(process.execPath, ['-e', script]);
+}
+
+/**
+ * The topology and a gateway (firewall on) allowing `rules`, with `forged` addresses taken by the sandbox on
+ * its own side (to send from: forging a source takes no more). Everything is closed again if the start fails.
+ */
+export async function startForgingTopology(rules: string[], forged: string[]): Promise<{ topo: Topology; gw: RunningGateway }> {
+  const topo = await startTopology();
+  try {
+    const allowlistPath = writeAllowlist(topo.dir, rules);
+    for (const ip of forged) await topo.sandbox.addLoopbackAddress(`${ip}/32`);
+    return { topo, gw: await startGatewayIn(topo.gateway, topo.dir, topologyGatewayArgs(allowlistPath)) };
+  } catch (err) {
+    await topo.close();
+    throw err;
+  }
 }
