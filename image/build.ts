@@ -41,7 +41,7 @@ export async function buildImages(plan: BuildPlan, log: (s: string) => void): Pr
     }
   }
   if (plan.only !== 'gateway') {
-    const ctx = await codexContext(plan.codex);
+    const ctx = await codexContext(plan.codex, log);
     try {
       // The image's default user; `up` gives it the workdir owner's uid/gid at start.
       const user = process.getuid?.() ? { uid: process.getuid(), gid: process.getgid?.() ?? 1000 } : { uid: 1000, gid: 1000 };

@@ -131,8 +131,8 @@ export function codexSpecs(version: string, platform: string): [string, string] 
 
 export const codexPlatform = () => `linux-${process.arch === 'arm64' ? 'arm64' : 'x64'}`;
 
-/** The sandbox's context: codex/codex.tgz and codex/codex-platform.tgz. */
-export async function codexContext(src: CodexSource): Promise<Context> {
+/** The sandbox's context: codex/codex.tgz and codex/codex-platform.tgz; `log` gets the progress (the CLI prints it). */
+export async function codexContext(src: CodexSource, log: (s: string) => void): Promise<Context> {
   const ctx = await tempContext('codex');
   try {
     const out = join(ctx.dir, 'codex');
@@ -144,7 +144,7 @@ export async function codexContext(src: CodexSource): Promise<Context> {
       if (!existsSync(join(out, 'codex.tgz'))) throw new Error(`${src.tarballs}/codex.tgz not found`);
     } else {
       const [launcher, native] = codexSpecs(src.version ?? CODEX_VERSION, src.platform ?? codexPlatform());
-      process.stderr.write(`codex-egress build: npm pack ${launcher} ${native}\n`);
+      log(`npm pack ${launcher} ${native}`);
       const r = await execa('npm', ['pack', '--json', '--pack-destination', out, launcher, native], { stderr: 'inherit' });
       const files = (JSON.parse(String(r.stdout)) as Array<{ filename: string }>).map((f) => f.filename.replace(/^.*\//, ''));
       if (files.length !== 2) throw new Error(`npm pack returned ${files.length} packages, expected 2`);
