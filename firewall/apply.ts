@@ -20,6 +20,7 @@ import {
   type FirewallPlan,
 } from './rules.js';
 import { tableDifferences } from './compare.js';
+import { v4Network, v4Number, v4String } from '../proxy/address.js';
 
 /** Run a command (optionally with standard input) and return its standard output; throws on failure. */
 export type Exec = (cmd: string, args: string[], input?: string) => Promise<string>;
@@ -148,10 +149,7 @@ export function networksOf(ipAddrShow: string): string[] {
     const m = /\binet ([0-9.]+)(?:\/(\d+))?(?: peer ([0-9.]+)\/(\d+))?/.exec(line);
     if (!m) continue;
     const [ip, bits] = m[3] ? [m[3], Number(m[4])] : [m[1]!, m[2] === undefined ? 32 : Number(m[2])];
-    const n = ip.split('.').reduce((a, o) => a * 256 + Number(o), 0);
-    const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
-    const net = (n & mask) >>> 0;
-    const cidr = `${[24, 16, 8, 0].map((s) => (net >>> s) & 255).join('.')}/${bits}`;
+    const cidr = `${v4String(v4Network(v4Number(ip), bits))}/${bits}`;
     if (!out.includes(cidr)) out.push(cidr);
   }
   return out;

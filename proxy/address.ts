@@ -44,11 +44,17 @@ export const SPECIAL_V4: ReadonlyArray<{ cidr: string; kind: Exclude<AddressKind
 export const FORBIDDEN_V4: readonly string[] = SPECIAL_V4.filter((r) => r.kind !== 'documentation').map((r) => r.cidr);
 
 /** The address as an unsigned 32-bit number (the input was checked by isIPv4). */
-function v4Number(ip: string): number {
+export function v4Number(ip: string): number {
   let n = 0;
   for (const part of ip.split('.')) n = n * 256 + Number(part);
   return n;
 }
+
+/** The dotted form of an unsigned 32-bit number. */
+export const v4String = (n: number): string => [24, 16, 8, 0].map((s) => Math.floor(n / 2 ** s) % 256).join('.');
+
+/** The network address (as a number) of the /`bits` network holding address `n`. */
+export const v4Network = (n: number, bits: number): number => (bits === 0 ? 0 : (n & ((0xffffffff << (32 - bits)) >>> 0)) >>> 0);
 
 /** The ranges as [first, last] numbers, in SPECIAL_V4's order. */
 const V4_RANGES = SPECIAL_V4.map(({ cidr, kind }) => {

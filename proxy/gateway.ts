@@ -39,10 +39,10 @@ export interface Gateway {
   stopNow(signal?: string, maxMs?: number): Promise<void>;
 }
 
-/** `report` gets what the operator should see and the gateway survives (the entry point sends it to stderr). */
 /** How long the gateway's own addresses (notOwnAddress) are taken as read. */
 const OWN_ADDRESSES_TTL_MS = 1_000;
 
+/** `report` gets what the operator should see and the gateway survives (the entry point sends it to stderr). */
 export async function startGateway(cfg: GatewayConfig, report: Report, makeFirewall?: FirewallFactory): Promise<Gateway> {
   let allowlist = await loadAllowlist(cfg);
   const pool = poolFor(cfg);

@@ -6,6 +6,7 @@
 // only after a quarantine, so a client that caches answers longer than their TTL is refused rather
 // than connected to some other name.
 import { isIPv4 } from 'node:net';
+import { v4Network, v4Number, v4String } from '../address.js';
 
 export interface PoolOptions {
   /** How long an entry outlives the TTL of the answer that handed it out (ms). */
@@ -123,17 +124,16 @@ export function poolAddresses(cidr: string): { ok: true; addresses: string[]; ci
   const bits = m ? Number(m[2]) : NaN;
   if (!m || !isIPv4(m[1]!) || !(bits >= 0 && bits <= 32))
     return { ok: false, error: `transparent pool "${cidr}" must be an IPv4 CIDR such as 10.0.0.128/25` };
-  const base = toInt(m[1]!);
-  const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
-  if ((base & mask) >>> 0 !== base)
-    return { ok: false, error: `transparent pool "${cidr}": host bits are set (did you mean ${toIp((base & mask) >>> 0)}/${bits}?)` };
+  const base = v4Number(m[1]!);
+  if (v4Network(base, bits) !== base)
+    return { ok: false, error: `transparent pool "${cidr}": host bits are set (did you mean ${v4String(v4Network(base, bits))}/${bits}?)` };
   const count = 2 ** (32 - bits);
   const [first, last] = bits >= 31 ? [base, base + count - 1] : [base + 1, base + count - 2];
   if (last - first + 1 > MAX_POOL_SIZE)
     return { ok: false, error: `transparent pool "${cidr}" has ${last - first + 1} addresses; at most ${MAX_POOL_SIZE}` };
   const addresses: string[] = [];
-  for (let i = first; i <= last; i++) addresses.push(toIp(i));
-  return { ok: true, addresses, cidr: `${toIp(base)}/${bits}` };
+  for (let i = first; i <= last; i++) addresses.push(v4String(i));
+  return { ok: true, addresses, cidr: `${v4String(base)}/${bits}` };
 }
 
 /** The default pool: the upper half of the /24 holding the gateway's listen address (`a.b.c.128/25`). */
@@ -141,9 +141,6 @@ export function defaultPool(listen: string): string | undefined {
   if (!isIPv4(listen) || listen === '0.0.0.0') return undefined;
   return `${listen.split('.').slice(0, 3).join('.')}.128/25`;
 }
-
-const toInt = (ip: string) => ip.split('.').reduce((n, o) => n * 256 + Number(o), 0);
-const toIp = (n: number) => [24, 16, 8, 0].map((s) => Math.floor(n / 2 ** s) % 256).join('.');
 
 /**
  * The pool a gateway configuration asks for: undefined when transparent mode is off, an error when the
