@@ -17,11 +17,11 @@ export const BULK = { ip: '203.0.113.10', port: 443, name: `bulk.${DOMAIN}` };
 export const CONN = { ip: '203.0.113.11', port: 443, name: `conn.${DOMAIN}` };
 export const HTTP = { ip: '203.0.113.12', port: 80, name: `www.${DOMAIN}` };
 export const LISTEN = '127.0.0.1';
-export const PORTS = { gatewayProxy: 3128, gatewayDns: 5300, squid: 3129, tinyproxy: 3130, nodeMin: 3131, dnsmasq: 5301, unbound: 5302 };
+export const PORTS = { gatewayProxy: 3128, gatewayDns: 5300, squid: 3129, tinyproxy: 3130, 'node-min': 3131, dnsmasq: 5301, unbound: 5302 };
 
 export type ProxyPeer = 'squid' | 'tinyproxy' | 'node-min';
 /** The port of a proxy peer by its column name. */
-export const peerPort = (p: ProxyPeer): number => (p === 'node-min' ? PORTS.nodeMin : PORTS[p]);
+export const peerPort = (p: ProxyPeer): number => (p === 'node-min' ? PORTS['node-min'] : PORTS[p]);
 export type DnsPeer = 'dnsmasq' | 'unbound';
 
 const DIST = join(ROOT, 'dist', 'bench');
@@ -200,7 +200,7 @@ export async function createEnv(opts: { peers: boolean }): Promise<Env> {
     } else missing.push('tinyproxy');
     // The runtime floor (no checks, never a product path): the same Node, relaying only.
     peers.proxy['node-min'] = withPid(
-      ns.spawn(process.execPath, [join(DIST, 'minproxy.js'), JSON.stringify({ listen: LISTEN, port: PORTS.nodeMin })]),
+      ns.spawn(process.execPath, [join(DIST, 'minproxy.js'), JSON.stringify({ listen: LISTEN, port: PORTS['node-min'] })]),
     );
     if (await have('dnsmasq')) {
       peers.dns.dnsmasq = spawn('dnsmasq', [
@@ -228,7 +228,7 @@ export async function createEnv(opts: { peers: boolean }): Promise<Env> {
     } else missing.push('unbound');
     if (peers.proxy.squid) await waitPort(peers.proxy.squid, 'tcp', PORTS.squid, 'squid');
     if (peers.proxy.tinyproxy) await waitPort(peers.proxy.tinyproxy, 'tcp', PORTS.tinyproxy, 'tinyproxy');
-    await waitPort(peers.proxy['node-min']!, 'tcp', PORTS.nodeMin, 'node-min');
+    await waitPort(peers.proxy['node-min']!, 'tcp', PORTS['node-min'], 'node-min');
     if (peers.dns.dnsmasq) await waitPort(peers.dns.dnsmasq, 'udp', PORTS.dnsmasq, 'dnsmasq');
     if (peers.dns.unbound) await waitPort(peers.dns.unbound, 'udp', PORTS.unbound, 'unbound');
   }

@@ -100,13 +100,11 @@ export const gatewayConfig = z.object({
 export type GatewayConfig = z.output<typeof gatewayConfig>;
 export type GatewayConfigInput = z.input<typeof gatewayConfig>;
 
-export const DEFAULT_ALLOWLIST_PATH = GATEWAY_ALLOWLIST_PATH;
-
 export const defaultConfig = (): Omit<GatewayConfigInput, 'upstreams'> => ({
   listen: '0.0.0.0',
   dnsPort: DNS_PORT,
   proxyPort: PROXY_PORT,
-  allowlistPath: DEFAULT_ALLOWLIST_PATH,
+  allowlistPath: GATEWAY_ALLOWLIST_PATH,
   allow: [],
   defaults: true,
   envAllowed: process.env.OPENAI_ALLOWED_DOMAINS,

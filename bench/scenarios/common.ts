@@ -1,6 +1,6 @@
 // What every scenario gets: the world, the preset durations, and the proxies/DNS servers under test.
 import type { Env, ProxyPeer, DnsPeer } from '../env.js';
-import { LISTEN, PORTS, peerPort } from '../env.js';
+import { LISTEN, PORTS } from '../env.js';
 import { OURS } from '../table.js';
 
 export interface Preset {
@@ -74,7 +74,7 @@ export interface Ctx {
 export function proxies(env: Env): Array<{ name: string; via: string }> {
   const list = [{ name: OURS, via: `${LISTEN}:${PORTS.gatewayProxy}` }];
   for (const p of ['squid', 'tinyproxy', 'node-min'] as ProxyPeer[])
-    if (env.peers.proxy[p]) list.push({ name: p, via: `${LISTEN}:${peerPort(p)}` });
+    if (env.peers.proxy[p]) list.push({ name: p, via: `${LISTEN}:${PORTS[p]}` });
   return list;
 }
 
