@@ -33,7 +33,7 @@ const inDrops = () =>
       .map((e) => e.total_packets as number),
   );
 
-const forgedQuery = (from: string, name: string) => forgedDnsQuery(topo, from, PORT, name, 0x1235);
+const forgedQuery = (from: string, name: string) => forgedDnsQuery(topo, from, PORT, name);
 
 t.test('held: the sandbox at its own address is served', async (t) => {
   t.equal((await dig(topo.sandbox, GATEWAY, 'allowed.test')).status, 'NOERROR');

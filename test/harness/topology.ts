@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { link, Netns } from './netns.js';
 import { makeCert, startGatewayIn, startWorld, tempDir, type RunningGateway, type World } from './world.js';
 import { DNS_PORT, PROXY_PORT } from '../../proxy/endpoints.js';
+import { buildQuery } from '../../proxy/dns/wire.js';
 
 export const SANDBOX = '10.10.0.2';
 export const GATEWAY = '10.10.0.1';
@@ -251,11 +252,10 @@ export async function setMembers(ns: Netns, set: string): Promise<Map<string, nu
  * One DNS query (A, `name`) to the gateway's resolver, sent from the sandbox namespace with source
  * `from`:`port` — an address the sandbox took on its own side, which is all forging a source takes.
  */
-export async function forgedDnsQuery(topo: Topology, from: string, port: number, name: string, id = 0x1234): Promise<void> {
-  const labels = name.split('.').map((l) => `${String.fromCharCode(l.length)}${l}`);
-  const q = `${String.fromCharCode(id >> 8, id & 0xff)}\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00${labels.join('')}\x00\x00\x01\x00\x01`;
+export async function forgedDnsQuery(topo: Topology, from: string, port: number, name: string): Promise<void> {
+  const q = buildQuery(name).bytes.toString('hex');
   const script = `const s = require('node:dgram').createSocket('udp4');
-    s.bind(${port}, ${JSON.stringify(from)}, () => s.send(Buffer.from(${JSON.stringify(q)}, 'latin1'), ${DNS_PORT}, ${JSON.stringify(GATEWAY)}, () => setTimeout(() => process.exit(0), 200)));`;
+    s.bind(${port}, ${JSON.stringify(from)}, () => s.send(Buffer.from('${q}', 'hex'), ${DNS_PORT}, ${JSON.stringify(GATEWAY)}, () => setTimeout(() => process.exit(0), 200)));`;
   await topo.sandbox.run(process.execPath, ['-e', script]);
 }
 
