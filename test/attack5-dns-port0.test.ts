@@ -56,7 +56,7 @@ t.test('an answer still pending when the DNS server stops is dropped, not thrown
   const { mergeSources } = await import('../proxy/policy/allowlist.js');
   const { MemoryAudit } = await import('./harness/inproc.js');
   const dgram = await import('node:dgram');
-  const { encode, RCODE } = await import('../proxy/dns/wire.js');
+  const { buildQuery, RCODE } = await import('../proxy/dns/wire.js');
   const r = mergeSources({ defaults: false, flags: ['slow.test'] });
   if (!r.ok) throw new Error(r.errors.join());
   const allowlist = r.allowlist;
@@ -76,13 +76,7 @@ t.test('an answer still pending when the DNS server stops is dropped, not thrown
   process.on('unhandledRejection', on);
   t.teardown(() => void process.removeListener('unhandledRejection', on));
   const sock = dgram.createSocket('udp4');
-  const q = encode({
-    header: { id: 1, qr: 0, opcode: 0, aa: 0, tc: 0, rd: 1, ra: 0, z: 0, ad: 0, cd: 0, rcode: 0 },
-    questions: [{ name: 'slow.test', type: 1, class: 1 }],
-    answers: [],
-    authorities: [],
-    additionals: [],
-  });
+  const q = buildQuery('slow.test').bytes;
   await new Promise<void>((res) => sock.send(q, dns.udp.port, '127.0.0.1', () => res()));
   await new Promise((res) => setTimeout(res, 50));
   await dns.close();
