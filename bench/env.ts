@@ -126,7 +126,9 @@ forward-zone:
 `;
 }
 
-export async function createEnv(opts: { peers: boolean }): Promise<Env> {
+export async function createEnv(opts: { peers: boolean; node: string }): Promise<Env> {
+  // The runtime under test (gateway and node-min); the load generators and origins keep this process's.
+  const runtime = opts.node;
   const tmp = tempDir('codex-egress-bench-');
   const dir = tmp.path;
   chmodSync(dir, 0o777); // squid and tinyproxy drop to their own users and log here
@@ -200,7 +202,7 @@ export async function createEnv(opts: { peers: boolean }): Promise<Env> {
     } else missing.push('tinyproxy');
     // The runtime floor (no checks, never a product path): the same Node, relaying only.
     peers.proxy['node-min'] = withPid(
-      ns.spawn(process.execPath, [join(DIST, 'minproxy.js'), JSON.stringify({ listen: LISTEN, port: PORTS['node-min'] })]),
+      ns.spawn(runtime, [join(DIST, 'minproxy.js'), JSON.stringify({ listen: LISTEN, port: PORTS['node-min'] })]),
     );
     if (await have('dnsmasq')) {
       peers.dns.dnsmasq = spawn('dnsmasq', [
@@ -266,7 +268,7 @@ export async function createEnv(opts: { peers: boolean }): Promise<Env> {
         '100000',
         ...(g.extraArgs ?? []),
       ];
-      const proc = withPid(ns.spawn(process.execPath, args));
+      const proc = withPid(ns.spawn(runtime, args));
       await proc.waitFor(/gateway up/);
       env.gateway = proc;
     },

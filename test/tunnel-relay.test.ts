@@ -150,21 +150,29 @@ t.test('in-process: a client that keeps up gets the same bytes (the buffer is re
   t.equal(r.hash, sha(data));
 });
 
-t.test('in-process: the read buffer starts small and grows only on full reads', async (t) => {
+t.test('in-process: the read buffer starts small and grows only on full reads; the check gets its own copies', async (t) => {
   const reads = new UpstreamReads();
   const first = (reads.onread.buffer as () => Buffer)();
   t.equal(first.length, READ_START, 'an idle tunnel holds READ_START');
   const cb = reads.onread.callback;
   const sink: Buffer[] = [];
   reads.inspectWith((c) => sink.push(c));
+  first.fill(0x61, 0, 10);
   cb(10, first);
   const second = (reads.onread.buffer as () => Buffer)();
   t.equal(second.length, READ_START, 'a short read does not grow it');
-  t.not(second, first, 'while inspecting, every read gets a buffer of its own (the check may keep the last)');
+  second.fill(0x62);
+  t.equal(sink[0]!.toString(), 'a'.repeat(10), 'the next read does not change what the check was given (a copy of its own)');
   cb(second.length, second);
-  t.ok((reads.onread.buffer as () => Buffer)().length > READ_START, 'a full read grows it');
   t.equal(sink.length, 2);
   t.equal(sink[0]!.length, 10, 'the sink gets exactly the bytes read');
+  t.equal(sink[1]!.length, READ_START);
+  const from = new net.Socket();
+  const to = new net.Socket();
+  reads.relayTo(from, to);
+  t.ok((reads.onread.buffer as () => Buffer)().length > READ_START, 'a full read grows it (relaying)');
+  from.destroy();
+  to.destroy();
 });
 
 // Through the gateway: a /tcp tunnel to the echo server, the client writing while it reads and stalls.

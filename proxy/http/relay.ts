@@ -32,10 +32,13 @@ export function relay(from: net.Socket, to: net.Socket): void {
   from.once('end', () => to.end());
 }
 
+/** The read buffer of every upstream while it is inspected (its bytes are copied out at once). */
+const INSPECT_READ = Buffer.allocUnsafeSlow(READ_START);
+
 /**
  * The reads of a tunnel's upstream socket: pass `onread` to net.connect (the socket then emits no
  * 'data'; 'end', 'error', 'close', pause() and resume() are as usual). While the tunnel is inspected
- * every read gets a fresh buffer (the first-bytes check may keep what it was given); once relaying
+ * every read lands in one shared buffer and the check gets a copy of the bytes (it may keep them); once relaying
  * (`relayTo`), a buffer is reused only when the write of the last read left nothing queued (the kernel
  * has the bytes: nothing refers to the buffer any more), otherwise the next read gets a new one.
  */
@@ -51,7 +54,8 @@ export class UpstreamReads {
     callback: (n: number, buf: Uint8Array) => {
       // A full read grows the next buffer (bulk data is waiting).
       if (n === buf.length && this.size < READ_MAX) this.size = Math.min(this.size * 4, READ_MAX);
-      this.sink((buf as Buffer).subarray(0, n));
+      const chunk = (buf as Buffer).subarray(0, n);
+      this.sink(buf === INSPECT_READ ? Buffer.from(chunk) : chunk);
       return true; // backpressure is pause() and resume(), as for 'data'
     },
   };
@@ -72,11 +76,13 @@ export class UpstreamReads {
 
   private next(): Buffer {
     const to = this.to;
-    const reusable = to !== undefined && to.writableLength === 0 && !to.destroyed && this.buf?.length === this.size;
+    // Inspecting: one shared buffer for every tunnel's reads; the callback hands the check a copy of
+    // what was read (a few hundred bytes), not a fresh READ_START buffer per read.
+    if (to === undefined) return INSPECT_READ;
+    const reusable = to.writableLength === 0 && !to.destroyed && this.buf?.length === this.size;
     if (reusable) return this.buf!;
     const buf = Buffer.allocUnsafeSlow(this.size);
-    // Only a relaying direction reuses its buffer; an inspected read's buffer is the check's to keep.
-    this.buf = to ? buf : undefined;
+    this.buf = buf;
     return buf;
   }
 }
