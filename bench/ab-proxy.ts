@@ -15,7 +15,7 @@ const { DEFAULT_LIMITS } = await mod('proxy/config.js');
 const { mergeSources } = await mod('proxy/policy/allowlist.js');
 const { RCODE } = await mod('proxy/dns/wire.js');
 
-const merged = mergeSources({ defaults: false, flags: [`${args.name}:24443`] });
+const merged = mergeSources({ defaults: false, flags: [`${args.name}:24443`, `${args.name}:24480`] });
 if (!merged.ok) throw new Error(merged.errors.join('; '));
 const report = (m: string) => process.stderr.write(`${m}\n`);
 const audit = createAudit(args.log, report);

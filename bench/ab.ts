@@ -1,4 +1,4 @@
-// A/B of the proxy's CPU per 1,000 new tunnels between two builds (two checkouts, each built), in one
+// A/B of the proxy's CPU per 1,000 new tunnels (or plain HTTP requests) between two builds (two checkouts, each built), in one
 // run on one machine: single bench runs vary by ±15 % on a shared machine, alternating rounds do not.
 // Each build's proxy runs in its own process (bench/ab-proxy.ts); one TLS-looking origin serves both;
 // bench/loadgen.ts opens tunnels (ClientHello → first answer byte → close) at the given concurrency,
@@ -6,22 +6,25 @@
 // Usage (no root needed): node dist/bench/ab.js '{"a":"/work/main","b":"/work/wt-x","rounds":6,"concurrency":32,"seconds":4}'
 // A side given as "node-min" runs bench/minproxy.ts (no checks, no log): the floor.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cpuMs } from './cpu.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const opts = { rounds: 6, concurrency: 32, seconds: 4, ...(JSON.parse(process.argv[2] ?? '{}') as object) } as {
+const opts = { rounds: 6, concurrency: 32, seconds: 4, mode: 'connect', ...(JSON.parse(process.argv[2] ?? '{}') as object) } as {
   a: string;
   b: string;
   rounds: number;
   concurrency: number;
   seconds: number;
+  /** connect: new tunnels (loadgen); http: keep-alive plain HTTP requests (wrk -t1, `concurrency` connections). */
+  mode: 'connect' | 'http';
 };
 const NAME = 'conn.bench.example';
-const ORIGIN_PORT = 24443; // ab-proxy.ts allows this port
+const ORIGIN_PORT = 24443;
+const HTTP_PORT = 24480; // the same // ab-proxy.ts allows this port
 const MIN_PORT = 24431;
 const dir = mkdtempSync(join(tmpdir(), 'codex-egress-ab-'));
 const children: ChildProcess[] = [];
@@ -117,7 +120,9 @@ try {
     medianPerSec: Math.round(median(s.rate)),
     medianP50ms: Number(median(s.p50).toFixed(3)),
   }));
-  process.stdout.write(`${JSON.stringify(out, null, 1)}\nB/A CPU per tunnel: ${(out[1]!.medianCpu / out[0]!.medianCpu).toFixed(3)}\n`);
+  process.stdout.write(
+    `${JSON.stringify(out, null, 1)}\nB/A CPU per ${opts.mode === 'http' ? 'request' : 'tunnel'}: ${(out[1]!.medianCpu / out[0]!.medianCpu).toFixed(3)}\n`,
+  );
 } finally {
   for (const c of children) c.kill('SIGKILL');
   rmSync(dir, { recursive: true, force: true });

@@ -124,15 +124,34 @@ export const AUDIT_FLUSH_MS = 100;
 /** Written at once when this many bytes of lines are waiting. */
 const AUDIT_BATCH_BYTES = 8192;
 
+let isoSecond = NaN;
+let isoPrefix = '';
+/**
+ * Date#toISOString for a time in ms, its `YYYY-MM-DDTHH:MM:SS.` part made once a second (formatting a
+ * Date costs more than the rest of an audit line).
+ */
+export function isoTime(ms: number): string {
+  const second = Math.floor(ms / 1000);
+  if (second !== isoSecond) {
+    const full = new Date(second * 1000).toISOString();
+    // Only the usual form (four-digit year) is cut; any other is formatted whole.
+    if (full.length !== 24) return new Date(ms).toISOString();
+    isoSecond = second;
+    isoPrefix = full.slice(0, 20);
+  }
+  const f = ms - second * 1000;
+  return `${isoPrefix}${f < 10 ? '00' : f < 100 ? '0' : ''}${f}Z`;
+}
+
 /**
  * One audit line: pino's line format (`level`, `time`, `v`, then the event's fields) built with one
  * JSON.stringify. pino's logger did the same in about four times the CPU (its serialiser walks every
  * field), which was a tenth of the gateway's CPU per tunnel (README: Performance).
  */
-export function auditLine(e: AuditEvent | RepeatEvent | SuppressedEvent, now = new Date()): string {
+export function auditLine(e: AuditEvent | RepeatEvent | SuppressedEvent, now = Date.now()): string {
   const level = e.event === 'reload' && !e.ok ? 'error' : 'info';
   const fields = JSON.stringify(e);
-  return `{"level":"${level}","time":"${now.toISOString()}","v":${AUDIT_SCHEMA_VERSION}${fields.length > 2 ? ',' : ''}${fields.slice(1)}\n`;
+  return `{"level":"${level}","time":"${isoTime(now)}","v":${AUDIT_SCHEMA_VERSION}${fields.length > 2 ? ',' : ''}${fields.slice(1)}\n`;
 }
 
 /**

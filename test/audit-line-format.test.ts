@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import { AUDIT_FLUSH_MS, AUDIT_SCHEMA_VERSION, auditLine, createAudit, type AuditEvent } from '../proxy/audit.js';
+import { AUDIT_FLUSH_MS, AUDIT_SCHEMA_VERSION, auditLine, createAudit, isoTime, type AuditEvent } from '../proxy/audit.js';
 import { tempDir } from './harness/world.js';
 
 /** The logger the audit log used before (pino's own serialiser), writing to memory. */
@@ -106,7 +106,22 @@ const EVENTS: AuditEvent[] = [
 t.test('every event: byte for byte the line pino wrote', async (t) => {
   const time = '2026-12-06T12:00:00.123Z';
   const expected = pinoLines(EVENTS, time);
-  EVENTS.forEach((e, i) => t.equal(auditLine(e, new Date(time)), expected[i], `${e.event} line ${i}`));
+  EVENTS.forEach((e, i) => t.equal(auditLine(e, Date.parse(time)), expected[i], `${e.event} line ${i}`));
+});
+
+t.test('isoTime: Date#toISOString for every millisecond of a second, across seconds, days, years and odd years', async (t) => {
+  const bases = [
+    Date.parse('2026-12-06T12:00:00Z'),
+    Date.parse('2026-12-31T23:59:59.990Z'),
+    0,
+    Date.parse('1999-12-31T23:59:59Z'),
+    Date.now(),
+  ];
+  let wrong = 0;
+  for (const b of bases) for (let ms = b - 1500; ms < b + 1500; ms++) if (isoTime(ms) !== new Date(ms).toISOString()) wrong++;
+  for (const odd of [Date.parse('+010000-01-01T00:00:00.007Z'), -1, -1001, Date.parse('-000001-06-01T00:00:00.123Z')])
+    if (isoTime(odd) !== new Date(odd).toISOString()) wrong++;
+  t.equal(wrong, 0, 'every time formatted as toISOString formats it');
 });
 
 t.test('strings a sandbox chose stay valid JSON and read back whole (lone surrogates included)', async (t) => {
