@@ -24,7 +24,7 @@ const opts = { rounds: 6, concurrency: 32, seconds: 4, mode: 'connect', ...(JSON
 };
 const NAME = 'conn.bench.example';
 const ORIGIN_PORT = 24443;
-const HTTP_PORT = 24480; // the same // ab-proxy.ts allows this port
+const HTTP_PORT = 24480; // ab-proxy.ts allows this port too
 const MIN_PORT = 24431;
 const dir = mkdtempSync(join(tmpdir(), 'codex-egress-ab-'));
 const children: ChildProcess[] = [];
@@ -44,11 +44,40 @@ function start(script: string, arg: object): Promise<{ proc: ChildProcess; line:
   });
 }
 
-function load(
-  port: number,
-  name: string,
-  seconds: number,
-): Promise<{ tunnels: number; errors: number; perSec: number; latencyMs: { p50: number } }> {
+type Load = { tunnels: number; errors: number; perSec: number; latencyMs: { p50: number } };
+
+/** Plain HTTP through the proxy with wrk (absolute-form request line, Host naming the origin); `tunnels` counts requests. */
+function wrk(port: number, name: string, seconds: number): Promise<Load> {
+  const script = join(dir, `wrk-${name}.lua`);
+  writeFileSync(script, `wrk.path = "http://${name}:${HTTP_PORT}/"\nwrk.headers["Host"] = "${name}:${HTTP_PORT}"\n`);
+  const args = ['-t1', `-c${opts.concurrency}`, `-d${seconds}s`, '--latency', '-s', script, `http://127.0.0.1:${port}/`];
+  return new Promise((resolve, reject) => {
+    const p = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    p.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    p.once('error', reject);
+    p.once('exit', (code) => {
+      const n = /(\d+) requests in/.exec(out);
+      const rate = /Requests\/sec:\s+([\d.]+)/.exec(out);
+      const p50 = /50%\s+([\d.]+)(us|ms|s)\b/.exec(out);
+      const bad = /Non-2xx or 3xx responses: (\d+)/.exec(out);
+      if (code !== 0 || !n || !rate) return reject(new Error(`wrk failed (${code}): ${out}`));
+      const unit = { us: 0.001, ms: 1, s: 1000 }[(p50?.[2] ?? 'ms') as 'us' | 'ms' | 's'];
+      resolve({
+        tunnels: Number(n[1]),
+        errors: Number(bad?.[1] ?? 0),
+        perSec: Number(rate[1]),
+        latencyMs: { p50: Number(p50?.[1] ?? NaN) * unit },
+      });
+    });
+  });
+}
+
+const load = (port: number, name: string, seconds: number): Promise<Load> =>
+  opts.mode === 'http' ? wrk(port, name, seconds) : tunnels(port, name, seconds);
+
+/** New tunnels with bench/loadgen.ts: ClientHello, first answer byte, close. */
+function tunnels(port: number, name: string, seconds: number): Promise<Load> {
   const arg = {
     mode: 'connect',
     via: `127.0.0.1:${port}`,
@@ -75,9 +104,13 @@ function load(
 const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
 
 try {
-  const servers = spawn(process.execPath, [join(here, 'servers.js'), JSON.stringify({ conn: `127.0.0.1:${ORIGIN_PORT}` })], {
-    stdio: 'ignore',
-  });
+  const servers = spawn(
+    process.execPath,
+    [join(here, 'servers.js'), JSON.stringify({ conn: `127.0.0.1:${ORIGIN_PORT}`, http: `127.0.0.1:${HTTP_PORT}` })],
+    {
+      stdio: 'ignore',
+    },
+  );
   children.push(servers);
   await new Promise((r) => setTimeout(r, 500));
   const sides = [] as Array<{ label: string; pid: number; port: number; name: string; cpu: number[]; rate: number[]; p50: number[] }>;
