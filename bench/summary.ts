@@ -8,7 +8,7 @@ interface Results {
   commit: string;
   command: string;
   started: string;
-  machine: { cpus: number; cpu: string; memGB: number; kernel: string; node: string };
+  machine: { cpus: number; cpu: string; memGB: number; kernel: string; node: string; gatewayNode?: string };
   results: ScenarioResult[];
 }
 
@@ -71,7 +71,7 @@ export function summary(r: Results): string {
       );
   }
   const m = r.machine;
-  return `${lines.join('\n')}\n\n\`${r.command}\` (preset ${r.preset}, commit ${r.commit}, ${r.started.slice(0, 16).replace('T', ' ')} UTC) on ${m.cpus} vCPU ${m.cpu}, ${m.memGB} GB, Linux ${m.kernel}, Node ${m.node.replace(/^v/, '')}; a shared machine (other test suites ran at the same time): expect ±20 % between runs.\n`;
+  return `${lines.join('\n')}\n\n\`${r.command}\` (preset ${r.preset}, commit ${r.commit}, ${r.started.slice(0, 16).replace('T', ' ')} UTC) on ${m.cpus} vCPU ${m.cpu}, ${m.memGB} GB, Linux ${m.kernel}, Node ${m.node.replace(/^v/, '')}${m.gatewayNode && m.gatewayNode !== m.node ? ` (the gateway and node-min on Node ${m.gatewayNode.replace(/^v/, '')})` : ''}; a shared machine (other test suites ran at the same time): expect ±20 % between runs.\n`;
 }
 
 if (process.argv[1]?.endsWith('summary.js')) {

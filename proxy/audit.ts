@@ -120,7 +120,7 @@ export interface AuditOptions {
 }
 
 /** How long a line may wait in memory before it is written (lines are written together: one write each time). */
-export const AUDIT_FLUSH_MS = 100;
+export const AUDIT_FLUSH_MS = 20;
 /** Written at once when this many bytes of lines are waiting. */
 const AUDIT_BATCH_BYTES = 8192;
 
