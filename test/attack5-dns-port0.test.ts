@@ -70,6 +70,7 @@ t.test('an answer still pending when the DNS server stops is dropped, not thrown
     allowlist: () => allowlist,
     resolver: new Resolver(upstream),
     audit: new MemoryAudit(),
+    report: (m) => t.fail(`reported: ${m}`),
   });
   const seen: unknown[] = [];
   const on = (e: unknown) => seen.push(e);

@@ -9,8 +9,7 @@
 // a denied host; once over the WebSocket transport, once over POST + SSE (the API refuses the upgrade and
 // Codex falls back); the same command also tries the allowed host around the proxy. Nothing leaves the
 // machine: the world is an --internal network on 198.51.100.0/24.
-import t from 'tap';
-type Tap = typeof t;
+import t, { type Test } from 'tap';
 import { execa } from 'execa';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -82,7 +81,7 @@ const command = (tag: string) =>
     `echo fetched`,
   ].join('; ');
 
-async function run(t: Tap) {
+async function run(t: Test) {
   const tmp = tempDir('codex-egress-real-');
   const project = join(tmp.path, 'my-project');
   mkdirSync(project);

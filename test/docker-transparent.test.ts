@@ -2,8 +2,7 @@
 // the default) behind a fake internet on an --internal network; inside the sandbox, with the proxy
 // variables unset, Node's fetch and `git ls-remote` over HTTPS reach allowed names; denied names and
 // real addresses stay closed; verify's transparent probe passes; `--no-transparent` turns it off.
-import t from 'tap';
-type Tap = typeof t;
+import t, { type Test } from 'tap';
 import { execa } from 'execa';
 import { mkdirSync, chownSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
@@ -39,7 +38,7 @@ t.test('docker end to end: transparent egress by name', async (t) => {
   await withDockerEngine(t, 'the Docker transparent-mode test', (engine) => run(t, engine));
 });
 
-async function run(t: Tap, engine: string) {
+async function run(t: Test, engine: string) {
   const tmp = tempDir('codex-egress-e2e-tp-');
   const project = join(tmp.path, 'tp-project');
   mkdirSync(project);

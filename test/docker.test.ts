@@ -1,8 +1,7 @@
 // End to end with a real Docker engine (test/harness/docker-setup.sh prepares it): images built from the
 // project's Dockerfiles on the local base image, `up --detach` in a temp project behind a fake internet on
 // an --internal network, verify, allow/deny live, exec, logs, status, fail-closed, `down` leaving nothing.
-import t from 'tap';
-type Tap = typeof t;
+import t, { type Test } from 'tap';
 import { execa } from 'execa';
 import {
   existsSync,
@@ -51,7 +50,7 @@ t.test('docker end to end', async (t) => {
   await withDockerEngine(t, 'the Docker end-to-end test', (engine) => run(t, engine));
 });
 
-async function run(t: Tap, engine: string) {
+async function run(t: Test, engine: string) {
   const tmp = tempDir('codex-egress-e2e-');
   const project = join(tmp.path, 'my-project');
   mkdirSync(project);

@@ -1,7 +1,7 @@
 // The proxy's framing, response checks, first bytes on every port and lingering close, through the
 // real gateway and real sockets, against an origin that parses HTTP itself and logs every request it
 // parses (test/fixtures/rawhttp.ts), so a smuggled request would show up.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { join } from 'node:path';
 import { writeFileSync } from 'node:fs';
 import { startCore, curl, nodeIn, PROXY, RULES, WEB, type Core } from './harness/core.js';
@@ -72,7 +72,7 @@ function raw(payload: string | string[], opts: { waitMs?: number; gapMs?: number
 }
 
 const SMUGGLED = 'GET /steal HTTP/1.1\r\nHost: evil.test\r\n\r\n';
-const noSmuggling = (t: typeof import('tap').default, from: number, what: string) => {
+const noSmuggling = (t: Test, from: number, what: string) => {
   const s = seen(from);
   t.notOk(
     s.some((r) => r.path === '/steal' || r.host === 'evil.test'),

@@ -183,7 +183,8 @@ t.test(
     const SECRET = 'sk-attack-review-SECRET-0123456789';
     const log = env.FAKE_DOCKER_LOG;
     const all: string[] = [];
-    for (const extra of [{}, { FAKE_RUNNING_MOUNTS: '[]' }]) {
+    const extras: Record<string, string>[] = [{}, { FAKE_RUNNING_MOUNTS: '[]' }];
+    for (const extra of extras) {
       writeFileSync(`${log}.keys`, '');
       // the model this test is about: the key given to Codex (the default injects it: the test below)
       const r = await execRun(project, ['--user', '4321:4321', '--credentials', 'mount', 'a prompt'], { ...extra, OPENAI_API_KEY: SECRET });

@@ -4,8 +4,7 @@
 // inside the sandbox through the gateway, a ref checked out, run.log/exit.json/summary.md; an update
 // of the clone to another ref; a denied repository host failing before anything is cloned; --read-only
 // proven read-only by verify from inside, --config, --codex-bin and --shm-size seen from inside.
-import t from 'tap';
-type Tap = typeof t;
+import t, { type Test } from 'tap';
 import { execa } from 'execa';
 import { mkdirSync, writeFileSync, chownSync, chmodSync, readFileSync, existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -125,7 +124,7 @@ https.createServer({ cert: fs.readFileSync('/world/cert.pem'), key: fs.readFileS
   throw new Error('the git server did not start');
 }
 
-async function run(t: Tap) {
+async function run(t: Test) {
   const tmp = tempDir('codex-egress-runner-');
   mkdirSync(join(tmp.path, 'home'));
   const env = e2e.env(tmp.path);

@@ -9,7 +9,7 @@
 //    decoded body after it, which the origin parses as a second request to any Host.
 // 2. Header names that spell a framing or identity header with `_` for `-` (`Transfer_Encoding`)
 //    are forwarded; origins that map `_` to `-` (CGI/WSGI-style environments) read them as the real one.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { join } from 'node:path';
 import { startCore, nodeIn, RULES, WEB, type Core } from './harness/core.js';
 import type { Proc } from './harness/netns.js';
@@ -60,7 +60,7 @@ const SMUGGLED = 'GET /steal HTTP/1.1\r\nHost: evil.test\r\n\r\n';
 const CHUNKED_BODY = `${SMUGGLED.length.toString(16)}\r\n${SMUGGLED}\r\n0\r\n\r\n`;
 const filler = (n: number) => Array.from({ length: n }, (_, i) => `x${i % 10}:\r\n`).join('');
 
-const noSmuggling = (t: typeof import('tap').default, from: number, what: string) => {
+const noSmuggling = (t: Test, from: number, what: string) => {
   const s = seen(from);
   t.notOk(
     s.some((r) => r.path === '/steal' || r.host === 'evil.test'),

@@ -4,7 +4,7 @@
 // mid-stop (exit 143/130, no `stop` line). Whatever ran before, a signal stops it with exit 0, the pending
 // summaries and the `stop` line flushed; a second signal during the stop changes nothing; a third exits at
 // once (1) but still writes the `stop` line.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { readFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -61,7 +61,7 @@ async function processesInGateway(): Promise<string[]> {
 }
 
 /** A gateway that has served an allowed answer (so the ipset session runs) and has denials pending in a summary. */
-async function servedGateway(t: Tap.Test): Promise<RunningGateway> {
+async function servedGateway(t: Test): Promise<RunningGateway> {
   const gw = await startGateway();
   running.add(gw);
   const d = await dig(topo.sandbox, GATEWAY, 'allowed.test');
@@ -80,7 +80,7 @@ const lines = (gw: RunningGateway) =>
     .filter(Boolean)
     .map((l) => JSON.parse(l) as Record<string, unknown>);
 
-function assertFlushed(t: Tap.Test, gw: RunningGateway, signal: string) {
+function assertFlushed(t: Test, gw: RunningGateway, signal: string) {
   const log = lines(gw);
   t.match(log.at(-1), { event: 'stop', signal }, 'the stop line is the last one');
   t.ok(

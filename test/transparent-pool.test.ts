@@ -10,7 +10,7 @@ import type { UpstreamClient } from '../proxy/dns/upstream.js';
 import { Allowlist } from '../proxy/policy/allowlist.js';
 import { parseRuleList } from '../proxy/policy/rules.js';
 import type { AuditEvent } from '../proxy/audit.js';
-import { RCODE, TYPE, type Packet } from '../proxy/dns/wire.js';
+import { CLASS_IN, RCODE, TYPE, type Message } from '../proxy/dns/wire.js';
 
 const clock = () => {
   let now = 1_000_000;
@@ -144,18 +144,17 @@ function dnsFixture(rules: string[], answer: Record<string, string[]>) {
   const resolver = new Resolver(upstream);
   const lines: AuditEvent[] = [];
   const audit = { write: (e: AuditEvent) => void lines.push(e), close: async () => undefined };
-  const query = (name: string, type: number = TYPE.A): Packet =>
-    ({
-      header: { id: 1, qr: false, opcode: 0, rd: true },
-      questions: [{ name, type, class: 1 }],
-      answers: [],
-      authorities: [],
-      additionals: [],
-    }) as unknown as Packet;
+  /** A standard query (QUERY, recursion desired) for one name, as parseQuery reads it off the wire. */
+  const query = (name: string, type: number = TYPE.A): Message => ({
+    header: { id: 1, qr: 0, opcode: 0, aa: 0, tc: 0, rd: 1, ra: 0, z: 0, ad: 0, cd: 0, rcode: 0 },
+    questions: [{ name, type, class: CLASS_IN }],
+    answers: [],
+    authorities: [],
+    additionals: [],
+  });
   return { allowlist, resolver, audit, lines, query };
 }
-const ipsOf = (p: Packet | undefined) =>
-  (p?.answers ?? []).map((a) => (a as { address?: string; data?: string }).address ?? (a as { data?: string }).data);
+const ipsOf = (p: Message | undefined) => (p?.answers ?? []).map((a) => a.address);
 
 t.test('DNS: an allowed name is answered with its pool address; denied, refused and exhausted names never with one', async (t) => {
   const f = dnsFixture(['a.test', 'b.test', 'c.test', 'rebind.test', '!no.a.test', '*.w.test'], {

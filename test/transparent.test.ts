@@ -69,7 +69,13 @@ const audited = (pred: (e: AuditLine) => boolean, timeoutMs = 5000) => gw!.waitF
 const direct = (...args: string[]) => curl(topo.sandbox, ['--noproxy', '*', '--cacert', topo.cert, ...args]);
 /** The gateway closed the connection (a FIN, or a reset when the client's bytes were still unread). */
 const refused = (outcome: string) => outcome === 'closed' || outcome === 'ECONNRESET';
-const poolOf = async (name: string) => (await dig(topo.sandbox, GATEWAY, name)).answers[0];
+/** The address DNS answers for `name` (its pool address); no answer throws, so a refusal is never tested against nothing. */
+const poolOf = async (name: string): Promise<string> => {
+  const d = await dig(topo.sandbox, GATEWAY, name);
+  const ip = d.answers[0];
+  if (ip === undefined) throw new Error(`no address for ${name} (${d.status})`);
+  return ip;
+};
 
 /** A TCP client in the sandbox: connect by name (the sandbox's resolver), send `send`, collect what comes back until close or `ms`. */
 async function talk(host: string, port: number, send: string, ms = 1500): Promise<{ outcome: string; data: string }> {

@@ -2,6 +2,7 @@
 // (no host address on its bridge, documentation addresses), a fake Codex package, and cleanup of
 // everything by label. Nothing leaves the machine.
 import { execa } from 'execa';
+import type { Test } from 'tap';
 import { mkdirSync, writeFileSync, chmodSync, existsSync, copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { homedir } from 'node:os';
@@ -24,15 +25,12 @@ export async function dockerOk(): Promise<string | undefined> {
  * Run an end-to-end test body when a Docker engine answers. In CI the engine must be there (.ci/run calls
  * docker-setup.sh): a missing one fails; elsewhere the test is skipped, saying why.
  */
-export async function withDockerEngine(
-  t: { fail(m: string): void; skip(m: string): void },
-  what: string,
-  body: (engine: string) => Promise<void>,
-): Promise<void> {
+export async function withDockerEngine(t: Test, what: string, body: (engine: string) => Promise<void>): Promise<void> {
   const engine = await dockerOk();
   if (engine) return body(engine);
   if (process.env.CI) t.fail('no Docker engine: run test/harness/docker-setup.sh first');
-  else t.skip(`no Docker engine: run test/harness/docker-setup.sh to enable ${what}`);
+  // a skipped subtest named with the reason (tap's skip takes a callback; a skipped one never runs)
+  else t.skip(`no Docker engine: run test/harness/docker-setup.sh to enable ${what}`, () => {});
 }
 
 /** One e2e run: its id (labels, names), the images it builds, and the CLI's environment for a temp dir. */

@@ -240,7 +240,7 @@ export function proxyRequest(port: number, head: string, timeoutMs = 5000): Prom
 }
 
 /** Everything the socket sends until it closes (bounded by timeoutMs), after `first`. */
-export function readToEnd(socket: net.Socket, first = Buffer.alloc(0), timeoutMs = 5000): Promise<Buffer> {
+export function readToEnd(socket: net.Socket, first: Buffer = Buffer.alloc(0), timeoutMs = 5000): Promise<Buffer> {
   return new Promise((resolve) => {
     const parts: Buffer[] = [first];
     const timer = setTimeout(() => socket.destroy(), timeoutMs);
