@@ -64,15 +64,14 @@ t.test('held: the upstream still answers the gateway (replies to its own queries
 // network), before out-reply-escape would meet its SYN-ACK; either layer is the firewall dropping it.
 const DROPS = ['out-reply-escape', 'in-drop'];
 t.test('a TCP connection to the proxy from a forged source: its SYN-ACK is dropped, never sent out the other side', async (t) => {
-  const total = (rule: string) =>
+  const total = async (rule: string) =>
     Math.max(
       0,
-      ...gw!
-        .audit()
+      ...(await gw!.settledAudit())
         .filter((e) => e.event === 'firewall' && e.action === 'drop' && e.rule === rule && e.family === 'ipv4')
         .map((e) => e.total_packets as number),
     );
-  const before = Object.fromEntries(DROPS.map((r) => [r, total(r)]));
+  const before = Object.fromEntries(await Promise.all(DROPS.map(async (r) => [r, await total(r)])));
   const script = `const s = require('node:net').connect({ host: ${JSON.stringify(GATEWAY)}, port: 3128, localAddress: ${JSON.stringify(ATTACKER)} });
     s.setTimeout(1500, () => { console.log('timeout'); process.exit(0); });
     s.on('connect', () => { console.log('connected'); process.exit(0); });

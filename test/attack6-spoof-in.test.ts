@@ -24,11 +24,10 @@ t.before(async () => {
 });
 t.teardown(() => closeTopology(topo, [gw]));
 
-const inDrops = () =>
+const inDrops = async () =>
   Math.max(
     0,
-    ...gw!
-      .audit()
+    ...(await gw!.settledAudit())
       .filter((e) => e.event === 'firewall' && e.action === 'drop' && e.rule === 'in-drop' && e.family === 'ipv4')
       .map((e) => e.total_packets as number),
   );
@@ -37,8 +36,8 @@ const forgedQuery = (from: string, name: string) => forgedDnsQuery(topo, from, P
 
 t.test('held: the sandbox at its own address is served', async (t) => {
   t.equal((await dig(topo.sandbox, GATEWAY, 'allowed.test')).status, 'NOERROR');
-  t.ok(
-    gw!.audit().some((e) => e.event === 'dns' && e.client === SANDBOX && e.name === 'allowed.test'),
+  await t.resolves(
+    gw!.waitForAudit((e) => e.event === 'dns' && e.client === SANDBOX && e.name === 'allowed.test'),
     'audited under its address',
   );
 });
@@ -48,7 +47,7 @@ for (const [what, from] of [
   ['a LAN address', LAN],
 ] as const) {
   t.test(`a DNS query forged from ${what} never reaches the resolver`, async (t) => {
-    const before = inDrops();
+    const before = await inDrops();
     await forgedQuery(from, `forged-${from.replace(/\./g, '-')}.allowed.test`);
     await t.resolves(
       gw!.waitForAudit(
@@ -58,14 +57,14 @@ for (const [what, from] of [
       'dropped at the kernel (in-drop)',
     );
     t.notOk(
-      gw!.audit().some((e) => e.event === 'dns' && e.client === from),
+      (await gw!.settledAudit()).some((e) => e.event === 'dns' && e.client === from),
       `no query audited under ${from}`,
     );
   });
 }
 
 t.test('a TCP connection to the proxy from a forged source is dropped before the gateway answers', async (t) => {
-  const before = inDrops();
+  const before = await inDrops();
   const script = `const s = require('node:net').connect({ host: ${JSON.stringify(GATEWAY)}, port: 3128, localAddress: ${JSON.stringify(ATTACKER)} });
     s.setTimeout(1500, () => { console.log('timeout'); process.exit(0); });
     s.on('connect', () => { console.log('connected'); process.exit(0); });

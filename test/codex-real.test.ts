@@ -15,6 +15,7 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileS
 import { join } from 'node:path';
 import { CLI, tempDir } from './harness/world.js';
 import {
+  auditWritten,
   BASE_IMAGE,
   withDockerEngine,
   e2eRun,
@@ -209,6 +210,7 @@ async function run(t: Test) {
     return { code: r.exitCode ?? 1, stdout: String(r.stdout), stderr: String(r.stderr) };
   };
   const audit = async () => {
+    await auditWritten();
     const r = await cli(['logs', '--json']);
     return r.stdout
       .split('\n')
@@ -382,6 +384,7 @@ async function run(t: Test) {
     );
 
     // and in the logs: injected, by name; never a value
+    await auditWritten();
     const logs = await cli(['logs', '--json']);
     const lines = logs.stdout
       .split('\n')

@@ -34,7 +34,7 @@ const overLimit = (request: string, hold = 2) =>
   );
 
 t.test('over the limit: 429, Retry-After, the deny header, an audit line; never dialled', async (t) => {
-  const before = core.gateway.audit().length;
+  const before = (await core.gateway.settledAudit()).length;
   const requests = [
     'CONNECT allowed.test:443 HTTP/1.1\r\nHost: allowed.test:443\r\n\r\n',
     'GET http://allowed.test/over HTTP/1.1\r\nHost: allowed.test\r\n\r\n',
@@ -51,7 +51,7 @@ t.test('over the limit: 429, Retry-After, the deny header, an audit line; never 
     t.equal(r.afterRelease, 'HTTP/1.1 200 OK', `${what}: under the limit again, served`);
   }
   await core.gateway.waitForAudit((e) => e.reason === 'connection-limit', 5000);
-  const lines = core.gateway.audit().slice(before);
+  const lines = (await core.gateway.settledAudit()).slice(before);
   const refusals = lines.filter((e) => e.reason === 'connection-limit');
   t.ok(refusals.length >= 1, 'the audit log says so');
   t.match(refusals[0], { event: 'connect', decision: 'deny', reason: 'connection-limit', status: 429, client: '127.0.0.1' });

@@ -24,7 +24,7 @@ t.test('a DNS answer that arrives after a reload removed the name is not served'
     core.world.queries().some((q) => q.name === 'slow.test'),
     'the lookup was in flight when the reload came',
   );
-  const before = reloads().length;
+  const before = (await core.gateway.settledAudit()).filter((e) => e.event === 'reload').length;
   writeFileSync(core.allowlistPath, 'allowed.test\n');
   await core.gateway.waitForAudit(
     () =>

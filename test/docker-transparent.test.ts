@@ -8,6 +8,7 @@ import { mkdirSync, chownSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT, tempDir } from './harness/world.js';
 import {
+  auditWritten,
   BASE_IMAGE,
   E2E_LABEL,
   withDockerEngine,
@@ -51,7 +52,7 @@ async function run(t: Test, engine: string) {
   const bare = (cmd: string[], timeout = 60_000) =>
     docker(['exec', '-e', 'NODE_EXTRA_CA_CERTS=/tmp/world-ca.pem', p.sandbox, 'env', ...NO_PROXY_ENV, ...cmd], timeout);
   const audit = async () =>
-    (await cli(['logs', '--json'])).stdout
+    (await auditWritten(), await cli(['logs', '--json'])).stdout
       .split('\n')
       .filter(Boolean)
       .map((l) => JSON.parse(l) as Record<string, unknown>);

@@ -19,6 +19,7 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { CLI, tempDir } from './harness/world.js';
 import {
+  auditWritten,
   NODE_LTS_MAJOR,
   withDockerEngine,
   baseImageReady,
@@ -401,6 +402,7 @@ async function run(t: Test, engine: string) {
   });
 
   await t.test('logs show the decisions', async (t) => {
+    await auditWritten();
     const r = await cli(['logs', '--json']);
     t.equal(r.code, 0);
     const lines = r.stdout
@@ -472,6 +474,7 @@ async function run(t: Test, engine: string) {
       new RegExp(`^v${NODE_LTS_MAJOR}\\.\\S+ 200 hello from .* host=node\\.example\\.org path=/node-fetch`),
       'fetch works with the proxy variables alone',
     );
+    await auditWritten();
     const lines = (await cli(['logs', '--json'])).stdout
       .split('\n')
       .filter(Boolean)
@@ -496,6 +499,7 @@ async function run(t: Test, engine: string) {
       `const r = await fetch('https://${NODE_HOST}/bare', { signal: AbortSignal.timeout(5000) }); console.log(r.status)`,
     ]);
     t.equal(bare.stdout.trim(), '200', `without NODE_USE_ENV_PROXY: through the gateway by name (transparent mode) ${bare.stderr}`);
+    await auditWritten();
     const seen = (await cli(['logs', '--json'])).stdout
       .split('\n')
       .filter(Boolean)
@@ -522,7 +526,7 @@ async function run(t: Test, engine: string) {
 
   await t.test('the gateway restarts by itself after a crash; the firewall is back exactly once before it serves', async (t) => {
     const audit = async () =>
-      (await cli(['logs', '--json'])).stdout
+      (await auditWritten(), await cli(['logs', '--json'])).stdout
         .split('\n')
         .filter(Boolean)
         .map((l) => JSON.parse(l) as Record<string, unknown>);

@@ -17,7 +17,7 @@ t.teardown(() => core?.close());
 const reloads = () => core.gateway.audit().filter((e) => e.event === 'reload');
 /** Make a change, then wait for the first reload line after it that satisfies the predicate. */
 async function reloadAfter(change: () => void, pred: (e: Record<string, unknown>) => boolean = () => true) {
-  const seen = reloads().length;
+  const seen = (await core.gateway.settledAudit()).filter((e) => e.event === 'reload').length;
   change();
   await core.gateway.waitForAudit(() => reloads().slice(seen).some(pred), 5000);
   return reloads().slice(seen).find(pred)!;

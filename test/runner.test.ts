@@ -10,6 +10,7 @@ import { mkdirSync, writeFileSync, chownSync, chmodSync, readFileSync, existsSyn
 import { join } from 'node:path';
 import { tempDir } from './harness/world.js';
 import {
+  auditWritten,
   BASE_IMAGE,
   withDockerEngine,
   baseImageReady,
@@ -293,6 +294,7 @@ async function run(t: Test) {
       /\/tool\.git\/info\/refs/,
       'the git server was reached (through the gateway: the sandbox has no other way)',
     );
+    await auditWritten();
     const audit = await cli(w, ['logs', '--json']);
     t.match(audit.stdout, new RegExp(`"host":"${GIT_HOST.replace(/\./g, '\\.')}"`), 'the clone is in the audit log');
 

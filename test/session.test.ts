@@ -57,7 +57,7 @@ t.test(
     }
     t.ok(Date.now() - start >= Math.min(SESSION_MS, 95_000) || SESSION_MS < 95_000, 'the session outlived the 60 s floor and the 90 s TTL');
     t.same(failures, [], `${attempts} connections, none failed`);
-    const rejects = gw.audit().filter((e) => e.event === 'firewall' && e.action === 'drop' && e.rule === 'out-reject');
+    const rejects = (await gw.settledAudit()).filter((e) => e.event === 'firewall' && e.action === 'drop' && e.rule === 'out-reject');
     t.same(rejects, [], "the gateway's own dial was never rejected by its OUTPUT chain");
     const members = await setMembers(topo.gateway, 'codex-egress-allow');
     for (const ip of Object.values(NAMES))

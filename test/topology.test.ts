@@ -49,14 +49,8 @@ const audited = (pred: (e: AuditLine) => boolean, timeoutMs = 5000) => gw!.waitF
 const fwEvent = (action: string) => (e: AuditLine) => e.event === 'firewall' && e.action === action;
 
 /** The last reported total of a drop rule's counter (0 before any event). */
-const dropTotal = (rule: string) =>
-  Math.max(
-    0,
-    ...gw!
-      .audit()
-      .filter((e) => fwEvent('drop')(e) && e.rule === rule)
-      .map((e) => e.total_packets as number),
-  );
+const dropTotal = async (rule: string) =>
+  Math.max(0, ...(await gw!.settledAudit()).filter((e) => fwEvent('drop')(e) && e.rule === rule).map((e) => e.total_packets as number));
 /** Wait for the `firewall` audit event saying that rule dropped more packets than `before`. */
 const droppedBy = (rule: string, before: number) =>
   audited((e) => fwEvent('drop')(e) && e.rule === rule && (e.total_packets as number) > before, 8000);
@@ -170,13 +164,13 @@ t.test('a denied name: NXDOMAIN and 403, and the upstream never saw the query', 
 });
 
 t.test('direct TCP to an allowed address, without the proxy, is blocked', async (t) => {
-  const before = dropTotal('forward-drop');
+  const before = await dropTotal('forward-drop');
   t.equal(await tcpProbe(topo.sandbox, WEB, 443), 'timeout', 'the SYN is dropped');
   t.match(await droppedBy('forward-drop', before), { family: 'ipv4', chain: 'FORWARD', target: 'DROP' });
 });
 
 t.test('direct DNS to the upstream is blocked, and the upstream never sees it', async (t) => {
-  const before = dropTotal('forward-drop');
+  const before = await dropTotal('forward-drop');
   const seen = topo.world.queries().length;
   t.equal((await dig(topo.sandbox, UPSTREAM, 'direct-probe-2.test')).status, 'TIMEOUT');
   t.equal(topo.world.queries().length, seen, 'no query reached the upstream');
@@ -184,13 +178,13 @@ t.test('direct DNS to the upstream is blocked, and the upstream never sees it', 
 });
 
 t.test('UDP and ICMP out are blocked', async (t) => {
-  let before = dropTotal('forward-drop');
+  let before = await dropTotal('forward-drop');
   t.equal((await dig(topo.sandbox, WEB, 'allowed.test', ['-p', String(UDP_PORT)])).status, 'TIMEOUT', 'UDP');
   await droppedBy('forward-drop', before);
-  before = dropTotal('forward-drop');
+  before = await dropTotal('forward-drop');
   t.equal(await ping(topo.sandbox, WEB), false, 'ICMP');
   await droppedBy('forward-drop', before);
-  before = dropTotal('in-drop');
+  before = await dropTotal('in-drop');
   t.equal(await ping(topo.sandbox, GATEWAY), false, 'ICMP to the gateway itself');
   await droppedBy('in-drop', before);
 });
@@ -215,7 +209,7 @@ t.test('IPv6 is dead: ip6tables DROP everywhere and IPv6 disabled in the gateway
   await g.run('ip', ['-6', 'addr', 'replace', 'fd20::1/64', 'dev', topo.outsideIf, 'nodad']);
   await g.run('ip', ['-6', 'route', 'replace', 'default', 'via', 'fd20::2']);
   await waitIPv6Ready(g);
-  const before = dropTotal('in6-drop');
+  const before = await dropTotal('in6-drop');
   t.equal(await ping(topo.sandbox, WEB6), false, 'IPv6 ping through the gateway, IPv6 enabled: still dropped');
   t.equal(await ping(topo.sandbox, 'fd10::1'), false, 'IPv6 ping to the gateway, IPv6 enabled: still dropped');
   t.equal((await curl(topo.sandbox, ['-6', `http://[${WEB6}]/`], 2)).code, 0);
@@ -224,11 +218,11 @@ t.test('IPv6 is dead: ip6tables DROP everywhere and IPv6 disabled in the gateway
 });
 
 t.test("LAN, metadata and the gateway's other addresses are unreachable", async (t) => {
-  let before = dropTotal('forward-drop');
+  let before = await dropTotal('forward-drop');
   t.equal((await curl(topo.sandbox, [`http://${LAN}/`], 2)).code, 0, 'LAN directly');
   t.equal((await curl(topo.sandbox, [`http://${METADATA}/latest/`], 2)).code, 0, 'metadata directly');
   await droppedBy('forward-drop', before);
-  before = dropTotal('in-drop');
+  before = await dropTotal('in-drop');
   t.equal(await tcpProbe(topo.sandbox, GATEWAY_OUTSIDE, GATEWAY_SERVICE_PORT), 'timeout', "a service on the gateway's other address");
   t.equal(await tcpProbe(topo.sandbox, GATEWAY_OUTSIDE, 3128), 'timeout', "the proxy port on the gateway's other address");
   t.equal(await tcpProbe(topo.sandbox, GATEWAY, GATEWAY_SERVICE_PORT), 'timeout', 'another port on the sandbox-facing address');
@@ -247,7 +241,7 @@ t.test('in the gateway namespace, OUTPUT rejects forbidden ranges even when they
   t.not(await tcpProbe(topo.gateway, WEB, 8443), 'connected', 'the same address on a port no rule names is not');
   await topo.gateway.run('ipset', ['add', 'codex-egress-allow', METADATA, 'timeout', '60', '-exist']);
   await topo.gateway.run('ipset', ['add', 'codex-egress-allow', LAN, 'timeout', '60', '-exist']);
-  const before = dropTotal('out-forbidden-169.254.0.0/16');
+  const before = await dropTotal('out-forbidden-169.254.0.0/16');
   t.equal(await gatewayLocalProbes['metadata server'](), false, 'metadata still rejected with its address in the set');
   t.equal(await gatewayLocalProbes['LAN host'](), false, 'LAN still rejected with its address in the set');
   t.match(await droppedBy('out-forbidden-169.254.0.0/16', before), { chain: 'OUTPUT', target: 'REJECT' });

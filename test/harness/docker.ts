@@ -11,9 +11,16 @@ import type { Project } from '../../image/names.js';
 import type { WorldConfig } from '../fixtures/world.js';
 import { withImageLock } from './image-lock.js';
 
+import { AUDIT_FLUSH_MS } from '../../proxy/audit.js';
 export { withImageLock } from './image-lock.js';
 
 export const E2E_LABEL = 'dev.codex-egress.e2e';
+
+/**
+ * Wait until the gateway has written what it decided so far: audit lines reach the file up to
+ * AUDIT_FLUSH_MS after their decision (proxy/audit.ts). Call it before reading the log.
+ */
+export const auditWritten = () => new Promise((r) => setTimeout(r, AUDIT_FLUSH_MS * 5));
 export const BASE_IMAGE = process.env.CODEX_EGRESS_TEST_BASE || 'codex-egress-test-base:trixie';
 
 export async function dockerOk(): Promise<string | undefined> {

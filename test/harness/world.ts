@@ -1,11 +1,12 @@
 // Test harness: the fake internet (test/fixtures/world.ts) and the real gateway, run inside a namespace.
 import { execa } from 'execa';
-import { mkdtempSync, readFileSync, writeFileSync, existsSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, existsSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Netns, Proc } from './netns.js';
 import type { WorldConfig } from '../fixtures/world.js';
+import { AUDIT_FLUSH_MS } from '../../proxy/audit.js';
 
 /** The repository root (this file runs from dist/test/harness or test/harness). */
 export const ROOT = (() => {
@@ -82,6 +83,11 @@ export interface RunningGateway {
   audit(): AuditLine[];
   /** Wait until an audit line satisfies the predicate (the log is written asynchronously). */
   waitForAudit(pred: (e: AuditLine) => boolean, timeoutMs?: number): Promise<AuditLine>;
+  /**
+   * The audit log once it has stopped growing: lines reach the file up to AUDIT_FLUSH_MS after their
+   * decision, so a test that asserts a line is absent, or counts lines, reads it settled.
+   */
+  settledAudit(): Promise<AuditLine[]>;
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
@@ -114,6 +120,19 @@ export async function startGatewayIn(ns: Netns, dir: string, args: string[], env
           );
         await new Promise((r) => setTimeout(r, 50));
       }
+    },
+    settledAudit: async () => {
+      const size = () => (existsSync(auditPath) ? statSync(auditPath).size : 0);
+      const end = Date.now() + 5000;
+      let last = size();
+      // Unchanged for five flush windows in a row (or 5 s: a gateway under load keeps writing).
+      for (let quiet = 0; quiet < 5 && Date.now() < end;) {
+        await new Promise((r) => setTimeout(r, AUDIT_FLUSH_MS));
+        const now = size();
+        quiet = now === last ? quiet + 1 : 0;
+        last = now;
+      }
+      return audit();
     },
     stop: (signal) => proc.stop(signal),
   };
