@@ -21,6 +21,9 @@ const opts = { rounds: 6, concurrency: 32, seconds: 4, mode: 'connect', ...(JSON
   seconds: number;
   /** connect: new tunnels (loadgen); http: keep-alive plain HTTP requests (wrk -t1, `concurrency` connections). */
   mode: 'connect' | 'http';
+  /** Node flags for each side's process (e.g. a V8 heap setting). */
+  aFlags?: string[];
+  bFlags?: string[];
 };
 const NAME = 'conn.bench.example';
 const ORIGIN_PORT = 24443;
@@ -29,8 +32,8 @@ const MIN_PORT = 24431;
 const dir = mkdtempSync(join(tmpdir(), 'codex-egress-ab-'));
 const children: ChildProcess[] = [];
 
-function start(script: string, arg: object): Promise<{ proc: ChildProcess; line: string }> {
-  const proc = spawn(process.execPath, [join(here, script), JSON.stringify(arg)], { stdio: ['ignore', 'pipe', 'inherit'] });
+function start(script: string, arg: object, flags: string[] = []): Promise<{ proc: ChildProcess; line: string }> {
+  const proc = spawn(process.execPath, [...flags, join(here, script), JSON.stringify(arg)], { stdio: ['ignore', 'pipe', 'inherit'] });
   children.push(proc);
   return new Promise((resolve, reject) => {
     let out = '';
@@ -122,7 +125,7 @@ try {
     const { proc, line } =
       root === 'node-min'
         ? await start('minproxy.js', { listen: '127.0.0.1', port: MIN_PORT })
-        : await start('ab-proxy.js', { root, name: NAME, log: join(dir, `${label}.jsonl`) });
+        : await start('ab-proxy.js', { root, name: NAME, log: join(dir, `${label}.jsonl`) }, label === 'A' ? opts.aFlags : opts.bFlags);
     sides.push({
       label,
       pid: proc.pid!,
