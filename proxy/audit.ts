@@ -174,27 +174,30 @@ export function createAudit(path: string, report: Report, opts: AuditOptions = {
     dest = file.dest;
   }
   const out = file ?? dest;
-  let waiting = false;
-  const summary = new Summariser((e) => {
-    out.write(auditLine(e));
-    waiting = true;
-  }, opts.summary ?? SUMMARY_DEFAULTS);
-  const flushTimer = setInterval(() => {
-    if (!waiting || closing) return;
-    waiting = false;
+  // One timer while lines wait (none while the log is idle): what is still held is written when it fires.
+  let flushTimer: NodeJS.Timeout | undefined;
+  const flush = () => {
+    flushTimer = undefined;
+    if (closing) return; // close() writes everything itself
     try {
       dest.flush();
     } catch (err) {
       onError(err as Error);
     }
-  }, AUDIT_FLUSH_MS);
-  flushTimer.unref();
+  };
+  const summary = new Summariser((e) => {
+    out.write(auditLine(e));
+    if (!flushTimer) {
+      flushTimer = setTimeout(flush, AUDIT_FLUSH_MS);
+      flushTimer.unref();
+    }
+  }, opts.summary ?? SUMMARY_DEFAULTS);
   const timer = setInterval(() => summary.tick(), (opts.summary ?? SUMMARY_DEFAULTS).windowMs);
   timer.unref();
   let closing: Promise<void> | undefined;
   const close = async () => {
     clearInterval(timer);
-    clearInterval(flushTimer);
+    clearTimeout(flushTimer);
     summary.flush();
     // Resolved once everything is written (pino's flush() returns before that): end() writes what is
     // buffered, then closes (standard output's descriptor stays open). Bounded: a destination that never
