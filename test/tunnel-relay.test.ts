@@ -175,6 +175,33 @@ t.test('in-process: the read buffer starts small and grows only on full reads; t
   to.destroy();
 });
 
+t.test(
+  'in-process: short reads share one buffer (copied out), so an idle or ending tunnel holds none; bulk reads get their own',
+  async (t) => {
+    const a = new UpstreamReads();
+    const b = new UpstreamReads();
+    const got: Buffer[] = [];
+    const from = new net.Socket();
+    const to = new net.Socket();
+    a.relayTo(from, to);
+    b.relayTo(from, to);
+    (to as unknown as { write: (c: Buffer) => boolean }).write = (c: Buffer) => (got.push(c), true);
+    const bufA = (a.onread.buffer as () => Buffer)();
+    t.equal(bufA, (b.onread.buffer as () => Buffer)(), 'two relaying tunnels without bulk data read into the same buffer');
+    bufA.fill(0x63, 0, 5);
+    a.onread.callback(5, bufA);
+    bufA.fill(0x64);
+    t.equal(got[0]?.toString(), 'ccccc', 'what was relayed is a copy (the shared buffer is reused by the next read)');
+    a.onread.callback(bufA.length, bufA);
+    const own = (a.onread.buffer as () => Buffer)();
+    t.not(own, bufA, 'after a full read (bulk data) the tunnel reads into a buffer of its own');
+    t.ok(own.length > READ_START, 'and a larger one');
+    t.equal((b.onread.buffer as () => Buffer)(), bufA, 'the other tunnel still shares');
+    from.destroy();
+    to.destroy();
+  },
+);
+
 // Through the gateway: a /tcp tunnel to the echo server, the client writing while it reads and stalls.
 let core: Core;
 t.test('through the gateway', async (t) => {

@@ -1,10 +1,11 @@
 // Copying the bytes of an open tunnel. Two ways in, one rule for both: a direction stops reading only
 // once more than RELAY_BUFFER bytes wait unsent, and goes on at the next 'drain'.
 // - relay(): a socket's 'data' events (the client side: the HTTP server made that socket).
-// - UpstreamReads: the upstream socket reads into its own buffer (`onread`, given to net.connect),
-//   reused from read to read while every write completes at once, and grown from READ_START to
-//   READ_MAX once a read fills it: a bulk download costs a quarter of the reads (and their events and
-//   allocations) of Node's 64 KiB default, an idle tunnel holds only READ_START.
+// - UpstreamReads: the upstream socket reads into a buffer given to net.connect (`onread`): one shared
+//   by every tunnel for short reads (copied out), then, once a read fills it, its own, reused from read
+//   to read while every write completes at once and grown up to READ_MAX: a bulk download costs a
+//   quarter of the reads (and their events and allocations) of Node's 64 KiB default, an idle or
+//   interactive tunnel holds no read buffer.
 import type net from 'node:net';
 
 /** Bytes a tunnel direction may hold unsent before it stops reading (per direction). */
@@ -32,14 +33,19 @@ export function relay(from: net.Socket, to: net.Socket): void {
   from.once('end', () => to.end());
 }
 
-/** The read buffer of every upstream while it is inspected (its bytes are copied out at once). */
-const INSPECT_READ = Buffer.allocUnsafeSlow(READ_START);
+/**
+ * The read buffer every upstream shares until it has bulk data: while it is inspected, and while its reads
+ * are short (its bytes are copied out at once). A connection's last read (its end) costs no allocation,
+ * and an idle tunnel holds no buffer.
+ */
+const SHARED_READ = Buffer.allocUnsafeSlow(READ_START);
 
 /**
  * The reads of a tunnel's upstream socket: pass `onread` to net.connect (the socket then emits no
- * 'data'; 'end', 'error', 'close', pause() and resume() are as usual). While the tunnel is inspected
- * every read lands in one shared buffer and the check gets a copy of the bytes (it may keep them); once relaying
- * (`relayTo`), a buffer is reused only when the write of the last read left nothing queued (the kernel
+ * 'data'; 'end', 'error', 'close', pause() and resume() are as usual). While the tunnel is inspected,
+ * and until a read fills it (bulk data), every read lands in the shared buffer and what was read is
+ * handed on as a copy (the check may keep it; a relayed write may queue it). After that the tunnel reads
+ * into a buffer of its own, reused only when the write of the last read left nothing queued (the kernel
  * has the bytes: nothing refers to the buffer any more), otherwise the next read gets a new one.
  */
 export class UpstreamReads {
@@ -48,14 +54,19 @@ export class UpstreamReads {
   private sink: (chunk: Buffer) => void = () => undefined;
   /** Where the last chunk was written (relay mode); undefined while inspecting. */
   private to: net.Socket | undefined;
+  /** A read filled the shared buffer: bulk data, from now on read into buffers of its own. */
+  private bulk = false;
 
   readonly onread: net.OnReadOpts = {
     buffer: () => this.next(),
     callback: (n: number, buf: Uint8Array) => {
       // A full read grows the next buffer (bulk data is waiting).
-      if (n === buf.length && this.size < READ_MAX) this.size = Math.min(this.size * 4, READ_MAX);
+      if (n === buf.length) {
+        this.bulk = true;
+        if (this.size < READ_MAX) this.size = Math.min(this.size * 4, READ_MAX);
+      }
       const chunk = (buf as Buffer).subarray(0, n);
-      this.sink(buf === INSPECT_READ ? Buffer.from(chunk) : chunk);
+      this.sink(buf === SHARED_READ ? Buffer.from(chunk) : chunk);
       return true; // backpressure is pause() and resume(), as for 'data'
     },
   };
@@ -76,9 +87,8 @@ export class UpstreamReads {
 
   private next(): Buffer {
     const to = this.to;
-    // Inspecting: one shared buffer for every tunnel's reads; the callback hands the check a copy of
-    // what was read (a few hundred bytes), not a fresh READ_START buffer per read.
-    if (to === undefined) return INSPECT_READ;
+    // Inspecting, or no bulk data yet: the shared buffer (the callback hands on a copy of what was read).
+    if (to === undefined || !this.bulk) return SHARED_READ;
     const reusable = to.writableLength === 0 && !to.destroyed && this.buf?.length === this.size;
     if (reusable) return this.buf!;
     const buf = Buffer.allocUnsafeSlow(this.size);
