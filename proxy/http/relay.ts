@@ -2,7 +2,7 @@
 // once more than RELAY_BUFFER bytes wait unsent, and goes on at the next 'drain'.
 // - relay(): a socket's 'data' events (the client side: the HTTP server made that socket).
 // - UpstreamReads: the upstream socket reads into a buffer given to net.connect (`onread`): one shared
-//   by every tunnel for short reads (copied out), then, once a read fills it, its own, reused from read
+//   by every tunnel for short reads (copied out), then, once a read is larger, its own, reused from read
 //   to read while every write completes at once and grown up to READ_MAX: a bulk download costs a
 //   quarter of the reads (and their events and allocations) of Node's 64 KiB default, an idle or
 //   interactive tunnel holds no read buffer.
@@ -39,14 +39,17 @@ export function relay(from: net.Socket, to: net.Socket): void {
  * and an idle tunnel holds no buffer.
  */
 const SHARED_READ = Buffer.allocUnsafeSlow(READ_START);
+/** The largest read copied out of the shared buffer (copies up to half of Buffer.poolSize come from Node's pool). */
+const COPY_MAX = 4096;
 
 /**
  * The reads of a tunnel's upstream socket: pass `onread` to net.connect (the socket then emits no
  * 'data'; 'end', 'error', 'close', pause() and resume() are as usual). While the tunnel is inspected,
- * and until a read fills it (bulk data), every read lands in the shared buffer and what was read is
- * handed on as a copy (the check may keep it; a relayed write may queue it). After that the tunnel reads
- * into a buffer of its own, reused only when the write of the last read left nothing queued (the kernel
- * has the bytes: nothing refers to the buffer any more), otherwise the next read gets a new one.
+ * and until a read brings more than COPY_MAX bytes (bulk data), every read lands in the shared buffer
+ * and what was read is handed on as a copy (the check may keep it; a relayed write may queue it). After
+ * that the tunnel reads into a buffer of its own, reused only when the write of the last read left
+ * nothing queued (the kernel has the bytes: nothing refers to the buffer any more), otherwise the next
+ * read gets a new one.
  */
 export class UpstreamReads {
   private size = READ_START;
@@ -54,17 +57,15 @@ export class UpstreamReads {
   private sink: (chunk: Buffer) => void = () => undefined;
   /** Where the last chunk was written (relay mode); undefined while inspecting. */
   private to: net.Socket | undefined;
-  /** A read filled the shared buffer: bulk data, from now on read into buffers of its own. */
+  /** A read was larger than COPY_MAX: bulk data, from now on read into buffers of its own. */
   private bulk = false;
 
   readonly onread: net.OnReadOpts = {
     buffer: () => this.next(),
     callback: (n: number, buf: Uint8Array) => {
-      // A full read grows the next buffer (bulk data is waiting).
-      if (n === buf.length) {
-        this.bulk = true;
-        if (this.size < READ_MAX) this.size = Math.min(this.size * 4, READ_MAX);
-      }
+      // More than a small read: bulk data (a copy would allocate). A full read grows the next buffer.
+      if (n > COPY_MAX) this.bulk = true;
+      if (n === buf.length && this.size < READ_MAX) this.size = Math.min(this.size * 4, READ_MAX);
       const chunk = (buf as Buffer).subarray(0, n);
       this.sink(buf === SHARED_READ ? Buffer.from(chunk) : chunk);
       return true; // backpressure is pause() and resume(), as for 'data'
