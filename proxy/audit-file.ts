@@ -46,11 +46,6 @@ export class AuditFile {
     if (this.size >= opts.maxBytes) this.rotate();
   }
 
-  /** pino's stream interface. */
-  write(chunk: string): boolean {
-    return this.dest.write(chunk);
-  }
-
   private rotating = false;
   private closing = false;
 

@@ -150,8 +150,8 @@ export function isoTime(ms: number): string {
  */
 export function auditLine(e: AuditEvent | RepeatEvent | SuppressedEvent, now = Date.now()): string {
   const level = e.event === 'reload' && !e.ok ? 'error' : 'info';
-  const fields = JSON.stringify(e);
-  return `{"level":"${level}","time":"${isoTime(now)}","v":${AUDIT_SCHEMA_VERSION}${fields.length > 2 ? ',' : ''}${fields.slice(1)}\n`;
+  // Every event has fields (`event` at least): its JSON without the opening brace follows ours.
+  return `{"level":"${level}","time":"${isoTime(now)}","v":${AUDIT_SCHEMA_VERSION},${JSON.stringify(e).slice(1)}\n`;
 }
 
 /**
@@ -173,7 +173,6 @@ export function createAudit(path: string, report: Report, opts: AuditOptions = {
     file = new AuditFile(path, opts.rotation ?? ROTATION_DEFAULTS, onError, AUDIT_BATCH_BYTES);
     dest = file.dest;
   }
-  const out = file ?? dest;
   // One timer while lines wait (none while the log is idle): what is still held is written when it fires.
   let flushTimer: NodeJS.Timeout | undefined;
   const flush = () => {
@@ -186,7 +185,7 @@ export function createAudit(path: string, report: Report, opts: AuditOptions = {
     }
   };
   const summary = new Summariser((e) => {
-    out.write(auditLine(e));
+    dest.write(auditLine(e));
     if (!flushTimer) {
       flushTimer = setTimeout(flush, AUDIT_FLUSH_MS);
       flushTimer.unref();
