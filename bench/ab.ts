@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cpuMs } from './cpu.js';
+import { parseWrk } from './scenarios/http.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const opts = { rounds: 6, concurrency: 32, seconds: 4, mode: 'connect', ...(JSON.parse(process.argv[2] ?? '{}') as object) } as {
@@ -60,18 +61,9 @@ function wrk(port: number, name: string, seconds: number): Promise<Load> {
     p.stdout.on('data', (c: Buffer) => (out += c.toString()));
     p.once('error', reject);
     p.once('exit', (code) => {
-      const n = /(\d+) requests in/.exec(out);
-      const rate = /Requests\/sec:\s+([\d.]+)/.exec(out);
-      const p50 = /50%\s+([\d.]+)(us|ms|s)\b/.exec(out);
-      const bad = /Non-2xx or 3xx responses: (\d+)/.exec(out);
-      if (code !== 0 || !n || !rate) return reject(new Error(`wrk failed (${code}): ${out}`));
-      const unit = { us: 0.001, ms: 1, s: 1000 }[(p50?.[2] ?? 'ms') as 'us' | 'ms' | 's'];
-      resolve({
-        tunnels: Number(n[1]),
-        errors: Number(bad?.[1] ?? 0),
-        perSec: Number(rate[1]),
-        latencyMs: { p50: Number(p50?.[1] ?? NaN) * unit },
-      });
+      const r = parseWrk(out);
+      if (code !== 0 || !Number.isFinite(r.requests) || !Number.isFinite(r.rps)) return reject(new Error(`wrk failed (${code}): ${out}`));
+      resolve({ tunnels: r.requests, errors: r.non2xx, perSec: r.rps, latencyMs: { p50: r.p50 } });
     });
   });
 }
