@@ -7,7 +7,7 @@
 // interface only (firewall/rules.ts, `out-reply-escape`). Red before the fix: 2 (both forged-source DNS probes).
 // Namespaces as in test/topology.test.ts; every address is a documentation or test address inside them.
 import t from 'tap';
-import type { RunningGateway } from './harness/world.js';
+import { dropTotal, type RunningGateway } from './harness/world.js';
 import { closeTopology, dig, forgedDnsQuery, startForgingTopology, GATEWAY, LAN, type Topology } from './harness/topology.js';
 import type { Netns } from './harness/netns.js';
 
@@ -64,14 +64,7 @@ t.test('held: the upstream still answers the gateway (replies to its own queries
 // network), before out-reply-escape would meet its SYN-ACK; either layer is the firewall dropping it.
 const DROPS = ['out-reply-escape', 'in-drop'];
 t.test('a TCP connection to the proxy from a forged source: its SYN-ACK is dropped, never sent out the other side', async (t) => {
-  const total = async (rule: string) =>
-    Math.max(
-      0,
-      ...(await gw!.settledAudit())
-        .filter((e) => e.event === 'firewall' && e.action === 'drop' && e.rule === rule && e.family === 'ipv4')
-        .map((e) => e.total_packets as number),
-    );
-  const before = Object.fromEntries(await Promise.all(DROPS.map(async (r) => [r, await total(r)])));
+  const before = Object.fromEntries(await Promise.all(DROPS.map(async (r) => [r, await dropTotal(gw!, r)])));
   const script = `const s = require('node:net').connect({ host: ${JSON.stringify(GATEWAY)}, port: 3128, localAddress: ${JSON.stringify(ATTACKER)} });
     s.setTimeout(1500, () => { console.log('timeout'); process.exit(0); });
     s.on('connect', () => { console.log('connected'); process.exit(0); });

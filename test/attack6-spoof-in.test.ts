@@ -8,7 +8,7 @@
 // firewall/index.ts); the rest is dropped (and counted) by in-drop.
 // Namespaces as in test/attack5-spoof.test.ts; every address is a documentation or test address inside them.
 import t from 'tap';
-import type { RunningGateway } from './harness/world.js';
+import { dropTotal, type RunningGateway } from './harness/world.js';
 import { closeTopology, dig, forgedDnsQuery, startForgingTopology, GATEWAY, LAN, SANDBOX, type Topology } from './harness/topology.js';
 import { networksOf } from '../firewall/apply.js';
 import { v4Rules, type FirewallPlan } from '../firewall/rules.js';
@@ -24,13 +24,7 @@ t.before(async () => {
 });
 t.teardown(() => closeTopology(topo, [gw]));
 
-const inDrops = async () =>
-  Math.max(
-    0,
-    ...(await gw!.settledAudit())
-      .filter((e) => e.event === 'firewall' && e.action === 'drop' && e.rule === 'in-drop' && e.family === 'ipv4')
-      .map((e) => e.total_packets as number),
-  );
+const inDrops = () => dropTotal(gw!, 'in-drop');
 
 const forgedQuery = (from: string, name: string) => forgedDnsQuery(topo, from, PORT, name);
 

@@ -4,7 +4,7 @@
 // to pass while no firewall rules exist, so the firewall, not a missing route, is what blocks it.
 import t from 'tap';
 import type { AuditLine, RunningGateway } from './harness/world.js';
-import { startGatewayIn } from './harness/world.js';
+import { dropTotal as dropTotalOf, startGatewayIn } from './harness/world.js';
 import {
   curl,
   dig,
@@ -49,8 +49,7 @@ const audited = (pred: (e: AuditLine) => boolean, timeoutMs = 5000) => gw!.waitF
 const fwEvent = (action: string) => (e: AuditLine) => e.event === 'firewall' && e.action === action;
 
 /** The last reported total of a drop rule's counter (0 before any event). */
-const dropTotal = async (rule: string) =>
-  Math.max(0, ...(await gw!.settledAudit()).filter((e) => fwEvent('drop')(e) && e.rule === rule).map((e) => e.total_packets as number));
+const dropTotal = (rule: string) => dropTotalOf(gw!, rule);
 /** Wait for the `firewall` audit event saying that rule dropped more packets than `before`. */
 const droppedBy = (rule: string, before: number) =>
   audited((e) => fwEvent('drop')(e) && e.rule === rule && (e.total_packets as number) > before, 8000);

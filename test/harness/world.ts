@@ -138,4 +138,15 @@ export async function startGatewayIn(ns: Netns, dir: string, args: string[], env
   };
 }
 
+/**
+ * The last total a drop rule's counter was reported at (`firewall` `drop` lines; 0 before any), from the
+ * settled log. Rule ids name their family (`in-drop`, `in6-drop`: firewall/rules.ts).
+ */
+export async function dropTotal(gw: RunningGateway, rule: string): Promise<number> {
+  const totals = (await gw.settledAudit())
+    .filter((e) => e.event === 'firewall' && e.action === 'drop' && e.rule === rule)
+    .map((e) => e.total_packets as number);
+  return Math.max(0, ...totals);
+}
+
 export { resolve };
