@@ -59,9 +59,8 @@ export const v4Network = (n: number, bits: number): number => (bits === 0 ? 0 : 
 /** The ranges as [first, last] numbers, in SPECIAL_V4's order. */
 const V4_RANGES = SPECIAL_V4.map(({ cidr, kind }) => {
   const [base, bits] = cidr.split('/');
-  const size = 2 ** (32 - Number(bits));
-  const first = v4Number(base!) - (v4Number(base!) % size);
-  return { first, last: first + size - 1, kind };
+  const first = v4Network(v4Number(base!), Number(bits));
+  return { first, last: first + 2 ** (32 - Number(bits)) - 1, kind };
 });
 
 /**
