@@ -1,8 +1,7 @@
 // ATTACK6 (against the proxy's request-head parsing, as a hostile client).
 // Finding 2 (low, audit): a head refused by Node's parser (400 HPE_*, 431) or by the headers timeout (408)
 // was answered with no audit line; now each one writes one (reason bad-request, the parser's code), inside
-// a plain-HTTP tunnel naming the tunnel's host. (Finding 1 was in a CONNECT fast path that was measured,
-// found no faster and reverted: bench/results/perf2-ab.md.)
+// a plain-HTTP tunnel naming the tunnel's host. (Finding 1, in the CONNECT fast path: test/attack6-fastpath.test.ts.)
 // Held: a slowloris is cut at the headers deadline and audited; a head trickled byte by byte is read exactly.
 import net from 'node:net';
 import t from 'tap';

@@ -1,7 +1,6 @@
 // A CONNECT tunnel: admit, dial the checked address, re-check, then the first-bytes check until the
 // tunnel is a plain pipe (or is handed to the HTTP checks, or closed), and its tunnel_close line.
 import net from 'node:net';
-import type http from 'node:http';
 import { admit, revokedRefusal, type AdmitDeps } from './admit.js';
 import { FirstBytes, type Verdict } from './firstbytes.js';
 import type { ForwardDeps, RequestAudit } from './forward.js';
@@ -47,15 +46,19 @@ export { RELAY_BUFFER } from './relay.js';
 /** The answer to an admitted CONNECT, encoded once (never written to: a queued write may refer to it). */
 const ESTABLISHED = Buffer.from('HTTP/1.1 200 Connection Established\r\n\r\n', 'latin1');
 
-export async function handleConnect(deps: ConnectDeps, req: http.IncomingMessage, socket: net.Socket, head: Buffer): Promise<void> {
+/**
+ * A CONNECT request for `target` (its request-target as sent: read by the proxy port's front door,
+ * front.ts, or by http.Server); `head`: the client bytes that followed its head.
+ */
+export async function handleConnect(deps: ConnectDeps, target: string, socket: net.Socket, head: Buffer): Promise<void> {
   const client = socket.remoteAddress ?? '';
   socket.on('error', () => socket.destroy());
-  const t = parseAuthority(req.url ?? '');
+  const t = parseAuthority(target);
   if (!t.ok) {
     deps.audit.write({
       event: 'connect',
       client,
-      host: String(req.url).slice(0, 255),
+      host: target.slice(0, 255),
       port: 0,
       decision: 'deny',
       reason: 'bad-request',

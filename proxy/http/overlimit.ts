@@ -4,7 +4,6 @@
 // what the client sends is read and dropped for at most OVERLIMIT_LINGER_MS, so it can read the answer.
 // Those sockets are bounded too: past OVERLIMIT_MAX_PENDING at once, a new one is closed at once.
 import type net from 'node:net';
-import type { Duplex } from 'node:stream';
 import { DENY_HEADER, denyBody } from './reply.js';
 import { DENY_STATUS } from '../reasons.js';
 import type { Audit } from '../audit.js';
@@ -12,13 +11,6 @@ import type { Audit } from '../audit.js';
 export const RETRY_AFTER_SECONDS = 1;
 export const OVERLIMIT_LINGER_MS = 1_000;
 export const OVERLIMIT_MAX_PENDING = 1_024;
-
-/**
- * Sockets answered as over the limit. Node's HTTP parser is already attached to them: a request it
- * parses there is not handled (never admitted, resolved or dialled); proxy.ts's handlers check this.
- */
-const refused = new WeakSet<Duplex>();
-export const isOverLimit = (socket: Duplex | undefined): boolean => !!socket && refused.has(socket);
 
 /** The complete answer to a connection over the limit. Pure. */
 export function overLimitReply(limit: number): string {
@@ -46,7 +38,6 @@ const overLimitEvent = (client: string, limit: number) =>
 export function overLimitRefuser(audit: Audit, limit: number): (socket: net.Socket, client: string) => void {
   let pending = 0;
   return (socket, client) => {
-    refused.add(socket);
     audit.write({ ...overLimitEvent(client, limit), status: DENY_STATUS['connection-limit'] });
     if (pending >= OVERLIMIT_MAX_PENDING) {
       socket.destroy();
@@ -60,7 +51,7 @@ export function overLimitRefuser(audit: Audit, limit: number): (socket: net.Sock
       clearTimeout(timer);
     });
     socket.on('error', () => socket.destroy());
-    socket.on('data', () => undefined); // read and dropped, never parsed
+    socket.on('data', () => undefined); // read and dropped, never parsed (it never reaches http.Server)
     socket.once('end', () => socket.destroy());
     socket.end(overLimitReply(limit));
   };

@@ -9,12 +9,13 @@ import type { Duplex } from 'node:stream';
 import type { Allowlist } from '../policy/allowlist.js';
 import type { ProxyLimits } from '../config.js';
 import type { Audit } from '../audit.js';
-import { overLimitCloser, overLimitRefuser, isOverLimit } from './overlimit.js';
+import { overLimitCloser, overLimitRefuser } from './overlimit.js';
 import type { Resolver } from '../dns/resolver.js';
 import { withConnectionScope } from '../lastresort.js';
 import { admit } from './admit.js';
 import { handleConnect, openTunnel, type HttpTunnel, type TunnelMode } from './connect.js';
 import { checkRequestHead } from './framing.js';
+import { frontDoor } from './front.js';
 import { forwardRequest, forwardUpgrade, type ForwardDeps, type RequestAudit } from './forward.js';
 import { Registry, revokedDetail, stillAllowed, type Connection } from './registry.js';
 import { rawReply, refuseResponse } from './reply.js';
@@ -64,7 +65,6 @@ function internalError(report: Report, err: unknown, socket: Duplex | undefined)
 /** A handler whose exceptions (thrown, or its promise rejected) close its connection only. */
 function guarded<A extends unknown[]>(report: Report, socketOf: (a: A) => Duplex | undefined, fn: (...a: A) => unknown): (...a: A) => void {
   return (...a: A) => {
-    if (isOverLimit(socketOf(a))) return; // answered 429 when it connected (overlimit.ts)
     try {
       const r = fn(...a);
       if (r instanceof Promise) r.catch((err: unknown) => internalError(report, err, socketOf(a)));
@@ -382,8 +382,10 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
 
   const server = http.createServer(serverOptions);
   noHeaderCountLimit(server);
-  scopeConnections(server);
   server.timeout = limits.idleTimeoutMs;
+  // It never listens itself: `listener` below hands it the connections that do not open with a clean
+  // CONNECT head, in their connection's scope already. 'listening' starts its headers-timeout enforcement.
+  server.emit('listening');
   const refuseOverLimit = overLimitRefuser(audit, limits.maxConnectionsPerClient);
   const refuseTransparentOverLimit = overLimitCloser(audit, limits.maxConnectionsPerClient);
   /**
@@ -408,38 +410,77 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
     });
     return true;
   };
-  server.on('connection', (socket: net.Socket) => void track(socket));
-  server.on('clientError', onClientError);
+  const front = frontDoor({
+    maxHeaderBytes: limits.maxHeaderBytes,
+    headersTimeoutMs: limits.headersTimeoutMs,
+    connect: (socket, authority, rest) =>
+      guarded(
+        opts.report,
+        () => socket,
+        () => handleConnect(cdeps, authority, socket, rest),
+      )(),
+    handOver: (socket, read) => {
+      server.emit('connection', socket);
+      // What was read goes to the parser first, before anything the socket reads next.
+      if (read) socket.emit('data', read);
+    },
+    timedOut: (socket) => onClientError(Object.assign(new Error('headers timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }), socket),
+  });
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: net.Socket) => {
+    front.parsed(socket);
+    onClientError(err, socket);
+  });
   server.on(
     'request',
-    guarded(opts.report, ([req]) => req.socket, onRequest),
+    guarded(
+      opts.report,
+      ([req]) => req.socket,
+      (req: http.IncomingMessage, res: http.ServerResponse) => {
+        front.parsed(req.socket);
+        return onRequest(req, res);
+      },
+    ),
   );
   server.on(
     'connect',
     guarded(
       opts.report,
       ([, socket]) => socket,
-      (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => handleConnect(cdeps, req, socket, head),
+      (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+        front.parsed(socket);
+        return handleConnect(cdeps, req.url ?? '', socket, head);
+      },
     ),
   );
   server.on(
     'upgrade',
-    guarded(opts.report, ([, socket]) => socket, onUpgrade),
+    guarded(
+      opts.report,
+      ([, socket]) => socket,
+      (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+        front.parsed(socket);
+        return onUpgrade(req, socket, head);
+      },
+    ),
   );
+  // The proxy port: each connection counted against its client's limit, then its first bytes read in its own scope.
+  const listener = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+    if (track(socket)) withConnectionScope(socket, () => front.accept(socket));
+  });
 
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    listener.once('error', reject);
     // A deep accept queue (the kernel caps it at net.core.somaxconn): Node's default of 511 drops SYNs
     // when hundreds of clients connect at once, and each drop costs that client a 1 s retransmit.
-    server.listen({ port, host, backlog: LISTEN_BACKLOG }, () => {
-      server.removeListener('error', reject);
+    listener.listen({ port, host, backlog: LISTEN_BACKLOG }, () => {
+      listener.removeListener('error', reject);
       resolve();
     });
   });
-  server.on('error', (err) => opts.report(`proxy: ${err.message}`));
+  listener.on('error', (err) => opts.report(`proxy: ${err.message}`));
 
   return {
-    address: server.address() as net.AddressInfo,
+    address: listener.address() as net.AddressInfo,
     connections: () => registry.all(),
     revoke: (allowlist) => registry.revoke(allowlist),
     transparent: (socket, host, port, via) => {
@@ -454,7 +495,8 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
       );
     },
     close: async () => {
-      const closing = new Promise<void>((resolve) => server.close(() => resolve()));
+      const closing = new Promise<void>((resolve) => listener.close(() => resolve()));
+      server.close();
       inner.close();
       const open = registry.all();
       for (const c of open) registry.close(c, 'shutdown');
