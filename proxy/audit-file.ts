@@ -30,12 +30,10 @@ export class AuditFile {
     readonly path: string,
     private readonly opts: RotationOptions = ROTATION_DEFAULTS,
     onError: (err: Error) => void = () => undefined,
-    /** Bytes of lines held before a write (0: every line written at once); the owner flushes the rest. */
-    minLength = 0,
   ) {
     mkdirSync(dirname(path), { recursive: true });
     this.size = existsSync(path) ? statSync(path).size : 0;
-    this.dest = pino.destination({ dest: path, sync: false, mkdir: true, minLength });
+    this.dest = pino.destination({ dest: path, sync: false, mkdir: true });
     this.dest.on('error', onError);
     this.onError = onError;
     // Bytes the file really received (buffered lines are not in it yet).

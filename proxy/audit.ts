@@ -157,9 +157,10 @@ export function auditLine(e: AuditEvent | RepeatEvent | SuppressedEvent, now = D
 /**
  * An audit log to a file path (rotated by size), or to standard output with '-'. Repeated denials are
  * summarised (proxy/audit-summary.ts); the summaries are flushed each window, before the `stop` line and
- * on close. Lines are written by pino's asynchronous destination, together: at most AUDIT_FLUSH_MS after
- * they happened, or as soon as AUDIT_BATCH_BYTES wait (one write for many lines); stop and close write
- * everything first. A failing destination (disk full, closed pipe) is reported, never fatal.
+ * on close. Lines are held here and handed to pino's asynchronous destination together, as one string:
+ * at most AUDIT_FLUSH_MS after they happened, or as soon as AUDIT_BATCH_BYTES wait (one write for many
+ * lines); stop and close write everything first. A failing destination (disk full, closed pipe) is
+ * reported, never fatal.
  */
 export function createAudit(path: string, report: Report, opts: AuditOptions = {}): Audit {
   // A failing log destination must not take the gateway down.
@@ -167,26 +168,33 @@ export function createAudit(path: string, report: Report, opts: AuditOptions = {
   let dest: ReturnType<typeof pino.destination>;
   let file: AuditFile | undefined;
   if (path === '-') {
-    dest = pino.destination({ dest: 1, sync: false, minLength: AUDIT_BATCH_BYTES });
+    dest = pino.destination({ dest: 1, sync: false });
     dest.on('error', onError);
   } else {
-    file = new AuditFile(path, opts.rotation ?? ROTATION_DEFAULTS, onError, AUDIT_BATCH_BYTES);
+    file = new AuditFile(path, opts.rotation ?? ROTATION_DEFAULTS, onError);
     dest = file.dest;
   }
+  // Lines not yet handed to the destination. Held here, not in the destination: it measures the bytes of
+  // everything it holds at each write (a string it keeps joining), which cost more than the lines.
+  let held = '';
   // One timer while lines wait (none while the log is idle): what is still held is written when it fires.
   let flushTimer: NodeJS.Timeout | undefined;
   const flush = () => {
+    clearTimeout(flushTimer);
     flushTimer = undefined;
-    if (closing) return; // close() writes everything itself
+    if (!held) return;
+    const lines = held;
+    held = '';
     try {
-      dest.flush();
+      dest.write(lines);
     } catch (err) {
       onError(err as Error);
     }
   };
   const summary = new Summariser((e) => {
-    dest.write(auditLine(e));
-    if (!flushTimer) {
+    held += auditLine(e);
+    if (held.length >= AUDIT_BATCH_BYTES) flush();
+    else if (!flushTimer) {
       flushTimer = setTimeout(flush, AUDIT_FLUSH_MS);
       flushTimer.unref();
     }
@@ -196,8 +204,8 @@ export function createAudit(path: string, report: Report, opts: AuditOptions = {
   let closing: Promise<void> | undefined;
   const close = async () => {
     clearInterval(timer);
-    clearTimeout(flushTimer);
     summary.flush();
+    flush();
     // Resolved once everything is written (pino's flush() returns before that): end() writes what is
     // buffered, then closes (standard output's descriptor stays open). Bounded: a destination that never
     // closes is reported.

@@ -129,6 +129,8 @@ export async function openTunnel(
   let open = false;
   let httpMode = false;
   let inspecting = false;
+  /** The first-bytes check's deadline while it runs. */
+  let helloTimer: NodeJS.Timeout | undefined;
   const finish = (by: ClosedBy) => {
     closedBy ??= by;
     socket.destroy();
@@ -150,7 +152,7 @@ export async function openTunnel(
     else if (!httpMode) finish('error');
   });
   socket.on('error', () => finish('error'));
-  upstream.once('connect', () => {
+  upstream.on('connect', () => {
     upstream.setTimeout(0);
     if (socket.destroyed) return upstream.destroy();
     // The decision was made before the lookup and the connect: it must still hold now.
@@ -166,7 +168,8 @@ export async function openTunnel(
   });
   upstream.on('end', () => (closedBy ??= 'upstream'));
   socket.on('end', () => (closedBy ??= 'client'));
-  socket.once('close', () => {
+  socket.on('close', () => {
+    clearTimeout(helloTimer);
     upstream.destroy();
     a.done();
     if (!open) return;
@@ -191,8 +194,7 @@ export async function openTunnel(
   function inspect(): void {
     const check = new FirstBytes(name, carries);
     // The whole check (first bytes, and for TLS the handshake up to the server's hello) has this long.
-    const timer = setTimeout(() => act(check.timeout()), limits.helloTimeoutMs);
-    socket.once('close', () => clearTimeout(timer));
+    helloTimer = setTimeout(() => act(check.timeout()), limits.helloTimeoutMs);
     const onClient = (chunk: Buffer) => act(check.client(chunk));
     const onServer = (chunk: Buffer) => {
       // The origin waits for a client that does not read (as the pipe does later).
@@ -205,7 +207,7 @@ export async function openTunnel(
     inspecting = true;
     const stop = () => {
       inspecting = false;
-      clearTimeout(timer);
+      clearTimeout(helloTimer);
       socket.removeListener('data', onClient);
     };
     function act(v: Verdict): void {

@@ -68,8 +68,8 @@ export function frontDoor(d: FrontDoor): { accept(socket: net.Socket): void; par
       (socket as { readableFlowing: boolean | null }).readableFlowing = null;
       d.connect(socket, r.authority, r.rest);
     };
-    socket.once('close', onClose);
-    socket.once('end', onEnd);
+    socket.on('close', onClose);
+    socket.on('end', onEnd);
     socket.on('data', onData);
   };
   const parsed = (socket: net.Socket) => {

@@ -402,7 +402,7 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
     perClient.set(client, n);
     sockets.add(socket);
     socket.on('error', () => undefined);
-    socket.once('close', () => {
+    socket.on('close', () => {
       sockets.delete(socket);
       const left = (perClient.get(client) ?? 1) - 1;
       if (left <= 0) perClient.delete(client);

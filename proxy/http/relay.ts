@@ -30,7 +30,7 @@ function forward(from: net.Socket, to: net.Socket, chunk: Buffer): void {
  */
 export function relay(from: net.Socket, to: net.Socket): void {
   from.on('data', (chunk: Buffer) => forward(from, to, chunk));
-  from.once('end', () => to.end());
+  from.on('end', () => to.end());
 }
 
 /**
@@ -83,7 +83,7 @@ export class UpstreamReads {
     this.to = to;
     this.buf = undefined; // the last inspected read may still be referred to
     this.sink = (chunk) => forward(from, to, chunk);
-    from.once('end', () => to.end());
+    from.on('end', () => to.end());
   }
 
   private next(): Buffer {
