@@ -98,11 +98,10 @@ export function checkRequestHead(method: string, httpVersion: string, raw: RawHe
   const framing: Framing = encodings.length ? 'chunked' : lengths.length ? 'length' : 'none';
   if (upgrade && (encodings.length || (lengths.length && Number(lengths[0]) !== 0))) return bad('an upgrade request cannot carry a body');
 
-  const drop = new Set([...REQUEST_HOP, ...listed]);
   const headers: string[] = [];
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toLowerCase();
-    if (drop.has(name) && !(upgrade && name === 'upgrade')) continue;
+    if ((REQUEST_HOP.has(name) || listed.includes(name)) && !(upgrade && name === 'upgrade')) continue;
     if (name.startsWith('proxy-')) continue;
     headers.push(raw[i]!, raw[i + 1]!);
   }
