@@ -16,22 +16,41 @@ export interface ConnectionScope {
 
 export const connectionScope = new AsyncLocalStorage<ConnectionScope>();
 
+/** The last resort's handling of an exception in a connection's scope, while one is installed. */
+let inConnection: ((err: unknown) => void) | undefined;
+
 /**
  * Run `fn` (the start of a connection's handling) in that connection's scope, and make every event the
  * socket emits later run in it too: what its listeners throw, and the promises and timers they start,
- * are then known to belong to this connection.
+ * are then known to belong to this connection. A synchronous throw (from `fn` or from a listener) is
+ * handled here, in the scope: by the time it would reach `uncaughtException` the scope is gone.
  */
 export function withConnectionScope<T>(
   socket: { emit: (event: string | symbol, ...a: unknown[]) => boolean; destroy(): void },
   fn: () => T,
-): T {
+): T | undefined {
   return connectionScope.run({ close: () => socket.destroy() }, () => {
     // One resource per connection, made in its scope; every event runs in it. (AsyncResource.bind would
     // do the same but costs a deprecation wrapper per call: measurable at thousands of connections/s.)
     const resource = new AsyncResource('codex-egress:connection');
     const emit = socket.emit;
-    socket.emit = (event: string | symbol, ...a: unknown[]): boolean => resource.runInAsyncScope(emit, socket, event, ...a);
-    return fn();
+    const contained = (event: string | symbol, ...a: unknown[]): boolean => {
+      try {
+        return emit.call(socket, event, ...a);
+      } catch (err) {
+        if (!inConnection) throw err;
+        inConnection(err);
+        return true;
+      }
+    };
+    socket.emit = (event: string | symbol, ...a: unknown[]): boolean => resource.runInAsyncScope(contained, socket, event, ...a);
+    try {
+      return fn();
+    } catch (err) {
+      if (!inConnection) throw err;
+      inConnection(err);
+      return undefined;
+    }
   });
 }
 
@@ -63,7 +82,9 @@ export function installLastResort(opts: LastResortOptions): () => void {
   const onRejection = handle('unhandled rejection');
   process.on('uncaughtException', onException);
   process.on('unhandledRejection', onRejection);
+  inConnection = onException;
   return () => {
+    if (inConnection === onException) inConnection = undefined;
     process.removeListener('uncaughtException', onException);
     process.removeListener('unhandledRejection', onRejection);
   };

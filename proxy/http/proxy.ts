@@ -83,7 +83,7 @@ function scopeConnections(server: http.Server): void {
   server.emit = function (this: http.Server, event: string | symbol, ...args: unknown[]): boolean {
     if (event !== 'connection') return emit.call(this, event, ...args);
     const socket = args[0] as net.Socket;
-    return withConnectionScope(socket, () => emit.call(this, event, ...args));
+    return withConnectionScope(socket, () => emit.call(this, event, ...args)) ?? true;
   } as typeof server.emit;
 }
 
@@ -122,7 +122,9 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
         res.writeHead(h.healthy ? 200 : 503, { 'content-type': 'application/json' });
         return void res.end(`${JSON.stringify(h)}\n`);
       }
-      return refuseResponse(res, 400, 'bad-request', 'this is a proxy: send absolute-form requests or CONNECT');
+      const detail = 'this is a proxy: send absolute-form requests or CONNECT';
+      auditRefusal(req.socket, 400, detail, method);
+      return refuseResponse(res, 400, 'bad-request', detail);
     }
     const ok = await admitAbsolute(req, client, 'request', (status, reason, detail) => refuseResponse(res, status, reason, detail));
     if (!ok) return;
@@ -298,11 +300,15 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
     keepAliveTimeout: 5_000,
     // How often the headers timeout is enforced (Node's default, 30 s, would let a slow client linger).
     connectionsCheckingInterval: Math.min(1_000, limits.headersTimeoutMs),
+    // A request without Host goes to the proxy's own checks (an audited 400), not Node's silent 400.
+    requireHostHeader: false,
   };
-  const onClientError = (err: NodeJS.ErrnoException, socket: Duplex) => {
-    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-    if (socket.writableEnded || socket.destroyed) return;
-    // Audited like every refusal (ATTACK6): a head the parser refused, or one too slow, left no line.
+  /**
+   * The audit line of a refusal the proxy answers before any request is admitted (a head the parser
+   * refused or that came too slowly, an expectation, a CONNECT inside a tunnel): inside a plain-HTTP
+   * tunnel it names the tunnel's host. Every refusal is audited (ATTACK6).
+   */
+  const auditRefusal = (socket: Duplex, status: number, detail: string, method?: string) => {
     const tunnel = tunnelOf.get(socket);
     log({
       event: 'http',
@@ -310,12 +316,24 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
       host: tunnel?.host ?? '',
       port: tunnel?.port ?? 0,
       ...(tunnel ? { ip: tunnel.ip, rule: tunnel.rule, ...(tunnel.mode ? { mode: tunnel.mode } : {}) } : {}),
+      ...(method ? { method } : {}),
       decision: 'deny',
       reason: 'bad-request',
       status,
-      detail: String(err.code ?? err.message),
+      detail,
     });
+  };
+  const onClientError = (err: NodeJS.ErrnoException, socket: Duplex) => {
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    if (socket.writableEnded || socket.destroyed) return;
+    auditRefusal(socket, status, String(err.code ?? err.message));
     rawReply(socket, status, 'bad-request', err.code);
+  };
+  /** `Expect` other than 100-continue (Node would answer 417 itself, unaudited). */
+  const onExpectation = (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const detail = 'only Expect: 100-continue is understood';
+    auditRefusal(req.socket, 417, detail, req.method);
+    refuseResponse(res, 417, 'bad-request', detail);
   };
 
   const inner = http.createServer(serverOptions);
@@ -352,7 +370,11 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
       },
     ),
   );
-  inner.on('connect', (_req: http.IncomingMessage, socket: Duplex) => rawReply(socket, 400, 'bad-request', 'CONNECT inside a tunnel'));
+  inner.on('checkExpectation', onExpectation);
+  inner.on('connect', (_req: http.IncomingMessage, socket: Duplex) => {
+    auditRefusal(socket, 400, 'CONNECT inside a tunnel', 'CONNECT');
+    rawReply(socket, 400, 'bad-request', 'CONNECT inside a tunnel');
+  });
 
   const toHttp = (socket: net.Socket, bytes: Buffer, tunnel: HttpTunnel) => {
     // A reload still closes the whole tunnel (connect.ts keeps its onClose); its requests go with it.
@@ -429,6 +451,10 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
   server.on('clientError', (err: NodeJS.ErrnoException, socket: net.Socket) => {
     front.parsed(socket);
     onClientError(err, socket);
+  });
+  server.on('checkExpectation', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    front.parsed(req.socket);
+    onExpectation(req, res);
   });
   server.on(
     'request',

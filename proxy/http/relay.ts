@@ -30,7 +30,13 @@ function forward(from: net.Socket, to: net.Socket, chunk: Buffer): void {
  */
 export function relay(from: net.Socket, to: net.Socket): void {
   from.on('data', (chunk: Buffer) => forward(from, to, chunk));
-  from.on('end', () => to.end());
+  passEnd(from, to);
+}
+
+/** End `to` when `from` ends: at once if it already did (a FIN read while the tunnel was still checked). */
+function passEnd(from: net.Socket, to: net.Socket): void {
+  if (from.readableEnded) to.end();
+  else from.on('end', () => to.end());
 }
 
 /**
@@ -83,7 +89,7 @@ export class UpstreamReads {
     this.to = to;
     this.buf = undefined; // the last inspected read may still be referred to
     this.sink = (chunk) => forward(from, to, chunk);
-    from.on('end', () => to.end());
+    passEnd(from, to);
   }
 
   private next(): Buffer {
