@@ -184,3 +184,30 @@ t.test('a FIN read while the TLS check still waits for the server hello reaches 
     t.equal(x.closedBy, 'peer', `round ${round}: closed from the far end, not by the test's timer`);
   }
 });
+
+t.test(
+  'a FIN before the check has its first bytes closes the tunnel at once (not at the hello timeout), but not on a /tcp rule',
+  async (t) => {
+    const p = g.origin.port;
+    const hello = clientHello('allowed.test');
+    for (const [what, parts] of [
+      ['no bytes', [`CONNECT allowed.test:${p} HTTP/1.1\r\n\r\n`]],
+      ['a partial ClientHello', [`CONNECT allowed.test:${p} HTTP/1.1\r\n\r\n`, hello.subarray(0, 20)]],
+      ['no bytes, the FIN in the same write as the head', [`CONNECT allowed.test:${p} HTTP/1.1\r\n\r\n`]],
+    ] as const) {
+      const x = await exchange([...parts], { gapMs: what.includes('same write') ? 0 : 50, end: true, waitMs: 3_000 });
+      t.equal(x.reply.toString('latin1'), EST, `${what}: established, then closed`);
+      t.equal(x.closedBy, 'peer', `${what}: closed by the gateway (${x.ms} ms), not by the test's timer`);
+      t.match(
+        x.audit.filter((e) => e.event === 'tunnel_close'),
+        [{ closed_by: 'client' }],
+        `${what}: closed_by client`,
+      );
+    }
+    // /tcp: a server may speak first to a client that only reads; the tunnel stays until it does
+    const n0 = seen.length;
+    const y = await exchange([head()], { gapMs: 50, end: true, waitMs: 1_000 });
+    t.equal(y.closedBy, 'timeout', 'a /tcp tunnel with no client bytes stays open after the FIN');
+    t.ok(seen.length > n0, 'and reached the origin');
+  },
+);

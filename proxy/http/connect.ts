@@ -129,6 +129,8 @@ export async function openTunnel(
   let open = false;
   let httpMode = false;
   let inspecting = false;
+  /** The first-bytes check still needs bytes from the client (none yet, or an unfinished message). */
+  let clientOwes = true;
   /** The first-bytes check's deadline while it runs. */
   let helloTimer: NodeJS.Timeout | undefined;
   const finish = (by: ClosedBy) => {
@@ -167,7 +169,16 @@ export async function openTunnel(
     inspect();
   });
   upstream.on('end', () => (closedBy ??= 'upstream'));
-  socket.on('end', () => (closedBy ??= 'client'));
+  /**
+   * The client stopped sending before the check had what it needs: nothing more can come, so the tunnel
+   * can never open (it would hold a connection slot until the hello timeout). Not on a `/tcp` rule: there
+   * the server may speak first to a client that only reads.
+   */
+  const clientGaveUp = () => inspecting && clientOwes && carries !== 'any';
+  socket.on('end', () => {
+    closedBy ??= 'client';
+    if (clientGaveUp()) finish('client');
+  });
   socket.on('close', () => {
     clearTimeout(helloTimer);
     upstream.destroy();
@@ -195,7 +206,11 @@ export async function openTunnel(
     const check = new FirstBytes(name, carries);
     // The whole check (first bytes, and for TLS the handshake up to the server's hello) has this long.
     helloTimer = setTimeout(() => act(check.timeout()), limits.helloTimeoutMs);
-    const onClient = (chunk: Buffer) => act(check.client(chunk));
+    const onClient = (chunk: Buffer) => {
+      const v = check.client(chunk);
+      clientOwes = v.kind === 'need-more';
+      act(v);
+    };
     const onServer = (chunk: Buffer) => {
       // The origin waits for a client that does not read (as the pipe does later).
       if (!socket.write(chunk)) {
@@ -240,6 +255,8 @@ export async function openTunnel(
     }
     socket.on('data', onClient);
     reads.inspectWith(onServer);
-    if (head.length) act(check.client(head));
+    if (head.length) onClient(head);
+    // The client's FIN may have come before the check started.
+    if (socket.readableEnded && clientGaveUp()) finish('client');
   }
 }
