@@ -23,7 +23,8 @@ let inConnection: ((err: unknown) => void) | undefined;
  * Run `fn` (the start of a connection's handling) in that connection's scope, and make every event the
  * socket emits later run in it too: what its listeners throw, and the promises and timers they start,
  * are then known to belong to this connection. A synchronous throw (from `fn` or from a listener) is
- * handled here, in the scope: by the time it would reach `uncaughtException` the scope is gone.
+ * handled here, in the scope: by the time it would reach `uncaughtException` the scope is gone. Except
+ * from a 'close' listener: the connection is closed already and the cleanup after it would not run.
  */
 export function withConnectionScope<T>(
   socket: { emit: (event: string | symbol, ...a: unknown[]) => boolean; destroy(): void },
@@ -38,7 +39,9 @@ export function withConnectionScope<T>(
       try {
         return emit.call(socket, event, ...a);
       } catch (err) {
-        if (!inConnection) throw err;
+        // A throw in a 'close' listener skips the cleanup of the listeners after it, and the socket is
+        // already closed: nothing to close here, so it goes on to the last resort, outside the scope (exit).
+        if (!inConnection || event === 'close') throw err;
         inConnection(err);
         return true;
       }

@@ -88,6 +88,15 @@ function scopeConnections(server: http.Server): void {
 }
 
 /**
+ * A client that closes its side (FIN) after a complete request still gets the answer: Node's default
+ * aborts the request in flight instead (and answers nothing), on every path (absolute form, a plain-HTTP
+ * tunnel, transparent mode). The connection ends after the last answer.
+ */
+function answerHalfClosed(server: http.Server): void {
+  (server as http.Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
+}
+
+/**
  * Let the parser hand over every header. By default Node passes only the first 1000 to the request
  * (rawHeaders included) while it still frames the body by all of them, so a Transfer-Encoding or
  * Content-Length after 1000 filler headers would frame the body without the framing checks (or the
@@ -337,6 +346,7 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
   };
 
   const inner = http.createServer(serverOptions);
+  answerHalfClosed(inner);
   noHeaderCountLimit(inner);
   scopeConnections(inner);
   inner.timeout = limits.idleTimeoutMs;
@@ -379,8 +389,15 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
   const toHttp = (socket: net.Socket, bytes: Buffer, tunnel: HttpTunnel) => {
     // A reload still closes the whole tunnel (connect.ts keeps its onClose); its requests go with it.
     tunnelOf.set(socket, tunnel);
-    if (bytes.length) socket.unshift(bytes);
+    // The client's FIN may have been read (its 'end' emitted) while the tunnel was checked, even in the
+    // same read as these bytes: then they and the end go to the parser directly (unshift would fail).
+    const ended = socket.readableEnded;
+    if (bytes.length && !ended) socket.unshift(bytes);
     inner.emit('connection', socket);
+    if (ended) {
+      if (bytes.length) socket.emit('data', bytes);
+      socket.emit('end');
+    }
   };
   const idep = opts.inject && {
     inject: opts.inject,
@@ -403,6 +420,7 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
   };
 
   const server = http.createServer(serverOptions);
+  answerHalfClosed(server);
   noHeaderCountLimit(server);
   server.timeout = limits.idleTimeoutMs;
   // It never listens itself: `listener` below hands it the connections that do not open with a clean
