@@ -88,15 +88,6 @@ function scopeConnections(server: http.Server): void {
 }
 
 /**
- * A client that closes its side (FIN) after a complete request still gets the answer: Node's default
- * aborts the request in flight instead (and answers nothing), on every path (absolute form, a plain-HTTP
- * tunnel, transparent mode). The connection ends after the last answer.
- */
-function answerHalfClosed(server: http.Server): void {
-  (server as http.Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
-}
-
-/**
  * Let the parser hand over every header. By default Node passes only the first 1000 to the request
  * (rawHeaders included) while it still frames the body by all of them, so a Transfer-Encoding or
  * Content-Length after 1000 filler headers would frame the body without the framing checks (or the
@@ -346,7 +337,6 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
   };
 
   const inner = http.createServer(serverOptions);
-  answerHalfClosed(inner);
   noHeaderCountLimit(inner);
   scopeConnections(inner);
   inner.timeout = limits.idleTimeoutMs;
@@ -420,7 +410,6 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
   };
 
   const server = http.createServer(serverOptions);
-  answerHalfClosed(server);
   noHeaderCountLimit(server);
   server.timeout = limits.idleTimeoutMs;
   // It never listens itself: `listener` below hands it the connections that do not open with a clean
