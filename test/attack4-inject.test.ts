@@ -1,6 +1,8 @@
 // ATTACK4 (security review of credential injection): reproductions through the real proxy on
 // 127.0.0.1 (startProxy with the production inject options, a real TLS origin that answers like a
 // common web server, real sockets and TLS from the client side). No namespace, no root.
+// ATTACK8 (held, last test): inside an intercepted tunnel, a request without Host, with two, or HTTP/1.0
+// without Host, never reaches the origin and never gets the credential; an unknown Expect is an audited 417.
 import t from 'tap';
 import https from 'node:https';
 import net, { type AddressInfo } from 'node:net';
@@ -227,5 +229,35 @@ t.test('ATTACK4 held: obs-fold, absolute-form, Expect, comma-joined, tab, chunke
       spelled,
     );
     t.match(own, /^HTTP\/1\.1 403/, `CONNECT ${spelled}: intercepted, the foreign key refused`);
+  }
+});
+
+t.test('intercepted tunnel: no Host, two Hosts, HTTP/1.0 without Host, Expect other: refused, audited, never forwarded', async (t) => {
+  const A = `Authorization: Bearer ${SENTINEL}\r\n`;
+  const cases: Array<[string, string, RegExp]> = [
+    ['1.1 no Host', `GET / HTTP/1.1\r\n${A}Connection: close\r\n\r\n`, /^HTTP\/1\.1 400/],
+    ['1.0 no Host', `GET / HTTP/1.0\r\n${A}\r\n`, /^HTTP\/1\.1 400/],
+    ['two Hosts', `GET / HTTP/1.1\r\nHost: api.test:${port}\r\nHost: api.test:${port}\r\n${A}Connection: close\r\n\r\n`, /^HTTP\/1\.1 400/],
+    [
+      'Host, then evil Host',
+      `GET / HTTP/1.1\r\nHost: api.test:${port}\r\nhost: evil.test\r\n${A}Connection: close\r\n\r\n`,
+      /^HTTP\/1\.1 400/,
+    ],
+    ['Expect other', `GET / HTTP/1.1\r\nHost: api.test:${port}\r\nExpect: nope\r\n${A}Connection: close\r\n\r\n`, /^HTTP\/1\.1 417/],
+    [
+      'upgrade, no Host',
+      `GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n${A}\r\n`,
+      /^HTTP\/1\.1 400/,
+    ],
+  ];
+  for (const [what, req, want] of cases) {
+    const n = seen.length;
+    const before = audit.events.length;
+    const got = await through('api.test', req);
+    t.match(got, want, `${what}: ${JSON.stringify(got.split('\r\n')[0])}`);
+    t.notMatch(got, REAL, `${what}: never the credential`);
+    t.equal(seen.length, n, `${what}: the origin saw nothing`);
+    const denies = audit.events.slice(before).filter((e) => (e as { decision?: string }).decision === 'deny');
+    t.equal(denies.length, 1, `${what}: one deny line`);
   }
 });
