@@ -13,6 +13,8 @@ import { readConnectHead } from './connect-head.js';
  */
 export const FAST_PATH_READS = 4;
 
+const EMPTY = Buffer.alloc(0);
+
 export interface FrontDoor {
   /** Longest head read here (request line, headers, empty line); http.Server answers a longer one 431. */
   maxHeaderBytes: number;
@@ -20,8 +22,11 @@ export interface FrontDoor {
   headersTimeoutMs: number;
   /** A clean CONNECT head: its request-target, and the client bytes that followed it. */
   connect(socket: net.Socket, authority: string, rest: Buffer): void;
-  /** Not one: give the socket to http.Server (emit 'connection'), then the bytes read so far to its parser. */
-  handOver(socket: net.Socket, read: Buffer | undefined): void;
+  /**
+   * Not one: give the socket to http.Server (emit 'connection'), then the bytes read so far to its parser,
+   * and the end when the client's FIN was read.
+   */
+  handOver(socket: net.Socket, read: Buffer): void;
   /** Nothing complete by the headers deadline (not even by http.Server after a hand-over): answer 408. */
   timedOut(socket: net.Socket): void;
 }
@@ -49,13 +54,11 @@ export function frontDoor(d: FrontDoor): { accept(socket: net.Socket): void; par
     const handOver = () => {
       stopReading();
       handedOver.set(socket, deadline);
-      d.handOver(socket, buf);
+      d.handOver(socket, buf ?? EMPTY);
     };
-    // The client ended before a complete head: http.Server ends it, or answers a partial head 400, as before.
-    const onEnd = () => {
-      handOver();
-      socket.emit('end');
-    };
+    // The client ended before a complete head: http.Server ends it, or answers a partial head 400, as
+    // before (handOver passes the end on).
+    const onEnd = () => handOver();
     const onData = (chunk: Buffer) => {
       buf = buf ? Buffer.concat([buf, chunk]) : chunk;
       const r = readConnectHead(buf, d.maxHeaderBytes);

@@ -88,6 +88,17 @@ function scopeConnections(server: http.Server): void {
 }
 
 /**
+ * Give `server` a connection whose first bytes were read already (by the front door, or by a tunnel's
+ * first-bytes check): its parser gets them before anything the socket reads next, and then the end if
+ * the client's FIN was read too (its 'end' already emitted: the parser would otherwise never see it).
+ */
+function handToHttp(server: http.Server, socket: net.Socket, read: Buffer): void {
+  server.emit('connection', socket);
+  if (read.length) socket.emit('data', read);
+  if (socket.readableEnded) socket.emit('end');
+}
+
+/**
  * Let the parser hand over every header. By default Node passes only the first 1000 to the request
  * (rawHeaders included) while it still frames the body by all of them, so a Transfer-Encoding or
  * Content-Length after 1000 filler headers would frame the body without the framing checks (or the
@@ -379,15 +390,7 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
   const toHttp = (socket: net.Socket, bytes: Buffer, tunnel: HttpTunnel) => {
     // A reload still closes the whole tunnel (connect.ts keeps its onClose); its requests go with it.
     tunnelOf.set(socket, tunnel);
-    // The client's FIN may have been read (its 'end' emitted) while the tunnel was checked, even in the
-    // same read as these bytes: then they and the end go to the parser directly (unshift would fail).
-    const ended = socket.readableEnded;
-    if (bytes.length && !ended) socket.unshift(bytes);
-    inner.emit('connection', socket);
-    if (ended) {
-      if (bytes.length) socket.emit('data', bytes);
-      socket.emit('end');
-    }
+    handToHttp(inner, socket, bytes);
   };
   const idep = opts.inject && {
     inject: opts.inject,
@@ -442,17 +445,12 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
   const front = frontDoor({
     maxHeaderBytes: limits.maxHeaderBytes,
     headersTimeoutMs: limits.headersTimeoutMs,
-    connect: (socket, authority, rest) =>
-      guarded(
-        opts.report,
-        () => socket,
-        () => handleConnect(cdeps, authority, socket, rest),
-      )(),
-    handOver: (socket, read) => {
-      server.emit('connection', socket);
-      // What was read goes to the parser first, before anything the socket reads next.
-      if (read) socket.emit('data', read);
-    },
+    connect: guarded(
+      opts.report,
+      ([socket]) => socket,
+      (socket: net.Socket, authority: string, rest: Buffer) => handleConnect(cdeps, authority, socket, rest),
+    ),
+    handOver: (socket, read) => handToHttp(server, socket, read),
     timedOut: (socket) => onClientError(Object.assign(new Error('headers timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }), socket),
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: net.Socket) => {
