@@ -12,7 +12,7 @@
 import http from 'node:http';
 import net from 'node:net';
 import t from 'tap';
-import { readConnectHead } from '../proxy/http/connect-head.js';
+import { readConnectHead } from '../proxy/http/head.js';
 import type { AuditEvent } from '../proxy/audit.js';
 import { startInproc, type Inproc } from './harness/inproc.js';
 

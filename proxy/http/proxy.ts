@@ -16,7 +16,8 @@ import { admit } from './admit.js';
 import { handleConnect, openTunnel, type HttpTunnel, type TunnelMode } from './connect.js';
 import { checkRequestHead } from './framing.js';
 import { frontDoor } from './front.js';
-import { forwardRequest, forwardUpgrade, type ForwardDeps, type RequestAudit } from './forward.js';
+import { forwardRequest, forwardUpgrade, type Forward, type ForwardDeps, type RequestAudit } from './forward.js';
+import { plainEligible, plainExchange, type PlainDeps } from './plain.js';
 import { Registry, revokedDetail, stillAllowed, type Connection } from './registry.js';
 import { rawReply, refuseResponse } from './reply.js';
 import { hostHeaderMatches, parseAbsoluteUrl } from './target.js';
@@ -55,6 +56,31 @@ export interface ProxyServer {
   /** Stop accepting; close open tunnels and connections. */
   close(): Promise<void>;
 }
+
+/** What the checks of an absolute-form request read from it: from http.Server's request, or from head.ts. */
+interface AbsoluteRequest {
+  method: string;
+  url: string;
+  httpVersion: string;
+  rawHeaders: string[];
+  /** The Host header (one: checkRequestHead refuses two), and Upgrade. */
+  host: string | undefined;
+  upgrade?: string;
+}
+
+const absolute = (req: http.IncomingMessage): AbsoluteRequest => ({
+  method: req.method ?? '',
+  url: req.url ?? '',
+  httpVersion: req.httpVersion,
+  rawHeaders: req.rawHeaders,
+  host: req.headers.host,
+  upgrade: req.headers.upgrade,
+});
+
+const headerValue = (raw: readonly string[], name: string): string | undefined => {
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.toLowerCase() === name) return raw[i + 1];
+  return undefined;
+};
 
 /** Report an internal error of one connection and close it; the gateway keeps serving the others. */
 function internalError(report: Report, err: unknown, socket: Duplex | undefined): void {
@@ -137,38 +163,44 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
       auditRefusal(req.socket, 400, detail, method);
       return refuseResponse(res, 400, 'bad-request', detail);
     }
-    const ok = await admitAbsolute(req, client, 'request', (status, reason, detail) => refuseResponse(res, status, reason, detail));
+    const ok = await admitAbsolute(absolute(req), client, 'request', (status, reason, detail) => refuseResponse(res, status, reason, detail));
     if (!ok) return;
-    if (res.destroyed || req.socket.destroyed) return ok.a.done();
-    forwardRequest(fdeps, req, res, {
-      conn: ok.a.conn,
-      done: ok.a.done,
-      ip: ok.a.ip,
-      port: ok.t.port,
-      method,
-      path: ok.t.path,
-      headers: ok.headers,
-      audit: ok.base,
-    });
+    if (res.destroyed || req.socket.destroyed) return ok.done();
+    forwardRequest(fdeps, req, res, ok);
   }
+
+  /** The plain-HTTP forwarder of the proxy port (plain.ts), for the requests the front door reads itself. */
+  const pdeps: PlainDeps = {
+    allowlist: opts.allowlist,
+    audit,
+    idleTimeoutMs: limits.idleTimeoutMs,
+    admit: (h, client, refuse) =>
+      admitAbsolute(
+        { method: h.method, url: h.target, httpVersion: h.version, rawHeaders: h.headers, host: headerValue(h.headers, 'host') },
+        client,
+        'request',
+        refuse,
+      ),
+    next: (socket, read) => front.accept(socket, read, true),
+  };
 
   /**
    * An absolute-form request or WebSocket upgrade: URL, framing, decision + lookup, Host header. Every
    * refusal is audited and answered through `refuse`; undefined then.
    */
   async function admitAbsolute(
-    req: http.IncomingMessage,
+    req: AbsoluteRequest,
     client: string,
     via: 'request' | 'websocket',
     refuse: (status: number, reason: string, detail?: string) => void,
-  ) {
-    const method = req.method ?? '';
-    const t = parseAbsoluteUrl(req.url ?? '');
+  ): Promise<Omit<Forward, 'tls'> | undefined> {
+    const method = req.method;
+    const t = parseAbsoluteUrl(req.url);
     const bad = (detail: string, h = '', p = 0) => {
       log({ event: 'http', client, host: h, port: p, method, decision: 'deny', reason: 'bad-request', status: 400, detail });
       refuse(400, 'bad-request', detail);
     };
-    if (via === 'websocket' && String(req.headers.upgrade).toLowerCase() !== 'websocket')
+    if (via === 'websocket' && String(req.upgrade).toLowerCase() !== 'websocket')
       return void bad('only absolute-form WebSocket upgrades are proxied');
     if (!t.ok) return void bad(via === 'websocket' ? 'only absolute-form WebSocket upgrades are proxied' : t.detail);
     const head = checkRequestHead(method, req.httpVersion, req.rawHeaders, via === 'websocket');
@@ -190,31 +222,22 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
       return void refuse(a.status, a.reason, a.detail);
     }
     const base = { event: 'http', client, host: a.decision.host, port: t.port, ip: a.ip, method, rule: a.decision.rule } as const;
-    if (!hostHeaderMatches(req.headers.host, a.decision.host, t.port)) {
+    if (!hostHeaderMatches(req.host, a.decision.host, t.port)) {
       a.done();
-      log({ ...base, decision: 'deny', reason: 'host-mismatch', status: 403, detail: `Host: ${String(req.headers.host).slice(0, 255)}` });
+      log({ ...base, decision: 'deny', reason: 'host-mismatch', status: 403, detail: `Host: ${String(req.host).slice(0, 255)}` });
       return void refuse(403, 'host-mismatch', 'the Host header must name the URL host');
     }
-    return { a, t, base, headers: head.headers };
+    return { conn: a.conn, done: a.done, ip: a.ip, port: t.port, method, path: t.path, headers: head.headers, audit: base };
   }
 
   /** Absolute-form WebSocket upgrades. */
   async function onUpgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer): Promise<void> {
     const client = socket.remoteAddress ?? '';
     socket.on('error', () => socket.destroy());
-    const ok = await admitAbsolute(req, client, 'websocket', (status, reason, detail) => rawReply(socket, status, reason, detail));
+    const ok = await admitAbsolute(absolute(req), client, 'websocket', (status, reason, detail) => rawReply(socket, status, reason, detail));
     if (!ok) return;
-    if (socket.destroyed) return ok.a.done();
-    forwardUpgrade(fdeps, socket, head, {
-      conn: ok.a.conn,
-      done: ok.a.done,
-      ip: ok.a.ip,
-      port: ok.t.port,
-      method: req.method ?? '',
-      path: ok.t.path,
-      headers: ok.headers,
-      audit: ok.base,
-    });
+    if (socket.destroyed) return ok.done();
+    forwardUpgrade(fdeps, socket, head, ok);
   }
 
   /**
@@ -450,6 +473,11 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
       ([socket]) => socket,
       (socket: net.Socket, authority: string, rest: Buffer) => handleConnect(cdeps, authority, socket, rest),
     ),
+    request: (socket, head, rest) => {
+      if (!plainEligible(head)) return false;
+      plainExchange(pdeps, socket, head, rest);
+      return true;
+    },
     handOver: (socket, read) => handToHttp(server, socket, read),
     timedOut: (socket) => onClientError(Object.assign(new Error('headers timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }), socket),
   });

@@ -4,7 +4,7 @@
 // the head are tunnel data, never a second request; the headers timeout holds across a hand-over.
 import net from 'node:net';
 import t from 'tap';
-import { readConnectHead, type HeadRead } from '../proxy/http/connect-head.js';
+import { readConnectHead, type ConnectRead as HeadRead } from '../proxy/http/head.js';
 import type { AuditEvent } from '../proxy/audit.js';
 import { startInproc, type Inproc } from './harness/inproc.js';
 

@@ -1,0 +1,142 @@
+// The proxy port's request-head reader: a connection's bytes, read without http.Server. It recognises
+// one shape only, stricter than Node's parser (llhttp):
+//
+//   method SP request-target SP HTTP/1.1 CRLF      (or HTTP/1.0; method: uppercase letters)
+//   *( token ":" *( VCHAR / SP / HTAB ) CRLF )     (request-target: VCHAR)
+//   CRLF
+//
+// Anything else — lowercase, a bare LF, a tab or two spaces in the request line, a control or non-ASCII
+// byte, obs-fold, a missing or other version, the HTTP/2 preface, a head over the size limit — is
+// `other`: the connection goes to the http.Server path unchanged, which answers it exactly as before (a
+// request, a 400, a 431). Two fast paths take a head read here: a CONNECT (readConnectHead: its
+// authority, and the bytes after the head are the tunnel's) and an absolute-form plain-HTTP request
+// (plainEligible, proxy/http/plain.ts). Pure: no I/O.
+
+export type HeadRead =
+  /** Nothing decided yet: more bytes are needed (the prefix so far could still be a clean head). */
+  | { kind: 'need-more' }
+  /** Not a clean head: the http.Server path decides. */
+  | { kind: 'other' }
+  /** A complete head, and the bytes that followed it. */
+  | { kind: 'head'; head: RequestHead; rest: Buffer };
+
+export interface RequestHead {
+  method: string;
+  target: string;
+  version: '1.0' | '1.1';
+  /** name, value, name, value, … as written (values without the spaces around them), like Node's rawHeaders. */
+  headers: string[];
+}
+
+export type ConnectRead = { kind: 'need-more' } | { kind: 'other' } | { kind: 'connect'; authority: string; rest: Buffer };
+
+const VERSION = Buffer.from(' HTTP/1.', 'latin1');
+const CR = 0x0d;
+const LF = 0x0a;
+const SP = 0x20;
+const HTAB = 0x09;
+const COLON = 0x3a;
+
+/** Bytes a CONNECT authority may have here: ALPHA DIGIT . - _ : [ ] */
+const AUTHORITY = /^[A-Za-z0-9._:[\]-]+$/;
+/** tchar (RFC 9110): ALPHA DIGIT ! # $ % & ' * + - . ^ _ ` | ~ */
+const TCHAR = new Uint8Array(256);
+for (let c = 0; c < 256; c++) {
+  const ch = String.fromCharCode(c);
+  TCHAR[c] = /^[A-Za-z0-9]$/.test(ch) || "!#$%&'*+-.^_`|~".includes(ch) ? 1 : 0;
+}
+const isUpper = (c: number) => c >= 0x41 && c <= 0x5a;
+const isVchar = (c: number) => c > SP && c < 0x7f;
+
+/**
+ * Read a head from the first byte of `b` (everything received so far). `maxBytes` bounds the head
+ * (request line, headers and the empty line): a longer one is `other` (http.Server then answers 431 or
+ * 400 as before).
+ */
+export function readHead(b: Buffer, maxBytes: number): HeadRead {
+  const more = (): HeadRead => (b.length >= maxBytes ? { kind: 'other' } : { kind: 'need-more' });
+  const other: HeadRead = { kind: 'other' };
+  let i = 0;
+  while (i < b.length && isUpper(b[i]!)) i++;
+  if (i === b.length) return more();
+  if (i === 0 || b[i] !== SP) return other;
+  const method = b.toString('latin1', 0, i);
+  const targetStart = ++i;
+  while (i < b.length && isVchar(b[i]!)) i++;
+  if (i === b.length) return more();
+  if (i === targetStart || b[i] !== SP) return other;
+  const target = b.toString('latin1', targetStart, i);
+  // " HTTP/1." then 0 or 1, CR, LF
+  for (let k = 0; k < VERSION.length; k++, i++) {
+    if (i === b.length) return more();
+    if (b[i] !== VERSION[k]) return other;
+  }
+  if (i === b.length) return more();
+  const minor = b[i++];
+  if (minor !== 0x30 && minor !== 0x31) return other;
+  if (i === b.length) return more();
+  if (b[i++] !== CR) return other;
+  if (i === b.length) return more();
+  if (b[i++] !== LF) return other;
+  const headers: string[] = [];
+  // header lines, then the empty line
+  for (;;) {
+    if (i >= b.length) return more();
+    if (b[i] === CR) {
+      if (i + 1 >= b.length) return more();
+      if (b[i + 1] !== LF) return other;
+      const end = i + 2;
+      if (end > maxBytes) return other;
+      return { kind: 'head', head: { method, target, version: minor === 0x31 ? '1.1' : '1.0', headers }, rest: b.subarray(end) };
+    }
+    const nameStart = i;
+    while (i < b.length && TCHAR[b[i]!]) i++;
+    if (i === b.length) return more();
+    if (i === nameStart || b[i] !== COLON) return other;
+    const nameEnd = i++;
+    let valueStart = -1;
+    let valueEnd = i;
+    for (;;) {
+      if (i >= b.length) return more();
+      const c = b[i]!;
+      if (c === CR) break;
+      if (c === HTAB || c === SP) {
+        i++;
+        continue;
+      }
+      if (!isVchar(c)) return other; // bare LF, NUL, other control bytes, DEL, non-ASCII
+      if (valueStart < 0) valueStart = i;
+      valueEnd = ++i;
+    }
+    if (i + 1 >= b.length) return more();
+    if (b[i + 1] !== LF) return other;
+    headers.push(b.toString('latin1', nameStart, nameEnd), valueStart < 0 ? '' : b.toString('latin1', valueStart, valueEnd));
+    i += 2;
+    // obs-fold (a line starting with SP or HTAB) is not a header name: `other` at the next turn
+  }
+}
+
+/** Is `headers` (raw pairs) free of any header named `names` (lowercase), in any case? */
+export function lacksHeaders(headers: readonly string[], names: ReadonlySet<string>): boolean {
+  for (let i = 0; i < headers.length; i += 2) if (names.has(headers[i]!.toLowerCase())) return false;
+  return true;
+}
+
+const BODY_FRAMING = new Set(['content-length', 'transfer-encoding']);
+
+/**
+ * The CONNECT fast path: a clean head whose method is CONNECT, whose target is an authority's bytes
+ * (parseAuthority decides the rest) and that frames no body. The bytes after it are the tunnel's first
+ * client bytes, never a second request.
+ */
+export function readConnectHead(b: Buffer, maxBytes: number): ConnectRead {
+  const r = readHead(b, maxBytes);
+  if (r.kind !== 'head') return r;
+  const authority = connectAuthority(r.head);
+  return authority === undefined ? { kind: 'other' } : { kind: 'connect', authority, rest: r.rest };
+}
+
+/** A head's CONNECT authority, when it is a clean CONNECT head (readConnectHead). */
+export function connectAuthority(h: RequestHead): string | undefined {
+  return h.method === 'CONNECT' && AUTHORITY.test(h.target) && lacksHeaders(h.headers, BODY_FRAMING) ? h.target : undefined;
+}

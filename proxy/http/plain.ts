@@ -1,0 +1,334 @@
+// Plain HTTP on the proxy port without node:http: an absolute-form request whose head the front door
+// read cleanly (head.ts) is admitted, written to the origin as a new head (the checked header list,
+// framing as checked: a Content-Length body counted byte for byte), and the origin's answer is read
+// (response-head.ts, chunked.ts) and checked before any of it reaches the client. One request at a
+// time per client connection; the next head goes back to the front door, which reads it the same way
+// or hands the connection to http.Server (anything this path does not take: HTTP/1.0, chunked or
+// Expect requests, upgrades, a head it does not read cleanly).
+//
+// The origin connection belongs to the client connection: it is kept for that client's next request to
+// the same address and closed with it, never shared between clients.
+import net from 'node:net';
+import http from 'node:http';
+import type { Allowlist } from '../policy/allowlist.js';
+import type { Audit } from '../audit.js';
+import type { RevokeReason } from '../reasons.js';
+import { revokedRefusal } from './admit.js';
+import { ChunkedBody } from './chunked.js';
+import { checkResponseHead } from './framing.js';
+import type { Forward, RequestAudit } from './forward.js';
+import { lacksHeaders, type RequestHead } from './head.js';
+import { stillAllowed } from './registry.js';
+import { lingerClose, rawReply } from './reply.js';
+import { readResponseHead, responseFraming, type BodyFraming } from './response-head.js';
+
+/** Requests this path leaves to http.Server: they need its handling of a body coding, 100-continue or an upgrade. */
+const NOT_HERE = new Set(['transfer-encoding', 'expect', 'upgrade']);
+
+/** Does this path take the request? HTTP/1.1, absolute-form http://, no chunked body, no Expect, no upgrade. */
+export function plainEligible(h: RequestHead): boolean {
+  return h.version === '1.1' && h.method !== 'CONNECT' && h.target.startsWith('http://') && lacksHeaders(h.headers, NOT_HERE);
+}
+
+/** The longest origin response head read (Node's client default, which the forwarder before this one had). */
+const MAX_RESPONSE_HEAD = http.maxHeaderSize;
+/** Methods whose request is sent again when a kept origin connection turns out closed (RFC 9110 9.2.2: safe). */
+const RETRY = new Set(['GET', 'HEAD', 'OPTIONS']);
+/** Client bytes held while a request is in flight (a pipelined next request); past this, reading pauses. */
+const MAX_HELD = 64 * 1024;
+
+export interface PlainDeps {
+  allowlist: () => Allowlist;
+  audit: Audit;
+  idleTimeoutMs: number;
+  /** The checks of an absolute-form request (URL, framing, decision + lookup, Host); undefined once refused through `refuse`. */
+  admit(
+    h: RequestHead,
+    client: string,
+    refuse: (status: number, reason: string, detail?: string) => void,
+  ): Promise<Omit<Forward, 'tls'> | undefined>;
+  /** The exchange is over and the connection stays open: the front door reads what comes next. */
+  next(socket: net.Socket, read: Buffer): void;
+}
+
+/** The origin connection a client connection keeps between its requests. */
+interface Kept {
+  key: string;
+  up: net.Socket;
+}
+/** Client connections this path has served, and the origin connection each keeps (null: none now). */
+const kept = new WeakMap<net.Socket, Kept | null>();
+
+/** The first request of a client connection here: its idle limit, and its kept origin connection closes with it. */
+function adopt(socket: net.Socket, idleTimeoutMs: number): void {
+  if (kept.has(socket)) return;
+  kept.set(socket, null);
+  socket.once('close', () => kept.get(socket)?.up.destroy());
+  socket.setTimeout(idleTimeoutMs, () => socket.destroy());
+}
+
+/** The kept origin connection to ip:port, taken (undefined if there is none usable); any other is closed. */
+function takeKept(socket: net.Socket, ip: string, port: number): net.Socket | undefined {
+  const k = kept.get(socket);
+  kept.set(socket, null);
+  if (!k) return undefined;
+  if (k.key === `${ip}:${port}` && !k.up.destroyed && !k.up.readableEnded) {
+    k.up.removeAllListeners();
+    return k.up;
+  }
+  k.up.destroy();
+  return undefined;
+}
+
+function keep(socket: net.Socket, up: net.Socket, ip: string, port: number): void {
+  up.removeAllListeners();
+  up.setTimeout(0);
+  // Idle: anything from the origin now (bytes, a FIN, an error) ends this connection.
+  const drop = () => up.destroy();
+  up.on('error', drop);
+  up.on('data', drop);
+  up.on('end', drop);
+  kept.set(socket, { key: `${ip}:${port}`, up });
+}
+
+const contentLength = (headers: readonly string[]): number => {
+  for (let i = 0; i < headers.length; i += 2) if (headers[i]!.toLowerCase() === 'content-length') return Number(headers[i + 1]);
+  return 0;
+};
+const wantsClose = (headers: readonly string[]): boolean => {
+  for (let i = 0; i < headers.length; i += 2)
+    if (headers[i]!.toLowerCase() === 'connection' && headers[i + 1]!.split(',').some((t) => t.trim().toLowerCase() === 'close')) return true;
+  return false;
+};
+
+/** One request of a client connection, from its head to the end of its answer. */
+export function plainExchange(d: PlainDeps, socket: net.Socket, h: RequestHead, rest: Buffer): void {
+  const client = socket.remoteAddress ?? '';
+  /** Client bytes read and not yet used: the rest of the body, then what follows the request. */
+  let held = rest;
+  const bodyLength = contentLength(h.headers);
+  let bodyLeft = bodyLength;
+  let up: net.Socket | undefined;
+  let f: Omit<Forward, 'tls'> | undefined;
+  let over = false;
+  let answered = false;
+  let status = 0;
+  let closeClient = wantsClose(h.headers);
+  /** The client left (FIN or reset) before its answer was complete. */
+  let gone = false;
+  adopt(socket, d.idleTimeoutMs);
+
+  const onData = (chunk: Buffer) => {
+    if (up && bodyLeft > 0 && held.length === 0) {
+      const n = Math.min(bodyLeft, chunk.length);
+      bodyLeft -= n;
+      if (!up.write(n === chunk.length ? chunk : chunk.subarray(0, n))) pauseFor(up);
+      if (n === chunk.length) return;
+      chunk = chunk.subarray(n);
+    }
+    held = held.length ? Buffer.concat([held, chunk]) : chunk;
+    if (held.length > MAX_HELD) socket.pause();
+  };
+  /** The client stopped (FIN, reset): it gave up on this request, whose origin side is dropped. */
+  const onGone = () => {
+    if (gone || over) return;
+    gone = true;
+    up?.destroy();
+    socket.destroy();
+    // While the request is admitted, its line is written once admission is over.
+    if (f) end(clientLeft());
+  };
+  const clientLeft = () =>
+    answered
+      ? ({ decision: 'allow', reason: 'allowed' } as const)
+      : ({ decision: 'allow', reason: 'allowed', detail: 'the client closed before the upstream answered' } as const);
+  const pauseFor = (w: net.Socket) => {
+    socket.pause();
+    w.once('drain', () => socket.resume());
+  };
+  socket.on('data', onData);
+  socket.on('end', onGone);
+  socket.on('close', onGone);
+
+  /** The audit line, once; the connection leaves the registry. */
+  const end = (o: Pick<RequestAudit, 'decision' | 'reason' | 'detail'>) => {
+    if (over || !f) return;
+    over = true;
+    f.done();
+    d.audit.write({ ...f.audit, ...o, ...(answered ? { status } : {}) });
+  };
+  /** Anything wrong after admission: a refusal if nothing was answered yet, else the client connection closes. */
+  const fail = (st: number, reason: 'upstream-error' | RevokeReason, detail: string) => {
+    if (over) return;
+    up?.destroy();
+    const o = { decision: reason === 'upstream-error' ? ('error' as const) : ('deny' as const), reason, detail };
+    if (!answered) {
+      answered = true;
+      status = st;
+      end(o);
+      stopListening();
+      rawReply(socket, st, reason, detail);
+    } else {
+      end(o);
+      socket.destroy();
+    }
+  };
+  const stopListening = () => {
+    socket.removeListener('data', onData);
+    socket.removeListener('end', onGone);
+    socket.removeListener('close', onGone);
+  };
+
+  void d
+    .admit(h, client, (st, reason, detail) => {
+      over = true;
+      stopListening();
+      rawReply(socket, st, reason, detail);
+    })
+    .then((admitted) => {
+      if (!admitted) return;
+      f = admitted;
+      if (gone) return end(clientLeft());
+      send(admitted, false);
+    });
+
+  /** Write the request to the origin (a kept connection to it unless `fresh`), and read its answer. */
+  function send(f: Omit<Forward, 'tls'>, fresh: boolean) {
+    const revoked = () => {
+      const r = revokedRefusal(f.conn);
+      fail(r.status, r.reason as RevokeReason, r.detail ?? '');
+    };
+    f.conn.onClose = revoked;
+    const reused = fresh ? undefined : takeKept(socket, f.ip, f.port);
+    const u = reused ?? net.connect({ host: f.ip, port: f.port, noDelay: true });
+    up = u;
+    let text = `${f.method} ${f.path} HTTP/1.1\r\n`;
+    for (let i = 0; i < f.headers.length; i += 2) text += `${f.headers[i]}: ${f.headers[i + 1]}\r\n`;
+    text += '\r\n';
+    const first = held.subarray(0, Math.min(bodyLeft, held.length));
+    held = held.subarray(first.length);
+    bodyLeft -= first.length;
+    u.cork();
+    u.write(text, 'latin1');
+    if (first.length) u.write(first);
+    u.uncork();
+    if (socket.isPaused() && held.length <= MAX_HELD) socket.resume();
+
+    let head: Buffer | undefined;
+    let framing: BodyFraming | undefined;
+    let chunked: ChunkedBody | undefined;
+    let left = 0;
+    let reusable = false;
+    u.setTimeout(d.idleTimeoutMs, () =>
+      answered ? fail(502, 'upstream-error', 'no data from the upstream') : fail(504, 'upstream-error', `no answer from the upstream for ${d.idleTimeoutMs} ms`),
+    );
+    /**
+     * The origin connection failed. A kept one that fails before any answer (the origin closed it while
+     * it was idle) is tried once more on a new connection, for a request with no body whose method is safe.
+     */
+    const broke = (detail: string) => {
+      if (over) return;
+      if (reused && !head && !framing && bodyLength === 0 && RETRY.has(f.method)) {
+        u.removeAllListeners();
+        u.on('error', () => undefined);
+        u.destroy();
+        return send(f, true);
+      }
+      fail(502, 'upstream-error', detail);
+    };
+    u.on('error', (err) => broke(err.message));
+    u.on('close', () => broke(framing ? 'the upstream closed in the middle of its answer' : 'the upstream closed before answering'));
+    u.on('end', () => {
+      if (framing?.kind === 'close') return finish();
+      broke(framing ? 'the upstream closed in the middle of its answer' : 'the upstream closed before answering');
+    });
+    u.on('data', (chunk: Buffer) => {
+      if (over) return;
+      if (framing) return body(chunk);
+      head = head ? Buffer.concat([head, chunk]) : chunk;
+      for (;;) {
+        const r = readResponseHead(head, MAX_RESPONSE_HEAD);
+        if (r.kind === 'need-more') return;
+        if (r.kind === 'bad') return fail(502, 'upstream-error', r.detail);
+        const st = r.head.status;
+        // An interim answer (100 Continue, 103 Early Hints) is not passed on; the final one follows.
+        if (st >= 100 && st < 200 && st !== 101) {
+          head = r.rest;
+          continue;
+        }
+        if (!stillAllowed(f.conn, d.allowlist)) return revoked();
+        const checked = checkResponseHead(st, r.head.reason, r.head.headers, false);
+        if (!checked.ok) return fail(502, 'upstream-error', checked.detail);
+        const fr = responseFraming(f.method, r.head);
+        if (!fr.ok) return fail(502, 'upstream-error', fr.detail);
+        framing = fr.framing;
+        reusable = fr.reusable;
+        // Framed by the origin's close, or answered before the whole request body was sent: the client
+        // connection carries nothing more.
+        if (framing.kind === 'close' || bodyLeft > 0) closeClient = true;
+        let out = `HTTP/1.1 ${st} ${r.head.reason}\r\n`;
+        for (let i = 0; i < checked.headers.length; i += 2) out += `${checked.headers[i]}: ${checked.headers[i + 1]}\r\n`;
+        if (framing.kind === 'chunked') {
+          chunked = new ChunkedBody();
+          out += 'Transfer-Encoding: chunked\r\n';
+        }
+        if (framing.kind === 'length') left = framing.length;
+        if (closeClient) out += 'Connection: close\r\n';
+        out += '\r\n';
+        answered = true;
+        status = st;
+        head = undefined;
+        if (framing.kind === 'none' || (framing.kind === 'length' && left === 0)) {
+          socket.write(out, 'latin1');
+          if (r.rest.length) reusable = false;
+          return finish();
+        }
+        socket.cork();
+        socket.write(out, 'latin1');
+        if (r.rest.length) body(r.rest);
+        socket.uncork();
+        return;
+      }
+    });
+
+    // A kept connection may have been paused by the client's backpressure when its last answer ended.
+    u.resume();
+
+    /** Body bytes of the answer: passed on as they came, up to where the answer ends. */
+    function body(chunk: Buffer): void {
+      let endAt = -1;
+      if (framing!.kind === 'length') {
+        if (chunk.length >= left) endAt = left;
+        else left -= chunk.length;
+      } else if (framing!.kind === 'chunked') {
+        const r = chunked!.feed(chunk);
+        if (typeof r === 'string') return fail(502, 'upstream-error', `upstream ${r}`);
+        endAt = r;
+      }
+      const pass = endAt < 0 ? chunk : chunk.subarray(0, endAt);
+      if (pass.length && !socket.write(pass)) {
+        u.pause();
+        socket.once('drain', () => u.resume());
+      }
+      if (endAt >= 0) {
+        // Bytes after the end of the answer: an origin that cannot be trusted with another request.
+        if (endAt < chunk.length) reusable = false;
+        finish();
+      }
+    }
+
+    /** The answer is complete. */
+    function finish(): void {
+      if (over) return;
+      end({ decision: 'allow', reason: 'allowed' });
+      stopListening();
+      // The origin answered before it read the whole request body: its connection carries nothing more.
+      if (bodyLeft > 0) reusable = false;
+      if (reusable) keep(socket, u, f.ip, f.port);
+      else u.destroy();
+      if (closeClient) return lingerClose(socket);
+      if (socket.isPaused()) socket.resume();
+      d.next(socket, held);
+    }
+  }
+}
