@@ -1,7 +1,9 @@
 // Where a chunked body ends (RFC 9112 7.1), read as it streams past: the plain-HTTP forwarder passes
 // the origin's chunks on as they came and needs to know only where the message ends and that it is
-// well formed. Strict: a chunk size of hex digits (at most 12), an extension or trailer line of
-// visible bytes, CRLF everywhere; anything else is the origin's error. Pure: no I/O.
+// well formed, since it passes them on. Strict: a chunk size of hex digits (at most 12), extensions
+// `;name[=token or quoted-string]` (RFC 9112 7.1.1), trailer lines `name: value`, CRLF everywhere;
+// anything else is the origin's error (ATTACK9: extensions and trailers were taken as any visible
+// bytes, and passed on). Pure: no I/O.
 
 // States
 const SizeStart = 0;
@@ -17,6 +19,14 @@ const TrailerLf = 9;
 const EndLf = 10;
 const Done = 11;
 
+const TOKEN = "[!#$%&'*+.^_`|~0-9A-Za-z-]+";
+const QUOTED = '"(?:[\\t \\x21\\x23-\\x5b\\x5d-\\x7e\\x80-\\xff]|\\\\[\\t \\x21-\\x7e\\x80-\\xff])*"';
+const EXT = `[ \\t]*;[ \\t]*${TOKEN}(?:[ \\t]*=[ \\t]*(?:${TOKEN}|${QUOTED}))?`;
+/** What may follow a chunk size before its CRLF (when anything does): one or more extensions. */
+const EXTENSIONS = new RegExp(`^(?:${EXT})+$`);
+const TRAILER = new RegExp(`^${TOKEN}:[\\t \\x21-\\x7e\\x80-\\xff]*$`);
+/** The longest extension text of one chunk, and trailer section, read. */
+const MAX_LINE = 4096;
 const CR = 0x0d;
 const LF = 0x0a;
 const MAX_SIZE_DIGITS = 12;
@@ -35,6 +45,9 @@ export class ChunkedBody {
   private size = 0;
   private digits = 0;
   private left = 0;
+  /** The extension text of this chunk, or the trailer line, read so far. */
+  private line = '';
+  private trailerBytes = 0;
 
   /**
    * Read `b` from `from`. Returns the index just past the body's last byte when it ends in `b`, -1 when
@@ -54,14 +67,19 @@ export class ChunkedBody {
             this.s = Size;
           } else if (this.s === SizeStart) return 'malformed chunk size';
           else if (c === CR) this.s = SizeLf;
-          else if (c === 0x3b || c === 0x20 || c === 0x09) this.s = Ext;
-          else return 'malformed chunk size';
+          else if (c === 0x3b || c === 0x20 || c === 0x09) {
+            this.s = Ext;
+            this.line = String.fromCharCode(c);
+          } else return 'malformed chunk size';
           i++;
           break;
         }
         case Ext:
-          if (c === CR) this.s = SizeLf;
-          else if (!text(c)) return 'malformed chunk extension';
+          if (c === CR) {
+            if (!EXTENSIONS.test(this.line)) return 'malformed chunk extension';
+            this.s = SizeLf;
+          } else if (!text(c) || this.line.length >= MAX_LINE) return 'malformed chunk extension';
+          else this.line += String.fromCharCode(c);
           i++;
           break;
         case SizeLf:
@@ -93,13 +111,19 @@ export class ChunkedBody {
           i++;
           break;
         case TrailerStart:
-          this.s = c === CR ? EndLf : Trailer;
-          if (c !== CR && !text(c)) return 'malformed trailer';
-          i++;
+          // an empty line ends the trailer section; anything else starts a trailer line (read below)
+          this.line = '';
+          if (c === CR) {
+            this.s = EndLf;
+            i++;
+          } else this.s = Trailer;
           break;
         case Trailer:
-          if (c === CR) this.s = TrailerLf;
-          else if (!text(c)) return 'malformed trailer';
+          if (c === CR) {
+            if (!TRAILER.test(this.line)) return 'malformed trailer';
+            this.s = TrailerLf;
+          } else if (!text(c) || ++this.trailerBytes > MAX_LINE) return 'malformed trailer';
+          else this.line += String.fromCharCode(c);
           i++;
           break;
         case TrailerLf:

@@ -39,8 +39,8 @@ const COLON = 0x3a;
 
 /** Bytes a CONNECT authority may have here: ALPHA DIGIT . - _ : [ ] */
 const AUTHORITY = /^[A-Za-z0-9._:[\]-]+$/;
-/** tchar (RFC 9110): ALPHA DIGIT ! # $ % & ' * + - . ^ _ ` | ~ */
-const TCHAR = new Uint8Array(256);
+/** tchar (RFC 9110): ALPHA DIGIT ! # $ % & ' * + - . ^ _ ` | ~ (1 for each such byte). */
+export const TCHAR = new Uint8Array(256);
 for (let c = 0; c < 256; c++) {
   const ch = String.fromCharCode(c);
   TCHAR[c] = /^[A-Za-z0-9]$/.test(ch) || "!#$%&'*+-.^_`|~".includes(ch) ? 1 : 0;

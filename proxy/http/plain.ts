@@ -58,6 +58,8 @@ interface Kept {
 }
 /** Client connections this path has served, and the origin connection each keeps (null: none now). */
 const kept = new WeakMap<net.Socket, Kept | null>();
+/** Sockets a 'drain' listener waits on (waitForDrain). */
+const draining = new WeakSet<net.Socket>();
 
 /** The first request of a client connection here: its idle limit, and its kept origin connection closes with it. */
 function adopt(socket: net.Socket, idleTimeoutMs: number): void {
@@ -67,28 +69,48 @@ function adopt(socket: net.Socket, idleTimeoutMs: number): void {
   socket.setTimeout(idleTimeoutMs, () => socket.destroy());
 }
 
-/** The kept origin connection to ip:port, taken (undefined if there is none usable); any other is closed. */
-function takeKept(socket: net.Socket, ip: string, port: number): net.Socket | undefined {
+/**
+ * What a kept origin connection may be used again for: the same host at the same address. Not another
+ * host served there: bytes an origin sends unasked, still unread when the next request goes out, would
+ * be read as the answer to it.
+ */
+const keyOf = (f: Omit<Forward, 'tls'>) => `${f.audit.host} ${f.ip}:${f.port}`;
+
+/** The kept origin connection for `key`, taken (undefined if there is none usable); any other is closed. */
+function takeKept(socket: net.Socket, key: string): net.Socket | undefined {
   const k = kept.get(socket);
   kept.set(socket, null);
   if (!k) return undefined;
-  if (k.key === `${ip}:${port}` && !k.up.destroyed && !k.up.readableEnded) {
+  if (k.key === key && !k.up.destroyed && !k.up.readableEnded) {
     k.up.removeAllListeners();
+    draining.delete(k.up);
     return k.up;
   }
   k.up.destroy();
   return undefined;
 }
 
-function keep(socket: net.Socket, up: net.Socket, ip: string, port: number): void {
+function keep(socket: net.Socket, up: net.Socket, key: string): void {
   up.removeAllListeners();
+  draining.delete(up);
   up.setTimeout(0);
   // Idle: anything from the origin now (bytes, a FIN, an error) ends this connection.
   const drop = () => up.destroy();
   up.on('error', drop);
   up.on('data', drop);
   up.on('end', drop);
-  kept.set(socket, { key: `${ip}:${port}`, up });
+  kept.set(socket, { key, up });
+}
+
+/** `to` has more buffered than it should: `from` stops until it drains (one wait at a time per pair). */
+function waitForDrain(to: net.Socket, from: net.Socket): void {
+  from.pause();
+  if (draining.has(to)) return;
+  draining.add(to);
+  to.once('drain', () => {
+    draining.delete(to);
+    from.resume();
+  });
 }
 
 const contentLength = (headers: readonly string[]): number => {
@@ -97,7 +119,8 @@ const contentLength = (headers: readonly string[]): number => {
 };
 const wantsClose = (headers: readonly string[]): boolean => {
   for (let i = 0; i < headers.length; i += 2)
-    if (headers[i]!.toLowerCase() === 'connection' && headers[i + 1]!.split(',').some((t) => t.trim().toLowerCase() === 'close')) return true;
+    if (headers[i]!.toLowerCase() === 'connection' && headers[i + 1]!.split(',').some((t) => t.trim().toLowerCase() === 'close'))
+      return true;
   return false;
 };
 
@@ -122,7 +145,7 @@ export function plainExchange(d: PlainDeps, socket: net.Socket, h: RequestHead, 
     if (up && bodyLeft > 0 && held.length === 0) {
       const n = Math.min(bodyLeft, chunk.length);
       bodyLeft -= n;
-      if (!up.write(n === chunk.length ? chunk : chunk.subarray(0, n))) pauseFor(up);
+      if (!up.write(n === chunk.length ? chunk : chunk.subarray(0, n))) waitForDrain(up, socket);
       if (n === chunk.length) return;
       chunk = chunk.subarray(n);
     }
@@ -142,10 +165,7 @@ export function plainExchange(d: PlainDeps, socket: net.Socket, h: RequestHead, 
     answered
       ? ({ decision: 'allow', reason: 'allowed' } as const)
       : ({ decision: 'allow', reason: 'allowed', detail: 'the client closed before the upstream answered' } as const);
-  const pauseFor = (w: net.Socket) => {
-    socket.pause();
-    w.once('drain', () => socket.resume());
-  };
+
   socket.on('data', onData);
   socket.on('end', onGone);
   socket.on('close', onGone);
@@ -199,7 +219,7 @@ export function plainExchange(d: PlainDeps, socket: net.Socket, h: RequestHead, 
       fail(r.status, r.reason as RevokeReason, r.detail ?? '');
     };
     f.conn.onClose = revoked;
-    const reused = fresh ? undefined : takeKept(socket, f.ip, f.port);
+    const reused = fresh ? undefined : takeKept(socket, keyOf(f));
     const u = reused ?? net.connect({ host: f.ip, port: f.port, noDelay: true });
     up = u;
     let text = `${f.method} ${f.path} HTTP/1.1\r\n`;
@@ -220,7 +240,9 @@ export function plainExchange(d: PlainDeps, socket: net.Socket, h: RequestHead, 
     let left = 0;
     let reusable = false;
     u.setTimeout(d.idleTimeoutMs, () =>
-      answered ? fail(502, 'upstream-error', 'no data from the upstream') : fail(504, 'upstream-error', `no answer from the upstream for ${d.idleTimeoutMs} ms`),
+      answered
+        ? fail(502, 'upstream-error', 'no data from the upstream')
+        : fail(504, 'upstream-error', `no answer from the upstream for ${d.idleTimeoutMs} ms`),
     );
     /**
      * The origin connection failed. A kept one that fails before any answer (the origin closed it while
@@ -306,10 +328,7 @@ export function plainExchange(d: PlainDeps, socket: net.Socket, h: RequestHead, 
         endAt = r;
       }
       const pass = endAt < 0 ? chunk : chunk.subarray(0, endAt);
-      if (pass.length && !socket.write(pass)) {
-        u.pause();
-        socket.once('drain', () => u.resume());
-      }
+      if (pass.length && !socket.write(pass)) waitForDrain(socket, u);
       if (endAt >= 0) {
         // Bytes after the end of the answer: an origin that cannot be trusted with another request.
         if (endAt < chunk.length) reusable = false;
@@ -324,11 +343,18 @@ export function plainExchange(d: PlainDeps, socket: net.Socket, h: RequestHead, 
       stopListening();
       // The origin answered before it read the whole request body: its connection carries nothing more.
       if (bodyLeft > 0) reusable = false;
-      if (reusable) keep(socket, u, f.ip, f.port);
+      if (reusable) keep(socket, u, keyOf(f));
       else u.destroy();
       if (closeClient) return lingerClose(socket);
-      if (socket.isPaused()) socket.resume();
-      d.next(socket, held);
+      const next = () => {
+        if (socket.isPaused()) socket.resume();
+        d.next(socket, held);
+      };
+      // The client has not read this answer yet: its next request waits until it has (ATTACK9: a client
+      // that never reads would otherwise have answer after answer held for it).
+      if (!socket.writableNeedDrain) return next();
+      socket.pause();
+      socket.once('drain', next);
     }
   }
 }

@@ -163,7 +163,9 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
       auditRefusal(req.socket, 400, detail, method);
       return refuseResponse(res, 400, 'bad-request', detail);
     }
-    const ok = await admitAbsolute(absolute(req), client, 'request', (status, reason, detail) => refuseResponse(res, status, reason, detail));
+    const ok = await admitAbsolute(absolute(req), client, 'request', (status, reason, detail) =>
+      refuseResponse(res, status, reason, detail),
+    );
     if (!ok) return;
     if (res.destroyed || req.socket.destroyed) return ok.done();
     forwardRequest(fdeps, req, res, ok);
@@ -234,7 +236,9 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
   async function onUpgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer): Promise<void> {
     const client = socket.remoteAddress ?? '';
     socket.on('error', () => socket.destroy());
-    const ok = await admitAbsolute(absolute(req), client, 'websocket', (status, reason, detail) => rawReply(socket, status, reason, detail));
+    const ok = await admitAbsolute(absolute(req), client, 'websocket', (status, reason, detail) =>
+      rawReply(socket, status, reason, detail),
+    );
     if (!ok) return;
     if (socket.destroyed) return ok.done();
     forwardUpgrade(fdeps, socket, head, ok);

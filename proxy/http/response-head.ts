@@ -5,6 +5,7 @@
 //   HTTP/1.1 SP 3DIGIT [ SP reason ] CRLF          (or HTTP/1.0; reason: HTAB, SP, VCHAR, obs-text)
 //   *( token ":" *( HTAB / SP / VCHAR / obs-text ) CRLF )
 //   CRLF
+import { TCHAR } from './head.js';
 
 export interface ResponseHead {
   version: '1.0' | '1.1';
@@ -14,10 +15,7 @@ export interface ResponseHead {
   headers: string[];
 }
 
-export type ResponseRead =
-  | { kind: 'need-more' }
-  | { kind: 'bad'; detail: string }
-  | { kind: 'head'; head: ResponseHead; rest: Buffer };
+export type ResponseRead = { kind: 'need-more' } | { kind: 'bad'; detail: string } | { kind: 'head'; head: ResponseHead; rest: Buffer };
 
 /** Where the body after a response head ends. */
 export type BodyFraming =
@@ -33,17 +31,13 @@ const LF = 0x0a;
 const SP = 0x20;
 const HTAB = 0x09;
 const COLON = 0x3a;
-const TCHAR = new Uint8Array(256);
-for (let c = 0; c < 256; c++) {
-  const ch = String.fromCharCode(c);
-  TCHAR[c] = /^[A-Za-z0-9]$/.test(ch) || "!#$%&'*+-.^_`|~".includes(ch) ? 1 : 0;
-}
 /** HTAB, SP, VCHAR, obs-text: what a reason phrase or a field value may have. */
 const text = (c: number) => c === HTAB || (c >= SP && c !== 0x7f);
 const digit = (c: number) => c >= 0x30 && c <= 0x39;
 
 export function readResponseHead(b: Buffer, maxBytes: number): ResponseRead {
-  const more = (): ResponseRead => (b.length >= maxBytes ? { kind: 'bad', detail: 'upstream response head too large' } : { kind: 'need-more' });
+  const more = (): ResponseRead =>
+    b.length >= maxBytes ? { kind: 'bad', detail: 'upstream response head too large' } : { kind: 'need-more' };
   const bad = (detail: string): ResponseRead => ({ kind: 'bad', detail });
   let i = 0;
   for (; i < PREFIX.length; i++) {
@@ -124,7 +118,8 @@ export function responseFraming(
     else if (name === 'connection' && value.split(',').some((t) => t.trim().toLowerCase() === 'close')) close = true;
   }
   if (lengths.length > 1) return { ok: false, detail: 'more than one Content-Length in the upstream answer' };
-  if (lengths.length === 1 && !CONTENT_LENGTH.test(lengths[0]!)) return { ok: false, detail: 'malformed Content-Length in the upstream answer' };
+  if (lengths.length === 1 && !CONTENT_LENGTH.test(lengths[0]!))
+    return { ok: false, detail: 'malformed Content-Length in the upstream answer' };
   if (codings.length > 1 || (codings.length === 1 && (codings[0]!.toLowerCase() !== 'chunked' || head.version !== '1.1')))
     return { ok: false, detail: 'an upstream Transfer-Encoding other than chunked' };
   if (codings.length && lengths.length) return { ok: false, detail: 'both Content-Length and Transfer-Encoding in the upstream answer' };
