@@ -442,3 +442,39 @@ t.test('a later request this path does not take goes to http.Server on the same 
   const bad = await session([get('/new'), 'GET http://raw.test/ HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n'], { gapMs: 100 });
   t.same(statuses(bad.reply), [200, 400]);
 });
+
+t.test('an origin address that never completes the handshake: 504 after connectTimeoutMs', async (t) => {
+  // A listener that never accepts, its queue filled: the kernel drops further SYNs (127.0.0.1 only).
+  const { spawn } = await import('node:child_process');
+  const py = spawn('python3', [
+    '-c',
+    'import socket,sys,time\ns=socket.socket()\ns.bind(("127.0.0.1",0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(30)',
+  ]);
+  t.teardown(() => py.kill('SIGKILL'));
+  const port = await new Promise<number>((r) => py.stdout.once('data', (d: Buffer) => r(Number(d.toString().trim()))));
+  const fillers: net.Socket[] = [];
+  for (let i = 0; i < 4; i++) fillers.push(net.connect(port, '127.0.0.1').on('error', () => undefined));
+  t.teardown(() => fillers.forEach((s) => s.destroy()));
+  await new Promise((r) => setTimeout(r, 300));
+  const h = await startInproc({
+    zone: { 'slow.test': { a: ['127.0.0.1'] } },
+    rules: [`slow.test:${port}`],
+    limits: { connectTimeoutMs: 500 },
+  });
+  t.teardown(() => h.close());
+  const started = Date.now();
+  const reply = await new Promise<string>((resolve) => {
+    const s = net.connect(h.proxy.address.port, '127.0.0.1');
+    let got = '';
+    s.on('data', (d: Buffer) => (got += d.toString('latin1')));
+    s.on('close', () => resolve(got));
+    s.on('error', () => undefined);
+    s.write(`GET http://slow.test:${port}/ HTTP/1.1\r\nHost: slow.test:${port}\r\n\r\n`);
+    setTimeout(() => s.destroy(), 5_000);
+  });
+  t.match(reply, /^HTTP\/1\.1 504 [^]*connect timeout after 500 ms/);
+  t.ok(Date.now() - started < 3_000, 'given up on after the connect timeout, not the idle timeout');
+  t.match(h.audit.events, [
+    { event: 'http', decision: 'error', reason: 'upstream-error', status: 504, detail: 'connect timeout after 500 ms' },
+  ]);
+});

@@ -41,6 +41,7 @@ export interface PlainDeps {
   allowlist: () => Allowlist;
   audit: Audit;
   idleTimeoutMs: number;
+  connectTimeoutMs: number;
   /** The checks of an absolute-form request (URL, framing, decision + lookup, Host); undefined once refused through `refuse`. */
   admit(
     h: RequestHead,
@@ -210,6 +211,15 @@ export function plainExchange(d: PlainDeps, socket: net.Socket, h: RequestHead, 
       f = admitted;
       if (gone) return end(clientLeft());
       send(admitted, false);
+    })
+    .catch((err: unknown) => {
+      // An internal error: the connection leaves the registry, the last resort reports it and closes the client.
+      if (f && !over) {
+        over = true;
+        f.done();
+      }
+      up?.destroy();
+      throw err;
     });
 
   /** Write the request to the origin (a kept connection to it unless `fresh`), and read its answer. */
@@ -239,11 +249,16 @@ export function plainExchange(d: PlainDeps, socket: net.Socket, h: RequestHead, 
     let chunked: ChunkedBody | undefined;
     let left = 0;
     let reusable = false;
-    u.setTimeout(d.idleTimeoutMs, () =>
+    const idle = () =>
       answered
         ? fail(502, 'upstream-error', 'no data from the upstream')
-        : fail(504, 'upstream-error', `no answer from the upstream for ${d.idleTimeoutMs} ms`),
-    );
+        : fail(504, 'upstream-error', `no answer from the upstream for ${d.idleTimeoutMs} ms`);
+    if (reused) u.setTimeout(d.idleTimeoutMs, idle);
+    else {
+      // As a tunnel's: an address that never answers the handshake is given up on after connectTimeoutMs.
+      u.setTimeout(d.connectTimeoutMs, () => fail(504, 'upstream-error', `connect timeout after ${d.connectTimeoutMs} ms`));
+      u.once('connect', () => u.setTimeout(d.idleTimeoutMs, idle));
+    }
     /**
      * The origin connection failed. A kept one that fails before any answer (the origin closed it while
      * it was idle) is tried once more on a new connection, for a request with no body whose method is safe.

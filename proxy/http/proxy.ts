@@ -176,6 +176,7 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
     allowlist: opts.allowlist,
     audit,
     idleTimeoutMs: limits.idleTimeoutMs,
+    connectTimeoutMs: limits.connectTimeoutMs,
     admit: (h, client, refuse) =>
       admitAbsolute(
         { method: h.method, url: h.target, httpVersion: h.version, rawHeaders: h.headers, host: headerValue(h.headers, 'host') },
