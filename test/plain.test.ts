@@ -127,6 +127,12 @@ t.test('ChunkedBody: where a chunked body ends, in one piece or in any split; ma
   for (let i = 0; i < body.length && end === -1; i++) end = c.feed(body.subarray(i, i + 1));
   t.equal(end, 1, 'byte by byte: the last byte ends it');
   t.equal(new ChunkedBody().feed(bytes('0\r\n\r\n')), 5, 'an empty body');
+  const tr = new ChunkedBody();
+  t.equal(tr.feed(bytes('3\r\nabc\r\n0\r\nX: 1\r\n')), -1);
+  t.equal(tr.trailerAt, 11, 'where the trailers start in the buffer (not passed on)');
+  t.equal(tr.feed(bytes('Y: 2\r\n\r\n')), 8);
+  t.equal(tr.trailerAt, 0, 'a buffer inside the trailers: none of it is passed on');
+  t.equal(new ChunkedBody().feed(bytes('0000000000000000000005\r\nhello\r\n0\r\n\r\n')), 36, 'leading zeros of a size do not count');
   const ext = '5;a=b;c="x \\" y" ; d\t=\te\r\nhello\r\n0;z\r\nT: v\r\nEmpty:\r\n\r\n';
   t.equal(new ChunkedBody().feed(bytes(ext)), ext.length, 'extensions (token and quoted values, spaces around) and trailers');
   t.equal(new ChunkedBody().feed(bytes('5\r\nhel')), -1, 'an unfinished body goes on');
@@ -165,6 +171,8 @@ type Answer = string | { text: string; close: true } | 'CLOSE' | undefined;
 interface Scripted {
   port: number;
   connections: number;
+  /** Connections closed (by either side). */
+  closed: number;
   /** The request bytes of every connection, as received. */
   received: string[];
   answer: (request: string, n: number) => Answer;
@@ -178,6 +186,7 @@ async function scriptedOrigin(): Promise<Scripted> {
   const s: Scripted = {
     port: 0,
     connections: 0,
+    closed: 0,
     received: [],
     answer: () => 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok',
     dropIdle: () => {
@@ -189,7 +198,10 @@ async function scriptedOrigin(): Promise<Scripted> {
     const me = s.connections++;
     s.received[me] = '';
     sockets.add(c);
-    c.on('close', () => sockets.delete(c));
+    c.on('close', () => {
+      sockets.delete(c);
+      s.closed++;
+    });
     c.on('error', () => undefined);
     let buf = '';
     let n = 0;
@@ -309,12 +321,14 @@ t.test('a Content-Length body is forwarded byte for byte; what follows it is the
   );
 });
 
-t.test('a chunked answer is passed on as it came; the connection goes on after it', async (t) => {
-  const chunks = '4\r\nabcd\r\n3;x=y\r\nefg\r\n0\r\nT: 1\r\n\r\n';
-  o.answer = (_r, n) => (n === 0 ? `HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n${chunks}` : OK);
+t.test('a chunked answer is passed on as it came, without its trailers; the connection goes on after it', async (t) => {
+  const chunks = '4\r\nabcd\r\n3;x=y\r\nefg\r\n0\r\n';
+  o.answer = (_r, n) =>
+    n === 0 ? `HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: T\r\n\r\n${chunks}T: 1\r\nContent-Length: 5\r\n\r\n` : OK;
   const x = await session([get('/c'), get('/d')], { gapMs: 60 });
   t.same(statuses(x.reply), [200, 200]);
-  t.match(x.reply, `Transfer-Encoding: chunked\r\n\r\n${chunks}HTTP/1.1 200 OK`);
+  t.match(x.reply, `Transfer-Encoding: chunked\r\n\r\n${chunks}\r\nHTTP/1.1 200 OK`, 'the chunks, the end, no trailer field');
+  t.notMatch(x.reply, /T: 1|Trailer/);
 });
 
 t.test('an answer framed by the close: passed on, and the client connection closes after it', async (t) => {
@@ -477,4 +491,53 @@ t.test('an origin address that never completes the handshake: 504 after connectT
   t.match(h.audit.events, [
     { event: 'http', decision: 'error', reason: 'upstream-error', status: 504, detail: 'connect timeout after 500 ms' },
   ]);
+});
+
+t.test('timeouts: a silent origin gets 504 (not the client blamed); a client that reads nothing is named', async (t) => {
+  const silent = await scriptedOrigin();
+  silent.answer = (req) =>
+    req.includes('/big') ? `HTTP/1.1 200 OK\r\nContent-Length: 50000000\r\n\r\n${'x'.repeat(8_000_000)}` : undefined;
+  const h = await startInproc({
+    zone: { 'quiet.test': { a: ['127.0.0.1'] } },
+    rules: [`quiet.test:${silent.port}`],
+    limits: { idleTimeoutMs: 600, connectTimeoutMs: 300 },
+  });
+  t.teardown(async () => {
+    await h.close();
+    await silent.close();
+  });
+  const ask = (path: string, read: boolean) =>
+    new Promise<string>((resolve) => {
+      const s = net.connect(h.proxy.address.port, '127.0.0.1');
+      let got = '';
+      s.on('data', (d: Buffer) => (got = (got + d.toString('latin1')).slice(0, 400)));
+      s.on('close', () => resolve(got));
+      s.on('error', () => undefined);
+      s.write(`GET http://quiet.test:${silent.port}${path} HTTP/1.1\r\nHost: quiet.test:${silent.port}\r\n\r\n`);
+      if (!read) s.once('data', () => s.pause());
+      setTimeout(() => s.destroy(), 4_000);
+    });
+  const reply = await ask('/silent', true);
+  t.match(reply, /^HTTP\/1\.1 504 [^]*no answer from the upstream for 600 ms/, 'the origin is named, past the connect timeout');
+  t.match(h.audit.events.at(-1), {
+    decision: 'error',
+    reason: 'upstream-error',
+    status: 504,
+    detail: 'no answer from the upstream for 600 ms',
+  });
+  await ask('/big', false);
+  t.match(h.audit.events.at(-1), { decision: 'allow', status: 200, detail: 'the client read nothing of the answer for 600 ms' });
+});
+
+t.test('a connection that leaves this path closes its kept origin connection; Proxy-Connection: close is honoured', async (t) => {
+  o.answer = () => OK;
+  const closedBefore = o.closed;
+  const connect = `CONNECT raw.test:${o.port} HTTP/1.1\r\nHost: raw.test:${o.port}\r\n\r\n`;
+  let closedDuring = -1;
+  const x = await session([get('/1'), connect, () => (closedDuring = o.closed - closedBefore)], { gapMs: 150, waitMs: 800 });
+  t.match(x.reply, /^HTTP\/1\.1 200 OK[^]*HTTP\/1\.1 200 Connection Established/);
+  t.equal(closedDuring, 1, 'the origin connection of the plain request was closed when the tunnel opened (the tunnel still open)');
+  const y = await session([get('/1', 'Proxy-Connection: close\r\n'), get('/never')], { gapMs: 150 });
+  t.same(statuses(y.reply), [200]);
+  t.match(y.reply, /Connection: close\r\n/);
 });

@@ -48,6 +48,11 @@ export class ChunkedBody {
   /** The extension text of this chunk, or the trailer line, read so far. */
   private line = '';
   private trailerBytes = 0;
+  /**
+   * Where the trailer section starts in the buffer last fed (-1: not in it): the forwarder passes the
+   * chunks on and drops the trailers, as Node's client did (their fields are never checked as headers).
+   */
+  trailerAt = -1;
 
   /**
    * Read `b` from `from`. Returns the index just past the body's last byte when it ends in `b`, -1 when
@@ -55,6 +60,7 @@ export class ChunkedBody {
    */
   feed(b: Buffer, from = 0): number | string {
     let i = from;
+    this.trailerAt = this.s >= TrailerStart ? from : -1;
     while (i < b.length) {
       const c = b[i]!;
       switch (this.s) {
@@ -62,7 +68,8 @@ export class ChunkedBody {
         case Size: {
           const h = hex(c);
           if (h >= 0) {
-            if (++this.digits > MAX_SIZE_DIGITS) return 'chunk size too large';
+            // leading zeros do not count
+            if ((this.size > 0 || h > 0) && ++this.digits > MAX_SIZE_DIGITS) return 'chunk size too large';
             this.size = this.size * 16 + h;
             this.s = Size;
           } else if (this.s === SizeStart) return 'malformed chunk size';
@@ -85,8 +92,10 @@ export class ChunkedBody {
         case SizeLf:
           if (c !== LF) return 'malformed chunk size line';
           i++;
-          if (this.size === 0) this.s = TrailerStart;
-          else {
+          if (this.size === 0) {
+            this.s = TrailerStart;
+            this.trailerAt = i;
+          } else {
             this.left = this.size;
             this.s = Data;
           }

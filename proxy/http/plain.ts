@@ -7,7 +7,8 @@
 // Expect requests, upgrades, a head it does not read cleanly).
 //
 // The origin connection belongs to the client connection: it is kept for that client's next request to
-// the same address and closed with it, never shared between clients.
+// the same host at the same address and closed with it (or when the connection leaves this path), never
+// shared between clients.
 import net from 'node:net';
 import http from 'node:http';
 import type { Allowlist } from '../policy/allowlist.js';
@@ -34,6 +35,8 @@ export function plainEligible(h: RequestHead): boolean {
 const MAX_RESPONSE_HEAD = http.maxHeaderSize;
 /** Methods whose request is sent again when a kept origin connection turns out closed (RFC 9110 9.2.2: safe). */
 const RETRY = new Set(['GET', 'HEAD', 'OPTIONS']);
+const HEAD_END = Buffer.from('\r\n\r\n', 'latin1');
+const CRLF = Buffer.from('\r\n', 'latin1');
 /** Client bytes held while a request is in flight (a pipelined next request); past this, reading pauses. */
 const MAX_HELD = 64 * 1024;
 
@@ -62,12 +65,40 @@ const kept = new WeakMap<net.Socket, Kept | null>();
 /** Sockets a 'drain' listener waits on (waitForDrain). */
 const draining = new WeakSet<net.Socket>();
 
-/** The first request of a client connection here: its idle limit, and its kept origin connection closes with it. */
-function adopt(socket: net.Socket, idleTimeoutMs: number): void {
+/** The first request of a client connection here: its kept origin connection closes with it. */
+function adopt(socket: net.Socket): void {
   if (kept.has(socket)) return;
   kept.set(socket, null);
   socket.once('close', () => kept.get(socket)?.up.destroy());
-  socket.setTimeout(idleTimeoutMs, () => socket.destroy());
+}
+
+/** Between requests, a client connection that sends nothing for the idle timeout is closed. */
+const idleClose = new WeakMap<net.Socket, () => void>();
+function idleBetweenRequests(socket: net.Socket, ms: number): void {
+  let close = idleClose.get(socket);
+  if (!close) {
+    close = () => socket.destroy();
+    idleClose.set(socket, close);
+    socket.on('timeout', close);
+  }
+  socket.setTimeout(ms);
+}
+
+/**
+ * The connection leaves this path (its next head went to http.Server, or opened a tunnel): its kept origin
+ * connection is closed and its idle timer is the new owner's to set.
+ */
+export function releasePlain(socket: net.Socket): void {
+  const k = kept.get(socket);
+  if (k === undefined) return;
+  k?.up.destroy();
+  kept.set(socket, null);
+  const close = idleClose.get(socket);
+  if (close) {
+    socket.removeListener('timeout', close);
+    idleClose.delete(socket);
+    socket.setTimeout(0);
+  }
 }
 
 /**
@@ -118,10 +149,16 @@ const contentLength = (headers: readonly string[]): number => {
   for (let i = 0; i < headers.length; i += 2) if (headers[i]!.toLowerCase() === 'content-length') return Number(headers[i + 1]);
   return 0;
 };
+/** `Connection: close`, or `Proxy-Connection: close` (which Node's parser, the path before this one, honoured too). */
 const wantsClose = (headers: readonly string[]): boolean => {
-  for (let i = 0; i < headers.length; i += 2)
-    if (headers[i]!.toLowerCase() === 'connection' && headers[i + 1]!.split(',').some((t) => t.trim().toLowerCase() === 'close'))
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i]!.toLowerCase();
+    if (
+      (name === 'connection' || name === 'proxy-connection') &&
+      headers[i + 1]!.split(',').some((t) => t.trim().toLowerCase() === 'close')
+    )
       return true;
+  }
   return false;
 };
 
@@ -140,7 +177,9 @@ export function plainExchange(d: PlainDeps, socket: net.Socket, h: RequestHead, 
   let closeClient = wantsClose(h.headers);
   /** The client left (FIN or reset) before its answer was complete. */
   let gone = false;
-  adopt(socket, d.idleTimeoutMs);
+  adopt(socket);
+  // While a request is in flight its origin side times it out (a 504, or a client that reads nothing).
+  socket.setTimeout(0);
 
   const onData = (chunk: Buffer) => {
     if (up && bodyLeft > 0 && held.length === 0) {
@@ -213,11 +252,8 @@ export function plainExchange(d: PlainDeps, socket: net.Socket, h: RequestHead, 
       send(admitted, false);
     })
     .catch((err: unknown) => {
-      // An internal error: the connection leaves the registry, the last resort reports it and closes the client.
-      if (f && !over) {
-        over = true;
-        f.done();
-      }
+      // An internal error: its line, the connection leaves the registry; the last resort reports it and closes the client.
+      end({ decision: 'error', reason: 'upstream-error', detail: 'internal error' });
       up?.destroy();
       throw err;
     });
@@ -245,20 +281,27 @@ export function plainExchange(d: PlainDeps, socket: net.Socket, h: RequestHead, 
     if (socket.isPaused() && held.length <= MAX_HELD) socket.resume();
 
     let head: Buffer | undefined;
+    /** Reads of the answer's head so far. */
+    let headReads = 0;
     let framing: BodyFraming | undefined;
     let chunked: ChunkedBody | undefined;
     let left = 0;
     let reusable = false;
-    const idle = () =>
-      answered
-        ? fail(502, 'upstream-error', 'no data from the upstream')
-        : fail(504, 'upstream-error', `no answer from the upstream for ${d.idleTimeoutMs} ms`);
-    if (reused) u.setTimeout(d.idleTimeoutMs, idle);
-    else {
-      // As a tunnel's: an address that never answers the handshake is given up on after connectTimeoutMs.
-      u.setTimeout(d.connectTimeoutMs, () => fail(504, 'upstream-error', `connect timeout after ${d.connectTimeoutMs} ms`));
-      u.once('connect', () => u.setTimeout(d.idleTimeoutMs, idle));
-    }
+    // As a tunnel's: an address that never answers the handshake is given up on after connectTimeoutMs;
+    // then nothing either way for the idle timeout ends the exchange.
+    u.setTimeout(u.connecting ? d.connectTimeoutMs : d.idleTimeoutMs);
+    if (u.connecting) u.once('connect', () => u.setTimeout(d.idleTimeoutMs));
+    u.on('timeout', () => {
+      if (u.connecting) return fail(504, 'upstream-error', `connect timeout after ${d.connectTimeoutMs} ms`);
+      if (!answered) return fail(504, 'upstream-error', `no answer from the upstream for ${d.idleTimeoutMs} ms`);
+      // The origin is waiting for a client that reads nothing: the client's doing, not the origin's.
+      if (socket.writableNeedDrain) {
+        end({ decision: 'allow', reason: 'allowed', detail: `the client read nothing of the answer for ${d.idleTimeoutMs} ms` });
+        u.destroy();
+        return void socket.destroy();
+      }
+      fail(502, 'upstream-error', `no data from the upstream for ${d.idleTimeoutMs} ms`);
+    });
     /**
      * The origin connection failed. A kept one that fails before any answer (the origin closed it while
      * it was idle) is tried once more on a new connection, for a request with no body whose method is safe.
@@ -283,6 +326,16 @@ export function plainExchange(d: PlainDeps, socket: net.Socket, h: RequestHead, 
       if (over) return;
       if (framing) return body(chunk);
       head = head ? Buffer.concat([head, chunk]) : chunk;
+      // The head is read from its first byte each time: only once it looks complete (its empty line is in),
+      // at its 1st, 2nd, 4th, 8th… read (a malformed one is refused early), or at the size limit. An origin
+      // that trickles its head a byte at a time costs n log n, not n² (review of ATTACK9).
+      headReads++;
+      if (
+        head.indexOf(HEAD_END, Math.max(0, head.length - chunk.length - 3)) < 0 &&
+        (headReads & (headReads - 1)) !== 0 &&
+        head.length < MAX_RESPONSE_HEAD
+      )
+        return;
       for (;;) {
         const r = readResponseHead(head, MAX_RESPONSE_HEAD);
         if (r.kind === 'need-more') return;
@@ -342,8 +395,11 @@ export function plainExchange(d: PlainDeps, socket: net.Socket, h: RequestHead, 
         if (typeof r === 'string') return fail(502, 'upstream-error', `upstream ${r}`);
         endAt = r;
       }
-      const pass = endAt < 0 ? chunk : chunk.subarray(0, endAt);
+      // A chunked answer's trailers are not passed on: its last chunk, then the empty line that ends it.
+      const cut = chunked && chunked.trailerAt >= 0 ? chunked.trailerAt : endAt;
+      const pass = cut < 0 ? chunk : chunk.subarray(0, cut);
       if (pass.length && !socket.write(pass)) waitForDrain(socket, u);
+      if (chunked && endAt >= 0) socket.write(CRLF);
       if (endAt >= 0) {
         // Bytes after the end of the answer: an origin that cannot be trusted with another request.
         if (endAt < chunk.length) reusable = false;
@@ -361,6 +417,7 @@ export function plainExchange(d: PlainDeps, socket: net.Socket, h: RequestHead, 
       if (reusable) keep(socket, u, keyOf(f));
       else u.destroy();
       if (closeClient) return lingerClose(socket);
+      idleBetweenRequests(socket, d.idleTimeoutMs);
       const next = () => {
         if (socket.isPaused()) socket.resume();
         d.next(socket, held);

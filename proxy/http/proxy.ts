@@ -17,7 +17,7 @@ import { handleConnect, openTunnel, type HttpTunnel, type TunnelMode } from './c
 import { checkRequestHead } from './framing.js';
 import { frontDoor } from './front.js';
 import { forwardRequest, forwardUpgrade, type Forward, type ForwardDeps, type RequestAudit } from './forward.js';
-import { plainEligible, plainExchange, type PlainDeps } from './plain.js';
+import { plainEligible, plainExchange, releasePlain, type PlainDeps } from './plain.js';
 import { Registry, revokedDetail, stillAllowed, type Connection } from './registry.js';
 import { rawReply, refuseResponse } from './reply.js';
 import { hostHeaderMatches, parseAbsoluteUrl } from './target.js';
@@ -476,14 +476,20 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
     connect: guarded(
       opts.report,
       ([socket]) => socket,
-      (socket: net.Socket, authority: string, rest: Buffer) => handleConnect(cdeps, authority, socket, rest),
+      (socket: net.Socket, authority: string, rest: Buffer) => {
+        releasePlain(socket);
+        return handleConnect(cdeps, authority, socket, rest);
+      },
     ),
     request: (socket, head, rest) => {
       if (!plainEligible(head)) return false;
       plainExchange(pdeps, socket, head, rest);
       return true;
     },
-    handOver: (socket, read) => handToHttp(server, socket, read),
+    handOver: (socket, read) => {
+      releasePlain(socket);
+      handToHttp(server, socket, read);
+    },
     timedOut: (socket) => onClientError(Object.assign(new Error('headers timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }), socket),
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: net.Socket) => {
