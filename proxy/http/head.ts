@@ -24,8 +24,14 @@ export interface RequestHead {
   method: string;
   target: string;
   version: '1.0' | '1.1';
-  /** name, value, name, value, … as written (values without the spaces around them), like Node's rawHeaders. */
+  /**
+   * name, value, name, value, … as written (values without the spaces around them), like Node's
+   * rawHeaders. Not collected for a CONNECT, whose headers nothing reads (a tunnel's set-up is the
+   * hottest path): `frames` says whether one of them frames a body.
+   */
   headers: string[];
+  /** A Content-Length or Transfer-Encoding header is present. */
+  frames: boolean;
 }
 
 export type ConnectRead = { kind: 'need-more' } | { kind: 'other' } | { kind: 'connect'; authority: string; rest: Buffer };
@@ -79,6 +85,8 @@ export function readHead(b: Buffer, maxBytes: number): HeadRead {
   if (i === b.length) return more();
   if (b[i++] !== LF) return other;
   const headers: string[] = [];
+  const collect = method !== 'CONNECT';
+  let frames = false;
   // header lines, then the empty line
   for (;;) {
     if (i >= b.length) return more();
@@ -87,7 +95,7 @@ export function readHead(b: Buffer, maxBytes: number): HeadRead {
       if (b[i + 1] !== LF) return other;
       const end = i + 2;
       if (end > maxBytes) return other;
-      return { kind: 'head', head: { method, target, version: minor === 0x31 ? '1.1' : '1.0', headers }, rest: b.subarray(end) };
+      return { kind: 'head', head: { method, target, version: minor === 0x31 ? '1.1' : '1.0', headers, frames }, rest: b.subarray(end) };
     }
     const nameStart = i;
     while (i < b.length && TCHAR[b[i]!]) i++;
@@ -110,7 +118,8 @@ export function readHead(b: Buffer, maxBytes: number): HeadRead {
     }
     if (i + 1 >= b.length) return more();
     if (b[i + 1] !== LF) return other;
-    headers.push(b.toString('latin1', nameStart, nameEnd), valueStart < 0 ? '' : b.toString('latin1', valueStart, valueEnd));
+    if (collect) headers.push(b.toString('latin1', nameStart, nameEnd), valueStart < 0 ? '' : b.toString('latin1', valueStart, valueEnd));
+    if (!frames) frames = framing(b, nameStart, nameEnd);
     i += 2;
     // obs-fold (a line starting with SP or HTAB) is not a header name: `other` at the next turn
   }
@@ -122,7 +131,13 @@ export function lacksHeaders(headers: readonly string[], names: ReadonlySet<stri
   return true;
 }
 
-const BODY_FRAMING = new Set(['content-length', 'transfer-encoding']);
+/** A header name (b[from, to)) that frames a body, in any case: Content-Length or Transfer-Encoding. */
+function framing(b: Buffer, from: number, to: number): boolean {
+  const n = to - from;
+  if (n !== 14 && n !== 17) return false;
+  const name = b.toString('latin1', from, to).toLowerCase();
+  return name === 'content-length' || name === 'transfer-encoding';
+}
 
 /**
  * The CONNECT fast path: a clean head whose method is CONNECT, whose target is an authority's bytes
@@ -138,5 +153,5 @@ export function readConnectHead(b: Buffer, maxBytes: number): ConnectRead {
 
 /** A head's CONNECT authority, when it is a clean CONNECT head (readConnectHead). */
 export function connectAuthority(h: RequestHead): string | undefined {
-  return h.method === 'CONNECT' && AUTHORITY.test(h.target) && lacksHeaders(h.headers, BODY_FRAMING) ? h.target : undefined;
+  return h.method === 'CONNECT' && AUTHORITY.test(h.target) && !h.frames ? h.target : undefined;
 }
