@@ -10,63 +10,11 @@
 // Every other test is a variant that held.
 import net from 'node:net';
 import t from 'tap';
-import type { AuditEvent } from '../proxy/audit.js';
-import { startInproc, type Inproc } from './harness/inproc.js';
+import { rawSession, startInproc, type Inproc } from './harness/inproc.js';
+import { OK, scriptedOrigin, type Scripted } from './harness/scripted-origin.js';
 
-const bytes = (s: string) => Buffer.from(s, 'latin1');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-type Answer = string | { text: string; close: true } | 'CLOSE' | ((c: net.Socket) => void) | undefined;
-
-interface Scripted {
-  port: number;
-  connections: number;
-  received: string[];
-  answer: (request: string, n: number) => Answer;
-  close(): Promise<void>;
-}
-
-/** A raw TCP origin: each complete request (head + Content-Length body) gets `answer`'s bytes. */
-async function scriptedOrigin(): Promise<Scripted> {
-  const sockets = new Set<net.Socket>();
-  const s: Scripted = { port: 0, connections: 0, received: [], answer: () => OK, close: async () => undefined };
-  const server = net.createServer((c) => {
-    const me = s.connections++;
-    s.received[me] = '';
-    sockets.add(c);
-    c.on('close', () => sockets.delete(c));
-    c.on('error', () => undefined);
-    let buf = '';
-    let n = 0;
-    c.on('data', (d: Buffer) => {
-      s.received[me] += d.toString('latin1');
-      buf += d.toString('latin1');
-      for (;;) {
-        const end = buf.indexOf('\r\n\r\n');
-        if (end < 0) return;
-        const len = Number(/content-length: *(\d+)/i.exec(buf.slice(0, end))?.[1] ?? 0);
-        if (buf.length < end + 4 + len) return;
-        const req = buf.slice(0, end + 4 + len);
-        buf = buf.slice(end + 4 + len);
-        const a = s.answer(req, n++);
-        if (a === undefined) continue;
-        if (a === 'CLOSE') return void c.destroy();
-        if (typeof a === 'function') a(c);
-        else if (typeof a === 'string') c.write(bytes(a));
-        else return void c.end(bytes(a.text));
-      }
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  s.port = (server.address() as net.AddressInfo).port;
-  s.close = () => {
-    for (const c of sockets) c.destroy();
-    return new Promise((r) => server.close(() => r()));
-  };
-  return s;
-}
-
-const OK = 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok';
 const warnings: string[] = [];
 const onWarning = (w: Error) => void warnings.push(`${w.name}: ${w.message}`);
 
@@ -92,28 +40,7 @@ const allowAll = () => g.setRules([`raw.test:${P}`, `alias.test:${P}`]);
 
 const get = (path = '/', extra = '') => `GET http://raw.test:${P}${path} HTTP/1.1\r\nHost: raw.test:${P}\r\n${extra}\r\n`;
 
-/** Write `parts` on one connection; everything the proxy sends until it closes or `waitMs`, and the audit lines meanwhile. */
-async function session(parts: Array<string | (() => void)>, opts: { waitMs?: number; gapMs?: number; end?: boolean } = {}) {
-  const before = g.audit.events.length;
-  const reply = await new Promise<string>((resolve) => {
-    const s = net.connect(g.proxy.address.port, '127.0.0.1');
-    let got = '';
-    s.on('data', (d: Buffer) => (got += d.toString('latin1')));
-    s.on('error', () => undefined);
-    s.on('close', () => resolve(got));
-    s.on('connect', async () => {
-      for (const p of parts) {
-        if (typeof p === 'function') p();
-        else if (!s.destroyed) s.write(bytes(p));
-        if (opts.gapMs) await sleep(opts.gapMs);
-      }
-      if (opts.end) s.end();
-    });
-    setTimeout(() => s.destroy(), opts.waitMs ?? 800);
-  });
-  await sleep(30);
-  return { reply, audit: g.audit.events.slice(before) as AuditEvent[] };
-}
+const session = (parts: Array<string | (() => void)>, opts: Parameters<typeof rawSession>[2] = {}) => rawSession(g, parts, opts);
 const statuses = (reply: string) => [...reply.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => Number(m[1]));
 
 // ---- FINDINGS ------------------------------------------------------------------------------------------

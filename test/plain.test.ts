@@ -10,8 +10,8 @@ import { readHead } from '../proxy/http/head.js';
 import { plainEligible } from '../proxy/http/plain.js';
 import { readResponseHead, responseFraming, type ResponseHead } from '../proxy/http/response-head.js';
 import { ChunkedBody } from '../proxy/http/chunked.js';
-import type { AuditEvent } from '../proxy/audit.js';
-import { startInproc, type Inproc } from './harness/inproc.js';
+import { rawSession, startInproc, type Inproc } from './harness/inproc.js';
+import { OK, scriptedOrigin, type Scripted } from './harness/scripted-origin.js';
 
 const bytes = (s: string) => Buffer.from(s, 'latin1');
 
@@ -170,75 +170,6 @@ t.test('ChunkedBody: where a chunked body ends, in one piece or in any split; ma
 
 // ---- through the proxy --------------------------------------------------------------------------------
 
-/** What the scripted origin does with one request: answer these bytes, answer and close, or close (or nothing). */
-type Answer = string | { text: string; close: true } | 'CLOSE' | undefined;
-
-/** A scripted origin: each connection's requests are answered by `answer`, in order. */
-interface Scripted {
-  port: number;
-  connections: number;
-  /** Connections closed (by either side). */
-  closed: number;
-  /** The request bytes of every connection, as received. */
-  received: string[];
-  answer: (request: string, n: number) => Answer;
-  /** Close every idle connection (between requests). */
-  dropIdle(): void;
-  close(): Promise<void>;
-}
-
-async function scriptedOrigin(): Promise<Scripted> {
-  const sockets = new Set<net.Socket>();
-  const s: Scripted = {
-    port: 0,
-    connections: 0,
-    closed: 0,
-    received: [],
-    answer: () => 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok',
-    dropIdle: () => {
-      for (const c of sockets) c.destroy();
-    },
-    close: async () => undefined,
-  };
-  const server = net.createServer((c) => {
-    const me = s.connections++;
-    s.received[me] = '';
-    sockets.add(c);
-    c.on('close', () => {
-      sockets.delete(c);
-      s.closed++;
-    });
-    c.on('error', () => undefined);
-    let buf = '';
-    let n = 0;
-    c.on('data', (d: Buffer) => {
-      s.received[me] += d.toString('latin1');
-      buf += d.toString('latin1');
-      // one answer per complete request head (and the Content-Length body after it)
-      for (;;) {
-        const end = buf.indexOf('\r\n\r\n');
-        if (end < 0) return;
-        const len = Number(/content-length: *(\d+)/i.exec(buf.slice(0, end))?.[1] ?? 0);
-        if (buf.length < end + 4 + len) return;
-        const req = buf.slice(0, end + 4 + len);
-        buf = buf.slice(end + 4 + len);
-        const a = s.answer(req, n++);
-        if (a === undefined) continue;
-        if (a === 'CLOSE') return void c.destroy();
-        if (typeof a === 'string') c.write(bytes(a));
-        else return void c.end(bytes(a.text));
-      }
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  s.port = (server.address() as net.AddressInfo).port;
-  s.close = () => {
-    s.dropIdle();
-    return new Promise((r) => server.close(() => r()));
-  };
-  return s;
-}
-
 let g: Inproc;
 let o: Scripted;
 t.before(async () => {
@@ -255,30 +186,8 @@ t.teardown(async () => {
 
 const get = (path = '/', extra = '') => `GET http://raw.test:${o.port}${path} HTTP/1.1\r\nHost: raw.test:${o.port}\r\n${extra}\r\n`;
 
-/** Write `parts` on one connection; everything the proxy sends until it closes or `waitMs`, and the audit lines meanwhile. */
-async function session(parts: Array<string | (() => void)>, opts: { waitMs?: number; gapMs?: number; end?: boolean } = {}) {
-  const before = g.audit.events.length;
-  const reply = await new Promise<string>((resolve) => {
-    const s = net.connect(g.proxy.address.port, '127.0.0.1');
-    let got = '';
-    s.on('data', (d: Buffer) => (got += d.toString('latin1')));
-    s.on('error', () => undefined);
-    s.on('close', () => resolve(got));
-    s.on('connect', async () => {
-      for (const p of parts) {
-        if (typeof p === 'function') p();
-        else if (!s.destroyed) s.write(bytes(p));
-        if (opts.gapMs) await new Promise((r) => setTimeout(r, opts.gapMs));
-      }
-      if (opts.end) s.end();
-    });
-    setTimeout(() => s.destroy(), opts.waitMs ?? 800);
-  });
-  await new Promise((r) => setTimeout(r, 30));
-  return { reply, audit: g.audit.events.slice(before) as AuditEvent[] };
-}
+const session = (parts: Array<string | (() => void)>, opts: Parameters<typeof rawSession>[2] = {}) => rawSession(g, parts, opts);
 const statuses = (reply: string) => [...reply.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => Number(m[1]));
-const OK = 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok';
 
 t.test('keep-alive: requests one after another on one client connection use one origin connection', async (t) => {
   o.answer = (_req, n) => `HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nr${n}!`;

@@ -46,7 +46,7 @@ const COLON = 0x3a;
 /** Bytes a CONNECT authority may have here: ALPHA DIGIT . - _ : [ ] */
 const AUTHORITY = /^[A-Za-z0-9._:[\]-]+$/;
 /** tchar (RFC 9110): ALPHA DIGIT ! # $ % & ' * + - . ^ _ ` | ~ (1 for each such byte). */
-export const TCHAR = new Uint8Array(256);
+const TCHAR = new Uint8Array(256);
 for (let c = 0; c < 256; c++) {
   const ch = String.fromCharCode(c);
   TCHAR[c] = /^[A-Za-z0-9]$/.test(ch) || "!#$%&'*+-.^_`|~".includes(ch) ? 1 : 0;
@@ -97,32 +97,63 @@ export function readHead(b: Buffer, maxBytes: number): HeadRead {
       if (end > maxBytes) return other;
       return { kind: 'head', head: { method, target, version: minor === 0x31 ? '1.1' : '1.0', headers, frames }, rest: b.subarray(end) };
     }
-    const nameStart = i;
-    while (i < b.length && TCHAR[b[i]!]) i++;
-    if (i === b.length) return more();
-    if (i === nameStart || b[i] !== COLON) return other;
-    const nameEnd = i++;
-    let valueStart = -1;
-    let valueEnd = i;
-    for (;;) {
-      if (i >= b.length) return more();
-      const c = b[i]!;
-      if (c === CR) break;
-      if (c === HTAB || c === SP) {
-        i++;
-        continue;
-      }
-      if (!isVchar(c)) return other; // bare LF, NUL, other control bytes, DEL, non-ASCII
-      if (valueStart < 0) valueStart = i;
-      valueEnd = ++i;
-    }
-    if (i + 1 >= b.length) return more();
-    if (b[i + 1] !== LF) return other;
-    if (collect) headers.push(b.toString('latin1', nameStart, nameEnd), valueStart < 0 ? '' : b.toString('latin1', valueStart, valueEnd));
-    if (!frames) frames = framing(b, nameStart, nameEnd);
-    i += 2;
+    // bare LF, NUL, other control bytes, DEL, non-ASCII: `other`
+    const r = readField(b, i, isVchar, field);
+    if (r === MORE) return more();
+    if (r !== 0) return other;
+    const f = field;
+    if (collect) headers.push(b.toString('latin1', f.nameStart, f.nameEnd), b.toString('latin1', f.valueStart, f.valueEnd));
+    if (!frames) frames = framing(b, f.nameStart, f.nameEnd);
+    i = f.next;
     // obs-fold (a line starting with SP or HTAB) is not a header name: `other` at the next turn
   }
+}
+
+/** Where readField found a header line's name and value (value without the spaces around it), and the next line. */
+export interface Field {
+  nameStart: number;
+  nameEnd: number;
+  valueStart: number;
+  valueEnd: number;
+  next: number;
+}
+const field: Field = { nameStart: 0, nameEnd: 0, valueStart: 0, valueEnd: 0, next: 0 };
+/** readField's answers besides 0 (read): the buffer ends first; not a header line; a byte the value may not have. */
+export const MORE = -1;
+export const SYNTAX = -2;
+export const BYTE = -3;
+
+/**
+ * Read the header line at `i` of `b` into `f`: `token ":" *(SP / HTAB / value byte) CRLF`, where a value
+ * byte is one `valueByte` accepts (SP and HTAB around the value are not part of it). Used by the request
+ * and the response head readers (response-head.ts); they differ in the value bytes they accept.
+ */
+export function readField(b: Buffer, i: number, valueByte: (c: number) => boolean, f: Field): number {
+  const nameStart = i;
+  while (i < b.length && TCHAR[b[i]!]) i++;
+  if (i === b.length) return MORE;
+  if (i === nameStart || b[i] !== COLON) return SYNTAX;
+  f.nameStart = nameStart;
+  f.nameEnd = i++;
+  f.valueStart = f.valueEnd = i;
+  let empty = true;
+  for (;;) {
+    if (i >= b.length) return MORE;
+    const c = b[i]!;
+    if (c === CR) break;
+    if (c !== HTAB && c !== SP) {
+      if (!valueByte(c)) return BYTE;
+      if (empty) f.valueStart = i;
+      empty = false;
+      f.valueEnd = i + 1;
+    }
+    i++;
+  }
+  if (empty) f.valueStart = f.valueEnd = i;
+  if (i + 1 >= b.length) return MORE;
+  if (b[i + 1] !== LF) return SYNTAX;
+  f.next = i + 2;
+  return 0;
 }
 
 /** Is `headers` (raw pairs) free of any header named `names` (lowercase), in any case? */

@@ -5,7 +5,7 @@
 //   HTTP/1.1 SP 3DIGIT [ SP reason ] CRLF          (or HTTP/1.0; reason: HTAB, SP, VCHAR, obs-text)
 //   *( token ":" *( HTAB / SP / VCHAR / obs-text ) CRLF )
 //   CRLF
-import { TCHAR } from './head.js';
+import { BYTE, MORE, readField, type Field } from './head.js';
 
 export interface ResponseHead {
   version: '1.0' | '1.1';
@@ -30,9 +30,11 @@ const CR = 0x0d;
 const LF = 0x0a;
 const SP = 0x20;
 const HTAB = 0x09;
-const COLON = 0x3a;
-/** HTAB, SP, VCHAR, obs-text: what a reason phrase or a field value may have. */
+/** HTAB, SP, VCHAR, obs-text: what a reason phrase may have. */
 const text = (c: number) => c === HTAB || (c >= SP && c !== 0x7f);
+/** VCHAR, obs-text: a field value's bytes (besides SP and HTAB). */
+const fieldByte = (c: number) => c > SP && c !== 0x7f;
+const field: Field = { nameStart: 0, nameEnd: 0, valueStart: 0, valueEnd: 0, next: 0 };
 const digit = (c: number) => c >= 0x30 && c <= 0x39;
 
 export function readResponseHead(b: Buffer, maxBytes: number): ResponseRead {
@@ -71,28 +73,12 @@ export function readResponseHead(b: Buffer, maxBytes: number): ResponseRead {
       if (end > maxBytes) return bad('upstream response head too large');
       return { kind: 'head', head: { version: minor === 0x31 ? '1.1' : '1.0', status, reason, headers }, rest: b.subarray(end) };
     }
-    const nameStart = i;
-    while (i < b.length && TCHAR[b[i]!]) i++;
-    if (i === b.length) return more();
-    if (i === nameStart || b[i] !== COLON) return bad('malformed upstream header');
-    const nameEnd = i++;
-    let valueStart = -1;
-    let valueEnd = i;
-    for (;;) {
-      if (i >= b.length) return more();
-      const c = b[i]!;
-      if (c === CR) break;
-      if (!text(c)) return bad('control bytes in an upstream header');
-      if (c !== SP && c !== HTAB) {
-        if (valueStart < 0) valueStart = i;
-        valueEnd = i + 1;
-      }
-      i++;
-    }
-    if (i + 1 >= b.length) return more();
-    if (b[i + 1] !== LF) return bad('malformed upstream header');
-    headers.push(b.toString('latin1', nameStart, nameEnd), valueStart < 0 ? '' : b.toString('latin1', valueStart, valueEnd));
-    i += 2;
+    const r = readField(b, i, fieldByte, field);
+    if (r === MORE) return more();
+    if (r === BYTE) return bad('control bytes in an upstream header');
+    if (r !== 0) return bad('malformed upstream header');
+    headers.push(b.toString('latin1', field.nameStart, field.nameEnd), b.toString('latin1', field.valueStart, field.valueEnd));
+    i = field.next;
   }
 }
 

@@ -250,3 +250,41 @@ export function readToEnd(socket: net.Socket, first: Buffer = Buffer.alloc(0), t
     socket.resume();
   });
 }
+
+export interface Session {
+  /** Everything the proxy sent (latin1) until it closed the connection or the session's time was up. */
+  reply: string;
+  /** The audit lines written meanwhile. */
+  audit: AuditEvent[];
+}
+
+/**
+ * One raw client connection to the proxy: write `parts` in order (a function is run at its turn, e.g.
+ * to reload the rules mid-session), `gapMs` apart, then FIN with `end`; read until the proxy closes or
+ * `waitMs`.
+ */
+export async function rawSession(
+  g: Inproc,
+  parts: Array<string | (() => void)>,
+  opts: { waitMs?: number; gapMs?: number; end?: boolean } = {},
+): Promise<Session> {
+  const before = g.audit.events.length;
+  const reply = await new Promise<string>((resolve) => {
+    const s = net.connect(g.proxy.address.port, '127.0.0.1');
+    let got = '';
+    s.on('data', (d: Buffer) => (got += d.toString('latin1')));
+    s.on('error', () => undefined);
+    s.on('close', () => resolve(got));
+    s.on('connect', async () => {
+      for (const p of parts) {
+        if (typeof p === 'function') p();
+        else if (!s.destroyed) s.write(Buffer.from(p, 'latin1'));
+        if (opts.gapMs) await new Promise((r) => setTimeout(r, opts.gapMs));
+      }
+      if (opts.end) s.end();
+    });
+    setTimeout(() => s.destroy(), opts.waitMs ?? 800);
+  });
+  await new Promise((r) => setTimeout(r, 30));
+  return { reply, audit: g.audit.events.slice(before) };
+}
