@@ -1,9 +1,10 @@
 // Where a chunked body ends (RFC 9112 7.1), read as it streams past: the plain-HTTP forwarder passes
-// the origin's chunks on as they came and needs to know only where the message ends and that it is
-// well formed, since it passes them on. Strict: a chunk size of hex digits (at most 12), extensions
-// `;name[=token or quoted-string]` (RFC 9112 7.1.1), trailer lines `name: value`, CRLF everywhere;
-// anything else is the origin's error (ATTACK9: extensions and trailers were taken as any visible
-// bytes, and passed on). Pure: no I/O.
+// the origin's chunks on as they came (not its trailer fields), so it needs to know where the message
+// ends and that it is well formed. Strict: a chunk size of hex digits (at most 12 after leading zeros),
+// extensions `;name[=token or quoted-string]` (RFC 9112 7.1.1), trailer lines `name: value`, CRLF
+// everywhere; anything else is the origin's error (ATTACK9: extensions and trailers were taken as any
+// visible bytes, and passed on). Pure: no I/O.
+import { text } from './response-head.js';
 
 // States
 const SizeStart = 0;
@@ -37,8 +38,6 @@ function hex(c: number): number {
   if (c >= 0x41 && c <= 0x46) return c - 0x37;
   return -1;
 }
-/** HTAB, SP, VCHAR, obs-text. */
-const text = (c: number) => c === 0x09 || (c >= 0x20 && c !== 0x7f);
 
 export class ChunkedBody {
   private s: number = SizeStart;

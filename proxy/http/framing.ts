@@ -47,6 +47,11 @@ export type Framing = 'none' | 'length' | 'chunked';
 
 export type RequestHead = { ok: true; headers: string[]; framing: Framing } | { ok: false; detail: string };
 
+/** Does a `Connection` (or `Proxy-Connection`) value list `close`, in any case? */
+export function listsClose(value: string): boolean {
+  return value.split(',').some((t) => t.trim().toLowerCase() === 'close');
+}
+
 function connectionTokens(raw: RawHeaders): string[] {
   const tokens: string[] = [];
   for (let i = 0; i < raw.length; i += 2) {

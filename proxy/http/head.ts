@@ -156,6 +156,12 @@ export function readField(b: Buffer, i: number, valueByte: (c: number) => boolea
   return 0;
 }
 
+/** The value of the first header named `name` (lowercase), in any case, in raw pairs. */
+export function headerValue(headers: readonly string[], name: string): string | undefined {
+  for (let i = 0; i < headers.length; i += 2) if (headers[i]!.toLowerCase() === name) return headers[i + 1];
+  return undefined;
+}
+
 /** Is `headers` (raw pairs) free of any header named `names` (lowercase), in any case? */
 export function lacksHeaders(headers: readonly string[], names: ReadonlySet<string>): boolean {
   for (let i = 0; i < headers.length; i += 2) if (names.has(headers[i]!.toLowerCase())) return false;

@@ -16,9 +16,9 @@ import type { Audit } from '../audit.js';
 import type { RevokeReason } from '../reasons.js';
 import { revokedRefusal } from './admit.js';
 import { ChunkedBody } from './chunked.js';
-import { checkResponseHead } from './framing.js';
+import { checkResponseHead, listsClose } from './framing.js';
 import type { Forward, RequestAudit } from './forward.js';
-import { lacksHeaders, type RequestHead } from './head.js';
+import { headerValue, lacksHeaders, type RequestHead } from './head.js';
 import { stillAllowed } from './registry.js';
 import { lingerClose, rawReply } from './reply.js';
 import { readResponseHead, responseFraming, type BodyFraming } from './response-head.js';
@@ -55,33 +55,28 @@ export interface PlainDeps {
   next(socket: net.Socket, read: Buffer): void;
 }
 
-/** The origin connection a client connection keeps between its requests. */
-interface Kept {
-  key: string;
-  up: net.Socket;
+/** A client connection this path serves: the origin connection it keeps between its requests, and its idle close. */
+interface PlainConn {
+  kept?: { key: string; up: net.Socket };
+  /** Its 'timeout' listener: the client sent nothing for the idle timeout between requests. */
+  idle: () => void;
 }
-/** Client connections this path has served, and the origin connection each keeps (null: none now). */
-const kept = new WeakMap<net.Socket, Kept | null>();
+const conns = new WeakMap<net.Socket, PlainConn>();
 /** Sockets a 'drain' listener waits on (waitForDrain). */
 const draining = new WeakSet<net.Socket>();
 
-/** The first request of a client connection here: its kept origin connection closes with it. */
-function adopt(socket: net.Socket): void {
-  if (kept.has(socket)) return;
-  kept.set(socket, null);
-  socket.once('close', () => kept.get(socket)?.up.destroy());
-}
-
-/** Between requests, a client connection that sends nothing for the idle timeout is closed. */
-const idleClose = new WeakMap<net.Socket, () => void>();
-function idleBetweenRequests(socket: net.Socket, ms: number): void {
-  let close = idleClose.get(socket);
-  if (!close) {
-    close = () => socket.destroy();
-    idleClose.set(socket, close);
-    socket.on('timeout', close);
-  }
-  socket.setTimeout(ms);
+/**
+ * The connection's state here, made at its first request: its kept origin connection closes with it, and
+ * between requests its idle timer (armed by `socket.setTimeout`, disarmed while a request is in flight) closes it.
+ */
+function adopt(socket: net.Socket): PlainConn {
+  let c = conns.get(socket);
+  if (c) return c;
+  c = { idle: () => socket.destroy() };
+  conns.set(socket, c);
+  socket.once('close', () => conns.get(socket)?.kept?.up.destroy());
+  socket.on('timeout', c.idle);
+  return c;
 }
 
 /**
@@ -89,16 +84,12 @@ function idleBetweenRequests(socket: net.Socket, ms: number): void {
  * connection is closed and its idle timer is the new owner's to set.
  */
 export function releasePlain(socket: net.Socket): void {
-  const k = kept.get(socket);
-  if (k === undefined) return;
-  k?.up.destroy();
-  kept.set(socket, null);
-  const close = idleClose.get(socket);
-  if (close) {
-    socket.removeListener('timeout', close);
-    idleClose.delete(socket);
-    socket.setTimeout(0);
-  }
+  const c = conns.get(socket);
+  if (!c) return;
+  conns.delete(socket);
+  c.kept?.up.destroy();
+  socket.removeListener('timeout', c.idle);
+  socket.setTimeout(0);
 }
 
 /**
@@ -108,30 +99,34 @@ export function releasePlain(socket: net.Socket): void {
  */
 const keyOf = (f: Omit<Forward, 'tls'>) => `${f.audit.host} ${f.ip}:${f.port}`;
 
+/** An origin connection changes hands (kept, or taken for a request): the listeners of its last use go. */
+function detach(up: net.Socket): void {
+  up.removeAllListeners();
+  draining.delete(up);
+}
+
 /** The kept origin connection for `key`, taken (undefined if there is none usable); any other is closed. */
-function takeKept(socket: net.Socket, key: string): net.Socket | undefined {
-  const k = kept.get(socket);
-  kept.set(socket, null);
+function takeKept(c: PlainConn, key: string): net.Socket | undefined {
+  const k = c.kept;
+  c.kept = undefined;
   if (!k) return undefined;
   if (k.key === key && !k.up.destroyed && !k.up.readableEnded) {
-    k.up.removeAllListeners();
-    draining.delete(k.up);
+    detach(k.up);
     return k.up;
   }
   k.up.destroy();
   return undefined;
 }
 
-function keep(socket: net.Socket, up: net.Socket, key: string): void {
-  up.removeAllListeners();
-  draining.delete(up);
+function keep(c: PlainConn, up: net.Socket, key: string): void {
+  detach(up);
   up.setTimeout(0);
   // Idle: anything from the origin now (bytes, a FIN, an error) ends this connection.
   const drop = () => up.destroy();
   up.on('error', drop);
   up.on('data', drop);
   up.on('end', drop);
-  kept.set(socket, { key, up });
+  c.kept = { key, up };
 }
 
 /** `to` has more buffered than it should: `from` stops until it drains (one wait at a time per pair). */
@@ -145,19 +140,12 @@ function waitForDrain(to: net.Socket, from: net.Socket): void {
   });
 }
 
-const contentLength = (headers: readonly string[]): number => {
-  for (let i = 0; i < headers.length; i += 2) if (headers[i]!.toLowerCase() === 'content-length') return Number(headers[i + 1]);
-  return 0;
-};
+const contentLength = (headers: readonly string[]): number => Number(headerValue(headers, 'content-length') ?? 0);
 /** `Connection: close`, or `Proxy-Connection: close` (which Node's parser, the path before this one, honoured too). */
 const wantsClose = (headers: readonly string[]): boolean => {
   for (let i = 0; i < headers.length; i += 2) {
     const name = headers[i]!.toLowerCase();
-    if (
-      (name === 'connection' || name === 'proxy-connection') &&
-      headers[i + 1]!.split(',').some((t) => t.trim().toLowerCase() === 'close')
-    )
-      return true;
+    if ((name === 'connection' || name === 'proxy-connection') && listsClose(headers[i + 1]!)) return true;
   }
   return false;
 };
@@ -177,7 +165,7 @@ export function plainExchange(d: PlainDeps, socket: net.Socket, h: RequestHead, 
   let closeClient = wantsClose(h.headers);
   /** The client left (FIN or reset) before its answer was complete. */
   let gone = false;
-  adopt(socket);
+  const conn = adopt(socket);
   // While a request is in flight its origin side times it out (a 504, or a client that reads nothing).
   socket.setTimeout(0);
 
@@ -265,7 +253,7 @@ export function plainExchange(d: PlainDeps, socket: net.Socket, h: RequestHead, 
       fail(r.status, r.reason as RevokeReason, r.detail ?? '');
     };
     f.conn.onClose = revoked;
-    const reused = fresh ? undefined : takeKept(socket, keyOf(f));
+    const reused = fresh ? undefined : takeKept(conn, keyOf(f));
     const u = reused ?? net.connect({ host: f.ip, port: f.port, noDelay: true });
     up = u;
     let text = `${f.method} ${f.path} HTTP/1.1\r\n`;
@@ -414,10 +402,10 @@ export function plainExchange(d: PlainDeps, socket: net.Socket, h: RequestHead, 
       stopListening();
       // The origin answered before it read the whole request body: its connection carries nothing more.
       if (bodyLeft > 0) reusable = false;
-      if (reusable) keep(socket, u, keyOf(f));
+      if (reusable) keep(conn, u, keyOf(f));
       else u.destroy();
       if (closeClient) return lingerClose(socket);
-      idleBetweenRequests(socket, d.idleTimeoutMs);
+      socket.setTimeout(d.idleTimeoutMs);
       const next = () => {
         if (socket.isPaused()) socket.resume();
         d.next(socket, held);

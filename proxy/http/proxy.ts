@@ -16,6 +16,7 @@ import { admit } from './admit.js';
 import { handleConnect, openTunnel, type HttpTunnel, type TunnelMode } from './connect.js';
 import { checkRequestHead } from './framing.js';
 import { frontDoor } from './front.js';
+import { headerValue } from './head.js';
 import { forwardRequest, forwardUpgrade, type Forward, type ForwardDeps, type RequestAudit } from './forward.js';
 import { plainEligible, plainExchange, releasePlain, type PlainDeps } from './plain.js';
 import { Registry, revokedDetail, stillAllowed, type Connection } from './registry.js';
@@ -76,11 +77,6 @@ const absolute = (req: http.IncomingMessage): AbsoluteRequest => ({
   host: req.headers.host,
   upgrade: req.headers.upgrade,
 });
-
-const headerValue = (raw: readonly string[], name: string): string | undefined => {
-  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.toLowerCase() === name) return raw[i + 1];
-  return undefined;
-};
 
 /** Report an internal error of one connection and close it; the gateway keeps serving the others. */
 function internalError(report: Report, err: unknown, socket: Duplex | undefined): void {

@@ -5,6 +5,7 @@
 //   HTTP/1.1 SP 3DIGIT [ SP reason ] CRLF          (or HTTP/1.0; reason: HTAB, SP, VCHAR, obs-text)
 //   *( token ":" *( HTAB / SP / VCHAR / obs-text ) CRLF )
 //   CRLF
+import { listsClose } from './framing.js';
 import { BYTE, MORE, readField, type Field } from './head.js';
 
 export interface ResponseHead {
@@ -30,8 +31,8 @@ const CR = 0x0d;
 const LF = 0x0a;
 const SP = 0x20;
 const HTAB = 0x09;
-/** HTAB, SP, VCHAR, obs-text: what a reason phrase may have. */
-const text = (c: number) => c === HTAB || (c >= SP && c !== 0x7f);
+/** HTAB, SP, VCHAR, obs-text: what a reason phrase (or a chunk extension or trailer, chunked.ts) may have. */
+export const text = (c: number) => c === HTAB || (c >= SP && c !== 0x7f);
 /** VCHAR, obs-text: a field value's bytes (besides SP and HTAB). */
 const fieldByte = (c: number) => c > SP && c !== 0x7f;
 const field: Field = { nameStart: 0, nameEnd: 0, valueStart: 0, valueEnd: 0, next: 0 };
@@ -101,7 +102,7 @@ export function responseFraming(
     const value = head.headers[i + 1]!;
     if (name === 'content-length') lengths.push(value);
     else if (name === 'transfer-encoding') codings.push(value);
-    else if (name === 'connection' && value.split(',').some((t) => t.trim().toLowerCase() === 'close')) close = true;
+    else if (name === 'connection' && listsClose(value)) close = true;
   }
   if (lengths.length > 1) return { ok: false, detail: 'more than one Content-Length in the upstream answer' };
   if (lengths.length === 1 && !CONTENT_LENGTH.test(lengths[0]!))
