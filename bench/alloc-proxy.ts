@@ -3,6 +3,8 @@
 // allocation: its cost is spread over GC and every allocating line). Sampling starts after `warmupMs`;
 // on SIGTERM it prints the top allocation sites (function, file:line) with their share of the bytes
 // allocated, to standard error, and exits. Drive it with bench/loadgen.ts or wrk (bench/README.md).
+// With `"survivors":true` it counts only what outlived a scavenge (promoted to the old space, then
+// collected by a mark-compact or still live): the objects that make scavenges and mark-compacts long.
 // Usage: node dist/bench/alloc-proxy.js '{"root":"/path/to/checkout","name":"conn.bench.example","log":"/tmp/x.jsonl","warmupMs":3000,"top":30}'
 import { Session } from 'node:inspector/promises';
 
@@ -12,7 +14,7 @@ interface SamplingNode {
   children: SamplingNode[];
 }
 
-const args = JSON.parse(process.argv[2] ?? '{}') as { warmupMs?: number; top?: number };
+const args = JSON.parse(process.argv[2] ?? '{}') as { warmupMs?: number; top?: number; survivors?: boolean };
 const session = new Session();
 session.connect();
 await session.post('HeapProfiler.enable');
@@ -21,7 +23,7 @@ setTimeout(() => {
   void session.post('HeapProfiler.startSampling', {
     samplingInterval: 512,
     includeObjectsCollectedByMajorGC: true,
-    includeObjectsCollectedByMinorGC: true,
+    includeObjectsCollectedByMinorGC: !args.survivors,
   });
 }, args.warmupMs ?? 3000);
 

@@ -2,7 +2,7 @@
 import { CONN } from '../env.js';
 import { withCpu } from '../cpu.js';
 import { OURS, type Row, type ScenarioResult } from '../table.js';
-import { proxies, type Ctx } from './common.js';
+import { interleaved, medians, proxies, roundsNote, type Ctx } from './common.js';
 
 interface ConnectResult {
   perSec: number;
@@ -17,32 +17,36 @@ export async function connect({ env, preset, log }: Ctx): Promise<ScenarioResult
   const rows: Row[] = [];
   const notes: string[] = [];
   for (const c of preset.concurrency) {
-    const res: Record<string, ConnectResult> = {};
-    const cpu: Record<string, number | null> = {};
-    for (const p of paths) {
-      const { r, cpu: ms } = await withCpu(env, p.name, () =>
-        env.node<ConnectResult>(
-          'loadgen.js',
-          { mode: 'connect', via: p.via, target: `${CONN.ip}:${CONN.port}`, name: CONN.name, concurrency: c, durationMs: preset.connectMs },
-          preset.connectMs + 60_000,
-        ),
+    const load = (p: { via: string }, ms: number) =>
+      env.node<ConnectResult>(
+        'loadgen.js',
+        { mode: 'connect', via: p.via, target: `${CONN.ip}:${CONN.port}`, name: CONN.name, concurrency: c, durationMs: ms },
+        ms + 60_000,
       );
-      res[p.name] = r;
-      cpu[p.name] = p.name === 'direct' ? null : ms / ((r.perSec * (preset.connectMs / 1000)) / 1000);
-      log(
-        `connect c=${c} ${p.name}: ${r.perSec.toFixed(0)}/s p50 ${r.latencyMs.p50.toFixed(3)} ms p99 ${r.latencyMs.p99.toFixed(3)} ms errors ${r.errors}`,
-      );
-      if (r.errors) notes.push(`c=${c} ${p.name}: ${r.errors} failed connections (last: ${r.lastError})`);
-      await new Promise((r2) => setTimeout(r2, 500));
-    }
-    const pick = (f: (r: ConnectResult) => number) => Object.fromEntries(Object.entries(res).map(([k, v]) => [k, f(v)]));
-    const direct50 = res.direct!.latencyMs.p50;
-    const added = Object.fromEntries(Object.entries(res).map(([k, v]) => [k, k === 'direct' ? null : v.latencyMs.p50 - direct50]));
+    // Between points, the sockets of the last one leave TIME_WAIT's way.
+    const pause = () => new Promise((r2) => setTimeout(r2, 500));
+    const rounds = await interleaved(
+      paths,
+      preset,
+      (p, ms) => load(p, ms).then(pause),
+      async (p) => {
+        const { r, cpu: ms } = await withCpu(env, p.name, () => load(p, preset.connectMs));
+        log(
+          `connect c=${c} ${p.name}: ${r.perSec.toFixed(0)}/s p50 ${r.latencyMs.p50.toFixed(3)} ms p99 ${r.latencyMs.p99.toFixed(3)} ms errors ${r.errors}`,
+        );
+        if (r.errors) notes.push(`c=${c} ${p.name}: ${r.errors} failed connections (last: ${r.lastError})`);
+        await pause();
+        return { r, cpu: p.name === 'direct' ? null : ms / ((r.perSec * (preset.connectMs / 1000)) / 1000) };
+      },
+    );
+    const pick = (f: (x: { r: ConnectResult; cpu: number | null }) => number | null) => medians(rounds, f);
+    const p50 = pick((x) => x.r.latencyMs.p50);
+    const added = Object.fromEntries(Object.entries(p50).map(([k, v]) => [k, k === 'direct' ? null : v! - p50.direct!]));
     const addedOurs = added[OURS]!;
     rows.push(
-      { metric: `new tunnels/s, c=${c}`, unit: '/s', better: 'higher', values: pick((r) => r.perSec) },
-      { metric: `latency p50, c=${c}`, unit: 'ms', better: 'lower', values: pick((r) => r.latencyMs.p50) },
-      { metric: `latency p99, c=${c}`, unit: 'ms', better: 'lower', values: pick((r) => r.latencyMs.p99) },
+      { metric: `new tunnels/s, c=${c}`, unit: '/s', better: 'higher', values: pick((x) => x.r.perSec) },
+      { metric: `latency p50, c=${c}`, unit: 'ms', better: 'lower', values: p50 },
+      { metric: `latency p99, c=${c}`, unit: 'ms', better: 'lower', values: pick((x) => x.r.latencyMs.p99) },
       {
         metric: `added p50 over direct, c=${c}`,
         unit: 'ms',
@@ -50,11 +54,12 @@ export async function connect({ env, preset, log }: Ctx): Promise<ScenarioResult
         values: added,
         ...(c === 1 ? { target: '≤ 1 ms', met: addedOurs <= 1 } : {}),
       },
-      { metric: `proxy CPU per 1,000 tunnels, c=${c}`, unit: 'ms', better: 'lower', values: cpu },
+      { metric: `proxy CPU per 1,000 tunnels, c=${c}`, unit: 'ms', better: 'lower', values: pick((x) => x.cpu) },
     );
   }
   notes.unshift(
     `Each worker loops for ${preset.connectMs / 1000} s: TCP connect → CONNECT ${CONN.name}:443 → 200 → ClientHello → first answer byte → close. Load generator: ours (bench/loadgen.ts, one Node process).`,
+    roundsNote(preset),
     'The gateway resolves through its cache (warm after the first tunnel), checks SNI and writes one audit line per tunnel and one on close.',
     'Proxy CPU: user + system time of the proxy process (/proc/PID/stat) during the point, per 1,000 tunnels opened.',
   );

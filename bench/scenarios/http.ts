@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { HTTP } from '../env.js';
 import { withCpu } from '../cpu.js';
 import { OURS, type Row, type ScenarioResult } from '../table.js';
-import { proxies, type Ctx } from './common.js';
+import { interleaved, medians, proxies, roundsNote, type Ctx } from './common.js';
 
 export interface WrkResult {
   rps: number;
@@ -58,25 +58,28 @@ export async function http(ctx: Ctx): Promise<ScenarioResult> {
   const rows: Row[] = [];
   const notes: string[] = [];
   for (const c of [1, 64]) {
-    const res: Record<string, WrkResult> = {};
-    const cpu: Record<string, number | null> = {};
-    for (const p of paths) {
-      const { r, cpu: ms } = await withCpu(env, p.name, () => runWrk(ctx, p.via, c, preset.httpSeconds));
-      res[p.name] = r;
-      cpu[p.name] = p.name === 'direct' ? null : ms / (r.requests / 1000);
-      log(`http c=${c} ${p.name}: ${r.rps.toFixed(0)} req/s p50 ${r.p50} ms p99 ${r.p99} ms`);
-      if (r.non2xx || r.socketErrors) notes.push(`c=${c} ${p.name}: ${r.non2xx} non-2xx responses ${r.socketErrors}`);
-    }
-    const pick = (f: (r: WrkResult) => number) => Object.fromEntries(Object.entries(res).map(([k, v]) => [k, f(v)]));
+    const rounds = await interleaved(
+      paths,
+      preset,
+      (p, ms) => runWrk(ctx, p.via, c, Math.max(1, Math.round(ms / 1000))),
+      async (p) => {
+        const { r, cpu: ms } = await withCpu(env, p.name, () => runWrk(ctx, p.via, c, preset.httpSeconds));
+        log(`http c=${c} ${p.name}: ${r.rps.toFixed(0)} req/s p50 ${r.p50} ms p99 ${r.p99} ms`);
+        if (r.non2xx || r.socketErrors) notes.push(`c=${c} ${p.name}: ${r.non2xx} non-2xx responses ${r.socketErrors}`);
+        return { r, cpu: p.name === 'direct' ? null : ms / (r.requests / 1000) };
+      },
+    );
+    const pick = (f: (x: { r: WrkResult; cpu: number | null }) => number | null) => medians(rounds, f);
     rows.push(
-      { metric: `requests/s, c=${c}`, unit: '/s', better: 'higher', values: pick((r) => r.rps) },
-      { metric: `latency p50, c=${c}`, unit: 'ms', better: 'lower', values: pick((r) => r.p50) },
-      { metric: `latency p99, c=${c}`, unit: 'ms', better: 'lower', values: pick((r) => r.p99) },
-      { metric: `proxy CPU per 1,000 requests, c=${c}`, unit: 'ms', better: 'lower', values: cpu },
+      { metric: `requests/s, c=${c}`, unit: '/s', better: 'higher', values: pick((x) => x.r.rps) },
+      { metric: `latency p50, c=${c}`, unit: 'ms', better: 'lower', values: pick((x) => x.r.p50) },
+      { metric: `latency p99, c=${c}`, unit: 'ms', better: 'lower', values: pick((x) => x.r.p99) },
+      { metric: `proxy CPU per 1,000 requests, c=${c}`, unit: 'ms', better: 'lower', values: pick((x) => x.cpu) },
     );
   }
   notes.unshift(
     `wrk -t1 -cN -d${preset.httpSeconds}s --latency, GET http://${HTTP.name}/ (13-byte body) through each proxy with keep-alive; "direct" is wrk straight to the origin (a Node http server, which bounds every column).`,
+    `${roundsNote(preset)}`,
     'Proxy CPU: user + system time of the proxy process (/proc/PID/stat) during the run, per 1,000 requests.',
   );
   return { id: 'http', title: 'Plain HTTP (keep-alive, small responses, wrk)', columns, rows, notes };

@@ -4,7 +4,7 @@
 import { BULK, CONN, LISTEN, PORTS } from '../env.js';
 import { median } from '../stats.js';
 import { OURS, type Row, type ScenarioResult } from '../table.js';
-import { type Ctx } from './common.js';
+import { interleaved, medians, roundsNote, type Ctx } from './common.js';
 
 const TP = 'transparent';
 
@@ -48,22 +48,21 @@ export async function transparent({ env, preset, log }: Ctx): Promise<ScenarioRe
       values: Object.fromEntries(Object.entries(runs).map(([k, v]) => [k, median(v)])),
     });
     for (const c of preset.concurrency.slice(0, 2)) {
-      const per: Record<string, number> = {};
-      const p50: Record<string, number> = {};
-      for (const p of paths) {
-        const r = await env.node<{ perSec: number; errors: number; lastError: string; latencyMs: { p50: number } }>(
+      const load = (p: (typeof paths)[number], ms: number) =>
+        env.node<{ perSec: number; errors: number; lastError: string; latencyMs: { p50: number } }>(
           'loadgen.js',
-          { mode: 'connect', via: p.via, target: p.conn, name: CONN.name, concurrency: c, durationMs: preset.connectMs },
-          preset.connectMs + 60_000,
+          { mode: 'connect', via: p.via, target: p.conn, name: CONN.name, concurrency: c, durationMs: ms },
+          ms + 60_000,
         );
-        per[p.name] = r.perSec;
-        p50[p.name] = r.latencyMs.p50;
+      const rounds = await interleaved(paths, preset, load, async (p) => {
+        const r = await load(p, preset.connectMs);
         log(`transparent connect c=${c} ${p.name}: ${r.perSec.toFixed(0)}/s p50 ${r.latencyMs.p50.toFixed(3)} ms errors ${r.errors}`);
         if (r.errors) notes.push(`c=${c} ${p.name}: ${r.errors} failed connections (last: ${r.lastError})`);
-      }
+        return r;
+      });
       rows.push(
-        { metric: `new connections/s, c=${c}`, unit: '/s', better: 'higher', values: per },
-        { metric: `connect → first answer byte p50, c=${c}`, unit: 'ms', better: 'lower', values: p50 },
+        { metric: `new connections/s, c=${c}`, unit: '/s', better: 'higher', values: medians(rounds, (r) => r.perSec) },
+        { metric: `connect → first answer byte p50, c=${c}`, unit: 'ms', better: 'lower', values: medians(rounds, (r) => r.latencyMs.p50) },
       );
     }
   } finally {
@@ -73,6 +72,7 @@ export async function transparent({ env, preset, log }: Ctx): Promise<ScenarioRe
   notes.push(
     `"${OURS}": through a CONNECT tunnel; "${TP}": the same gateway with --transparent, the client connecting straight to the name's pool address (its DNS answer) and sending the ClientHello, as a tool without proxy settings does; "direct": no gateway.`,
     'Both paths are the same code after the first bytes arrive (admit, dial, SNI check, relay, audit); transparent saves the CONNECT round trip.',
+    `Connection points: ${roundsNote(preset)}`,
   );
   return { id: 'transparent', title: 'Transparent mode beside CONNECT', columns: [OURS, TP, 'direct'], rows, notes };
 }
