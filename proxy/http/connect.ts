@@ -2,6 +2,7 @@
 // tunnel is a plain pipe (or is handed to the HTTP checks, or closed), and its tunnel_close line.
 import net from 'node:net';
 import { admit, revokedRefusal, type AdmitDeps } from './admit.js';
+import { dropListenersOnClose } from './closed.js';
 import { FirstBytes, type Verdict } from './firstbytes.js';
 import type { ForwardDeps, RequestAudit } from './forward.js';
 import { stillAllowed, type Connection } from './registry.js';
@@ -123,6 +124,7 @@ export async function openTunnel(
   // Its reads go to the first-bytes check, then straight to the client (relay.ts: larger reads).
   const reads = new UpstreamReads();
   const upstream = net.connect({ host: ip, port: t.port, allowHalfOpen: true, noDelay: true, onread: reads.onread });
+  dropListenersOnClose(upstream);
   upstream.setTimeout(limits.connectTimeoutMs, () => upstream.destroy(new Error(`connect timeout after ${limits.connectTimeoutMs} ms`)));
   const started = Date.now();
   let closedBy: ClosedBy | undefined;

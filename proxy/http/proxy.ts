@@ -15,6 +15,7 @@ import { withConnectionScope } from '../lastresort.js';
 import { admit } from './admit.js';
 import { handleConnect, openTunnel, type HttpTunnel, type TunnelMode } from './connect.js';
 import { checkRequestHead } from './framing.js';
+import { dropListenersOnClose } from './closed.js';
 import { frontDoor } from './front.js';
 import { headerValue } from './head.js';
 import { forwardRequest, forwardUpgrade, type Forward, type ForwardDeps, type RequestAudit } from './forward.js';
@@ -457,6 +458,7 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
     }
     perClient.set(client, n);
     sockets.add(socket);
+    dropListenersOnClose(socket);
     socket.on('error', () => undefined);
     socket.on('close', () => {
       sockets.delete(socket);
