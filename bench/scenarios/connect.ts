@@ -2,7 +2,7 @@
 import { CONN } from '../env.js';
 import { withCpu } from '../cpu.js';
 import { OURS, type Row, type ScenarioResult } from '../table.js';
-import { interleaved, medians, proxies, roundsNote, type Ctx } from './common.js';
+import { interleaved, medians, proxies, roundsNote, sleep, type Ctx } from './common.js';
 
 interface ConnectResult {
   perSec: number;
@@ -23,19 +23,18 @@ export async function connect({ env, preset, log }: Ctx): Promise<ScenarioResult
         { mode: 'connect', via: p.via, target: `${CONN.ip}:${CONN.port}`, name: CONN.name, concurrency: c, durationMs: ms },
         ms + 60_000,
       );
-    // Between points, the sockets of the last one leave TIME_WAIT's way.
-    const pause = () => new Promise((r2) => setTimeout(r2, 500));
     const rounds = await interleaved(
       paths,
       preset,
-      (p, ms) => load(p, ms).then(pause),
+      // After each load, half a second for its sockets to leave TIME_WAIT's way.
+      (p, ms) => load(p, ms).then(() => sleep(500)),
       async (p) => {
         const { r, cpu: ms } = await withCpu(env, p.name, () => load(p, preset.connectMs));
         log(
           `connect c=${c} ${p.name}: ${r.perSec.toFixed(0)}/s p50 ${r.latencyMs.p50.toFixed(3)} ms p99 ${r.latencyMs.p99.toFixed(3)} ms errors ${r.errors}`,
         );
         if (r.errors) notes.push(`c=${c} ${p.name}: ${r.errors} failed connections (last: ${r.lastError})`);
-        await pause();
+        await sleep(500);
         return { r, cpu: p.name === 'direct' ? null : ms / ((r.perSec * (preset.connectMs / 1000)) / 1000) };
       },
     );

@@ -79,7 +79,7 @@ export async function http(ctx: Ctx): Promise<ScenarioResult> {
   }
   notes.unshift(
     `wrk -t1 -cN -d${preset.httpSeconds}s --latency, GET http://${HTTP.name}/ (13-byte body) through each proxy with keep-alive; "direct" is wrk straight to the origin (a Node http server, which bounds every column).`,
-    `${roundsNote(preset)}`,
+    roundsNote(preset),
     'Proxy CPU: user + system time of the proxy process (/proc/PID/stat) during the run, per 1,000 requests.',
   );
   return { id: 'http', title: 'Plain HTTP (keep-alive, small responses, wrk)', columns, rows, notes };
