@@ -48,7 +48,7 @@ function start(script: string, arg: object, flags: string[] = []): Promise<{ pro
   });
 }
 
-type Load = { tunnels: number; errors: number; perSec: number; latencyMs: { p50: number } };
+type Load = { tunnels: number; errors: number; perSec: number; latencyMs: { p50: number; p99: number } };
 
 /** Plain HTTP through the proxy with wrk (absolute-form request line, Host naming the origin); `tunnels` counts requests. */
 function wrk(port: number, name: string, seconds: number): Promise<Load> {
@@ -63,7 +63,7 @@ function wrk(port: number, name: string, seconds: number): Promise<Load> {
     p.once('exit', (code) => {
       const r = parseWrk(out);
       if (code !== 0 || !Number.isFinite(r.requests) || !Number.isFinite(r.rps)) return reject(new Error(`wrk failed (${code}): ${out}`));
-      resolve({ tunnels: r.requests, errors: r.non2xx, perSec: r.rps, latencyMs: { p50: r.p50 } });
+      resolve({ tunnels: r.requests, errors: r.non2xx, perSec: r.rps, latencyMs: { p50: r.p50, p99: r.p99 } });
     });
   });
 }
@@ -108,7 +108,16 @@ try {
   );
   children.push(servers);
   await new Promise((r) => setTimeout(r, 500));
-  const sides = [] as Array<{ label: string; pid: number; port: number; name: string; cpu: number[]; rate: number[]; p50: number[] }>;
+  const sides = [] as Array<{
+    label: string;
+    pid: number;
+    port: number;
+    name: string;
+    cpu: number[];
+    rate: number[];
+    p50: number[];
+    p99: number[];
+  }>;
   for (const [label, root] of [
     ['A', opts.a],
     ['B', opts.b],
@@ -127,6 +136,7 @@ try {
       cpu: [],
       rate: [],
       p50: [],
+      p99: [],
     });
   }
   for (const s of sides) await load(s.port, s.name, 2); // warm-up
@@ -138,6 +148,7 @@ try {
       s.cpu.push(((cpuMs(s.pid) - before) * 1000) / r.tunnels);
       s.rate.push(r.perSec);
       s.p50.push(r.latencyMs.p50);
+      s.p99.push(r.latencyMs.p99);
     }
   }
   const out = sides.map((s) => ({
@@ -147,6 +158,7 @@ try {
     medianCpu: Math.round(median(s.cpu)),
     medianPerSec: Math.round(median(s.rate)),
     medianP50ms: Number(median(s.p50).toFixed(3)),
+    medianP99ms: Number(median(s.p99).toFixed(3)),
   }));
   process.stdout.write(
     `${JSON.stringify(out, null, 1)}\nB/A CPU per ${opts.mode === 'http' ? 'request' : 'tunnel'}: ${(out[1]!.medianCpu / out[0]!.medianCpu).toFixed(3)}\n`,

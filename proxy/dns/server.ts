@@ -3,6 +3,7 @@ import dgram from 'node:dgram';
 import net, { type AddressInfo } from 'node:net';
 import type { Allowlist } from '../policy/allowlist.js';
 import type { Audit, AuditEvent } from '../audit.js';
+import { LiveList } from '../live-list.js';
 import type { Resolver } from './resolver.js';
 import type { Assignment } from '../transparent/pool.js';
 import type { Report } from '../report.js';
@@ -118,10 +119,9 @@ export async function startDnsServer(host: string, port: number, opts: DnsServer
     }, fail);
   });
 
-  const sockets = new Set<net.Socket>();
+  const sockets = new LiveList<net.Socket>();
   const tcp = net.createServer({ allowHalfOpen: true }, (s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
+    s.on('close', sockets.add(s));
     s.on('error', () => s.destroy());
     s.setTimeout(TCP_IDLE_MS, () => s.destroy());
     let buf: Buffer = Buffer.alloc(0);
@@ -166,7 +166,7 @@ export async function startDnsServer(host: string, port: number, opts: DnsServer
     udp: udp.address(),
     tcp: tcp.address() as AddressInfo,
     close: async () => {
-      for (const s of sockets) s.destroy();
+      for (const s of sockets.values()) s.destroy();
       await Promise.all([new Promise<void>((r) => udp.close(() => r())), new Promise<void>((r) => tcp.close(() => r()))]);
     },
   };

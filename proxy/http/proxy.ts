@@ -20,6 +20,7 @@ import { frontDoor } from './front.js';
 import { headerValue } from './head.js';
 import { forwardRequest, forwardUpgrade, type Forward, type ForwardDeps, type RequestAudit } from './forward.js';
 import { plainEligible, plainExchange, releasePlain, type PlainDeps } from './plain.js';
+import { LiveList } from '../live-list.js';
 import { Registry, revokedDetail, stillAllowed, type Connection } from './registry.js';
 import { rawReply, refuseResponse } from './reply.js';
 import { hostHeaderMatches, parseAbsoluteUrl } from './target.js';
@@ -135,7 +136,7 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
   const { limits, audit } = opts;
   const registry = new Registry();
   const perClient = new Map<string, number>();
-  const sockets = new Set<net.Socket>();
+  const sockets = new LiveList<net.Socket>();
   const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
   const tlsAgent = new https.Agent({ keepAlive: true, maxSockets: 256 });
   const fdeps: ForwardDeps = { allowlist: opts.allowlist, audit, agent, tlsAgent, idleTimeoutMs: limits.idleTimeoutMs };
@@ -457,11 +458,11 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
       return false;
     }
     perClient.set(client, n);
-    sockets.add(socket);
+    const untrack = sockets.add(socket);
     dropListenersOnClose(socket);
     socket.on('error', () => undefined);
     socket.on('close', () => {
-      sockets.delete(socket);
+      untrack();
       const left = (perClient.get(client) ?? 1) - 1;
       if (left <= 0) perClient.delete(client);
       else perClient.set(client, left);
@@ -568,7 +569,7 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
       inner.close();
       const open = registry.all();
       for (const c of open) registry.close(c, 'shutdown');
-      for (const s of sockets) s.destroy();
+      for (const s of sockets.values()) s.destroy();
       agent.destroy();
       tlsAgent.destroy();
       await Promise.all([closing, ...open.map((c) => Promise.race([c.closed, new Promise((r) => setTimeout(r, 2000).unref())]))]);

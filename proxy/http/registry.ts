@@ -3,6 +3,7 @@
 // so that a reload can close those the new allowlist no longer allows, whatever stage they are at.
 import type { Allowlist, Via } from '../policy/allowlist.js';
 import type { RevokeReason } from '../reasons.js';
+import { LiveList } from '../live-list.js';
 
 export type CloseReason = RevokeReason;
 
@@ -22,12 +23,12 @@ export interface Connection {
 }
 
 export class Registry {
-  private readonly open = new Set<Connection>();
+  // A LiveList, not a Set: a Set's dropped tables kept every connection alive through young-generation GCs (live-list.ts).
+  private readonly open = new LiveList<Connection>();
 
   /** Register a connection; the returned function removes it (call once it is closed). */
   add(c: Connection): () => void {
-    this.open.add(c);
-    return () => this.open.delete(c);
+    return this.open.add(c);
   }
 
   get size(): number {
@@ -35,7 +36,7 @@ export class Registry {
   }
 
   all(): Connection[] {
-    return [...this.open];
+    return this.open.values();
   }
 
   close(c: Connection, reason: CloseReason): void {
