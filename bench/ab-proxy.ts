@@ -1,6 +1,7 @@
 // One side of bench/ab.ts: the proxy of the build at ROOT (its dist/), started in this process as the
 // gateway wires it (pino audit log to a file, the resolver with its cache), on 127.0.0.1. Names resolve
-// to 127.0.0.1 from memory and the guard admits exactly that address; the build's V8 settings (proxy/runtime.ts). Prints its port, then serves.
+// to 127.0.0.1 from memory and the guard admits exactly that address. Prints its port, then serves.
+// bench/ab.ts starts it with the gateway's Node flags (proxy/runtime.ts).
 // Usage: node dist/bench/ab-proxy.js '{"root":"/path/to/checkout","name":"conn.bench.example","log":"/tmp/x.jsonl"}'
 import { pathToFileURL } from 'node:url';
 import { join } from 'node:path';
@@ -8,11 +9,6 @@ import { join } from 'node:path';
 const args = JSON.parse(process.argv[2] ?? '{}') as { root: string; name: string; log: string };
 const mod = async (p: string) => import(pathToFileURL(join(args.root, 'dist', p)).href);
 
-// The gateway's V8 settings, where the build has them (builds before proxy/runtime.ts had none).
-await mod('proxy/runtime.js').then(
-  (m: { tuneRuntime: () => void }) => m.tuneRuntime(),
-  () => undefined,
-);
 const { startProxy } = await mod('proxy/http/proxy.js');
 const { Resolver } = await mod('proxy/dns/resolver.js');
 const { createAudit } = await mod('proxy/audit.js');

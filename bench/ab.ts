@@ -12,6 +12,7 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cpuMs } from './cpu.js';
 import { parseWrk } from './scenarios/http.js';
+import { GATEWAY_NODE_FLAGS } from '../proxy/runtime.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const opts = { rounds: 6, concurrency: 32, seconds: 4, mode: 'connect', ...(JSON.parse(process.argv[2] ?? '{}') as object) } as {
@@ -25,6 +26,8 @@ const opts = { rounds: 6, concurrency: 32, seconds: 4, mode: 'connect', ...(JSON
   /** Node flags for each side's process (e.g. a V8 heap setting). */
   aFlags?: string[];
   bFlags?: string[];
+  /** false: start both sides without the gateway's Node flags (proxy/runtime.ts), which they get otherwise. */
+  gatewayFlags?: boolean;
 };
 const NAME = 'conn.bench.example';
 const ORIGIN_PORT = 24443;
@@ -126,7 +129,10 @@ try {
     const { proc, line } =
       root === 'node-min'
         ? await start('minproxy.js', { listen: '127.0.0.1', port: MIN_PORT })
-        : await start('ab-proxy.js', { root, name: NAME, log: join(dir, `${label}.jsonl`) }, label === 'A' ? opts.aFlags : opts.bFlags);
+        : await start('ab-proxy.js', { root, name: NAME, log: join(dir, `${label}.jsonl`) }, [
+            ...(opts.gatewayFlags === false ? [] : GATEWAY_NODE_FLAGS),
+            ...((label === 'A' ? opts.aFlags : opts.bFlags) ?? []),
+          ]);
     sides.push({
       label,
       pid: proc.pid!,

@@ -10,6 +10,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, chmodSync }
 import { join } from 'node:path';
 import { Netns, type Proc } from '../test/harness/netns.js';
 import { CLI, ROOT, tempDir } from '../test/harness/world.js';
+import { GATEWAY_NODE_FLAGS } from '../proxy/runtime.js';
 
 export const DOMAIN = 'bench.example';
 export const UPSTREAM_DNS = '198.51.100.53';
@@ -245,6 +246,7 @@ export async function createEnv(opts: { peers: boolean; node: string }): Promise
       const allowlist = g.allowlistFile ?? join(dir, 'allowed_domains.txt');
       if (!existsSync(allowlist)) writeFileSync(allowlist, '');
       const args = [
+        ...GATEWAY_NODE_FLAGS,
         ...(g.nodeFlags ?? []),
         CLI,
         'gateway',

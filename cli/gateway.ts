@@ -4,7 +4,6 @@ import { parse, intOption, secondsOption, mebibytesOption, UsageError } from './
 import { defaultConfig, parseConfig, resolvConfUpstreams, ConfigError, effectivePath, type GatewayConfigInput } from '../proxy/config.js';
 import { startGateway, type FirewallFactory, type Gateway } from '../proxy/gateway.js';
 import { installLastResort } from '../proxy/lastresort.js';
-import { tuneRuntime } from '../proxy/runtime.js';
 import type { Report } from '../proxy/report.js';
 import { DNS_PORT, GATEWAY_ALLOWLIST_PATH, PROXY_PORT } from '../proxy/endpoints.js';
 import { PRESET_NAMES, isPresetName, type PresetName } from '../proxy/policy/presets.js';
@@ -166,8 +165,6 @@ export async function gatewayCommand(argv: string[], makeFirewall?: FirewallFact
     log: (line) => process.stderr.write(`${line}\n`),
     exit: (code) => void (gateway?.stopNow('internal-error') ?? Promise.resolve()).finally(() => process.exit(code)),
   });
-  // V8 settings for a long-running server (proxy/runtime.ts says why).
-  tuneRuntime();
   try {
     const cfg = parseConfig(input);
     gateway = await startGateway(cfg, report, makeFirewall);

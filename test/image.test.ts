@@ -1,6 +1,7 @@
 // The appliance's pure parts: names, docker argument generation (the hardened topology), allowlist edits,
 // the gateway image's production dependencies, the workdir checks. No Docker needed.
 import t from 'tap';
+import { GATEWAY_NODE_FLAGS } from '../proxy/runtime.js';
 import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -315,4 +316,10 @@ t.test('ports and the health check are stated once (proxy/endpoints.ts): the doc
   const run = /^CMD (\[.*\])$/m.exec(file);
   t.same(JSON.parse(run?.[1] ?? 'null'), ['--allowlist', GATEWAY_ALLOWLIST_PATH, '--audit-log', GATEWAY_AUDIT_PATH]);
   t.same(/^RUN mkdir -p (.*)$/m.exec(file)?.[1]?.split(' '), [GATEWAY_ALLOWLIST_DIR, GATEWAY_LOG_DIR]);
+  const entry = /^ENTRYPOINT (\[.*\])$/m.exec(file);
+  t.same(
+    JSON.parse(entry?.[1] ?? 'null'),
+    ['node', ...GATEWAY_NODE_FLAGS, '/opt/codex-egress/bin/codex-egress.js', 'gateway'],
+    "the gateway runs with proxy/runtime.ts's Node flags",
+  );
 });
