@@ -46,7 +46,7 @@ export const PRESETS: Record<Preset['name'], Preset> = {
   default: {
     name: 'default',
     bulkBytes: 256 << 20,
-    bulkReps: 3,
+    bulkReps: 5,
     connectMs: 2000,
     concurrency: [1, 64, 512],
     httpSeconds: 3,
