@@ -29,9 +29,17 @@ for (let i = 0; i < 10000; i++) more.push(make(i));
 console.log(JSON.stringify({ old: space('old_space') - old0, young: space('new_space') - new0, n: keep.length + more.length }));
 `;
 
-/** Where ~0.5 MB of objects from a site whose every object survived went: the old or the young generation. */
+/**
+ * Where ~0.5 MB of objects from a site whose every object survived went: the old or the young generation.
+ * The young generation is held at 4 MB: V8 decides to pretenure only at a scavenge of a young generation
+ * at its largest, and how fast it grows there depends on the machine's load (a CI run with other tests
+ * beside it left it smaller, and the control found nothing). A clean environment: no NODE_OPTIONS.
+ */
 async function probe(flags: readonly string[]): Promise<{ old: number; young: number; n: number }> {
-  const r = await promisify(execFile)(process.execPath, [...flags, '--input-type=module', '-e', PROBE]);
+  const heap = ['--min-semi-space-size=4', '--max-semi-space-size=4'];
+  const r = await promisify(execFile)(process.execPath, [...heap, ...flags, '--input-type=module', '-e', PROBE], {
+    env: { PATH: process.env.PATH ?? '' },
+  });
   return JSON.parse(r.stdout) as { old: number; young: number; n: number };
 }
 
@@ -43,6 +51,8 @@ t.test("with the gateway's flags, a site whose objects all survive still allocat
 });
 
 t.test('without them the same site is pretenured (the control: the probe can tell)', async (t) => {
-  const r = await probe([]);
-  t.ok(r.old > 300_000, `old generation grew ${Math.round(r.old / 1024)} KiB`);
+  // Up to three tries: V8's decision rests on its own heuristics; one pretenured run shows the probe works.
+  const grew: number[] = [];
+  for (let i = 0; i < 3 && !(grew.at(-1)! > 300_000); i++) grew.push((await probe([])).old);
+  t.ok(grew.at(-1)! > 300_000, `old generation grew ${grew.map((b) => Math.round(b / 1024)).join(', ')} KiB`);
 });
