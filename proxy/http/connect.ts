@@ -165,8 +165,9 @@ export async function openTunnel(
       return refuse(r.status, r.reason, r.detail);
     }
     open = true;
-    audit.write({ ...base, decision: 'allow', reason: 'allowed', status: 200 });
+    // The answer first: the client's next bytes are on their way while the audit line is made.
     if (!transparent) socket.write(ESTABLISHED);
+    audit.write({ ...base, decision: 'allow', reason: 'allowed', status: 200 });
     socket.setTimeout(limits.idleTimeoutMs, () => finish('idle-timeout'));
     inspect();
   });
