@@ -1,0 +1,121 @@
+// What the proxy's two node:http servers share (the proxy port's, for the connections the front door
+// hands over, and the one that parses requests inside plain-HTTP tunnels, in-tunnel.ts): their options,
+// the scope each connection is handled in, the hand-over of a socket with bytes read already, handlers
+// whose exceptions close their connection only, and the audited refusals Node would otherwise send itself.
+import http from 'node:http';
+import type net from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { ProxyLimits } from '../config.js';
+import { withConnectionScope } from '../lastresort.js';
+import type { Report } from '../report.js';
+import type { HttpTunnel } from './connect.js';
+import type { RequestAudit } from './forward.js';
+import { rawReply, refuseResponse } from './reply.js';
+
+/** A node:http server that never listens itself: the proxy gives it its connections. */
+export function handedServer(limits: ProxyLimits): http.Server {
+  const server = http.createServer({
+    maxHeaderSize: limits.maxHeaderBytes,
+    headersTimeout: limits.headersTimeoutMs,
+    requestTimeout: 0,
+    keepAliveTimeout: 5_000,
+    // How often the headers timeout is enforced (Node's default, 30 s, would let a slow client linger).
+    connectionsCheckingInterval: Math.min(1_000, limits.headersTimeoutMs),
+    // A request without Host goes to the proxy's own checks (an audited 400), not Node's silent 400.
+    requireHostHeader: false,
+  });
+  // Let the parser hand over every header. By default Node passes only the first 1000 to the request
+  // (rawHeaders included) while it still frames the body by all of them, so a Transfer-Encoding or
+  // Content-Length after 1000 filler headers would frame the body without the framing checks (or the
+  // forwarded request) ever seeing it: a smuggled second request. maxHeaderBytes bounds the cost.
+  server.maxHeadersCount = 0;
+  server.timeout = limits.idleTimeoutMs;
+  // 'listening' starts its enforcement of the headers timeout (slowloris), which Node only starts on
+  // listen; close() stops it.
+  server.emit('listening');
+  return server;
+}
+
+/** Report an internal error of one connection and close it; the gateway keeps serving the others. */
+function internalError(report: Report, err: unknown, socket: Duplex | undefined): void {
+  report(`proxy: internal error, connection closed: ${(err as Error)?.stack ?? String(err)}`);
+  socket?.destroy();
+}
+
+/** A handler whose exceptions (thrown, or its promise rejected) close its connection only. */
+export function guarded<A extends unknown[]>(
+  report: Report,
+  socketOf: (a: A) => Duplex | undefined,
+  fn: (...a: A) => unknown,
+): (...a: A) => void {
+  return (...a: A) => {
+    try {
+      const r = fn(...a);
+      if (r instanceof Promise) r.catch((err: unknown) => internalError(report, err, socketOf(a)));
+    } catch (err) {
+      internalError(report, err, socketOf(a));
+    }
+  };
+}
+
+/**
+ * Every connection a server accepts is handled in its own scope (lastresort.ts): its parser, its
+ * sockets' events, and what they start. An exception nothing caught there closes that connection only.
+ */
+export function scopeConnections(server: http.Server): void {
+  const emit = server.emit as (this: http.Server, event: string | symbol, ...args: unknown[]) => boolean;
+  server.emit = function (this: http.Server, event: string | symbol, ...args: unknown[]): boolean {
+    if (event !== 'connection') return emit.call(this, event, ...args);
+    const socket = args[0] as net.Socket;
+    return withConnectionScope(socket, () => emit.call(this, event, ...args)) ?? true;
+  } as typeof server.emit;
+}
+
+/**
+ * Give `server` a connection whose first bytes were read already (by the front door, or by a tunnel's
+ * first-bytes check): its parser gets them before anything the socket reads next, and then the end if
+ * the client's FIN was read too (its 'end' already emitted: the parser would otherwise never see it).
+ */
+export function handToHttp(server: http.Server, socket: net.Socket, read: Buffer): void {
+  server.emit('connection', socket);
+  if (read.length) socket.emit('data', read);
+  if (socket.readableEnded) socket.emit('end');
+}
+
+/**
+ * The refusals a server answers before any request is admitted (a head the parser refused or that came
+ * too slowly, an expectation, a CONNECT inside a tunnel), each with its audit line: inside a plain-HTTP
+ * tunnel (`tunnelOf`) it names the tunnel's host. Every refusal is audited (ATTACK6).
+ */
+export function refusals(log: (e: RequestAudit) => void, tunnelOf: (socket: Duplex) => HttpTunnel | undefined) {
+  const auditRefusal = (socket: Duplex, status: number, detail: string, method?: string) => {
+    const tunnel = tunnelOf(socket);
+    log({
+      event: 'http',
+      client: tunnel?.client ?? (socket as net.Socket).remoteAddress ?? '',
+      host: tunnel?.host ?? '',
+      port: tunnel?.port ?? 0,
+      ...(tunnel ? { ip: tunnel.ip, rule: tunnel.rule, ...(tunnel.mode ? { mode: tunnel.mode } : {}) } : {}),
+      ...(method ? { method } : {}),
+      decision: 'deny',
+      reason: 'bad-request',
+      status,
+      detail,
+    });
+  };
+  /** A head the parser refused (400, 431) or that did not come in time (408). */
+  const clientError = (err: NodeJS.ErrnoException, socket: Duplex) => {
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    if (socket.writableEnded || socket.destroyed) return;
+    auditRefusal(socket, status, String(err.code ?? err.message));
+    rawReply(socket, status, 'bad-request', err.code);
+  };
+  /** `Expect` other than 100-continue (Node would answer 417 itself, unaudited). */
+  const expectation = (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const detail = 'only Expect: 100-continue is understood';
+    auditRefusal(req.socket, 417, detail, req.method);
+    refuseResponse(res, 417, 'bad-request', detail);
+  };
+  return { auditRefusal, clientError, expectation };
+}
+export type Refusals = ReturnType<typeof refusals>;
