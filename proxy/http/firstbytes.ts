@@ -43,33 +43,73 @@ const HTTP_VERSION = /[\t\x0b\x0c ]HTTP\/[0-9]/i;
 /** Bytes no HTTP request line has (control bytes other than tab, VT, FF and CR). */
 const NOT_TEXT = /[\x00-\x08\x0e-\x1f\x7f]/;
 
-type Record = { type: number; body: Buffer; end: number };
+/**
+ * A ClientHello split into this many TLS records (or more) is refused: clients send it in one record,
+ * a few when it is large; a thousand one-byte records would only cost the gateway work.
+ */
+export const MAX_HELLO_RECORDS = 64;
 
-/** The complete records at the start of `buf`; `invalid` when a header is not a TLS record's. */
-function records(buf: Buffer): { recs: Record[]; invalid?: string } {
-  const recs: Record[] = [];
-  let off = 0;
-  while (off + 5 <= buf.length) {
-    const type = buf[off]!;
-    if (type < 0x14 || type > 0x17 || buf[off + 1] !== 3) return { recs, invalid: 'not a TLS record' };
-    const len = buf.readUInt16BE(off + 3);
-    if (len > MAX_RECORD || (len === 0 && type !== 0x17)) return { recs, invalid: 'bad TLS record length' };
-    if (off + 5 + len > buf.length) break;
-    recs.push({ type, body: buf.subarray(off + 5, off + 5 + len), end: off + 5 + len });
-    off += 5 + len;
+/**
+ * Bytes received in pieces, made contiguous only when a decision needs them (once per record or line,
+ * not once per read): a peer trickling bytes one read at a time costs linear work, not quadratic.
+ */
+class Chunks {
+  private list: Buffer[] = [];
+  length = 0;
+  push(b: Buffer): void {
+    if (b.length === 0) return;
+    this.list.push(b);
+    this.length += b.length;
   }
-  return { recs };
+  /** All of it, contiguous. */
+  flat(): Buffer {
+    if (this.list.length > 1) this.list = [Buffer.concat(this.list, this.length)];
+    return this.list[0] ?? EMPTY;
+  }
+  /** All of it, and empty from now on. */
+  take(): Buffer {
+    const b = this.flat();
+    this.list = [];
+    this.length = 0;
+    return b;
+  }
+  /** The first `n` bytes, removed. */
+  shift(n: number): Buffer {
+    const b = this.flat();
+    const rest = b.subarray(n);
+    this.list = rest.length ? [rest] : [];
+    this.length = rest.length;
+    return b.subarray(0, n);
+  }
+  /** Everything from byte `n` on (the rest dropped). */
+  from(n: number): void {
+    this.shift(n);
+  }
 }
+const EMPTY = Buffer.alloc(0);
 
 export class FirstBytes {
-  private mode: 'start' | 'tls' | 'done' = 'start';
-  private pending: Buffer<ArrayBufferLike> = Buffer.alloc(0);
+  private mode: 'start' | 'line' | 'tls' | 'done' = 'start';
+  /** The client's bytes not sent on yet. */
+  private pending = new Chunks();
+  /** `line` mode (a `/tcp` rule, text so far): where the first line starts (after empty lines), and whether it has begun. */
+  private lineStart = 0;
+  private lineBegun = false;
+  /** `tls` mode: of `pending`, the bytes in complete records read already (`checked` of them may be sent on), the next record's length. */
+  private parsed = 0;
+  private checked = 0;
+  private recordNeed = 0;
+  /** The handshake message being put together from the records read so far, and how many records it took. */
+  private handshake = new Chunks();
+  private handshakeRecords = 0;
   /** A ClientHello may come now (at the start, and once after a HelloRetryRequest). */
   private helloExpected = true;
   private hellos = 0;
   private retried = false;
-  /** The origin's bytes not yet read (handshake messages can span records). */
-  private server: Buffer<ArrayBufferLike> = Buffer.alloc(0);
+  /** The origin's bytes not yet read, and the length of its next record once its header is read. */
+  private server = new Chunks();
+  private serverNeed = 0;
+  /** The origin's handshake bytes not yet read (handshake messages can span records). */
   private serverHandshake: Buffer<ArrayBufferLike> = Buffer.alloc(0);
   /** Bytes of a HelloRetryRequest still to come in later records. */
   private skip = 0;
@@ -91,15 +131,15 @@ export class FirstBytes {
   }
 
   private take(): Buffer {
-    const b = this.pending;
-    this.pending = Buffer.alloc(0);
-    return b;
+    this.parsed = this.checked = 0;
+    return this.pending.take();
   }
 
   /** Bytes from the client. */
   client(chunk: Buffer): Verdict {
     if (this.mode === 'done') return { kind: 'pass', bytes: chunk };
-    this.pending = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
+    this.pending.push(chunk);
+    if (this.mode === 'line') return this.line(chunk);
     if (this.mode === 'start') {
       const v = this.classify();
       if (v) return v;
@@ -109,7 +149,9 @@ export class FirstBytes {
 
   /** The first bytes say which protocol this is; undefined while they do not say yet. */
   private classify(): Verdict | undefined {
-    const b = this.pending;
+    // Decided within the first MAX_SSH_LINE + 1 bytes (TLS at the first, HTTP within MAX_METHOD + 1), so
+    // making them contiguous at each read is bounded; a `/tcp` rule's text goes on in `line` mode.
+    const b = this.pending.flat();
     if (b.length === 0) return { kind: 'need-more' };
     if (b[0] === HANDSHAKE) {
       this.mode = 'tls';
@@ -137,7 +179,10 @@ export class FirstBytes {
       return { kind: 'http', bytes: this.take() };
     }
     if (i === b.length && i < MAX_METHOD) return { kind: 'need-more' };
-    if (this.carries === 'any') return this.opaque();
+    if (this.carries === 'any') {
+      this.mode = 'line';
+      return this.line(b);
+    }
     return this.notAllowed('neither TLS, HTTP nor SSH');
   }
 
@@ -149,54 +194,79 @@ export class FirstBytes {
   }
 
   /**
-   * Bytes that are neither TLS, SSH nor a plain request line, on a `/tcp` rule. Lenient HTTP servers
-   * also read a request after empty lines, with a long method or a tab: a first line of text that
-   * names an HTTP version is HTTP (held to the host). Waits for that line while the bytes are text;
-   * a line that never ends is refused, never passed.
+   * Bytes that are neither TLS, SSH nor a plain request line, on a `/tcp` rule (`line` mode; `chunk`:
+   * the bytes new since the last call, already in `pending`). Lenient HTTP servers also read a request
+   * after empty lines, with a long method or a tab: a first line of text that names an HTTP version is
+   * HTTP (held to the host). Waits for that line while the bytes are text; a line that never ends is
+   * refused, never passed. Each byte is looked at once.
    */
-  private opaque(): Verdict {
-    const b = this.pending;
-    let start = 0;
-    while (start < b.length && (b[start] === 0x0d || b[start] === 0x0a)) start++;
-    const lf = b.indexOf(0x0a, start);
-    const line = b.subarray(start, lf < 0 ? b.length : lf).toString('latin1');
-    if (!NOT_TEXT.test(line)) {
-      if (lf < 0) return b.length > MAX_HELLO_BYTES ? this.notAllowed('an over-long first line') : { kind: 'need-more' };
-      if (HTTP_VERSION.test(line)) {
-        this.pending = b.subarray(start);
-        return this.toHttp('plain HTTP');
-      }
+  private line(chunk: Buffer): Verdict {
+    let i = 0;
+    if (!this.lineBegun) {
+      while (i < chunk.length && (chunk[i] === 0x0d || chunk[i] === 0x0a)) i++;
+      this.lineStart += i;
+      if (i < chunk.length) this.lineBegun = true;
+    }
+    const lf = chunk.indexOf(0x0a, i);
+    if (NOT_TEXT.test(chunk.subarray(i, lf < 0 ? chunk.length : lf).toString('latin1'))) {
+      this.mode = 'done';
+      return { kind: 'pass', bytes: this.take() };
+    }
+    if (lf < 0) return this.pending.length > MAX_HELLO_BYTES ? this.notAllowed('an over-long first line') : { kind: 'need-more' };
+    const all = this.pending.flat();
+    const end = all.length - chunk.length + lf;
+    if (HTTP_VERSION.test(all.subarray(this.lineStart, end).toString('latin1'))) {
+      this.pending.from(this.lineStart);
+      return this.toHttp('plain HTTP');
     }
     this.mode = 'done';
     return { kind: 'pass', bytes: this.take() };
   }
 
-  /** Walk the client's complete TLS records; send on those whose handshake messages are all checked. */
+  /**
+   * Read the client's TLS records as they complete (each once, however the bytes were split); send on
+   * those whose handshake messages are all checked.
+   */
   private tls(): Verdict {
-    const { recs, invalid } = records(this.pending);
-    let handshake: Buffer<ArrayBufferLike> = Buffer.alloc(0);
-    let cut = 0;
-    for (const r of recs) {
-      if (r.type === HANDSHAKE) {
-        handshake = handshake.length ? Buffer.concat([handshake, r.body]) : r.body;
-        while (handshake.length >= 4) {
-          const need = 4 + handshake.readUIntBE(1, 3);
+    for (;;) {
+      const avail = this.pending.length - this.parsed;
+      if (this.recordNeed === 0) {
+        if (avail < 5) break;
+        const h = this.pending.flat().subarray(this.parsed, this.parsed + 5);
+        const type = h[0]!;
+        const len = h.readUInt16BE(3);
+        if (type < 0x14 || type > 0x17 || h[1] !== 3) return this.reject('sni-mismatch', 'not a TLS record');
+        if (len > MAX_RECORD || (len === 0 && type !== 0x17)) return this.reject('sni-mismatch', 'bad TLS record length');
+        this.recordNeed = 5 + len;
+      }
+      if (avail < this.recordNeed) break;
+      const rec = this.pending.flat().subarray(this.parsed, this.parsed + this.recordNeed);
+      this.parsed += this.recordNeed;
+      this.recordNeed = 0;
+      if (rec[0] === HANDSHAKE) {
+        if (++this.handshakeRecords > MAX_HELLO_RECORDS)
+          return this.reject('sni-mismatch', `a ClientHello in more than ${MAX_HELLO_RECORDS} records`);
+        this.handshake.push(rec.subarray(5));
+        while (this.handshake.length >= 4) {
+          const hs = this.handshake.flat();
+          const need = 4 + hs.readUIntBE(1, 3);
           if (need > MAX_HELLO_BYTES) return this.reject('sni-mismatch', 'ClientHello too large');
-          if (handshake.length < need) break;
-          const v = this.hello(handshake[0]!, handshake.subarray(4, need));
+          if (hs.length < need) break;
+          const v = this.hello(hs[0]!, hs.subarray(4, need));
           if (v) return v;
-          handshake = handshake.subarray(need);
+          this.handshake.shift(need);
+          if (this.handshake.length === 0) this.handshakeRecords = 0;
         }
-      } else if (handshake.length) {
+      } else if (this.handshake.length) {
         return this.reject('sni-mismatch', 'a record interleaved with a fragmented handshake message');
       }
-      if (handshake.length === 0) cut = r.end;
+      if (this.handshake.length === 0) this.checked = this.parsed;
     }
-    if (invalid) return this.reject('sni-mismatch', invalid);
-    if (this.pending.length - cut > MAX_HELLO_BYTES) return this.reject('sni-mismatch', 'ClientHello too large');
-    if (cut === 0) return { kind: 'need-more' };
-    const bytes = this.pending.subarray(0, cut);
-    this.pending = this.pending.subarray(cut);
+    if (this.pending.length - this.checked > MAX_HELLO_BYTES) return this.reject('sni-mismatch', 'ClientHello too large');
+    if (this.checked === 0) return { kind: 'need-more' };
+    const bytes = this.pending.shift(this.checked);
+    this.parsed -= this.checked;
+    this.checked = 0;
     return { kind: 'forward', bytes };
   }
 
@@ -222,14 +292,29 @@ export class FirstBytes {
   fromServer(chunk: Buffer): Verdict {
     if (this.mode === 'done') return { kind: 'pass', bytes: Buffer.alloc(0) };
     if (this.mode !== 'tls') return { kind: 'need-more' };
-    this.server = this.server.length ? Buffer.concat([this.server, chunk]) : chunk;
-    const { recs, invalid } = records(this.server);
-    if (invalid && recs.length === 0) return this.reject('tls-required', 'the server did not answer with TLS');
-    this.server = recs.length ? this.server.subarray(recs.at(-1)!.end) : this.server;
-    for (const r of recs) {
-      if (r.type === 0x15 || r.type === 0x14) continue; // an alert (the connection ends), or a compatibility ChangeCipherSpec
-      if (r.type !== HANDSHAKE) return this.reject('tls-required', 'the server sent data before its hello');
-      let hs = this.serverHandshake.length ? Buffer.concat([this.serverHandshake, r.body]) : r.body;
+    this.server.push(chunk);
+    // Each record read once it is complete (an origin trickling its bytes costs linear work).
+    for (let read = 0; ; read++) {
+      if (this.serverNeed === 0) {
+        if (this.server.length < 5) break;
+        const h = this.server.flat();
+        const len = h.readUInt16BE(3);
+        const invalid =
+          h[0]! < 0x14 || h[0]! > 0x17 || h[1] !== 3
+            ? 'not a TLS record'
+            : len > MAX_RECORD || (len === 0 && h[0] !== 0x17)
+              ? 'bad TLS record length'
+              : undefined;
+        if (invalid) return this.reject('tls-required', read === 0 ? 'the server did not answer with TLS' : invalid);
+        this.serverNeed = 5 + len;
+      }
+      if (this.server.length < this.serverNeed) break;
+      const r = this.server.shift(this.serverNeed);
+      this.serverNeed = 0;
+      const type = r[0]!;
+      if (type === 0x15 || type === 0x14) continue; // an alert (the connection ends), or a compatibility ChangeCipherSpec
+      if (type !== HANDSHAKE) return this.reject('tls-required', 'the server sent data before its hello');
+      let hs = this.serverHandshake.length ? Buffer.concat([this.serverHandshake, r.subarray(5)]) : r.subarray(5);
       if (this.skip) {
         const n = Math.min(this.skip, hs.length);
         hs = hs.subarray(n);
@@ -253,7 +338,6 @@ export class FirstBytes {
       }
       this.serverHandshake = hs;
     }
-    if (invalid) return this.reject('tls-required', invalid);
     return { kind: 'need-more' };
   }
 
