@@ -48,7 +48,15 @@ export async function admit(
   if (!decision.allow) return { ok: false, decision, status: DENY_STATUS[decision.reason], reason: decision.reason };
   let settle!: () => void;
   const closed = new Promise<void>((resolve) => (settle = resolve));
-  const conn: Connection = { kind, client, host: decision.host, port, via, closed };
+  const conn: Connection = {
+    kind,
+    client,
+    host: decision.host,
+    port,
+    via,
+    closed,
+    ...(kind === 'tunnel' ? { carries: decision.carries } : {}),
+  };
   const remove = deps.registry.add(conn);
   const done = () => {
     remove();

@@ -115,8 +115,23 @@ export async function openTunnel(
     return transparent ? void socket.destroy() : rawReply(socket, a.status, a.reason, a.detail);
   }
   const { decision, ip, conn } = a;
-  if (socket.destroyed) return a.done();
   const name = decision.host;
+  if (socket.destroyed) {
+    // Admitted for a client that left meanwhile: nothing is dialled, the decision is still audited.
+    a.done();
+    return audit.write({
+      event: 'connect',
+      client,
+      host: name,
+      port: t.port,
+      ip,
+      rule: decision.rule,
+      decision: 'allow',
+      reason: 'allowed',
+      detail: 'the client closed before the tunnel was answered',
+      ...mode,
+    });
+  }
   const carries = transparent && how.via === 'http' && decision.carries === 'tls' ? 'named' : decision.carries;
   if (deps.intercept?.(socket, head, { conn, client, host: name, port: t.port, ip, rule: decision.rule, ...mode }, a.done)) return;
   const base = { event: 'connect', client, host: name, port: t.port, ip, rule: decision.rule, ...mode } as const;
@@ -127,8 +142,13 @@ export async function openTunnel(
   dropListenersOnClose(upstream);
   upstream.setTimeout(limits.connectTimeoutMs, () => upstream.destroy(new Error(`connect timeout after ${limits.connectTimeoutMs} ms`)));
   const started = Date.now();
+  /** Why the gateway closed the tunnel (the first reason wins); a side's FIN alone does not close it (`endedBy`). */
   let closedBy: ClosedBy | undefined;
+  /** The side whose FIN came first: who ended a tunnel the gateway did not close. */
+  let endedBy: 'client' | 'upstream' | undefined;
   let open = false;
+  /** Answered (or refused): a client that leaves before then still gets its dial audited. */
+  let answered = false;
   let httpMode = false;
   let inspecting = false;
   /** The first-bytes check still needs bytes from the client (none yet, or an unfinished message). */
@@ -141,7 +161,11 @@ export async function openTunnel(
     upstream.destroy();
   };
   const refuse = (status: number, reason: RequestAudit['reason'], detail?: string, decisionKind: 'deny' | 'error' = 'deny') => {
+    answered = true;
     audit.write({ ...base, decision: decisionKind, reason, status, detail });
+    // Refused: no longer a connection to the host (a reload while the refusal lingers refuses nothing again).
+    conn.onClose = undefined;
+    a.done();
     upstream.destroy();
     if (transparent) socket.destroy();
     else rawReply(socket, status, reason, detail);
@@ -158,20 +182,20 @@ export async function openTunnel(
   socket.on('error', () => finish('error'));
   upstream.on('connect', () => {
     upstream.setTimeout(0);
-    if (socket.destroyed) return upstream.destroy();
+    if (socket.destroyed) return void upstream.destroy(); // audited by the client's 'close'
     // The decision was made before the lookup and the connect: it must still hold now.
     if (!stillAllowed(conn, deps.allowlist)) {
       const r = revokedRefusal(conn);
       return refuse(r.status, r.reason, r.detail);
     }
-    open = true;
+    open = answered = true;
     // The answer first: the client's next bytes are on their way while the audit line is made.
     if (!transparent) socket.write(ESTABLISHED);
     audit.write({ ...base, decision: 'allow', reason: 'allowed', status: 200 });
     socket.setTimeout(limits.idleTimeoutMs, () => finish('idle-timeout'));
     inspect();
   });
-  upstream.on('end', () => (closedBy ??= 'upstream'));
+  upstream.on('end', () => (endedBy ??= 'upstream'));
   /**
    * The client stopped sending before the check had what it needs: nothing more can come, so the tunnel
    * can never open (it would hold a connection slot until the hello timeout). Not on a `/tcp` rule: there
@@ -179,13 +203,16 @@ export async function openTunnel(
    */
   const clientGaveUp = () => inspecting && clientOwes && carries !== 'any';
   socket.on('end', () => {
-    closedBy ??= 'client';
+    endedBy ??= 'client';
     if (clientGaveUp()) finish('client');
   });
   socket.on('close', () => {
     clearTimeout(helloTimer);
     upstream.destroy();
     a.done();
+    // Dialled for a client that left before the answer: the dial is audited, with what happened.
+    if (!answered)
+      return audit.write({ ...base, decision: 'allow', reason: 'allowed', detail: 'the client closed before the tunnel was answered' });
     if (!open) return;
     audit.write({
       event: 'tunnel_close',
@@ -196,13 +223,13 @@ export async function openTunnel(
       bytes_up: httpMode ? socket.bytesRead : upstream.bytesWritten,
       bytes_down: httpMode ? socket.bytesWritten : upstream.bytesRead,
       ms: Date.now() - started,
-      closed_by: closedBy ?? 'client',
+      closed_by: closedBy ?? endedBy ?? 'client',
       ...mode,
     });
   });
   upstream.on('close', () => {
     if (!open && !socket.destroyed && !socket.writableEnded) socket.destroy();
-    if (inspecting) finish(closedBy ?? 'upstream');
+    if (inspecting) finish(endedBy ?? 'upstream');
   });
 
   function inspect(): void {

@@ -1,7 +1,7 @@
 // Every connection the proxy holds for a host — CONNECT tunnels, WebSockets, plain-HTTP requests in
 // flight — registered from the moment its host is admitted (before the name is resolved or dialled),
 // so that a reload can close those the new allowlist no longer allows, whatever stage they are at.
-import type { Allowlist, Via } from '../policy/allowlist.js';
+import type { Allowlist, Carries, Via } from '../policy/allowlist.js';
 import type { RevokeReason } from '../reasons.js';
 import { LiveList } from '../live-list.js';
 
@@ -14,6 +14,8 @@ export interface Connection {
   host: string;
   port: number;
   via: Exclude<Via, 'dns'>;
+  /** A tunnel: what its rule let it carry when it was admitted (its first bytes were or will be checked against it). */
+  carries?: Carries;
   /** Set once the connection has been revoked; every stage checks it after each await. */
   revoked?: CloseReason;
   /** Close it now, at whatever stage it is (set by the stage that holds sockets). */
@@ -47,7 +49,7 @@ export class Registry {
 
   /** Close every connection `allowlist` no longer allows; returns them. */
   revoke(allowlist: Allowlist): Connection[] {
-    const gone = this.all().filter((c) => !c.revoked && !allowlist.decide(c.host, c.via, c.port).allow);
+    const gone = this.all().filter((c) => !c.revoked && !allows(allowlist, c));
     for (const c of gone) this.close(c, 'policy-reload');
     return gone;
   }
@@ -55,8 +57,23 @@ export class Registry {
 
 /** Is a connection admitted earlier still allowed now? Checked after every await (lookup, connect). */
 export function stillAllowed(c: Connection, current: () => Allowlist): boolean {
-  return !c.revoked && current().decide(c.host, c.via, c.port).allow;
+  return !c.revoked && allows(current(), c);
+}
+
+/** What a tunnel may carry, narrowest first: a rule that now lets it carry less no longer allows it. */
+const CARRIES_RANK: Record<Carries, number> = { tls: 0, named: 1, any: 2 };
+
+/**
+ * Does `allowlist` allow the connection as it was admitted: its host and port, and for a tunnel at
+ * least what it was let carry (a `/tcp` rule narrowed to a port rule, or a port rule to a host-only
+ * rule, closes the tunnels it opened: what they carry was checked against the wider rule, or not at all).
+ */
+function allows(allowlist: Allowlist, c: Connection): boolean {
+  const d = allowlist.decide(c.host, c.via, c.port);
+  return d.allow && (c.carries === undefined || CARRIES_RANK[d.carries] >= CARRIES_RANK[c.carries]);
 }
 
 export const revokedDetail = (c: Connection): string =>
-  c.revoked === 'shutdown' ? 'the gateway is stopping' : 'the allowlist changed: this host is no longer allowed';
+  c.revoked === 'shutdown'
+    ? 'the gateway is stopping'
+    : 'the allowlist changed: this host (or what the tunnel carries) is no longer allowed';
