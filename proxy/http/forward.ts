@@ -28,6 +28,56 @@ export interface ForwardDeps {
   idleTimeoutMs: number;
 }
 
+/** The listener that closes an idle pooled origin connection on its first byte (see `ownedPool`). */
+const IDLE_GUARD = Symbol('codex-egress idle guard');
+type Guarded = net.Socket & { [IDLE_GUARD]?: () => void };
+/** What a forwarded request adds to its options: whose pool its origin connection is in. */
+type PoolOptions = http.ClientRequestArgs & { owner?: net.Socket; hostName?: string };
+
+/**
+ * Make `agent`'s keep-alive pool behave like the plain-HTTP path's kept connections (plain.ts): an
+ * origin connection serves one client connection and one host name (the pool is keyed by both, besides
+ * the address), closes with its client connection, and is closed when it sends anything while it waits
+ * in the pool. Otherwise bytes an origin sent unasked (or late) would be read as the answer to the next
+ * request the connection carries: another client's, or another host's at the same address.
+ */
+export function ownedPool<A extends http.Agent>(agent: A): A {
+  const keys = new WeakMap<net.Socket, string>();
+  let seq = 0;
+  const keyOf = (owner: net.Socket): string => {
+    let k = keys.get(owner);
+    if (k === undefined) {
+      k = `#${++seq}`;
+      keys.set(owner, k);
+      const mine = `|${k}`;
+      owner.once('close', () => {
+        for (const [name, free] of Object.entries(agent.freeSockets))
+          if (name.endsWith(mine)) for (const s of [...(free ?? [])]) s.destroy();
+      });
+    }
+    return k;
+  };
+  const name = agent.getName.bind(agent);
+  agent.getName = (o: PoolOptions = {}) => `${name(o)}|${o.hostName ?? ''}|${o.owner ? keyOf(o.owner) : ''}`;
+  // After the agent's own 'free' listener (from its constructor): the socket is then in the pool, or
+  // already carrying the next request.
+  agent.on('free', (socket: Guarded, o: PoolOptions) => {
+    if (!agent.freeSockets[agent.getName(o)]?.includes(socket)) return;
+    if (o.owner?.destroyed) return void socket.destroy();
+    const guard = () => socket.destroy();
+    socket[IDLE_GUARD] = guard;
+    socket.once('data', guard);
+  });
+  const reuse = agent.reuseSocket.bind(agent);
+  agent.reuseSocket = (socket: Guarded, req: http.ClientRequest) => {
+    const guard = socket[IDLE_GUARD];
+    if (guard) socket.removeListener('data', guard);
+    socket[IDLE_GUARD] = undefined;
+    reuse(socket, req);
+  };
+  return agent;
+}
+
 /** A request that passed every check, and where it goes. */
 export interface Forward {
   conn: Connection;
@@ -44,9 +94,10 @@ export interface Forward {
   tls?: { servername: string; ca?: string[] };
 }
 
-/** The upstream request: plain HTTP, or verified TLS for an intercepted tunnel. */
-function upstreamRequest(f: Forward, agent: http.Agent | false | undefined): http.ClientRequest {
-  const o = { host: f.ip, port: f.port, method: f.method, path: f.path, headers: f.headers, agent };
+/** The upstream request: plain HTTP, or verified TLS for an intercepted tunnel; `owner`: the client connection (ownedPool). */
+function upstreamRequest(f: Forward, agent: http.Agent | false | undefined, owner?: net.Socket): http.ClientRequest {
+  const pool = { owner, hostName: f.audit.host };
+  const o = { host: f.ip, port: f.port, method: f.method, path: f.path, headers: f.headers, agent, ...pool };
   return f.tls ? https.request({ ...o, servername: f.tls.servername, ca: f.tls.ca, rejectUnauthorized: true }) : http.request(o);
 }
 
@@ -62,7 +113,7 @@ export function forwardRequest(deps: ForwardDeps, req: http.IncomingMessage, res
     if (!res.headersSent) outcome = { ...outcome, detail: outcome.detail ?? 'the client closed before the upstream answered' };
     deps.audit.write({ ...f.audit, ...outcome, ...(res.headersSent ? { status: res.statusCode } : {}) });
   };
-  const up = upstreamRequest(f, f.tls ? deps.tlsAgent : deps.agent);
+  const up = upstreamRequest(f, f.tls ? deps.tlsAgent : deps.agent, req.socket);
   // Anything unusual destroys the upstream socket, so it never goes back to the pool.
   const fail = (status: number, reason: FailReason, detail: string) => {
     if (logged) return;

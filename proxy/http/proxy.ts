@@ -17,7 +17,7 @@ import { handleConnect, openTunnel, type HttpTunnel, type TunnelMode } from './c
 import { dropListenersOnClose } from './closed.js';
 import { frontDoor } from './front.js';
 import { headerValue } from './head.js';
-import { forwardRequest, forwardUpgrade, type ForwardDeps, type RequestAudit } from './forward.js';
+import { forwardRequest, forwardUpgrade, ownedPool, type ForwardDeps, type RequestAudit } from './forward.js';
 import { guarded, handedServer, handToHttp, refusals } from './http-server.js';
 import { startTunnelHttp, tunnelOf } from './in-tunnel.js';
 import { plainEligible, plainExchange, releasePlain, type PlainDeps } from './plain.js';
@@ -64,8 +64,8 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
   const registry = new Registry();
   const perClient = new Map<string, number>();
   const sockets = new LiveList<net.Socket>();
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
-  const tlsAgent = new https.Agent({ keepAlive: true, maxSockets: 256 });
+  const agent = ownedPool(new http.Agent({ keepAlive: true, maxSockets: 256 }));
+  const tlsAgent = ownedPool(new https.Agent({ keepAlive: true, maxSockets: 256 }));
   const fdeps: ForwardDeps = { allowlist: opts.allowlist, audit, agent, tlsAgent, idleTimeoutMs: limits.idleTimeoutMs };
   const log = (e: RequestAudit) => audit.write(e);
   const adeps = { allowlist: opts.allowlist, resolver: opts.resolver, registry, log };
