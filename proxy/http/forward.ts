@@ -94,6 +94,14 @@ export interface Forward {
   tls?: { servername: string; ca?: string[] };
 }
 
+/**
+ * The request being forwarded on a client connection, told when http.Server's parser refuses the rest
+ * of its body (http-server.ts `refusals`): its own audit line then says so (decision `deny`,
+ * `bad-request`, the parser's code), not that the client closed. Returns whether an answer had begun
+ * (then the connection is only closed: no refusal can be written into it).
+ */
+export const bodyRefused = new WeakMap<Duplex, (status: number, detail: string) => boolean>();
+
 /** The upstream request: plain HTTP, or verified TLS for an intercepted tunnel; `owner`: the client connection (ownedPool). */
 function upstreamRequest(f: Forward, agent: http.Agent | false | undefined, owner?: net.Socket): http.ClientRequest {
   const pool = { owner, hostName: f.audit.host };
@@ -105,18 +113,33 @@ function upstreamRequest(f: Forward, agent: http.Agent | false | undefined, owne
 export function forwardRequest(deps: ForwardDeps, req: http.IncomingMessage, res: http.ServerResponse, f: Forward): void {
   let outcome: Outcome = { decision: 'allow', reason: 'allowed' };
   let logged = false;
+  /** The status of the gateway's own refusal of the request's body (bodyRefused). */
+  let refusedWith: number | undefined;
+  let bodyBad = false;
   const finish = () => {
     if (logged) return;
     logged = true;
+    if (bodyRefused.get(req.socket) === refuseBody) bodyRefused.delete(req.socket);
     f.done();
     // No answer was written (the client closed first): no status, which would be Node's default 200.
     if (!res.headersSent) outcome = { ...outcome, detail: outcome.detail ?? 'the client closed before the upstream answered' };
-    deps.audit.write({ ...f.audit, ...outcome, ...(res.headersSent ? { status: res.statusCode } : {}) });
+    const status = refusedWith ?? (res.headersSent ? res.statusCode : undefined);
+    deps.audit.write({ ...f.audit, ...outcome, ...(status === undefined ? {} : { status }) });
   };
+  const refuseBody = (status: number, detail: string): boolean => {
+    if (logged) return true;
+    const answering = res.headersSent;
+    bodyBad = true;
+    outcome = { decision: 'deny', reason: 'bad-request', detail: `the request body: ${detail}` };
+    if (!answering) refusedWith = status;
+    up.destroy();
+    return answering;
+  };
+  bodyRefused.set(req.socket, refuseBody);
   const up = upstreamRequest(f, f.tls ? deps.tlsAgent : deps.agent, req.socket);
   // Anything unusual destroys the upstream socket, so it never goes back to the pool.
   const fail = (status: number, reason: FailReason, detail: string) => {
-    if (logged) return;
+    if (logged || bodyBad) return;
     outcome = { decision: reason === 'upstream-error' ? 'error' : 'deny', reason, detail };
     up.destroy();
     if (!res.headersSent) refuseResponse(res, status, reason, detail);

@@ -9,7 +9,7 @@ import type { ProxyLimits } from '../config.js';
 import { withConnectionScope } from '../lastresort.js';
 import type { Report } from '../report.js';
 import type { HttpTunnel } from './connect.js';
-import type { RequestAudit } from './forward.js';
+import { bodyRefused, type RequestAudit } from './forward.js';
 import { rawReply, refuseResponse } from './reply.js';
 
 /** A node:http server that never listens itself: the proxy gives it its connections. */
@@ -107,7 +107,11 @@ export function refusals(log: (e: RequestAudit) => void, tunnelOf: (socket: Dupl
   const clientError = (err: NodeJS.ErrnoException, socket: Duplex) => {
     const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
     if (socket.writableEnded || socket.destroyed) return;
-    auditRefusal(socket, status, String(err.code ?? err.message));
+    const detail = String(err.code ?? err.message);
+    // The body of a request already forwarded: that request's line says so; an answer under way is cut.
+    const inRequest = bodyRefused.get(socket);
+    if (inRequest?.(status, detail)) return void socket.destroy();
+    if (!inRequest) auditRefusal(socket, status, detail);
     rawReply(socket, status, 'bad-request', err.code);
   };
   /** `Expect` other than 100-continue (Node would answer 417 itself, unaudited). */
