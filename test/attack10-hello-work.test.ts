@@ -18,8 +18,8 @@ const fragmented = (hello: Buffer, size: number): Buffer => {
   return Buffer.concat(out);
 };
 
-/** Feed `bytes` `step` at a time; the last verdict, the reads it took, and the bytes Buffer.concat copied meanwhile. */
-function feed(check: FirstBytes, bytes: Buffer, step: number): { v: Verdict; reads: number; copied: number } {
+/** Run `fn`, counting the bytes Buffer.concat copies meanwhile. */
+function copiedBy(fn: () => void): number {
   const concat = Buffer.concat;
   let copied = 0;
   Buffer.concat = ((list: readonly Uint8Array[], total?: number) => {
@@ -28,17 +28,25 @@ function feed(check: FirstBytes, bytes: Buffer, step: number): { v: Verdict; rea
     return b;
   }) as typeof Buffer.concat;
   try {
-    let v: Verdict = { kind: 'need-more' };
-    let reads = 0;
+    fn();
+  } finally {
+    Buffer.concat = concat;
+  }
+  return copied;
+}
+
+/** Feed `bytes` `step` at a time; the last verdict, the reads it took, and the bytes Buffer.concat copied meanwhile. */
+function feed(check: FirstBytes, bytes: Buffer, step: number): { v: Verdict; reads: number; copied: number } {
+  let v: Verdict = { kind: 'need-more' };
+  let reads = 0;
+  const copied = copiedBy(() => {
     for (let o = 0; o < bytes.length; o += step) {
       v = check.client(bytes.subarray(o, o + step));
       reads++;
       if (v.kind !== 'need-more' && v.kind !== 'forward') break;
     }
-    return { v, reads, copied };
-  } finally {
-    Buffer.concat = concat;
-  }
+  });
+  return { v, reads, copied };
 }
 
 t.test('a ClientHello in more than MAX_HELLO_RECORDS records is refused at once', async (t) => {
@@ -74,19 +82,10 @@ t.test('bytes trickled one read at a time cost work in proportion to them, not t
   t.match(check.client(clientHello(host)), { kind: 'forward' });
   const filler = rec(0x14, Buffer.alloc(16_000, 1));
   const server = Buffer.concat([filler, serverHello(false)]);
-  const concat = Buffer.concat;
-  let copied = 0;
-  Buffer.concat = ((list: readonly Uint8Array[], total?: number) => {
-    const x = concat(list, total);
-    copied += x.length;
-    return x;
-  }) as typeof Buffer.concat;
   let v: Verdict = { kind: 'need-more' };
-  try {
+  const copied = copiedBy(() => {
     for (let o = 0; o < server.length && v.kind === 'need-more'; o++) v = check.fromServer(server.subarray(o, o + 1));
-  } finally {
-    Buffer.concat = concat;
-  }
+  });
   t.match(v, { kind: 'pass' }, "the origin's hello ends the check");
   t.ok(copied < 10 * server.length, `origin: ${copied} bytes copied for ${server.length} read`);
 });
