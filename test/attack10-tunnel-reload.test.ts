@@ -10,6 +10,8 @@
 // - F2: a refused CONNECT (502, lingering) stayed in the registry, and a reload refused it again (a
 //   second deny line). Now a refusal leaves the registry at once.
 // - F5: a CONNECT admitted and dialled for a client that left before the answer left no audit line.
+// - Re-attack: what a tunnel may carry came from the first matching rule, so reordering the same rules
+//   revoked tunnels; now the widest rule for the port decides (policy/allowlist.ts).
 import net from 'node:net';
 import t from 'tap';
 import type { AuditEvent } from '../proxy/audit.js';
@@ -229,4 +231,28 @@ t.test('F5: every dial has its audit line, even when the client left before the 
     early.every((e) => e.decision === 'allow' && e.status === undefined),
     'left before the answer: allowed, never answered',
   );
+});
+
+t.test('rule order does not decide what a tunnel may carry: the widest rule for the port does', async (t) => {
+  const o = await origin();
+  t.teardown(o.close);
+  for (const rules of [
+    [`x.test:${o.port}`, `x.test:${o.port}/tcp`],
+    [`x.test:${o.port}/tcp`, `x.test:${o.port}`],
+    ['x.test', `x.test:${o.port}/tcp`],
+  ]) {
+    g.setRules(rules);
+    t.match(g.allowlist().decide('x.test', 'connect', o.port), { allow: true, carries: 'any' }, rules.join(' '));
+  }
+  // The same rules reordered by a reload keep an opaque tunnel open.
+  g.setRules([`x.test:${o.port}`, `x.test:${o.port}/tcp`]);
+  const a = await tunnel(g.proxy.address.port, 'x.test', o.port);
+  a.s.write('\x00 opaque');
+  await sleep(100);
+  g.setRules([`x.test:${o.port}/tcp`, `x.test:${o.port}`]);
+  a.s.write(' still');
+  await sleep(150);
+  t.equal(o.conns[0]?.bytes, '\x00 opaque still', 'relayed across the reload');
+  t.equal(a.s.destroyed, false);
+  a.s.destroy();
 });

@@ -94,13 +94,23 @@ export interface Forward {
   tls?: { servername: string; ca?: string[] };
 }
 
+/** A request forwarded on a client connection whose answer is not over (see `inFlight`). */
+export interface InFlight {
+  req: http.IncomingMessage;
+  res: http.ServerResponse;
+  /** http.Server's parser refused the rest of this request's body; `answered`: a 400 is written for it. */
+  refuseBody(status: number, detail: string, answered: boolean): void;
+  /** The connection is closed under this request: the parser refused what came after it. */
+  cut(detail: string): void;
+}
+
 /**
- * The request being forwarded on a client connection, told when http.Server's parser refuses the rest
- * of its body (http-server.ts `refusals`): its own audit line then says so (decision `deny`,
- * `bad-request`, the parser's code), not that the client closed. Returns whether an answer had begun
- * (then the connection is only closed: no refusal can be written into it).
+ * The requests forwarded on each client connection whose answers are not over, oldest first (pipelined
+ * requests are answered in order). http-server.ts `refusals` reads it when the parser refuses bytes:
+ * the newest request's body if it is still being read (that request's own line then says so), else
+ * the next head; and a refusal is written only when no answer is under way or queued on the connection.
  */
-export const bodyRefused = new WeakMap<Duplex, (status: number, detail: string) => boolean>();
+export const inFlight = new WeakMap<Duplex, InFlight[]>();
 
 /** The upstream request: plain HTTP, or verified TLS for an intercepted tunnel; `owner`: the client connection (ownedPool). */
 function upstreamRequest(f: Forward, agent: http.Agent | false | undefined, owner?: net.Socket): http.ClientRequest {
@@ -113,29 +123,49 @@ function upstreamRequest(f: Forward, agent: http.Agent | false | undefined, owne
 export function forwardRequest(deps: ForwardDeps, req: http.IncomingMessage, res: http.ServerResponse, f: Forward): void {
   let outcome: Outcome = { decision: 'allow', reason: 'allowed' };
   let logged = false;
-  /** The status of the gateway's own refusal of the request's body (bodyRefused). */
+  /** The status of the gateway's own refusal of the request's body (`inFlight`), when it wrote one. */
   let refusedWith: number | undefined;
   let bodyBad = false;
+  const client = req.socket;
   const finish = () => {
     if (logged) return;
     logged = true;
-    if (bodyRefused.get(req.socket) === refuseBody) bodyRefused.delete(req.socket);
+    client.removeListener('close', onClientClose);
+    const list = inFlight.get(client);
+    const i = list?.indexOf(entry) ?? -1;
+    if (i !== -1) list!.splice(i, 1);
     f.done();
     // No answer was written (the client closed first): no status, which would be Node's default 200.
     if (!res.headersSent) outcome = { ...outcome, detail: outcome.detail ?? 'the client closed before the upstream answered' };
     const status = refusedWith ?? (res.headersSent ? res.statusCode : undefined);
     deps.audit.write({ ...f.audit, ...outcome, ...(status === undefined ? {} : { status }) });
   };
-  const refuseBody = (status: number, detail: string): boolean => {
-    if (logged) return true;
-    const answering = res.headersSent;
-    bodyBad = true;
-    outcome = { decision: 'deny', reason: 'bad-request', detail: `the request body: ${detail}` };
-    if (!answering) refusedWith = status;
-    up.destroy();
-    return answering;
+  const entry: InFlight = {
+    req,
+    res,
+    refuseBody: (status, detail, answered) => {
+      if (logged) return;
+      bodyBad = true;
+      outcome = { decision: 'deny', reason: 'bad-request', detail: `the request body: ${detail}` };
+      if (answered) refusedWith = status;
+      up.destroy();
+    },
+    cut: (detail) => {
+      if (logged) return;
+      bodyBad = true;
+      outcome = { ...outcome, detail: `the connection was closed: the parser refused what the client sent next (${detail})` };
+      up.destroy();
+    },
   };
-  bodyRefused.set(req.socket, refuseBody);
+  let list = inFlight.get(client);
+  if (!list) inFlight.set(client, (list = []));
+  list.push(entry);
+  // A response queued behind another never emits 'close' when the client goes: its end is the client's.
+  const onClientClose = () => {
+    up.destroy();
+    finish();
+  };
+  client.once('close', onClientClose);
   const up = upstreamRequest(f, f.tls ? deps.tlsAgent : deps.agent, req.socket);
   // Anything unusual destroys the upstream socket, so it never goes back to the pool.
   const fail = (status: number, reason: FailReason, detail: string) => {

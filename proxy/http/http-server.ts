@@ -9,7 +9,7 @@ import type { ProxyLimits } from '../config.js';
 import { withConnectionScope } from '../lastresort.js';
 import type { Report } from '../report.js';
 import type { HttpTunnel } from './connect.js';
-import { bodyRefused, type RequestAudit } from './forward.js';
+import { inFlight, type RequestAudit } from './forward.js';
 import { rawReply, refuseResponse } from './reply.js';
 
 /** A node:http server that never listens itself: the proxy gives it its connections. */
@@ -88,7 +88,8 @@ export function handToHttp(server: http.Server, socket: net.Socket, read: Buffer
  * tunnel (`tunnelOf`) it names the tunnel's host. Every refusal is audited (ATTACK6).
  */
 export function refusals(log: (e: RequestAudit) => void, tunnelOf: (socket: Duplex) => HttpTunnel | undefined) {
-  const auditRefusal = (socket: Duplex, status: number, detail: string, method?: string) => {
+  /** `status` undefined: nothing could be written (an answer was under way), the connection is closed. */
+  const auditRefusal = (socket: Duplex, status: number | undefined, detail: string, method?: string) => {
     const tunnel = tunnelOf(socket);
     log({
       event: 'http',
@@ -99,7 +100,7 @@ export function refusals(log: (e: RequestAudit) => void, tunnelOf: (socket: Dupl
       ...(method ? { method } : {}),
       decision: 'deny',
       reason: 'bad-request',
-      status,
+      ...(status === undefined ? {} : { status }),
       detail,
     });
   };
@@ -108,11 +109,18 @@ export function refusals(log: (e: RequestAudit) => void, tunnelOf: (socket: Dupl
     const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
     if (socket.writableEnded || socket.destroyed) return;
     const detail = String(err.code ?? err.message);
-    // The body of a request already forwarded: that request's line says so; an answer under way is cut.
-    const inRequest = bodyRefused.get(socket);
-    if (inRequest?.(status, detail)) return void socket.destroy();
-    if (!inRequest) auditRefusal(socket, status, detail);
-    rawReply(socket, status, 'bad-request', err.code);
+    // The body of the newest request forwarded, still being read: that request's line says so.
+    // Otherwise the parser refused the next head: a line of its own.
+    const open = inFlight.get(socket) ?? [];
+    const newest = open.at(-1);
+    const body = newest && !newest.req.complete ? newest : undefined;
+    // An answer under way or queued on the connection: nothing can be written into it, only a close.
+    const answering = open.some((x) => x !== body || x.res.headersSent);
+    if (body) body.refuseBody(status, detail, !answering);
+    else auditRefusal(socket, answering ? undefined : status, detail);
+    if (!answering) return rawReply(socket, status, 'bad-request', err.code);
+    for (const x of [...open]) if (x !== body) x.cut(detail);
+    socket.destroy();
   };
   /** `Expect` other than 100-continue (Node would answer 417 itself, unaudited). */
   const expectation = (req: http.IncomingMessage, res: http.ServerResponse) => {

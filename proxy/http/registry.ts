@@ -1,7 +1,7 @@
 // Every connection the proxy holds for a host — CONNECT tunnels, WebSockets, plain-HTTP requests in
 // flight — registered from the moment its host is admitted (before the name is resolved or dialled),
 // so that a reload can close those the new allowlist no longer allows, whatever stage they are at.
-import type { Allowlist, Carries, Via } from '../policy/allowlist.js';
+import { CARRIES_RANK, type Allowlist, type Carries, type Via } from '../policy/allowlist.js';
 import type { RevokeReason } from '../reasons.js';
 import { LiveList } from '../live-list.js';
 
@@ -59,9 +59,6 @@ export class Registry {
 export function stillAllowed(c: Connection, current: () => Allowlist): boolean {
   return !c.revoked && allows(current(), c);
 }
-
-/** What a tunnel may carry, narrowest first: a rule that now lets it carry less no longer allows it. */
-const CARRIES_RANK: Record<Carries, number> = { tls: 0, named: 1, any: 2 };
 
 /**
  * Does `allowlist` allow the connection as it was admitted: its host and port, and for a tunnel at

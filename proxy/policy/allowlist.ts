@@ -39,6 +39,8 @@ export type Decision =
  */
 export type Carries = 'tls' | 'named' | 'any';
 const carries = (r: Rule): Carries => (r.anyProtocol ? 'any' : r.port === undefined ? 'tls' : 'named');
+/** What a tunnel may carry, narrowest first: of the rules that allow a host and port, the widest decides. */
+export const CARRIES_RANK: Readonly<Record<Carries, number>> = { tls: 0, named: 1, any: 2 };
 
 export const DEFAULT_RULES = ['api.openai.com', 'auth.openai.com', 'chatgpt.com'] as const;
 export const DEFAULT_PORT: Record<Exclude<Via, 'dns'>, number> = { connect: 443, http: 80 };
@@ -124,7 +126,9 @@ export class Allowlist {
     const deny = rules.find((r) => r.deny && portMatches(r, via, port));
     if (deny) return { allow: false, reason: 'denied-by-rule', host: n.name, rule: ruleRef(deny) };
     const allows = rules.filter((r) => !r.deny);
-    const allow = allows.find((r) => portMatches(r, via, port));
+    // Every rule that allows the port counts: the widest says what a tunnel may carry (rule order does not).
+    let allow: Rule | undefined;
+    for (const r of allows) if (portMatches(r, via, port) && (!allow || CARRIES_RANK[carries(r)] > CARRIES_RANK[carries(allow)])) allow = r;
     if (allow) return { allow: true, reason: 'allowed', host: n.name, rule: ruleRef(allow), carries: carries(allow) };
     if (allows.length) return { allow: false, reason: 'port-not-allowed', host: n.name, rule: ruleRef(allows[0]!) };
     return { allow: false, reason: 'not-allowlisted', host: n.name };
