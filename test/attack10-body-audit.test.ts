@@ -6,7 +6,7 @@ import http from 'node:http';
 import net from 'node:net';
 import t from 'tap';
 import type { AuditEvent } from '../proxy/audit.js';
-import { startInproc, type Inproc } from './harness/inproc.js';
+import { connectTunnel, startInproc, type Inproc } from './harness/inproc.js';
 
 const F = (e: AuditEvent) => e as unknown as Record<string, unknown>;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -88,24 +88,8 @@ async function httpOrigin() {
   };
 }
 
-/** A CONNECT tunnel to x.test:`p` whose first bytes will be plain HTTP; `data` collects what comes after the 200. */
-async function httpTunnel(p: number) {
-  const s = net.connect({ port: g.proxy.address.port, host: '127.0.0.1' });
-  const c = { s, data: '', closed: new Promise<void>((r) => s.once('close', () => r())) };
-  s.on('error', () => undefined);
-  await new Promise((r) => s.once('connect', r));
-  s.write(`CONNECT x.test:${p} HTTP/1.1\r\n\r\n`);
-  let head = '';
-  await new Promise<void>((resolve) =>
-    s.on('data', (d: Buffer) => {
-      if (!head.includes('\r\n\r\n')) {
-        head += d.toString('latin1');
-        if (head.includes('\r\n\r\n')) resolve();
-      } else c.data += d.toString('latin1');
-    }),
-  );
-  return c;
-}
+/** A CONNECT tunnel to x.test:`p` whose first bytes will be plain HTTP. */
+const httpTunnel = (p: number) => connectTunnel(g.proxy.address.port, 'x.test', p);
 
 t.test('pipelined requests inside a tunnel: each has its line and leaves the registry when the client goes', async (t) => {
   const o = await httpOrigin();

@@ -15,7 +15,7 @@
 import net from 'node:net';
 import t from 'tap';
 import type { AuditEvent } from '../proxy/audit.js';
-import { startInproc, type Inproc } from './harness/inproc.js';
+import { connectTunnel, startInproc, type Inproc } from './harness/inproc.js';
 
 const F = (e: AuditEvent) => e as unknown as Record<string, unknown>;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -41,30 +41,7 @@ async function origin(speak?: (s: net.Socket) => void) {
   };
 }
 
-/**
- * A client socket through the proxy's CONNECT to `host:port`; resolves once the answer head is read.
- * `closed`: the gateway ended the connection (its FIN or its close; the client may be half-open).
- */
-function tunnel(proxyPort: number, host: string, port: number): Promise<{ s: net.Socket; head: string; closed: Promise<void> }> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect({ port: proxyPort, host: '127.0.0.1', allowHalfOpen: true });
-    const closed = new Promise<void>((r) => {
-      s.once('end', () => r());
-      s.once('close', () => r());
-    });
-    let head = '';
-    s.on('error', () => undefined);
-    s.once('connect', () => s.write(`CONNECT ${host}:${port} HTTP/1.1\r\nHost: ${host}:${port}\r\n\r\n`));
-    const onData = (d: Buffer) => {
-      head += d.toString('latin1');
-      if (!head.includes('\r\n\r\n')) return;
-      s.removeListener('data', onData);
-      resolve({ s, head, closed });
-    };
-    s.on('data', onData);
-    setTimeout(() => reject(new Error('no answer')), 3000).unref();
-  });
-}
+const tunnel = connectTunnel;
 
 let g: Inproc;
 t.before(async () => {

@@ -288,3 +288,41 @@ export async function rawSession(
   await new Promise((r) => setTimeout(r, 30));
   return { reply, audit: g.audit.events.slice(before) };
 }
+
+export interface TunnelClient {
+  s: net.Socket;
+  /** The proxy's answer head to the CONNECT. */
+  head: string;
+  /** What came after the answer head, so far (latin1). */
+  data: string;
+  /** The gateway ended the connection (its FIN or its close; the client may stay half-open). */
+  closed: Promise<void>;
+}
+
+/** A client connection (half-open allowed) through the proxy's CONNECT to `host:port`; resolves once the answer head is read. */
+export function connectTunnel(proxyPort: number, host: string, port: number, timeoutMs = 3000): Promise<TunnelClient> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ port: proxyPort, host: '127.0.0.1', allowHalfOpen: true });
+    const c: TunnelClient = {
+      s,
+      head: '',
+      data: '',
+      closed: new Promise<void>((r) => {
+        s.once('end', () => r());
+        s.once('close', () => r());
+      }),
+    };
+    s.on('error', () => undefined);
+    s.once('connect', () => s.write(`CONNECT ${host}:${port} HTTP/1.1\r\nHost: ${host}:${port}\r\n\r\n`));
+    s.on('data', (d: Buffer) => {
+      if (c.head.includes('\r\n\r\n')) return void (c.data += d.toString('latin1'));
+      c.head += d.toString('latin1');
+      const end = c.head.indexOf('\r\n\r\n');
+      if (end === -1) return;
+      c.data = c.head.slice(end + 4);
+      c.head = c.head.slice(0, end + 4);
+      resolve(c);
+    });
+    setTimeout(() => reject(new Error('no answer to the CONNECT')), timeoutMs).unref();
+  });
+}
