@@ -12,8 +12,9 @@
 //   request's record then lived (and died) in the old generation: plain HTTP after 20 s of tunnels spent
 //   258 ms of 6 s in GC pauses of 7–10 ms; with this flag 47 ms, ~1.5 ms each. CPU per tunnel 0.88×.
 // - --no-maglev: with V8's mid-tier compiler, a tunnel read through `onread` (proxy/http/relay.ts) stayed
-//   reachable after close (the same relay code compiled by the interpreter or TurboFan alone does not:
-//   perf8-nepotism.md); without it the tunnels' objects die young: 3.8 MB → 86 KB per scavenge,
+//   reachable after close (so it does while the relay code is still interpreted or baseline-compiled;
+//   compiled by TurboFan it does not: perf8-nepotism.md); without Maglev the hot relay code reaches
+//   TurboFan and the tunnels' objects die young: 3.8 MB → 86 KB per scavenge,
 //   CPU per tunnel 0.97×, per plain-HTTP request 0.93× (bench/ab.ts). Hot code goes from the baseline
 //   compiler straight to TurboFan.
 export const GATEWAY_NODE_FLAGS = ['--no-maglev', '--no-allocation-site-pretenuring'] as const;

@@ -46,22 +46,14 @@ export async function admit(
 ): Promise<Admission> {
   const decision = deps.allowlist().decide(rawHost, via, port);
   if (!decision.allow) return { ok: false, decision, status: DENY_STATUS[decision.reason], reason: decision.reason };
-  let settle!: () => void;
-  const closed = new Promise<void>((resolve) => (settle = resolve));
-  const conn: Connection = {
+  const { conn, done } = deps.registry.add({
     kind,
     client,
     host: decision.host,
     port,
     via,
-    closed,
     ...(kind === 'tunnel' ? { carries: decision.carries } : {}),
-  };
-  const remove = deps.registry.add(conn);
-  const done = () => {
-    remove();
-    settle();
-  };
+  });
   const r = await deps.resolver.lookup(decision.host);
   const fail = (x: Refusal): Admission => {
     done();

@@ -116,25 +116,17 @@ export async function openTunnel(
   }
   const { decision, ip, conn } = a;
   const name = decision.host;
+  const base = { event: 'connect', client, host: name, port: t.port, ip, rule: decision.rule, ...mode } as const;
+  /** The line of an admitted tunnel whose client left before it was answered (dialled or not). */
+  const leftEarly = () =>
+    audit.write({ ...base, decision: 'allow', reason: 'allowed', detail: 'the client closed before the tunnel was answered' });
   if (socket.destroyed) {
     // Admitted for a client that left meanwhile: nothing is dialled, the decision is still audited.
     a.done();
-    return audit.write({
-      event: 'connect',
-      client,
-      host: name,
-      port: t.port,
-      ip,
-      rule: decision.rule,
-      decision: 'allow',
-      reason: 'allowed',
-      detail: 'the client closed before the tunnel was answered',
-      ...mode,
-    });
+    return leftEarly();
   }
   const carries = transparent && how.via === 'http' && decision.carries === 'tls' ? 'named' : decision.carries;
   if (deps.intercept?.(socket, head, { conn, client, host: name, port: t.port, ip, rule: decision.rule, ...mode }, a.done)) return;
-  const base = { event: 'connect', client, host: name, port: t.port, ip, rule: decision.rule, ...mode } as const;
   // noDelay: a tunnel relays what it is given at once (the client side is the HTTP server's, already noDelay).
   // Its reads go to the first-bytes check, then straight to the client (relay.ts: larger reads).
   const reads = new UpstreamReads();
@@ -211,8 +203,7 @@ export async function openTunnel(
     upstream.destroy();
     a.done();
     // Dialled for a client that left before the answer: the dial is audited, with what happened.
-    if (!answered)
-      return audit.write({ ...base, decision: 'allow', reason: 'allowed', detail: 'the client closed before the tunnel was answered' });
+    if (!answered) return leftEarly();
     if (!open) return;
     audit.write({
       event: 'tunnel_close',

@@ -81,10 +81,6 @@ class Chunks {
     this.length = rest.length;
     return b.subarray(0, n);
   }
-  /** Everything from byte `n` on (the rest dropped). */
-  from(n: number): void {
-    this.shift(n);
-  }
 }
 const EMPTY = Buffer.alloc(0);
 
@@ -216,7 +212,7 @@ export class FirstBytes {
     const all = this.pending.flat();
     const end = all.length - chunk.length + lf;
     if (HTTP_VERSION.test(all.subarray(this.lineStart, end).toString('latin1'))) {
-      this.pending.from(this.lineStart);
+      this.pending.shift(this.lineStart); // the empty lines before it go nowhere
       return this.toHttp('plain HTTP');
     }
     this.mode = 'done';

@@ -166,7 +166,7 @@ export function forwardRequest(deps: ForwardDeps, req: http.IncomingMessage, res
     finish();
   };
   client.once('close', onClientClose);
-  const up = upstreamRequest(f, f.tls ? deps.tlsAgent : deps.agent, req.socket);
+  const up = upstreamRequest(f, f.tls ? deps.tlsAgent : deps.agent, client);
   // Anything unusual destroys the upstream socket, so it never goes back to the pool.
   const fail = (status: number, reason: FailReason, detail: string) => {
     if (logged || bodyBad) return;

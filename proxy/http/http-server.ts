@@ -130,4 +130,3 @@ export function refusals(log: (e: RequestAudit) => void, tunnelOf: (socket: Dupl
   };
   return { auditRefusal, clientError, expectation };
 }
-export type Refusals = ReturnType<typeof refusals>;

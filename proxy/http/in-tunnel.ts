@@ -14,7 +14,7 @@ import type { HttpTunnel } from './connect.js';
 import { checkRequestHead } from './framing.js';
 import { forwardRequest, forwardUpgrade, type ForwardDeps, type RequestAudit } from './forward.js';
 import { guarded, handedServer, handToHttp, refusals, scopeConnections } from './http-server.js';
-import { revokedDetail, stillAllowed, type Connection, type Registry } from './registry.js';
+import { revokedDetail, stillAllowed, type Registry } from './registry.js';
 import { rawReply, refuseResponse } from './reply.js';
 import { hostHeaderMatches } from './target.js';
 
@@ -140,20 +140,13 @@ function tunnelRequest(
     headers = r.headers;
     audited = { ...base, credential: r.use, credential_name: cred.name };
   }
-  let settle!: () => void;
-  const conn: Connection = {
+  const { conn, done } = deps.registry.add({
     kind: upgrade ? 'websocket' : 'request',
     client: tunnel.client,
     host: tunnel.host,
     port: tunnel.port,
     via: tunnel.conn.via,
-    closed: new Promise((r) => (settle = r)),
-  };
-  const remove = deps.registry.add(conn);
-  const done = () => {
-    remove();
-    settle();
-  };
+  });
   return {
     conn,
     done,

@@ -28,9 +28,21 @@ export class Registry {
   // A LiveList, not a Set: a Set's dropped tables kept every connection alive through young-generation GCs (live-list.ts).
   private readonly open = new LiveList<Connection>();
 
-  /** Register a connection; the returned function removes it (call once it is closed). */
-  add(c: Connection): () => void {
-    return this.open.add(c);
+  /**
+   * Register a connection from the moment it is admitted; `done` removes it and settles its `closed`
+   * (call once its sockets are closed and its last audit line written; again does nothing).
+   */
+  add(c: Omit<Connection, 'closed'>): { conn: Connection; done: () => void } {
+    let settle!: () => void;
+    const conn: Connection = { ...c, closed: new Promise<void>((resolve) => (settle = resolve)) };
+    const remove = this.open.add(conn);
+    return {
+      conn,
+      done: () => {
+        remove();
+        settle();
+      },
+    };
   }
 
   get size(): number {
