@@ -51,6 +51,8 @@ export const CLOSED_BY = [
   'sni-mismatch',
   'tls-required',
   'protocol-not-allowed',
+  // a plain-HTTP tunnel closed after the gateway refused a request in it (or answered one with an error)
+  'request-refused',
   'error',
 ] as const;
 export type ClosedBy = (typeof CLOSED_BY)[number];

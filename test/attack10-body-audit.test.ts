@@ -91,7 +91,7 @@ async function httpOrigin() {
 /** A CONNECT tunnel to x.test:`p` whose first bytes will be plain HTTP. */
 const httpTunnel = (p: number) => connectTunnel(g.proxy.address.port, 'x.test', p);
 
-t.test('pipelined requests inside a tunnel: each has its line and leaves the registry when the client goes', async (t) => {
+t.test('pipelined requests inside a tunnel: each forwarded has its line and leaves the registry when the client goes', async (t) => {
   const o = await httpOrigin();
   t.teardown(o.close);
   g.setRules([`x.test:${o.port}`]);
@@ -108,7 +108,9 @@ t.test('pipelined requests inside a tunnel: each has its line and leaves the reg
     .slice(from)
     .map(F)
     .filter((e) => e.event === 'http');
-  t.equal(lines.length, 10, 'one line per request');
+  // One at a time (pipeline.ts): the second request of each pair was still waiting its turn when the
+  // client left; it was never handled, and has no line.
+  t.equal(lines.length, 5, 'one line per forwarded request');
   t.ok(
     lines.every((e) => e.decision === 'allow' && e.status === undefined),
     'each: allowed, no answer',
@@ -130,11 +132,15 @@ t.test('a refused pipelined body never writes into the answer before it; junk af
     .slice(from)
     .map(F)
     .filter((e) => e.event === 'http');
-  t.match(lines, [
-    { method: 'GET', decision: 'allow', status: 200, detail: /the connection was closed/ },
-    { method: 'POST', decision: 'deny', reason: 'bad-request', detail: /the request body: HPE_/ },
-  ]);
-  t.equal(lines[1]?.status, undefined, 'the refused request: no status (nothing could be written)');
+  // The POST waited its turn behind the GET (pipeline.ts): its line is written when it is refused.
+  t.equal(lines.length, 2, 'one line each');
+  const post = lines.find((e) => e.method === 'POST');
+  t.match(
+    lines.find((e) => e.method === 'GET'),
+    { decision: 'allow', status: 200, detail: /the connection was closed/ },
+  );
+  t.match(post, { decision: 'deny', reason: 'bad-request', detail: /the request body: HPE_/ });
+  t.equal(post?.status, undefined, 'the refused request: no status (nothing could be written)');
   // A complete GET, then bytes that are not a request, before its answer.
   const from2 = g.audit.events.length;
   const d = await httpTunnel(o.port);

@@ -4,6 +4,7 @@ import net from 'node:net';
 import { admit, revokedRefusal, type AdmitDeps } from './admit.js';
 import { dropListenersOnClose } from './closed.js';
 import { FirstBytes, type Verdict } from './firstbytes.js';
+import { whenRefused } from './pipeline.js';
 import type { ForwardDeps, RequestAudit } from './forward.js';
 import { stillAllowed, type Connection } from './registry.js';
 import { rawReply } from './reply.js';
@@ -95,6 +96,10 @@ export async function openTunnel(
   how: TunnelMode,
 ): Promise<void> {
   const { audit, limits } = deps;
+  // What the client sent before the tunnel's first byte (its CONNECT head): not the tunnel's.
+  const readBefore = socket.bytesRead - head.length;
+  /** What the gateway wrote before the tunnel's first byte (the 200): not the tunnel's. */
+  let wroteBefore = 0;
   const transparent = how.mode === 'transparent';
   const mode = transparent ? ({ mode: 'transparent' } as const) : {};
   const t = { host, port };
@@ -183,6 +188,7 @@ export async function openTunnel(
     open = answered = true;
     // The answer first: the client's next bytes are on their way while the audit line is made.
     if (!transparent) socket.write(ESTABLISHED);
+    wroteBefore = socket.bytesWritten;
     audit.write({ ...base, decision: 'allow', reason: 'allowed', status: 200 });
     socket.setTimeout(limits.idleTimeoutMs, () => finish('idle-timeout'));
     inspect();
@@ -211,8 +217,8 @@ export async function openTunnel(
       host: name,
       port: t.port,
       ip,
-      bytes_up: httpMode ? socket.bytesRead : upstream.bytesWritten,
-      bytes_down: httpMode ? socket.bytesWritten : upstream.bytesRead,
+      bytes_up: httpMode ? socket.bytesRead - readBefore : upstream.bytesWritten,
+      bytes_down: httpMode ? socket.bytesWritten - wroteBefore : upstream.bytesRead,
       ms: Date.now() - started,
       closed_by: closedBy ?? endedBy ?? 'client',
       ...mode,
@@ -264,6 +270,8 @@ export async function openTunnel(
           stop();
           httpMode = true;
           upstream.destroy();
+          // A refusal in it closes the tunnel (reply.ts): the gateway's reason.
+          whenRefused(socket, () => (closedBy ??= 'request-refused'));
           socket.setTimeout(0);
           deps.toHttp(socket, v.bytes, { conn, client, host: name, port: base.port, ip, rule: decision.rule, ...mode });
           return;

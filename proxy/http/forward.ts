@@ -100,8 +100,8 @@ export interface InFlight {
   res: http.ServerResponse;
   /** http.Server's parser refused the rest of this request's body; `answered`: a 400 is written for it. */
   refuseBody(status: number, detail: string, answered: boolean): void;
-  /** The connection is closed under this request: the parser refused what came after it. */
-  cut(detail: string): void;
+  /** The connection is closed under this request, for `why` (what came after it, or an earlier answer). */
+  cut(why: string): void;
 }
 
 /**
@@ -127,6 +127,9 @@ export function forwardRequest(deps: ForwardDeps, req: http.IncomingMessage, res
   let refusedWith: number | undefined;
   let bodyBad = false;
   const client = req.socket;
+  /** The answer's turn on the connection came (an answer queued behind others is written nowhere yet). */
+  let attached = res.socket !== null;
+  if (!attached) res.once('socket', () => (attached = true));
   const finish = () => {
     if (logged) return;
     logged = true;
@@ -135,9 +138,19 @@ export function forwardRequest(deps: ForwardDeps, req: http.IncomingMessage, res
     const i = list?.indexOf(entry) ?? -1;
     if (i !== -1) list!.splice(i, 1);
     f.done();
-    // No answer was written (the client closed first): no status, which would be Node's default 200.
-    if (!res.headersSent) outcome = { ...outcome, detail: outcome.detail ?? 'the client closed before the upstream answered' };
-    const status = refusedWith ?? (res.headersSent ? res.statusCode : undefined);
+    // No answer reached the connection (the client closed first, or the connection closed before this
+    // answer's turn): no status, which would be Node's default 200 or one the client never got.
+    const sent = res.headersSent && attached;
+    if (!sent)
+      outcome = {
+        ...outcome,
+        detail:
+          outcome.detail ??
+          (res.headersSent
+            ? "the connection closed before this answer's turn: it was not sent"
+            : 'the client closed before the upstream answered'),
+      };
+    const status = refusedWith ?? (sent ? res.statusCode : undefined);
     deps.audit.write({ ...f.audit, ...outcome, ...(status === undefined ? {} : { status }) });
   };
   const entry: InFlight = {
@@ -150,10 +163,10 @@ export function forwardRequest(deps: ForwardDeps, req: http.IncomingMessage, res
       if (answered) refusedWith = status;
       up.destroy();
     },
-    cut: (detail) => {
+    cut: (why) => {
       if (logged) return;
       bodyBad = true;
-      outcome = { ...outcome, detail: `the connection was closed: the parser refused what the client sent next (${detail})` };
+      outcome = { ...outcome, detail: `the connection was closed: ${why}` };
       up.destroy();
     },
   };
@@ -174,6 +187,10 @@ export function forwardRequest(deps: ForwardDeps, req: http.IncomingMessage, res
     up.destroy();
     if (!res.headersSent) refuseResponse(res, status, reason, detail);
     else res.destroy();
+    // The connection closes after this answer: what was forwarded after it would never be answered.
+    const list = inFlight.get(client) ?? [];
+    const i = list.indexOf(entry);
+    if (i !== -1) for (const x of list.slice(i + 1)) x.cut(`an earlier request on the connection failed (${reason})`);
   };
   const revoked = () => {
     const r = revokedRefusal(f.conn);
@@ -217,7 +234,10 @@ export function forwardRequest(deps: ForwardDeps, req: http.IncomingMessage, res
 export function forwardUpgrade(deps: ForwardDeps, socket: net.Socket, head: Buffer, f: Forward): void {
   const started = Date.now();
   let upSocket: Duplex | undefined;
+  /** Why the gateway closed the WebSocket (the first reason wins); a side's FIN alone does not (`endedBy`). */
   let closedBy: ClosedBy | undefined;
+  /** The side whose FIN (or close) came first: who ended a WebSocket the gateway did not close. */
+  let endedBy: 'client' | 'upstream' | undefined;
   let open = false;
   let answered = false;
   const log = (e: Outcome & Pick<RequestAudit, 'status'>) => {
@@ -234,10 +254,18 @@ export function forwardUpgrade(deps: ForwardDeps, socket: net.Socket, head: Buff
       rawReply(socket, status, reason, detail);
     } else socket.destroy();
   };
-  const end = (by: ClosedBy) => {
-    closedBy ??= by;
+  const end = (by?: ClosedBy) => {
+    if (by) closedBy ??= by;
     socket.destroy();
     upSocket?.destroy();
+  };
+  /** A client that stops sending before the 101 has left: a WebSocket needs both ways. */
+  const clientLeft = () => {
+    if (open || answered) return;
+    up.destroy();
+    upSocket?.destroy();
+    log({ decision: 'allow', reason: 'allowed', detail: 'the client closed before the upstream answered' });
+    socket.destroy();
   };
   const revoked = () => {
     const r = revokedRefusal(f.conn);
@@ -259,9 +287,13 @@ export function forwardUpgrade(deps: ForwardDeps, socket: net.Socket, head: Buff
         bytes_up: upSocket ? ((upSocket as net.Socket).bytesWritten ?? 0) : 0,
         bytes_down: upSocket ? ((upSocket as net.Socket).bytesRead ?? 0) : 0,
         ms: Date.now() - started,
-        closed_by: closedBy ?? 'client',
+        closed_by: closedBy ?? endedBy ?? 'client',
       });
     }
+  });
+  socket.on('end', () => {
+    endedBy ??= 'client';
+    clientLeft();
   });
   up.setTimeout(deps.idleTimeoutMs, () => fail(504, 'upstream-error', 'no answer from the upstream'));
   up.on('error', (err) => fail(502, 'upstream-error', err.message));
@@ -273,6 +305,7 @@ export function forwardUpgrade(deps: ForwardDeps, socket: net.Socket, head: Buff
     if (String(ures.headers.upgrade ?? '').toLowerCase() !== 'websocket')
       return fail(502, 'upstream-error', 'the upstream upgraded to something other than WebSocket');
     if (socket.destroyed) return usock.destroy();
+    if (socket.readableEnded) return clientLeft();
     up.setTimeout(0);
     open = true;
     log({ decision: 'allow', reason: 'allowed', status: 101 });
@@ -282,9 +315,11 @@ export function forwardUpgrade(deps: ForwardDeps, socket: net.Socket, head: Buff
     if (uhead.length) socket.write(uhead);
     if (head.length) usock.write(head);
     usock.on('error', () => end('error'));
-    usock.on('end', () => (closedBy ??= 'upstream'));
-    usock.on('close', () => end(closedBy ?? 'upstream'));
-    socket.on('end', () => (closedBy ??= 'client'));
+    usock.on('end', () => (endedBy ??= 'upstream'));
+    usock.on('close', () => {
+      endedBy ??= 'upstream';
+      end();
+    });
     // Idle in both directions closes the stream; traffic either way keeps it open.
     const idle = () => end('idle-timeout');
     socket.setTimeout(deps.idleTimeoutMs, idle);
@@ -309,4 +344,5 @@ export function forwardUpgrade(deps: ForwardDeps, socket: net.Socket, head: Buff
     ures.on('aborted', () => socket.destroy());
   });
   up.end();
+  if (socket.readableEnded) clientLeft();
 }

@@ -10,6 +10,7 @@ import { withConnectionScope } from '../lastresort.js';
 import type { Report } from '../report.js';
 import type { HttpTunnel } from './connect.js';
 import { inFlight, type RequestAudit } from './forward.js';
+import { drop, held, inTurn, newest, PIPELINE_MAX, SKIPPED_DETAIL, unanswered } from './pipeline.js';
 import { rawReply, refuseResponse } from './reply.js';
 
 /** A node:http server that never listens itself: the proxy gives it its connections. */
@@ -77,9 +78,13 @@ export function scopeConnections(server: http.Server): void {
  * the client's FIN was read too (its 'end' already emitted: the parser would otherwise never see it).
  */
 export function handToHttp(server: http.Server, socket: net.Socket, read: Buffer): void {
+  // Paused while the server takes it: its listener would otherwise schedule a resume that starts reading
+  // again after the requests in `read` have held the connection (pipeline.ts).
+  socket.pause();
   server.emit('connection', socket);
   if (read.length) socket.emit('data', read);
   if (socket.readableEnded) socket.emit('end');
+  if (!held(socket)) socket.resume();
 }
 
 /**
@@ -104,22 +109,27 @@ export function refusals(log: (e: RequestAudit) => void, tunnelOf: (socket: Dupl
       detail,
     });
   };
-  /** A head the parser refused (400, 431) or that did not come in time (408). */
+  /** A head or body the parser refused (400, 431), or a head that did not come in time (408). */
   const clientError = (err: NodeJS.ErrnoException, socket: Duplex) => {
     const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
     if (socket.writableEnded || socket.destroyed) return;
     const detail = String(err.code ?? err.message);
-    // The body of the newest request forwarded, still being read: that request's line says so.
-    // Otherwise the parser refused the next head: a line of its own.
     const open = inFlight.get(socket) ?? [];
-    const newest = open.at(-1);
-    const body = newest && !newest.req.complete ? newest : undefined;
+    // The newest request, its body still being read: the refusal is that request's (its line says so),
+    // forwarded already or still waiting its turn (pipeline.ts). Otherwise the parser refused the next
+    // head: a line of its own.
+    const req = newest(socket);
+    const bodyOf = req && !req.complete ? req : undefined;
+    const forwarded = bodyOf && open.find((x) => x.req === bodyOf);
     // An answer under way or queued on the connection: nothing can be written into it, only a close.
-    const answering = open.some((x) => x !== body || x.res.headersSent);
-    if (body) body.refuseBody(status, detail, !answering);
-    else auditRefusal(socket, answering ? undefined : status, detail);
+    const answering = unanswered(socket) > (bodyOf ? 1 : 0) || !!forwarded?.res.headersSent;
+    if (forwarded) forwarded.refuseBody(status, detail, !answering);
+    else if (bodyOf) {
+      drop(bodyOf);
+      auditRefusal(socket, answering ? undefined : status, `the request body: ${detail}`, bodyOf.method);
+    } else auditRefusal(socket, answering ? undefined : status, detail);
     if (!answering) return rawReply(socket, status, 'bad-request', err.code);
-    for (const x of [...open]) if (x !== body) x.cut(detail);
+    for (const x of [...open]) if (x !== forwarded) x.cut(`the parser refused what the client sent next (${detail})`);
     socket.destroy();
   };
   /** `Expect` other than 100-continue (Node would answer 417 itself, unaudited). */
@@ -128,5 +138,39 @@ export function refusals(log: (e: RequestAudit) => void, tunnelOf: (socket: Dupl
     auditRefusal(req.socket, 417, detail, req.method);
     refuseResponse(res, 417, 'bad-request', detail);
   };
-  return { auditRefusal, clientError, expectation };
+  /** Close a connection under the requests forwarded on it (their lines say `why`). */
+  const cutAll = (socket: Duplex, why: string) => {
+    for (const x of [...(inFlight.get(socket) ?? [])]) x.cut(why);
+    socket.destroy();
+  };
+  /**
+   * Handle a request in its connection's order (pipeline.ts): `handle` runs unless the request comes
+   * after a refusal or is one too many (each then has its line, without a status: nothing is written
+   * for it).
+   */
+  const inOrder = (req: http.IncomingMessage, res: http.ServerResponse, handle: () => unknown): Promise<void> =>
+    inTurn(
+      req,
+      res,
+      handle,
+      (why) => auditRefusal(req.socket, undefined, SKIPPED_DETAIL[why], req.method),
+      () => cutAll(req.socket, `more than ${PIPELINE_MAX} requests were pipelined without waiting for answers`),
+    );
+  /**
+   * An upgrade parsed while answers to earlier requests of its connection are not over, or after a
+   * refusal: Node hands the raw socket over, and a 101 would be written into the answers still to come.
+   * Refused by closing the connection (its line says so); true when it was.
+   */
+  const upgradeOutOfTurn = (req: http.IncomingMessage, socket: Duplex): boolean => {
+    if (!unanswered(socket)) return false;
+    auditRefusal(
+      socket,
+      undefined,
+      'an upgrade pipelined behind requests whose answers were not over: the connection was closed',
+      req.method,
+    );
+    cutAll(socket, 'an upgrade was pipelined behind this request');
+    return true;
+  };
+  return { auditRefusal, clientError, expectation, inOrder, upgradeOutOfTurn };
 }

@@ -45,10 +45,11 @@ export function startTunnelHttp(deps: InTunnelDeps): {
     guarded(
       deps.report,
       ([req]) => req.socket,
-      (req: http.IncomingMessage, res: http.ServerResponse) => {
-        const f = tunnelRequest(deps, log, req, false, (status, reason, detail) => refuseResponse(res, status, reason, detail));
-        if (f) forwardRequest(deps.forward, req, res, f);
-      },
+      (req: http.IncomingMessage, res: http.ServerResponse) =>
+        refused.inOrder(req, res, () => {
+          const f = tunnelRequest(deps, log, req, false, (status, reason, detail) => refuseResponse(res, status, reason, detail));
+          if (f) forwardRequest(deps.forward, req, res, f);
+        }),
     ),
   );
   server.on(
@@ -58,8 +59,11 @@ export function startTunnelHttp(deps: InTunnelDeps): {
       ([, socket]) => socket,
       (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
         socket.on('error', () => socket.destroy());
+        if (refused.upgradeOutOfTurn(req, socket)) return;
         if (String(req.headers.upgrade).toLowerCase() !== 'websocket') {
-          return rawReply(socket, 400, 'bad-request', 'only WebSocket upgrades are proxied');
+          const detail = 'only WebSocket upgrades are proxied';
+          refused.auditRefusal(socket, 400, detail, req.method);
+          return rawReply(socket, 400, 'bad-request', detail);
         }
         const f = tunnelRequest(deps, log, req, true, (status, reason, detail) => rawReply(socket, status, reason, detail));
         if (f) forwardUpgrade(deps.forward, socket, head, f);

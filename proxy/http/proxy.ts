@@ -20,6 +20,7 @@ import { headerValue } from './head.js';
 import { forwardRequest, forwardUpgrade, ownedPool, type ForwardDeps, type RequestAudit } from './forward.js';
 import { guarded, handedServer, handToHttp, refusals } from './http-server.js';
 import { startTunnelHttp, tunnelOf } from './in-tunnel.js';
+import { PIPELINE_PAUSE } from './pipeline.js';
 import { plainEligible, plainExchange, releasePlain, type PlainDeps } from './plain.js';
 import { LiveList } from '../live-list.js';
 import { Registry, type Connection } from './registry.js';
@@ -64,8 +65,10 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
   const registry = new Registry();
   const perClient = new Map<string, number>();
   const sockets = new LiveList<net.Socket>();
-  const agent = ownedPool(new http.Agent({ keepAlive: true, maxSockets: 256 }));
-  const tlsAgent = ownedPool(new https.Agent({ keepAlive: true, maxSockets: 256 }));
+  // Origin connections per client connection and host (ownedPool): its requests are forwarded one at a
+  // time (pipeline.ts), so one is kept; the bound is a second guard.
+  const agent = ownedPool(new http.Agent({ keepAlive: true, maxSockets: PIPELINE_PAUSE }));
+  const tlsAgent = ownedPool(new https.Agent({ keepAlive: true, maxSockets: PIPELINE_PAUSE }));
   const fdeps: ForwardDeps = { allowlist: opts.allowlist, audit, agent, tlsAgent, idleTimeoutMs: limits.idleTimeoutMs };
   const log = (e: RequestAudit) => audit.write(e);
   const adeps = { allowlist: opts.allowlist, resolver: opts.resolver, registry, log };
@@ -211,7 +214,7 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
       ([req]) => req.socket,
       (req: http.IncomingMessage, res: http.ServerResponse) => {
         front.parsed(req.socket);
-        return onRequest(req, res);
+        return refused.inOrder(req, res, () => onRequest(req, res));
       },
     ),
   );
@@ -233,6 +236,7 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
       ([, socket]) => socket,
       (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
         front.parsed(socket);
+        if (refused.upgradeOutOfTurn(req, socket)) return;
         return onUpgrade(req, socket, head);
       },
     ),

@@ -1,6 +1,7 @@
 // The proxy's own answers: a refusal or error with its reason, and the lingering close after it.
 import http from 'node:http';
 import type { Duplex } from 'node:stream';
+import { refused, refusedHere } from './pipeline.js';
 
 export const DENY_HEADER = 'x-codex-egress-deny';
 
@@ -45,20 +46,23 @@ export function lingerClose(socket: Duplex): void {
 
 /** Write an error response on a raw socket (CONNECT, upgrade, parse errors) and linger-close it. */
 export function rawReply(socket: Duplex, status: number, reason: string, detail?: string): void {
+  refusedHere(socket);
   if (socket.writable && !socket.writableEnded) socket.write(replyText(status, reason, detail));
   lingerClose(socket);
 }
 
 /**
  * Answer a plain-HTTP request with a refusal and close its connection (lingering): a refused request's
- * connection carries nothing more, and the upstream side of it is never reused.
+ * connection carries nothing more (pipeline.ts), and the upstream side of it is never reused.
  */
 export function refuseResponse(res: http.ServerResponse, status: number, reason: string, detail?: string): void {
+  refused(res.req);
   if (res.headersSent) {
     res.destroy();
     return;
   }
-  const socket = res.socket;
+  // The connection's (an answer queued behind others has none of its own yet).
+  const socket = res.socket ?? res.req.socket;
   if (socket) {
     // Node closes a `connection: close` response's socket as soon as it is written; linger instead.
     (socket as Duplex & { destroySoon?: () => void }).destroySoon = () => lingerClose(socket);

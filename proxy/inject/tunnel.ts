@@ -7,6 +7,7 @@ import type net from 'node:net';
 import type { Audit } from '../audit.js';
 import type { ClosedBy } from '../reasons.js';
 import type { HttpTunnel } from '../http/connect.js';
+import { whenRefused } from '../http/pipeline.js';
 import { spellsName } from '../http/target.js';
 import type { Credential } from './credentials.js';
 import type { LeafIssuer } from './ca.js';
@@ -69,7 +70,12 @@ export function intercept(
     ...(tunnel.mode ? { mode: tunnel.mode } : {}),
   } as const;
   const started = Date.now();
+  /** Why the gateway closed the tunnel (the first reason wins); a FIN alone does not (`endedBy`). */
   let closedBy: ClosedBy | undefined;
+  let endedBy: 'client' | undefined;
+  // What the client sent, and the gateway wrote, before the tunnel's first byte (CONNECT head, 200): not the tunnel's.
+  const readBefore = socket.bytesRead - head.length;
+  let wroteBefore = 0;
   const trust = upstreamTrust(deps.inject);
   const secure = new tls.TLSSocket(socket, {
     isServer: true,
@@ -87,6 +93,7 @@ export function intercept(
   audit.write({ ...base, decision: 'allow', reason: 'allowed', status: 200 });
   // a transparent connection (a pool address) was never asked with CONNECT: the TLS handshake comes first
   if (tunnel.mode !== 'transparent') socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+  wroteBefore = socket.bytesWritten;
   if (head.length) socket.unshift(head);
   const timer = setTimeout(() => {
     audit.write({
@@ -109,7 +116,7 @@ export function intercept(
     end('error');
   });
   secure.on('end', () => {
-    closedBy ??= 'client';
+    endedBy ??= 'client';
     // the client gave up during the handshake (an untrusted CA, most often): the client side is half-open
     // (the HTTP server's sockets allow it), so it is closed here
     if (handed) return;
@@ -136,6 +143,8 @@ export function intercept(
     }
     handed = true;
     secure.setTimeout(0);
+    // A refusal of a request in it closes the tunnel (reply.ts): the gateway's reason.
+    whenRefused(secure, () => (closedBy ??= 'request-refused'));
     deps.toHttp(secure, Buffer.alloc(0), {
       ...tunnel,
       inject: { credential: cred, tls: { servername: tunnel.host, ...(trust ? { ca: trust } : {}) } },
@@ -155,10 +164,10 @@ export function intercept(
       port: tunnel.port,
       ip: tunnel.ip,
       ...(tunnel.mode ? { mode: tunnel.mode } : {}),
-      bytes_up: socket.bytesRead,
-      bytes_down: socket.bytesWritten,
+      bytes_up: socket.bytesRead - readBefore,
+      bytes_down: socket.bytesWritten - wroteBefore,
       ms: Date.now() - started,
-      closed_by: closedBy ?? 'client',
+      closed_by: closedBy ?? endedBy ?? 'client',
     });
   };
   // the TLS socket took over the client socket's handle: either may report the end
