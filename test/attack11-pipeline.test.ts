@@ -290,4 +290,18 @@ t.test('F4: a plain-HTTP tunnel closed after a refused request in it says so; it
   t.match(close, { closed_by: 'request-refused' });
   t.equal(close?.bytes_up, good.length + bad.length, 'bytes_up: the requests, not the CONNECT head');
   t.equal(close?.bytes_down, Buffer.byteLength(tc.data, 'latin1'), 'bytes_down: the answers, not the 200');
+  // A head the parser refuses (a 400 written by the gateway on the tunnel): the same.
+  const from2 = g.audit.events.length;
+  const tj = await connectTunnel(g.proxy.address.port, 'a.test', o.port);
+  tj.s.write(`GET /one HTTP/1.1\r\nHost: a.test:${o.port}\r\n\r\n`);
+  await until(() => tj.data.includes('answer /one'));
+  tj.s.write('GET /\x01 HTTP/1.1\r\n\r\n');
+  await tj.closed;
+  tj.s.destroy();
+  await until(() => lines(from2).some((e) => e.event === 'tunnel_close'));
+  t.match(
+    lines(from2).find((e) => e.event === 'tunnel_close'),
+    { closed_by: 'request-refused' },
+    'a refused head: closed_by request-refused',
+  );
 });
