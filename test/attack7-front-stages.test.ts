@@ -225,12 +225,38 @@ t.test('keep-alive: plain requests first, then CONNECT on the same connection', 
   const before = g.audit.events.length;
   const s2 = await open();
   const got2 = collect(s2);
-  s2.write(`GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nCONNECT denied.test:443 HTTP/1.1\r\n\r\n`);
+  s2.write(`GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n`);
+  await sleep(100);
+  s2.write(`CONNECT denied.test:443 HTTP/1.1\r\n\r\n`);
   await closed(s2, 1500);
   t.match(got2(), /HTTP\/1\.1 403 /);
   t.match(
     g.audit.events.slice(before).filter((e) => e.event === 'connect'),
     [{ event: 'connect', host: 'denied.test', decision: 'deny', status: 403 }],
+  );
+  // pipelined behind the keep-alive request (in the same write), it closes the connection (ATTACK12):
+  // its answer would have been written before the request's
+  const before3 = g.audit.events.length;
+  const s3 = await open();
+  s3.write(`GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nCONNECT denied.test:443 HTTP/1.1\r\n\r\n`);
+  const ended = await new Promise<boolean>((r) => {
+    s3.once('end', () => r(true));
+    s3.once('close', () => r(true));
+    setTimeout(() => r(false), 1500);
+  });
+  t.ok(ended, 'the gateway ended the connection');
+  s3.destroy();
+  t.match(
+    g.audit.events.slice(before3).map((e) => e as unknown as Record<string, unknown>),
+    [
+      {
+        event: 'http',
+        method: 'CONNECT',
+        decision: 'deny',
+        reason: 'bad-request',
+        detail: /a CONNECT to denied\.test:443 pipelined behind/,
+      },
+    ],
   );
 });
 

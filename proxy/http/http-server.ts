@@ -10,7 +10,7 @@ import { withConnectionScope } from '../lastresort.js';
 import type { Report } from '../report.js';
 import type { HttpTunnel } from './connect.js';
 import { inFlight, type RequestAudit } from './forward.js';
-import { drop, held, inTurn, newest, PIPELINE_MAX, SKIPPED_DETAIL, unanswered } from './pipeline.js';
+import { drop, held, inTurn, newest, PIPELINE_MAX, refusedHere, refusedOn, SKIPPED_DETAIL, unanswered } from './pipeline.js';
 import { rawReply, refuseResponse } from './reply.js';
 
 /** A node:http server that never listens itself: the proxy gives it its connections. */
@@ -78,8 +78,16 @@ export function scopeConnections(server: http.Server): void {
  * the client's FIN was read too (its 'end' already emitted: the parser would otherwise never see it).
  */
 export function handToHttp(server: http.Server, socket: net.Socket, read: Buffer): void {
+  // A connection held for its waiting requests is never handed on (pipeline.ts: a CONNECT or upgrade
+  // behind them closes it first); should one be, it is closed, not read.
+  if (held(socket)) return void socket.destroy();
+  // The server's parser reads through the socket stream, not from its handle: a TLS socket's handle
+  // hands it every record of a read in a row, past the pause of a held connection (ATTACK12); the
+  // stream keeps what it read while paused.
+  const handle = (socket as { _handle?: { _consumed?: boolean } | null })._handle;
+  if (handle) handle._consumed = true;
   // Paused while the server takes it: its listener would otherwise schedule a resume that starts reading
-  // again after the requests in `read` have held the connection (pipeline.ts).
+  // again after the requests in `read` have held the connection.
   socket.pause();
   server.emit('connection', socket);
   if (read.length) socket.emit('data', read);
@@ -130,6 +138,7 @@ export function refusals(log: (e: RequestAudit) => void, tunnelOf: (socket: Dupl
     } else auditRefusal(socket, answering ? undefined : status, detail);
     if (!answering) return rawReply(socket, status, 'bad-request', err.code);
     for (const x of [...open]) if (x !== forwarded) x.cut(`the parser refused what the client sent next (${detail})`);
+    refusedHere(socket);
     socket.destroy();
   };
   /** `Expect` other than 100-continue (Node would answer 417 itself, unaudited). */
@@ -138,9 +147,10 @@ export function refusals(log: (e: RequestAudit) => void, tunnelOf: (socket: Dupl
     auditRefusal(req.socket, 417, detail, req.method);
     refuseResponse(res, 417, 'bad-request', detail);
   };
-  /** Close a connection under the requests forwarded on it (their lines say `why`). */
+  /** Close a connection under the requests forwarded on it (their lines say `why`): a refusal of its own. */
   const cutAll = (socket: Duplex, why: string) => {
     for (const x of [...(inFlight.get(socket) ?? [])]) x.cut(why);
+    refusedHere(socket);
     socket.destroy();
   };
   /**
@@ -157,20 +167,22 @@ export function refusals(log: (e: RequestAudit) => void, tunnelOf: (socket: Dupl
       () => cutAll(req.socket, `more than ${PIPELINE_MAX} requests were pipelined without waiting for answers`),
     );
   /**
-   * An upgrade parsed while answers to earlier requests of its connection are not over, or after a
-   * refusal: Node hands the raw socket over, and a 101 would be written into the answers still to come.
-   * Refused by closing the connection (its line says so); true when it was.
+   * An upgrade or a CONNECT parsed while answers to earlier requests of its connection are not over, or
+   * after a refusal: Node hands the raw socket over, and a 101 or 200 would be written into the answers
+   * still to come (or after the refusal that closes the connection). Refused by closing the connection
+   * (its line says so), before anything is dialled; true when it was.
    */
-  const upgradeOutOfTurn = (req: http.IncomingMessage, socket: Duplex): boolean => {
-    if (!unanswered(socket)) return false;
+  const outOfTurn = (req: http.IncomingMessage, socket: Duplex): boolean => {
+    if (!unanswered(socket) && !refusedOn(socket)) return false;
+    const what = `${req.method === 'CONNECT' ? 'a CONNECT' : 'an upgrade'} to ${String(req.url).slice(0, 255)}`;
     auditRefusal(
       socket,
       undefined,
-      'an upgrade pipelined behind requests whose answers were not over: the connection was closed',
+      `${what} pipelined behind requests whose answers were not over (or a refusal): the connection was closed`,
       req.method,
     );
-    cutAll(socket, 'an upgrade was pipelined behind this request');
+    cutAll(socket, `${what} was pipelined behind this request`);
     return true;
   };
-  return { auditRefusal, clientError, expectation, inOrder, upgradeOutOfTurn };
+  return { auditRefusal, clientError, expectation, inOrder, outOfTurn };
 }

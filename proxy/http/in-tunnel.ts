@@ -59,7 +59,7 @@ export function startTunnelHttp(deps: InTunnelDeps): {
       ([, socket]) => socket,
       (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
         socket.on('error', () => socket.destroy());
-        if (refused.upgradeOutOfTurn(req, socket)) return;
+        if (refused.outOfTurn(req, socket)) return;
         if (String(req.headers.upgrade).toLowerCase() !== 'websocket') {
           const detail = 'only WebSocket upgrades are proxied';
           refused.auditRefusal(socket, 400, detail, req.method);

@@ -194,5 +194,8 @@ export function drop(req: http.IncomingMessage): void {
   dropped.add(req);
 }
 
+/** Whether a refusal was written on `socket` (its connection closes after it). */
+export const refusedOn = (socket: Duplex): boolean => (pipelines.get(socket)?.refusedAt ?? Infinity) !== Infinity;
+
 /** Requests on `socket` whose answer is not over. */
 export const unanswered = (socket: Duplex): number => pipelines.get(socket)?.open ?? 0;

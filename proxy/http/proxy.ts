@@ -225,6 +225,7 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
       ([, socket]) => socket,
       (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
         front.parsed(socket);
+        if (refused.outOfTurn(req, socket)) return;
         return handleConnect(cdeps, req.url ?? '', socket, head);
       },
     ),
@@ -236,7 +237,7 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
       ([, socket]) => socket,
       (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
         front.parsed(socket);
-        if (refused.upgradeOutOfTurn(req, socket)) return;
+        if (refused.outOfTurn(req, socket)) return;
         return onUpgrade(req, socket, head);
       },
     ),

@@ -1,0 +1,185 @@
+// ATTACK12 (an attack session on the ATTACK11 fix, proxy/http/pipeline.ts). Findings, each fixed:
+// - F1 (medium): in a credential-injected tunnel, node:http's parser read the TLS handle itself and got
+//   every record of a read in a row, past the pause of a held connection: an apt-style client (10
+//   requests in flight) was cut after 6 answers (HPE_PAUSED). The parser now reads through the stream.
+// - F2/F3 (low/medium): a CONNECT pipelined behind unanswered requests (or after a refusal) was opened at
+//   once: its 200 landed before the earlier answer, the origin was dialled after a refusal, and a held
+//   connection handed to the tunnel's HTTP server tripped an assertion (an internal error any client
+//   could cause). Now it closes the connection like an upgrade does, before anything is dialled.
+// - F4 (low): a connection the gateway closed for its pipeline (over the limit, an upgrade out of turn,
+//   a refused head under an answer) was logged closed_by client: now request-refused.
+import https from 'node:https';
+import net from 'node:net';
+import tls from 'node:tls';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import type { AuditEvent } from '../proxy/audit.js';
+import { DEFAULT_LIMITS } from '../proxy/config.js';
+import { Resolver } from '../proxy/dns/resolver.js';
+import { startProxy } from '../proxy/http/proxy.js';
+import { ensureCa, LeafIssuer } from '../proxy/inject/ca.js';
+import { parseCredentials, SENTINEL } from '../proxy/inject/credentials.js';
+import { mergeSources } from '../proxy/policy/allowlist.js';
+import { connectTunnel, FakeUpstream, loopbackOrPublic, MemoryAudit, startInproc } from './harness/inproc.js';
+
+const F = (e: AuditEvent) => e as unknown as Record<string, unknown>;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const until = async (f: () => boolean, ms = 5000) => {
+  for (let i = 0; i < ms / 20 && !f(); i++) await sleep(20);
+};
+/** The answers in `text`, in order: their `x-url` headers. */
+const answered = (text: string) => [...text.matchAll(/x-url: (\S+)/gi)].map((m) => m[1]);
+
+t.test('F1: an injected tunnel serves a client with 10 requests in flight, in order, one at a time at the origin', async (t) => {
+  const tmp = mkdtempSync(join(tmpdir(), 'attack12-'));
+  t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
+  const up = ensureCa(join(tmp, 'upstream-ca'), 'upstream');
+  const upIssuer = new LeafIssuer(readFileSync(up.cert, 'utf8'), readFileSync(up.key, 'utf8'));
+  let inflight = 0;
+  let most = 0;
+  const origin = https.createServer({ SNICallback: (name, cb) => cb(null, upIssuer.contextFor(name.toLowerCase())) }, (req, res) => {
+    most = Math.max(most, ++inflight);
+    req.resume();
+    req.on('end', () =>
+      setTimeout(() => {
+        inflight--;
+        res.writeHead(200, { 'content-length': 2, 'x-url': req.url ?? '' });
+        res.end('ok');
+      }, 2),
+    );
+  });
+  await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
+  const port = (origin.address() as net.AddressInfo).port;
+  const ca = ensureCa(join(tmp, 'project-ca'), 'attack12');
+  const projectCa = readFileSync(ca.cert, 'utf8');
+  const credentials = parseCredentials(
+    JSON.stringify({ v: 1, credentials: [{ name: 'openai', host: 'api.test', port, value: 'sk-attack12' }] }),
+  );
+  const merged = mergeSources({ defaults: false, flags: [`api.test:${port}`] });
+  if (!merged.ok) throw new Error(merged.errors.join('; '));
+  const allowlist = merged.allowlist;
+  const audit = new MemoryAudit();
+  const reports: string[] = [];
+  const proxy = await startProxy('127.0.0.1', 0, {
+    allowlist: () => allowlist,
+    resolver: new Resolver(new FakeUpstream({ 'api.test': { a: ['127.0.0.1'] } }), { guard: loopbackOrPublic }),
+    audit,
+    limits: DEFAULT_LIMITS,
+    health: () => ({ healthy: true }),
+    report: (m) => void reports.push(m),
+    inject: {
+      issuer: new LeafIssuer(projectCa, readFileSync(ca.key, 'utf8')),
+      credentials,
+      upstreamCa: readFileSync(up.cert, 'utf8'),
+    },
+  });
+  t.teardown(async () => {
+    await proxy.close();
+    origin.closeAllConnections();
+    origin.close();
+  });
+  const raw = net.connect(proxy.address.port, '127.0.0.1');
+  await new Promise((r) => raw.once('connect', r));
+  raw.write(`CONNECT api.test:${port} HTTP/1.1\r\nHost: api.test:${port}\r\n\r\n`);
+  await new Promise<void>((r) => raw.once('data', () => r()));
+  const c = tls.connect({ socket: raw, servername: 'api.test', ca: projectCa });
+  c.on('error', () => undefined);
+  await new Promise((r) => c.once('secureConnect', r));
+  let got = '';
+  let ended = false;
+  c.on('end', () => (ended = true));
+  const TOTAL = 60;
+  const DEPTH = 10;
+  let sent = 0;
+  const top = () => {
+    let s = '';
+    while (sent < TOTAL && sent - answered(got).length < DEPTH)
+      s += `GET /n/${sent++} HTTP/1.1\r\nHost: api.test:${port}\r\nAuthorization: Bearer ${SENTINEL}\r\n\r\n`;
+    if (s) c.write(s);
+  };
+  c.on('data', (d: Buffer) => {
+    got += d.toString('latin1');
+    top();
+  });
+  top();
+  await until(() => answered(got).length >= TOTAL || ended);
+  t.same(
+    answered(got),
+    [...Array(TOTAL).keys()].map((i) => `/n/${i}`),
+    'every answer, in order',
+  );
+  t.notOk(ended, 'the connection was not cut');
+  t.equal(most, 1, 'one request at a time at the origin');
+  t.same(
+    audit.events.map(F).filter((e) => e.decision !== 'allow'),
+    [],
+    'no refusal',
+  );
+  t.same(reports, []);
+  c.destroy();
+});
+
+t.test('F2/F3/F4: a CONNECT pipelined behind an unanswered request, or after a refusal, is never dialled', async (t) => {
+  let dialled = 0;
+  const target = net.createServer((s) => {
+    dialled++;
+    s.destroy();
+  });
+  await new Promise<void>((r) => target.listen(0, '127.0.0.1', r));
+  const tp = (target.address() as net.AddressInfo).port;
+  t.teardown(() => target.close());
+  const g = await startInproc({
+    zone: { 'a.test': { a: ['127.0.0.1'] }, 'denied.test': { a: ['127.0.0.1'] } },
+    rules: (p) => [`a.test:${p}`, `a.test:${tp}`],
+  });
+  t.teardown(() => g.close());
+  const p = g.origin.port;
+  const cases = {
+    'behind an unanswered request': `GET http://a.test:${p}/x HTTP/1.0\r\nHost: a.test:${p}\r\nConnection: keep-alive\r\n\r\n`,
+    'after a refused request': `GET http://denied.test:${p}/x HTTP/1.0\r\nHost: denied.test:${p}\r\nConnection: keep-alive\r\n\r\n`,
+  };
+  for (const [what, first] of Object.entries(cases)) {
+    const from = g.audit.events.length;
+    const s = net.connect(g.proxy.address.port, '127.0.0.1');
+    s.on('error', () => undefined);
+    let got = '';
+    s.on('data', (d: Buffer) => (got += d.toString('latin1')));
+    s.write(first + `CONNECT a.test:${tp} HTTP/1.1\r\nHost: a.test:${tp}\r\n\r\nGET / HTTP/1.1\r\nHost: a.test:${tp}\r\n\r\n`);
+    await new Promise<void>((r) => {
+      s.once('close', () => r());
+      setTimeout(r, 3000);
+    });
+    await sleep(100);
+    t.equal(dialled, 0, `${what}: the CONNECT's target was never dialled`);
+    t.notMatch(got, /200 Connection Established/, `${what}: no 200 for it`);
+    const ls = g.audit.events.slice(from).map(F);
+    t.notOk(
+      ls.some((e) => e.event === 'connect' && e.decision === 'allow'),
+      `${what}: no allow line for the CONNECT`,
+    );
+    t.match(
+      ls.find((e) => e.method === 'CONNECT'),
+      { decision: 'deny', reason: 'bad-request', detail: /a CONNECT to a\.test:\d+ pipelined behind/ },
+      `${what}: its line`,
+    );
+    s.destroy();
+  }
+  t.same(g.reports, [], 'no internal error');
+  // The gateway's pipeline limit inside a plain-HTTP tunnel: closed_by is the gateway's reason.
+  const from = g.audit.events.length;
+  const tc = await connectTunnel(g.proxy.address.port, 'a.test', p);
+  tc.s.write([...Array(200).keys()].map((i) => `GET /${i} HTTP/1.1\r\nHost: a.test:${p}\r\n\r\n`).join(''));
+  await tc.closed;
+  tc.s.destroy();
+  await until(() => g.audit.events.slice(from).some((e) => e.event === 'tunnel_close'));
+  t.match(
+    g.audit.events
+      .slice(from)
+      .map(F)
+      .find((e) => e.event === 'tunnel_close'),
+    { closed_by: 'request-refused' },
+    'a tunnel closed over the pipeline limit: closed_by request-refused',
+  );
+});
