@@ -121,6 +121,9 @@ export function refusals(log: (e: RequestAudit) => void, tunnelOf: (socket: Dupl
   const clientError = (err: NodeJS.ErrnoException, socket: Duplex) => {
     const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
     if (socket.writableEnded || socket.destroyed) return;
+    // A head the gateway itself stopped reading (the connection is held for its waiting requests,
+    // pipeline.ts) is not late (ATTACK13): the connection's idle timeout still bounds it.
+    if (status === 408 && held(socket)) return;
     const detail = String(err.code ?? err.message);
     const open = inFlight.get(socket) ?? [];
     // The newest request, its body still being read: the refusal is that request's (its line says so),

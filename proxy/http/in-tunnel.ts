@@ -70,11 +70,27 @@ export function startTunnelHttp(deps: InTunnelDeps): {
       },
     ),
   );
-  server.on('checkExpectation', refused.expectation);
-  server.on('connect', (_req: http.IncomingMessage, socket: Duplex) => {
-    refused.auditRefusal(socket, 400, 'CONNECT inside a tunnel', 'CONNECT');
-    rawReply(socket, 400, 'bad-request', 'CONNECT inside a tunnel');
-  });
+  server.on(
+    'checkExpectation',
+    guarded(
+      deps.report,
+      ([req]) => req.socket,
+      (req: http.IncomingMessage, res: http.ServerResponse) => refused.inOrder(req, res, () => refused.expectation(req, res)),
+    ),
+  );
+  server.on(
+    'connect',
+    guarded(
+      deps.report,
+      ([, socket]) => socket,
+      (req: http.IncomingMessage, socket: Duplex) => {
+        // Behind unanswered requests its 400 would be read as their answer (ATTACK13): closed instead.
+        if (refused.outOfTurn(req, socket)) return;
+        refused.auditRefusal(socket, 400, 'CONNECT inside a tunnel', 'CONNECT');
+        rawReply(socket, 400, 'bad-request', 'CONNECT inside a tunnel');
+      },
+    ),
+  );
   return {
     server,
     toHttp: (socket, bytes, tunnel) => {

@@ -203,10 +203,18 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
     front.parsed(socket);
     refused.clientError(err, socket);
   });
-  server.on('checkExpectation', (req: http.IncomingMessage, res: http.ServerResponse) => {
-    front.parsed(req.socket);
-    refused.expectation(req, res);
-  });
+  server.on(
+    'checkExpectation',
+    guarded(
+      opts.report,
+      ([req]) => req.socket,
+      (req: http.IncomingMessage, res: http.ServerResponse) => {
+        front.parsed(req.socket);
+        // In its connection's order, counted against its pipeline like any request (ATTACK13).
+        return refused.inOrder(req, res, () => refused.expectation(req, res));
+      },
+    ),
+  );
   server.on(
     'request',
     guarded(
