@@ -194,69 +194,96 @@ t.test('F2/F3/F4: a CONNECT pipelined behind an unanswered request, or after a r
 //   held connection's head is not late.
 // - F3 (low): a CONNECT inside a tunnel behind an unanswered request had its 400 written at once, read
 //   by the client as the earlier request's answer. It now closes the connection like one on the proxy port.
-t.test('ATTACK13: Expect refusals, a held half head, and a CONNECT inside a tunnel all take their turn', async (t) => {
-  const origin = http.createServer((req, res) => {
-    req.resume();
-    req.on('end', () => setTimeout(() => res.end(`answer ${req.url}\n`), req.url?.includes('slow') ? 400 : 0));
-  });
-  await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
-  const p = (origin.address() as net.AddressInfo).port;
-  t.teardown(() => {
-    origin.closeAllConnections();
-    origin.close();
-  });
-  const g = await startInproc({ zone: { 'a.test': { a: ['127.0.0.1'] } }, rules: [`a.test:${p}`], limits: { headersTimeoutMs: 300 } });
-  t.teardown(() => g.close());
-  const ended = (s: net.Socket, ms = 3000) =>
-    new Promise<boolean>((r) => {
-      s.once('end', () => r(true));
-      s.once('close', () => r(true));
-      setTimeout(() => r(false), ms);
+// ATTACK14 (a re-attack of those): skipping that 408 ended node:http's timing of the head for good: the
+// half head, trickled a byte at a time after the hold, kept the connection open without limit (no line).
+// The head is now timed again from the end of the hold (pipeline.ts timeHead).
+t.test(
+  'ATTACK13/14: Expect refusals, a held half head (finished late, or never), and a CONNECT inside a tunnel all take their turn',
+  async (t) => {
+    const origin = http.createServer((req, res) => {
+      req.resume();
+      req.on('end', () => setTimeout(() => res.end(`answer ${req.url}\n`), req.url?.includes('slow') ? 400 : 0));
     });
+    await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
+    const p = (origin.address() as net.AddressInfo).port;
+    t.teardown(() => {
+      origin.closeAllConnections();
+      origin.close();
+    });
+    const g = await startInproc({ zone: { 'a.test': { a: ['127.0.0.1'] } }, rules: [`a.test:${p}`], limits: { headersTimeoutMs: 300 } });
+    t.teardown(() => g.close());
+    const ended = (s: net.Socket, ms = 3000) =>
+      new Promise<boolean>((r) => {
+        s.once('end', () => r(true));
+        s.once('close', () => r(true));
+        setTimeout(() => r(false), ms);
+      });
 
-  // F1: one slow request, then 200 refused expectations in one write.
-  for (const where of ['proxy port', 'tunnel']) {
-    const from = g.audit.events.length;
-    const tc = where === 'tunnel' ? await connectTunnel(g.proxy.address.port, 'a.test', p) : undefined;
-    const s = tc?.s ?? net.connect(g.proxy.address.port, '127.0.0.1');
-    s.on('error', () => undefined);
-    const target = (path: string) => (tc ? path : `http://a.test:${p}${path}`);
-    const v = tc ? '1.1' : '1.0';
-    s.write(
-      `GET ${target('/slow')} HTTP/${v}\r\nHost: a.test:${p}\r\nConnection: keep-alive\r\n\r\n` +
-        [...Array(200).keys()].map((i) => `GET ${target(`/e${i}`)} HTTP/1.1\r\nHost: a.test:${p}\r\nExpect: x\r\n\r\n`).join(''),
-    );
-    t.ok(await ended(s), `${where}: the connection was closed`);
-    s.destroy();
-    await sleep(100);
-    const ls = g.audit.events.slice(from).map(F);
-    t.ok(ls.filter((e) => e.status === 417).length <= 1, `${where}: at most one 417 line (one can be written)`);
-    t.ok(
-      ls.some((e) => /more than \d+ requests pipelined/.test(String(e.detail))),
-      `${where}: closed over the pipeline limit`,
-    );
-  }
+    // F1: one slow request, then 200 refused expectations in one write.
+    for (const where of ['proxy port', 'tunnel']) {
+      const from = g.audit.events.length;
+      const tc = where === 'tunnel' ? await connectTunnel(g.proxy.address.port, 'a.test', p) : undefined;
+      const s = tc?.s ?? net.connect(g.proxy.address.port, '127.0.0.1');
+      s.on('error', () => undefined);
+      const target = (path: string) => (tc ? path : `http://a.test:${p}${path}`);
+      const v = tc ? '1.1' : '1.0';
+      s.write(
+        `GET ${target('/slow')} HTTP/${v}\r\nHost: a.test:${p}\r\nConnection: keep-alive\r\n\r\n` +
+          [...Array(200).keys()].map((i) => `GET ${target(`/e${i}`)} HTTP/1.1\r\nHost: a.test:${p}\r\nExpect: x\r\n\r\n`).join(''),
+      );
+      t.ok(await ended(s), `${where}: the connection was closed`);
+      s.destroy();
+      await sleep(100);
+      const ls = g.audit.events.slice(from).map(F);
+      t.ok(ls.filter((e) => e.status === 417).length <= 1, `${where}: at most one 417 line (one can be written)`);
+      t.ok(
+        ls.some((e) => /more than \d+ requests pipelined/.test(String(e.detail))),
+        `${where}: closed over the pipeline limit`,
+      );
+    }
 
-  // F2: 9 slow requests hold the connection; the 10th head comes in two writes, the second after the
-  // headers timeout. Every answer arrives.
-  {
-    const tc = await connectTunnel(g.proxy.address.port, 'a.test', p);
-    const head = (i: number) => `GET /slow-${i} HTTP/1.1\r\nHost: a.test:${p}\r\n\r\n`;
-    tc.s.write([...Array(9).keys()].map(head).join('') + head(9).slice(0, 12));
-    await sleep(700);
-    tc.s.write(head(9).slice(12));
-    await until(() => (tc.data.match(/answer \/slow-/g) ?? []).length >= 10, 8000);
-    t.equal((tc.data.match(/answer \/slow-/g) ?? []).length, 10, 'a held half head: every answer');
-    tc.s.destroy();
-  }
+    // F2: 9 slow requests hold the connection; the 10th head comes in two writes, the second after the
+    // headers timeout. Every answer arrives.
+    {
+      const tc = await connectTunnel(g.proxy.address.port, 'a.test', p);
+      const head = (i: number) => `GET /slow-${i} HTTP/1.1\r\nHost: a.test:${p}\r\n\r\n`;
+      tc.s.write([...Array(9).keys()].map(head).join('') + head(9).slice(0, 12));
+      await sleep(700);
+      tc.s.write(head(9).slice(12));
+      await until(() => (tc.data.match(/answer \/slow-/g) ?? []).length >= 10, 8000);
+      t.equal((tc.data.match(/answer \/slow-/g) ?? []).length, 10, 'a held half head: every answer');
+      tc.s.destroy();
+    }
 
-  // F3: a CONNECT inside a tunnel, behind an unanswered request.
-  {
-    const tc = await connectTunnel(g.proxy.address.port, 'a.test', p);
-    tc.s.write(`GET /slow HTTP/1.1\r\nHost: a.test:${p}\r\n\r\nCONNECT a.test:${p} HTTP/1.1\r\nHost: a.test:${p}\r\n\r\n`);
-    await tc.closed;
-    t.notMatch(tc.data, /HTTP\/1\.1 400/, 'no 400 read as the earlier answer');
-    tc.s.destroy();
-  }
-  t.same(g.reports, [], 'no internal error');
-});
+    // ATTACK14: the same held half head trickled a byte at a time, never finished: timed again from the
+    // end of the hold (node:http stops timing a head once its timeout fired), so the connection is closed.
+    {
+      const tc = await connectTunnel(g.proxy.address.port, 'a.test', p);
+      const from = g.audit.events.length;
+      const head = (i: number) => `GET /slow-${i} HTTP/1.1\r\nHost: a.test:${p}\r\n\r\n`;
+      tc.s.write([...Array(9).keys()].map(head).join('') + `GET /x HTTP/1.1\r\nHost: a.test:${p}\r\nX-Slow: `);
+      let gone = false;
+      void tc.closed.then(() => (gone = true));
+      for (let i = 0; i < 80 && !gone; i++) {
+        await sleep(150);
+        if (!gone) tc.s.write('a');
+      }
+      t.ok(gone, 'an unfinished head trickled after the hold: the connection was closed');
+      t.ok(
+        g.audit.events.slice(from).some((e) => F(e).detail === 'ERR_HTTP_REQUEST_TIMEOUT'),
+        'its line: the headers timeout',
+      );
+      tc.s.destroy();
+    }
+
+    // F3: a CONNECT inside a tunnel, behind an unanswered request.
+    {
+      const tc = await connectTunnel(g.proxy.address.port, 'a.test', p);
+      tc.s.write(`GET /slow HTTP/1.1\r\nHost: a.test:${p}\r\n\r\nCONNECT a.test:${p} HTTP/1.1\r\nHost: a.test:${p}\r\n\r\n`);
+      await tc.closed;
+      t.notMatch(tc.data, /HTTP\/1\.1 400/, 'no 400 read as the earlier answer');
+      tc.s.destroy();
+    }
+    t.same(g.reports, [], 'no internal error');
+  },
+);

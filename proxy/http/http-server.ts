@@ -10,7 +10,7 @@ import { withConnectionScope } from '../lastresort.js';
 import type { Report } from '../report.js';
 import type { HttpTunnel } from './connect.js';
 import { inFlight, type RequestAudit } from './forward.js';
-import { drop, held, inTurn, newest, PIPELINE_MAX, refusedHere, refusedOn, SKIPPED_DETAIL, unanswered } from './pipeline.js';
+import { drop, held, inTurn, newest, PIPELINE_MAX, refusedHere, refusedOn, SKIPPED_DETAIL, timeHead, unanswered } from './pipeline.js';
 import { rawReply, refuseResponse } from './reply.js';
 
 /** A node:http server that never listens itself: the proxy gives it its connections. */
@@ -100,7 +100,7 @@ export function handToHttp(server: http.Server, socket: net.Socket, read: Buffer
  * too slowly, an expectation, a CONNECT inside a tunnel), each with its audit line: inside a plain-HTTP
  * tunnel (`tunnelOf`) it names the tunnel's host. Every refusal is audited (ATTACK6).
  */
-export function refusals(log: (e: RequestAudit) => void, tunnelOf: (socket: Duplex) => HttpTunnel | undefined) {
+export function refusals(log: (e: RequestAudit) => void, tunnelOf: (socket: Duplex) => HttpTunnel | undefined, headersTimeoutMs: number) {
   /** `status` undefined: nothing could be written (an answer was under way), the connection is closed. */
   const auditRefusal = (socket: Duplex, status: number | undefined, detail: string, method?: string) => {
     const tunnel = tunnelOf(socket);
@@ -122,8 +122,8 @@ export function refusals(log: (e: RequestAudit) => void, tunnelOf: (socket: Dupl
     const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
     if (socket.writableEnded || socket.destroyed) return;
     // A head the gateway itself stopped reading (the connection is held for its waiting requests,
-    // pipeline.ts) is not late (ATTACK13): the connection's idle timeout still bounds it.
-    if (status === 408 && held(socket)) return;
+    // pipeline.ts) is not late (ATTACK13): it is timed again from the end of the hold.
+    if (status === 408 && held(socket)) return timeHead(socket, headersTimeoutMs, () => clientError(err, socket));
     const detail = String(err.code ?? err.message);
     const open = inFlight.get(socket) ?? [];
     // The newest request, its body still being read: the refusal is that request's (its line says so),

@@ -36,7 +36,7 @@ export function startTunnelHttp(deps: InTunnelDeps): {
   toHttp(socket: net.Socket, bytes: Buffer, tunnel: HttpTunnel): void;
 } {
   const log = (e: RequestAudit) => deps.forward.audit.write(e);
-  const refused = refusals(log, tunnelOf);
+  const refused = refusals(log, tunnelOf, deps.limits.headersTimeoutMs);
   const server = handedServer(deps.limits);
   scopeConnections(server);
   server.on('clientError', refused.clientError);

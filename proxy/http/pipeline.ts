@@ -33,6 +33,8 @@ interface Pipeline {
   newest?: http.IncomingMessage;
   /** Told at the connection's first refusal (connect.ts: a plain-HTTP tunnel's close line names it). */
   onRefused?: () => void;
+  /** Told when the hold ends (`timeHead`). */
+  onRelease?: () => void;
 }
 
 const pipelines = new WeakMap<Duplex, Pipeline>();
@@ -83,6 +85,9 @@ function hold(socket: ServedSocket, p: Pipeline): void {
 /** Read `socket` again, unless the server itself still holds it (it resumes it then, as always). */
 function release(socket: ServedSocket, p: Pipeline): void {
   p.paused = false;
+  const released = p.onRelease;
+  p.onRelease = undefined;
+  released?.();
   if (socket._paused || socket.destroyed) return;
   // The server pauses its parser after a read that paused the socket: both go on, as the server does.
   socket.parser?.resume();
@@ -192,6 +197,23 @@ export function newest(socket: Duplex): http.IncomingMessage | undefined {
 /** `req` was refused before its turn came (its line is written): its turn does nothing. */
 export function drop(req: http.IncomingMessage): void {
   dropped.add(req);
+}
+
+/**
+ * node:http's headers timeout fired on the unfinished head of a held connection: the gateway had stopped
+ * reading it, so it is not late yet. node:http no longer times that head, so it is timed here: from the
+ * end of the hold, `ms` more; `late` is told if no request was parsed by then (ATTACK14: otherwise a
+ * client could keep the connection open for good, a byte at a time).
+ */
+export function timeHead(socket: Duplex, ms: number, late: () => void): void {
+  const p = pipelineOf(socket);
+  const arrived = p.arrived;
+  p.onRelease = () => {
+    const timer = setTimeout(() => {
+      if (p.arrived === arrived && !socket.destroyed) late();
+    }, ms);
+    socket.once('close', () => clearTimeout(timer));
+  };
 }
 
 /** Whether a refusal was written on `socket` (its connection closes after it). */

@@ -72,7 +72,7 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
   const fdeps: ForwardDeps = { allowlist: opts.allowlist, audit, agent, tlsAgent, idleTimeoutMs: limits.idleTimeoutMs };
   const log = (e: RequestAudit) => audit.write(e);
   const adeps = { allowlist: opts.allowlist, resolver: opts.resolver, registry, log };
-  const refused = refusals(log, tunnelOf);
+  const refused = refusals(log, tunnelOf, limits.headersTimeoutMs);
   /** Requests inside plain-HTTP tunnels (in-tunnel.ts). */
   const inTunnel = startTunnelHttp({ allowlist: opts.allowlist, registry, forward: fdeps, limits, report: opts.report });
   const toHttp = inTunnel.toHttp;
