@@ -94,23 +94,23 @@ export interface Forward {
   tls?: { servername: string; ca?: string[] };
 }
 
-/** A request forwarded on a client connection whose answer is not over (see `inFlight`). */
+/** The request forwarded on a client connection whose answer is not over (see `inFlight`). */
 export interface InFlight {
   req: http.IncomingMessage;
   res: http.ServerResponse;
   /** http.Server's parser refused the rest of this request's body; `answered`: a 400 is written for it. */
   refuseBody(status: number, detail: string, answered: boolean): void;
-  /** The connection is closed under this request, for `why` (what came after it, or an earlier answer). */
+  /** The connection is closed under this request, for `why` (what came after it); after a refusal of its body, nothing. */
   cut(why: string): void;
 }
 
 /**
- * The requests forwarded on each client connection whose answers are not over, oldest first (pipelined
- * requests are answered in order). http-server.ts `refusals` reads it when the parser refuses bytes:
- * the newest request's body if it is still being read (that request's own line then says so), else
- * the next head; and a refusal is written only when no answer is under way or queued on the connection.
+ * The request forwarded on each client connection whose answer is not over: one at most, as a
+ * connection's requests are forwarded one at a time (pipeline.ts). http-server.ts `refusals` reads it
+ * when the parser refuses bytes: that request's body if it is still being read (its own line then says
+ * so), else what came after it (the request is cut with the connection).
  */
-export const inFlight = new WeakMap<Duplex, InFlight[]>();
+export const inFlight = new WeakMap<Duplex, InFlight>();
 
 /** The upstream request: plain HTTP, or verified TLS for an intercepted tunnel; `owner`: the client connection (ownedPool). */
 function upstreamRequest(f: Forward, agent: http.Agent | false | undefined, owner?: net.Socket): http.ClientRequest {
@@ -134,9 +134,7 @@ export function forwardRequest(deps: ForwardDeps, req: http.IncomingMessage, res
     if (logged) return;
     logged = true;
     client.removeListener('close', onClientClose);
-    const list = inFlight.get(client);
-    const i = list?.indexOf(entry) ?? -1;
-    if (i !== -1) list!.splice(i, 1);
+    if (inFlight.get(client) === entry) inFlight.delete(client);
     f.done();
     // No answer reached the connection (the client closed first, or the connection closed before this
     // answer's turn): no status, which would be Node's default 200 or one the client never got.
@@ -164,15 +162,13 @@ export function forwardRequest(deps: ForwardDeps, req: http.IncomingMessage, res
       up.destroy();
     },
     cut: (why) => {
-      if (logged) return;
+      if (logged || bodyBad) return;
       bodyBad = true;
       outcome = { ...outcome, detail: `the connection was closed: ${why}` };
       up.destroy();
     },
   };
-  let list = inFlight.get(client);
-  if (!list) inFlight.set(client, (list = []));
-  list.push(entry);
+  inFlight.set(client, entry);
   // A response queued behind another never emits 'close' when the client goes: its end is the client's.
   const onClientClose = () => {
     up.destroy();
@@ -185,12 +181,9 @@ export function forwardRequest(deps: ForwardDeps, req: http.IncomingMessage, res
     if (logged || bodyBad) return;
     outcome = { decision: reason === 'upstream-error' ? 'error' : 'deny', reason, detail };
     up.destroy();
+    // The connection closes after this answer: nothing after it is forwarded (pipeline.ts).
     if (!res.headersSent) refuseResponse(res, status, reason, detail);
     else res.destroy();
-    // The connection closes after this answer: what was forwarded after it would never be answered.
-    const list = inFlight.get(client) ?? [];
-    const i = list.indexOf(entry);
-    if (i !== -1) for (const x of list.slice(i + 1)) x.cut(`an earlier request on the connection failed (${reason})`);
   };
   const revoked = () => {
     const r = revokedRefusal(f.conn);
@@ -305,7 +298,6 @@ export function forwardUpgrade(deps: ForwardDeps, socket: net.Socket, head: Buff
     if (String(ures.headers.upgrade ?? '').toLowerCase() !== 'websocket')
       return fail(502, 'upstream-error', 'the upstream upgraded to something other than WebSocket');
     if (socket.destroyed) return usock.destroy();
-    if (socket.readableEnded) return clientLeft();
     up.setTimeout(0);
     open = true;
     log({ decision: 'allow', reason: 'allowed', status: 101 });

@@ -125,13 +125,13 @@ export function refusals(log: (e: RequestAudit) => void, tunnelOf: (socket: Dupl
     // pipeline.ts) is not late (ATTACK13): it is timed again from the end of the hold.
     if (status === 408 && held(socket)) return timeHead(socket, headersTimeoutMs, () => clientError(err, socket));
     const detail = String(err.code ?? err.message);
-    const open = inFlight.get(socket) ?? [];
     // The newest request, its body still being read: the refusal is that request's (its line says so),
     // forwarded already or still waiting its turn (pipeline.ts). Otherwise the parser refused the next
     // head: a line of its own.
     const req = newest(socket);
     const bodyOf = req && !req.complete ? req : undefined;
-    const forwarded = bodyOf && open.find((x) => x.req === bodyOf);
+    const current = inFlight.get(socket);
+    const forwarded = bodyOf && current?.req === bodyOf ? current : undefined;
     // An answer under way or queued on the connection: nothing can be written into it, only a close.
     const answering = unanswered(socket) > (bodyOf ? 1 : 0) || !!forwarded?.res.headersSent;
     if (forwarded) forwarded.refuseBody(status, detail, !answering);
@@ -140,9 +140,7 @@ export function refusals(log: (e: RequestAudit) => void, tunnelOf: (socket: Dupl
       auditRefusal(socket, answering ? undefined : status, `the request body: ${detail}`, bodyOf.method);
     } else auditRefusal(socket, answering ? undefined : status, detail);
     if (!answering) return rawReply(socket, status, 'bad-request', err.code);
-    for (const x of [...open]) if (x !== forwarded) x.cut(`the parser refused what the client sent next (${detail})`);
-    refusedHere(socket);
-    socket.destroy();
+    cutAll(socket, `the parser refused what the client sent next (${detail})`);
   };
   /** `Expect` other than 100-continue (Node would answer 417 itself, unaudited). */
   const expectation = (req: http.IncomingMessage, res: http.ServerResponse) => {
@@ -150,12 +148,12 @@ export function refusals(log: (e: RequestAudit) => void, tunnelOf: (socket: Dupl
     auditRefusal(req.socket, 417, detail, req.method);
     refuseResponse(res, 417, 'bad-request', detail);
   };
-  /** Close a connection under the requests forwarded on it (their lines say `why`): a refusal of its own. */
-  const cutAll = (socket: Duplex, why: string) => {
-    for (const x of [...(inFlight.get(socket) ?? [])]) x.cut(why);
+  /** Close a connection under the request forwarded on it (its line says `why`): a refusal of its own. */
+  function cutAll(socket: Duplex, why: string): void {
+    inFlight.get(socket)?.cut(why);
     refusedHere(socket);
     socket.destroy();
-  };
+  }
   /**
    * Handle a request in its connection's order (pipeline.ts): `handle` runs unless the request comes
    * after a refusal or is one too many (each then has its line, without a status: nothing is written

@@ -38,6 +38,8 @@ interface Pipeline {
 }
 
 const pipelines = new WeakMap<Duplex, Pipeline>();
+/** Each request's number on its connection (`numberOf`). */
+const numbers = new WeakMap<http.IncomingMessage, number>();
 /** Requests refused before their turn (http-server.ts: a body the parser refused): their turn does nothing. */
 const dropped = new WeakSet<http.IncomingMessage>();
 
@@ -93,7 +95,6 @@ function release(socket: ServedSocket, p: Pipeline): void {
   socket.parser?.resume();
   socket.resume();
 }
-const numbers = new WeakMap<http.IncomingMessage, number>();
 
 function pipelineOf(socket: Duplex): Pipeline {
   let p = pipelines.get(socket);
@@ -108,10 +109,10 @@ export function numberOf(req: http.IncomingMessage): number {
   return n;
 }
 
-/** Why a request is not handled. */
-export type Skipped = 'cut' | 'over-limit' | 'after-refusal';
+/** Why a request is not handled (and its line says so). */
+export type Skipped = 'over-limit' | 'after-refusal';
 
-export const SKIPPED_DETAIL: Readonly<Record<Exclude<Skipped, 'cut'>, string>> = {
+export const SKIPPED_DETAIL: Readonly<Record<Skipped, string>> = {
   'over-limit': `more than ${PIPELINE_MAX} requests pipelined without waiting for answers: the connection was closed`,
   'after-refusal': 'sent after a refused request on the same connection (closed after that answer): not forwarded',
 };
@@ -130,7 +131,7 @@ export function inTurn(
   req: http.IncomingMessage,
   res: http.ServerResponse,
   handle: () => unknown,
-  skip: (why: Exclude<Skipped, 'cut'>) => void,
+  skip: (why: Skipped) => void,
   closeAll: () => void,
 ): Promise<void> {
   const socket = req.socket;
