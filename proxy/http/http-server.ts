@@ -11,7 +11,8 @@ import type { Report } from '../report.js';
 import type { HttpTunnel } from './connect.js';
 import { inFlight, type RequestAudit } from './forward.js';
 import { drop, held, inTurn, newest, PIPELINE_MAX, refusedHere, refusedOn, SKIPPED_DETAIL, timeHead, unanswered } from './pipeline.js';
-import { rawReply, refuseResponse } from './reply.js';
+import { lingerAfterAnswers, rawReply, refuseResponse } from './reply.js';
+import { parseAbsoluteUrl, parseAuthority } from './target.js';
 
 /** A node:http server that never listens itself: the proxy gives it its connections. */
 export function handedServer(limits: ProxyLimits): http.Server {
@@ -95,6 +96,12 @@ export function handToHttp(server: http.Server, socket: net.Socket, read: Buffer
   if (!held(socket)) socket.resume();
 }
 
+/** What a request on the proxy port asked for (its line's host and port), when that can be read. */
+function targetOf(req: http.IncomingMessage): { host: string; port: number } | undefined {
+  const t = req.method === 'CONNECT' ? parseAuthority(req.url ?? '') : parseAbsoluteUrl(req.url ?? '');
+  return t.ok ? { host: t.host.slice(0, 255), port: t.port } : undefined;
+}
+
 /**
  * The refusals a server answers before any request is admitted (a head the parser refused or that came
  * too slowly, an expectation, a CONNECT inside a tunnel), each with its audit line: inside a plain-HTTP
@@ -102,15 +109,17 @@ export function handToHttp(server: http.Server, socket: net.Socket, read: Buffer
  */
 export function refusals(log: (e: RequestAudit) => void, tunnelOf: (socket: Duplex) => HttpTunnel | undefined, headersTimeoutMs: number) {
   /** `status` undefined: nothing could be written (an answer was under way), the connection is closed. */
-  const auditRefusal = (socket: Duplex, status: number | undefined, detail: string, method?: string) => {
+  const auditRefusal = (socket: Duplex, status: number | undefined, detail: string, req?: http.IncomingMessage) => {
     const tunnel = tunnelOf(socket);
+    // On the proxy port, a request refused before its checks is named by what it asked for.
+    const asked = tunnel || !req ? undefined : targetOf(req);
     log({
       event: 'http',
       client: tunnel?.client ?? (socket as net.Socket).remoteAddress ?? '',
-      host: tunnel?.host ?? '',
-      port: tunnel?.port ?? 0,
+      host: tunnel?.host ?? asked?.host ?? '',
+      port: tunnel?.port ?? asked?.port ?? 0,
       ...(tunnel ? { ip: tunnel.ip, rule: tunnel.rule, ...(tunnel.mode ? { mode: tunnel.mode } : {}) } : {}),
-      ...(method ? { method } : {}),
+      ...(req?.method ? { method: req.method } : {}),
       decision: 'deny',
       reason: 'bad-request',
       ...(status === undefined ? {} : { status }),
@@ -121,6 +130,11 @@ export function refusals(log: (e: RequestAudit) => void, tunnelOf: (socket: Dupl
   const clientError = (err: NodeJS.ErrnoException, socket: Duplex) => {
     const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
     if (socket.writableEnded || socket.destroyed) return;
+    // Bytes after a request that closes its connection (`Connection: close`, HTTP/1.0): not requests
+    // (RFC 9112 9.6), dropped as the fast path drops them (plain.ts). The requests before them are
+    // answered in turn, then the connection closes, lingering (Node would close it at once: whatever
+    // the client still sends would reset it, and the answer with it).
+    if (err.code === 'HPE_CLOSED_CONNECTION') return lingerAfterAnswers(socket);
     // A head the gateway itself stopped reading (the connection is held for its waiting requests,
     // pipeline.ts) is not late (ATTACK13): it is timed again from the end of the hold.
     if (status === 408 && held(socket)) return timeHead(socket, headersTimeoutMs, () => clientError(err, socket));
@@ -137,7 +151,7 @@ export function refusals(log: (e: RequestAudit) => void, tunnelOf: (socket: Dupl
     if (forwarded) forwarded.refuseBody(status, detail, !answering);
     else if (bodyOf) {
       drop(bodyOf);
-      auditRefusal(socket, answering ? undefined : status, `the request body: ${detail}`, bodyOf.method);
+      auditRefusal(socket, answering ? undefined : status, `the request body: ${detail}`, bodyOf);
     } else auditRefusal(socket, answering ? undefined : status, detail);
     if (!answering) return rawReply(socket, status, 'bad-request', err.code);
     cutAll(socket, `the parser refused what the client sent next (${detail})`);
@@ -145,7 +159,7 @@ export function refusals(log: (e: RequestAudit) => void, tunnelOf: (socket: Dupl
   /** `Expect` other than 100-continue (Node would answer 417 itself, unaudited). */
   const expectation = (req: http.IncomingMessage, res: http.ServerResponse) => {
     const detail = 'only Expect: 100-continue is understood';
-    auditRefusal(req.socket, 417, detail, req.method);
+    auditRefusal(req.socket, 417, detail, req);
     refuseResponse(res, 417, 'bad-request', detail);
   };
   /** Close a connection under the request forwarded on it (its line says `why`): a refusal of its own. */
@@ -164,7 +178,7 @@ export function refusals(log: (e: RequestAudit) => void, tunnelOf: (socket: Dupl
       req,
       res,
       handle,
-      (why) => auditRefusal(req.socket, undefined, SKIPPED_DETAIL[why], req.method),
+      (why) => auditRefusal(req.socket, undefined, SKIPPED_DETAIL[why], req),
       () => cutAll(req.socket, `more than ${PIPELINE_MAX} requests were pipelined without waiting for answers`),
     );
   /**
@@ -180,7 +194,7 @@ export function refusals(log: (e: RequestAudit) => void, tunnelOf: (socket: Dupl
       socket,
       undefined,
       `${what} pipelined behind requests whose answers were not over (or a refusal): the connection was closed`,
-      req.method,
+      req,
     );
     cutAll(socket, `${what} was pipelined behind this request`);
     return true;

@@ -62,7 +62,7 @@ export function startTunnelHttp(deps: InTunnelDeps): {
         if (refused.outOfTurn(req, socket)) return;
         if (String(req.headers.upgrade).toLowerCase() !== 'websocket') {
           const detail = 'only WebSocket upgrades are proxied';
-          refused.auditRefusal(socket, 400, detail, req.method);
+          refused.auditRefusal(socket, 400, detail, req);
           return rawReply(socket, 400, 'bad-request', detail);
         }
         const f = tunnelRequest(deps, log, req, true, (status, reason, detail) => rawReply(socket, status, reason, detail));
@@ -86,7 +86,7 @@ export function startTunnelHttp(deps: InTunnelDeps): {
       (req: http.IncomingMessage, socket: Duplex) => {
         // Behind unanswered requests its 400 would be read as their answer (ATTACK13): closed instead.
         if (refused.outOfTurn(req, socket)) return;
-        refused.auditRefusal(socket, 400, 'CONNECT inside a tunnel', 'CONNECT');
+        refused.auditRefusal(socket, 400, 'CONNECT inside a tunnel', req);
         rawReply(socket, 400, 'bad-request', 'CONNECT inside a tunnel');
       },
     ),

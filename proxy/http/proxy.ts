@@ -89,7 +89,7 @@ export async function startProxy(host: string, port: number, opts: ProxyOptions)
         return void res.end(`${JSON.stringify(h)}\n`);
       }
       const detail = 'this is a proxy: send absolute-form requests or CONNECT';
-      refused.auditRefusal(req.socket, 400, detail, method);
+      refused.auditRefusal(req.socket, 400, detail, req);
       return refuseResponse(res, 400, 'bad-request', detail);
     }
     const ok = await admitAbsolute(adeps, absolute(req), client, 'request', (status, reason, detail) =>

@@ -44,6 +44,15 @@ export function lingerClose(socket: Duplex): void {
   socket.resume();
 }
 
+/**
+ * When node:http closes `socket` after its last answer (a `connection: close` one), linger instead: it
+ * would close it as soon as that answer is written, and what the client still sends would reset the
+ * connection (and the answer with it).
+ */
+export function lingerAfterAnswers(socket: Duplex): void {
+  (socket as Duplex & { destroySoon?: () => void }).destroySoon = () => lingerClose(socket);
+}
+
 /** Write an error response on a raw socket (CONNECT, upgrade, parse errors) and linger-close it. */
 export function rawReply(socket: Duplex, status: number, reason: string, detail?: string): void {
   refusedHere(socket);
@@ -63,10 +72,7 @@ export function refuseResponse(res: http.ServerResponse, status: number, reason:
   }
   // The connection's (an answer queued behind others has none of its own yet).
   const socket = res.socket ?? res.req.socket;
-  if (socket) {
-    // Node closes a `connection: close` response's socket as soon as it is written; linger instead.
-    (socket as Duplex & { destroySoon?: () => void }).destroySoon = () => lingerClose(socket);
-  }
+  if (socket) lingerAfterAnswers(socket);
   const body = denyBody(reason, detail);
   res.writeHead(status, {
     [DENY_HEADER]: reason,
