@@ -9,21 +9,12 @@
 // - F4 (low): a connection the gateway closed for its pipeline (over the limit, an upgrade out of turn,
 //   a refused head under an answer) was logged closed_by client: now request-refused.
 import http from 'node:http';
-import https from 'node:https';
 import net from 'node:net';
-import tls from 'node:tls';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import t from 'tap';
 import type { AuditEvent } from '../proxy/audit.js';
-import { DEFAULT_LIMITS } from '../proxy/config.js';
-import { Resolver } from '../proxy/dns/resolver.js';
-import { startProxy } from '../proxy/http/proxy.js';
-import { ensureCa, LeafIssuer } from '../proxy/inject/ca.js';
-import { parseCredentials, SENTINEL } from '../proxy/inject/credentials.js';
-import { mergeSources } from '../proxy/policy/allowlist.js';
-import { connectTunnel, FakeUpstream, loopbackOrPublic, MemoryAudit, startInproc } from './harness/inproc.js';
+import { SENTINEL } from '../proxy/inject/credentials.js';
+import { connectTunnel, startInproc } from './harness/inproc.js';
+import { startInjected } from './harness/injected.js';
 
 const F = (e: AuditEvent) => e as unknown as Record<string, unknown>;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -34,13 +25,9 @@ const until = async (f: () => boolean, ms = 5000) => {
 const answered = (text: string) => [...text.matchAll(/x-url: (\S+)/gi)].map((m) => m[1]);
 
 t.test('F1: an injected tunnel serves a client with 10 requests in flight, in order, one at a time at the origin', async (t) => {
-  const tmp = mkdtempSync(join(tmpdir(), 'attack12-'));
-  t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
-  const up = ensureCa(join(tmp, 'upstream-ca'), 'upstream');
-  const upIssuer = new LeafIssuer(readFileSync(up.cert, 'utf8'), readFileSync(up.key, 'utf8'));
   let inflight = 0;
   let most = 0;
-  const origin = https.createServer({ SNICallback: (name, cb) => cb(null, upIssuer.contextFor(name.toLowerCase())) }, (req, res) => {
+  const g = await startInjected('sk-attack12', (req, res) => {
     most = Math.max(most, ++inflight);
     req.resume();
     req.on('end', () =>
@@ -51,43 +38,9 @@ t.test('F1: an injected tunnel serves a client with 10 requests in flight, in or
       }, 2),
     );
   });
-  await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
-  const port = (origin.address() as net.AddressInfo).port;
-  const ca = ensureCa(join(tmp, 'project-ca'), 'attack12');
-  const projectCa = readFileSync(ca.cert, 'utf8');
-  const credentials = parseCredentials(
-    JSON.stringify({ v: 1, credentials: [{ name: 'openai', host: 'api.test', port, value: 'sk-attack12' }] }),
-  );
-  const merged = mergeSources({ defaults: false, flags: [`api.test:${port}`] });
-  if (!merged.ok) throw new Error(merged.errors.join('; '));
-  const allowlist = merged.allowlist;
-  const audit = new MemoryAudit();
-  const reports: string[] = [];
-  const proxy = await startProxy('127.0.0.1', 0, {
-    allowlist: () => allowlist,
-    resolver: new Resolver(new FakeUpstream({ 'api.test': { a: ['127.0.0.1'] } }), { guard: loopbackOrPublic }),
-    audit,
-    limits: DEFAULT_LIMITS,
-    health: () => ({ healthy: true }),
-    report: (m) => void reports.push(m),
-    inject: {
-      issuer: new LeafIssuer(projectCa, readFileSync(ca.key, 'utf8')),
-      credentials,
-      upstreamCa: readFileSync(up.cert, 'utf8'),
-    },
-  });
-  t.teardown(async () => {
-    await proxy.close();
-    origin.closeAllConnections();
-    origin.close();
-  });
-  const raw = net.connect(proxy.address.port, '127.0.0.1');
-  await new Promise((r) => raw.once('connect', r));
-  raw.write(`CONNECT api.test:${port} HTTP/1.1\r\nHost: api.test:${port}\r\n\r\n`);
-  await new Promise<void>((r) => raw.once('data', () => r()));
-  const c = tls.connect({ socket: raw, servername: 'api.test', ca: projectCa });
-  c.on('error', () => undefined);
-  await new Promise((r) => c.once('secureConnect', r));
+  t.teardown(() => g.close());
+  const { port, audit, reports } = g;
+  const c = await g.open();
   let got = '';
   let ended = false;
   c.on('end', () => (ended = true));

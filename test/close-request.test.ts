@@ -6,21 +6,12 @@
 // Also: a request refused on the proxy port before its checks (pipelined after a refusal, an upgrade out
 // of turn) is logged with the host it asked for, not "".
 import http from 'node:http';
-import https from 'node:https';
 import net from 'node:net';
-import tls from 'node:tls';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import t from 'tap';
 import type { AuditEvent } from '../proxy/audit.js';
-import { DEFAULT_LIMITS } from '../proxy/config.js';
-import { Resolver } from '../proxy/dns/resolver.js';
-import { startProxy } from '../proxy/http/proxy.js';
-import { ensureCa, LeafIssuer } from '../proxy/inject/ca.js';
-import { parseCredentials, SENTINEL } from '../proxy/inject/credentials.js';
-import { mergeSources } from '../proxy/policy/allowlist.js';
-import { connectTunnel, FakeUpstream, loopbackOrPublic, MemoryAudit, startInproc, type Inproc } from './harness/inproc.js';
+import { SENTINEL } from '../proxy/inject/credentials.js';
+import { connectTunnel, startInproc, type Inproc } from './harness/inproc.js';
+import { startInjected } from './harness/injected.js';
 
 const F = (e: AuditEvent) => e as unknown as Record<string, unknown>;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -235,50 +226,15 @@ t.test('a request refused before its checks on the proxy port is logged with the
 });
 
 t.test('in a credential-injected tunnel: the closing request is answered, what follows is dropped', async (t) => {
-  const tmp = mkdtempSync(join(tmpdir(), 'close-request-'));
-  t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
-  const up = ensureCa(join(tmp, 'upstream-ca'), 'upstream');
-  const upIssuer = new LeafIssuer(readFileSync(up.cert, 'utf8'), readFileSync(up.key, 'utf8'));
   const seen: string[] = [];
-  const server = https.createServer({ SNICallback: (name, cb) => cb(null, upIssuer.contextFor(name.toLowerCase())) }, (req, res) => {
+  const g = await startInjected('sk-close', (req, res) => {
     seen.push(`${req.method} ${req.url} ${req.headers.authorization}`);
     req.resume();
     req.on('end', () => res.end(`answer ${req.url}\n`));
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as net.AddressInfo).port;
-  const ca = ensureCa(join(tmp, 'project-ca'), 'close-request');
-  const projectCa = readFileSync(ca.cert, 'utf8');
-  const merged = mergeSources({ defaults: false, flags: [`api.test:${port}`] });
-  if (!merged.ok) throw new Error(merged.errors.join('; '));
-  const allowlist = merged.allowlist;
-  const audit = new MemoryAudit();
-  const reports: string[] = [];
-  const proxy = await startProxy('127.0.0.1', 0, {
-    allowlist: () => allowlist,
-    resolver: new Resolver(new FakeUpstream({ 'api.test': { a: ['127.0.0.1'] } }), { guard: loopbackOrPublic }),
-    audit,
-    limits: DEFAULT_LIMITS,
-    health: () => ({ healthy: true }),
-    report: (m) => void reports.push(m),
-    inject: {
-      issuer: new LeafIssuer(projectCa, readFileSync(ca.key, 'utf8')),
-      credentials: parseCredentials(JSON.stringify({ v: 1, credentials: [{ name: 'openai', host: 'api.test', port, value: 'sk-close' }] })),
-      upstreamCa: readFileSync(up.cert, 'utf8'),
-    },
-  });
-  t.teardown(async () => {
-    await proxy.close();
-    server.closeAllConnections();
-    server.close();
-  });
-  const raw = net.connect(proxy.address.port, '127.0.0.1');
-  await new Promise((r) => raw.once('connect', r));
-  raw.write(`CONNECT api.test:${port} HTTP/1.1\r\nHost: api.test:${port}\r\n\r\n`);
-  await new Promise<void>((r) => raw.once('data', () => r()));
-  const c = tls.connect({ socket: raw, servername: 'api.test', ca: projectCa });
-  c.on('error', () => undefined);
-  await new Promise((r) => c.once('secureConnect', r));
+  t.teardown(() => g.close());
+  const { port, audit, reports } = g;
+  const c = await g.open();
   let got = '';
   c.on('data', (d: Buffer) => (got += d.toString('latin1')));
   const ended = new Promise<void>((r) => {
