@@ -232,7 +232,10 @@ export function forwardUpgrade(deps: ForwardDeps, socket: net.Socket, head: Buff
   /** The side whose FIN (or close) came first: who ended a WebSocket the gateway did not close. */
   let endedBy: 'client' | 'upstream' | undefined;
   let open = false;
+  /** The line is written (at the 101, or once a refused upgrade's answer is over or cut). */
   let answered = false;
+  /** The status of the origin's refusal (not 101) whose head was passed on: its line waits for its end. */
+  let refusedWith: number | undefined;
   const log = (e: Outcome & Pick<RequestAudit, 'status'>) => {
     if (answered) return;
     answered = true;
@@ -242,10 +245,17 @@ export function forwardUpgrade(deps: ForwardDeps, socket: net.Socket, head: Buff
   const fail = (status: number, reason: FailReason, detail: string) => {
     up.destroy();
     upSocket?.destroy();
-    if (!answered) {
-      log({ decision: reason === 'upstream-error' ? 'error' : 'deny', reason, detail, status });
-      rawReply(socket, status, reason, detail);
-    } else socket.destroy();
+    const outcome = { decision: reason === 'upstream-error' ? 'error' : 'deny', reason, detail } as const;
+    if (answered) return void socket.destroy();
+    // The origin's answer is under way: it is cut, and its line says why (with the status sent).
+    if (refusedWith !== undefined) {
+      log({ ...outcome, status: refusedWith });
+      return void socket.destroy();
+    }
+    // Nothing can be written to a client that is gone (reset): it left, whatever the upstream did next.
+    if (socket.destroyed) return clientLeft();
+    log({ ...outcome, status });
+    rawReply(socket, status, reason, detail);
   };
   const end = (by?: ClosedBy) => {
     if (by) closedBy ??= by;
@@ -267,6 +277,9 @@ export function forwardUpgrade(deps: ForwardDeps, socket: net.Socket, head: Buff
   f.conn.onClose = (why) => (open ? end(why) : revoked());
   socket.on('error', () => end('error'));
   socket.once('close', () => {
+    // Before its answer was over: the client left (an answer under way keeps its status).
+    if (refusedWith !== undefined) log({ decision: 'allow', reason: 'allowed', status: refusedWith });
+    else clientLeft();
     up.destroy();
     upSocket?.destroy();
     f.done();
@@ -322,18 +335,23 @@ export function forwardUpgrade(deps: ForwardDeps, socket: net.Socket, head: Buff
   });
   // The origin refused the upgrade: pass its (checked) answer on and close.
   up.on('response', (ures) => {
+    if (!stillAllowed(f.conn, deps.allowlist)) return revoked();
     const h = checkResponseHead(ures.statusCode, ures.statusMessage, ures.rawHeaders, false);
-    if (!h.ok) return fail(502, 'upstream-error', h.detail);
-    log({ decision: 'allow', reason: 'allowed', status: ures.statusCode });
+    if (!h.ok || ures.statusCode === undefined) return fail(502, 'upstream-error', h.ok ? 'no upstream status' : h.detail);
+    if (socket.destroyed) return;
+    refusedWith = ures.statusCode;
     let headText = `HTTP/1.1 ${ures.statusCode} ${ures.statusMessage ?? ''}\r\n`;
     for (let i = 0; i < h.headers.length; i += 2) headText += `${h.headers[i]}: ${h.headers[i + 1]}\r\n`;
     socket.write(`${headText}connection: close\r\n\r\n`);
     // Piped, not written chunk by chunk: a client that does not read must stop the origin, not make
     // the gateway hold the whole answer in memory.
     ures.pipe(socket, { end: false });
-    ures.on('end', () => lingerClose(socket));
-    ures.on('error', () => socket.destroy());
-    ures.on('aborted', () => socket.destroy());
+    ures.on('end', () => {
+      log({ decision: 'allow', reason: 'allowed', status: refusedWith });
+      lingerClose(socket);
+    });
+    ures.on('error', () => fail(502, 'upstream-error', 'the upstream answer failed'));
+    ures.on('aborted', () => fail(502, 'upstream-error', 'the upstream closed in the middle of its answer'));
   });
   up.end();
   if (socket.readableEnded) clientLeft();
