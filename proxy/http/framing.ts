@@ -52,6 +52,19 @@ export function listsClose(value: string): boolean {
   return value.split(',').some((t) => t.trim().toLowerCase() === 'close');
 }
 
+/**
+ * Does the client ask for its connection to close after this request: `close` listed in `Connection`
+ * or `Proxy-Connection` (which Node's parser honours too), in any case, with any whitespace around it?
+ * Every path reads it this way (plain.ts, and http-server.ts where node:http's parser reads less).
+ */
+export function wantsClose(raw: RawHeaders): boolean {
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    if ((name === 'connection' || name === 'proxy-connection') && listsClose(raw[i + 1]!)) return true;
+  }
+  return false;
+}
+
 function connectionTokens(raw: RawHeaders): string[] {
   const tokens: string[] = [];
   for (let i = 0; i < raw.length; i += 2) {

@@ -10,8 +10,21 @@ import { withConnectionScope } from '../lastresort.js';
 import type { Report } from '../report.js';
 import type { HttpTunnel } from './connect.js';
 import { inFlight, type RequestAudit } from './forward.js';
-import { drop, held, inTurn, newest, PIPELINE_MAX, refusedHere, refusedOn, SKIPPED_DETAIL, timeHead, unanswered } from './pipeline.js';
-import { lingerAfterAnswers, rawReply, refuseResponse } from './reply.js';
+import {
+  drop,
+  held,
+  inTurn,
+  newest,
+  PIPELINE_MAX,
+  refusedHere,
+  refusedOn,
+  SKIPPED_DETAIL,
+  timeHead,
+  unanswered,
+  whenAnswered,
+} from './pipeline.js';
+import { wantsClose } from './framing.js';
+import { LINGER_BYTES, lingerAfterAnswers, lingerClose, rawReply, refuseResponse } from './reply.js';
 import { parseAbsoluteUrl, parseAuthority } from './target.js';
 
 /** A node:http server that never listens itself: the proxy gives it its connections. */
@@ -96,6 +109,9 @@ export function handToHttp(server: http.Server, socket: net.Socket, read: Buffer
   if (!held(socket)) socket.resume();
 }
 
+/** Bytes the parser dropped on a connection after a request that closes it (`dropAfterClose`). */
+const droppedAfterClose = new WeakMap<Duplex, number>();
+
 /** What a request on the proxy port asked for (its line's host and port), when that can be read. */
 function targetOf(req: http.IncomingMessage): { host: string; port: number } | undefined {
   const t = req.method === 'CONNECT' ? parseAuthority(req.url ?? '') : parseAbsoluteUrl(req.url ?? '');
@@ -134,7 +150,7 @@ export function refusals(log: (e: RequestAudit) => void, tunnelOf: (socket: Dupl
     // (RFC 9112 9.6), dropped as the fast path drops them (plain.ts). The requests before them are
     // answered in turn, then the connection closes, lingering (Node would close it at once: whatever
     // the client still sends would reset it, and the answer with it).
-    if (err.code === 'HPE_CLOSED_CONNECTION') return lingerAfterAnswers(socket);
+    if (err.code === 'HPE_CLOSED_CONNECTION') return dropAfterClose(socket, err);
     // A head the gateway itself stopped reading (the connection is held for its waiting requests,
     // pipeline.ts) is not late (ATTACK13): it is timed again from the end of the hold.
     if (status === 408 && held(socket)) return timeHead(socket, headersTimeoutMs, () => clientError(err, socket));
@@ -156,6 +172,21 @@ export function refusals(log: (e: RequestAudit) => void, tunnelOf: (socket: Dupl
     if (!answering) return rawReply(socket, status, 'bad-request', err.code);
     cutAll(socket, `the parser refused what the client sent next (${detail})`);
   };
+  /**
+   * The parser read bytes after a request that closes the connection: dropped. Once every answer is
+   * over the connection closes, lingering, whether or not node:http closes it itself (it does not when
+   * a chunked request's trailer asked for the close: its answer said keep-alive). Past LINGER_BYTES
+   * dropped (a client streaming while its answer is slow) it is cut, as a lingering close is.
+   */
+  function dropAfterClose(socket: Duplex, err: NodeJS.ErrnoException & { rawPacket?: Buffer }): void {
+    const before = droppedAfterClose.get(socket);
+    const total = (before ?? 0) + (err.rawPacket?.length ?? 0);
+    droppedAfterClose.set(socket, total);
+    if (total > LINGER_BYTES) return cutAll(socket, `more than ${LINGER_BYTES} bytes were sent after a request that closes the connection`);
+    if (before !== undefined) return;
+    lingerAfterAnswers(socket);
+    whenAnswered(socket, () => lingerClose(socket));
+  }
   /** `Expect` other than 100-continue (Node would answer 417 itself, unaudited). */
   const expectation = (req: http.IncomingMessage, res: http.ServerResponse) => {
     const detail = 'only Expect: 100-continue is understood';
@@ -173,14 +204,19 @@ export function refusals(log: (e: RequestAudit) => void, tunnelOf: (socket: Dupl
    * after a refusal or is one too many (each then has its line, without a status: nothing is written
    * for it).
    */
-  const inOrder = (req: http.IncomingMessage, res: http.ServerResponse, handle: () => unknown): Promise<void> =>
-    inTurn(
+  const inOrder = (req: http.IncomingMessage, res: http.ServerResponse, handle: () => unknown): Promise<void> => {
+    // The client's close as every path reads it (framing.ts): node:http's parser misses some spellings
+    // (`close` with a tab after it; with `keep-alive` beside it in HTTP/1.0). Its answer then closes the
+    // connection, and nothing after it is handled (pipeline.ts).
+    if (res.shouldKeepAlive && wantsClose(req.rawHeaders)) res.shouldKeepAlive = false;
+    return inTurn(
       req,
       res,
       handle,
       (why) => auditRefusal(req.socket, undefined, SKIPPED_DETAIL[why], req),
       () => cutAll(req.socket, `more than ${PIPELINE_MAX} requests were pipelined without waiting for answers`),
     );
+  };
   /**
    * An upgrade or a CONNECT parsed while answers to earlier requests of its connection are not over, or
    * after a refusal: Node hands the raw socket over, and a 101 or 200 would be written into the answers

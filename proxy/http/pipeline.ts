@@ -7,7 +7,9 @@
 // - requests parsed and waiting are bounded: past PIPELINE_PAUSE the connection is not read until they
 //   are down to half; past PIPELINE_MAX (one read holds that many only if they are small) it is closed;
 // - a refusal stops the pipeline: a refused request's answer closes the connection, so nothing after it
-//   is forwarded (each such request gets a line saying so).
+//   is forwarded (each such request gets a line saying so);
+// - so does any answer that closes the connection (the client asked for it, or an HTTP/1.0 answer
+//   without a length): nothing after it is handled, and it has no line (the client asked for no more).
 import type http from 'node:http';
 import type { Duplex } from 'node:stream';
 
@@ -35,6 +37,10 @@ interface Pipeline {
   onRefused?: () => void;
   /** Told when the hold ends (`timeHead`). */
   onRelease?: () => void;
+  /** The number of the first request whose answer closed the connection (node:http's own close); Infinity: none. */
+  closedAt: number;
+  /** Told once no answer is pending (`whenAnswered`). */
+  onAnswered?: () => void;
 }
 
 const pipelines = new WeakMap<Duplex, Pipeline>();
@@ -98,7 +104,8 @@ function release(socket: ServedSocket, p: Pipeline): void {
 
 function pipelineOf(socket: Duplex): Pipeline {
   let p = pipelines.get(socket);
-  if (!p) pipelines.set(socket, (p = { arrived: 0, open: 0, refusedAt: Infinity, turn: Promise.resolve(), paused: false }));
+  if (!p)
+    pipelines.set(socket, (p = { arrived: 0, open: 0, refusedAt: Infinity, closedAt: Infinity, turn: Promise.resolve(), paused: false }));
   return p;
 }
 
@@ -142,9 +149,16 @@ export function inTurn(
   p.newest = req;
   const answered = new Promise<void>((resolve) =>
     res.once('close', () => {
+      // node:http closes the connection after this answer (a `connection: close` one): nothing after it is handled.
+      if ((res as http.ServerResponse & { _last?: boolean })._last) p.closedAt = Math.min(p.closedAt, n);
       p.open--;
       if (p.paused && p.open <= PIPELINE_PAUSE / 2) release(socket, p);
       resolve();
+      if (p.open === 0) {
+        const told = p.onAnswered;
+        p.onAnswered = undefined;
+        told?.();
+      }
     }),
   );
   if (p.open > PIPELINE_MAX) {
@@ -156,6 +170,9 @@ export function inTurn(
   const run = p.turn.then(() => {
     if (socket.destroyed || dropped.has(req)) return;
     if (n > p.refusedAt) return skip('after-refusal');
+    // After an answer that closed the connection: never handled, as if the close had come first
+    // (it is under way), so no line either.
+    if (n > p.closedAt) return;
     return handle();
   });
   // The next request's turn: this one's answer is over (and its handling, should it end later).
@@ -222,3 +239,10 @@ export const refusedOn = (socket: Duplex): boolean => (pipelines.get(socket)?.re
 
 /** Requests on `socket` whose answer is not over. */
 export const unanswered = (socket: Duplex): number => pipelines.get(socket)?.open ?? 0;
+
+/** Call `fn` once no answer is pending on `socket` (now, if none is). */
+export function whenAnswered(socket: Duplex, fn: () => void): void {
+  const p = pipelineOf(socket);
+  if (p.open === 0) return fn();
+  p.onAnswered = fn;
+}

@@ -16,7 +16,7 @@ import type { Audit } from '../audit.js';
 import type { RevokeReason } from '../reasons.js';
 import { revokedRefusal } from './admit.js';
 import { ChunkedBody } from './chunked.js';
-import { checkResponseHead, listsClose } from './framing.js';
+import { checkResponseHead, wantsClose } from './framing.js';
 import type { Forward, RequestAudit } from './forward.js';
 import { headerValue, lacksHeaders, type RequestHead } from './head.js';
 import { stillAllowed } from './registry.js';
@@ -141,14 +141,6 @@ function waitForDrain(to: net.Socket, from: net.Socket): void {
 }
 
 const contentLength = (headers: readonly string[]): number => Number(headerValue(headers, 'content-length') ?? 0);
-/** `Connection: close`, or `Proxy-Connection: close` (which Node's parser, the path before this one, honoured too). */
-const wantsClose = (headers: readonly string[]): boolean => {
-  for (let i = 0; i < headers.length; i += 2) {
-    const name = headers[i]!.toLowerCase();
-    if ((name === 'connection' || name === 'proxy-connection') && listsClose(headers[i + 1]!)) return true;
-  }
-  return false;
-};
 
 /** One request of a client connection, from its head to the end of its answer. */
 export function plainExchange(d: PlainDeps, socket: net.Socket, h: RequestHead, rest: Buffer): void {

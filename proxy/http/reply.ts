@@ -20,6 +20,9 @@ export function replyText(status: number, reason: string, detail?: string): stri
   return `HTTP/1.1 ${status} ${text}\r\n${DENY_HEADER}: ${reason}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
 }
 
+/** Sockets closing lingering (`lingerClose` is called again when two reasons to close meet). */
+const lingering = new WeakSet<Duplex>();
+
 /**
  * Close a connection the way a client still sending can read the answer: stop writing (FIN), then read
  * and drop what the client sends — no more than LINGER_BYTES, for no longer than LINGER_MS — and close
@@ -27,7 +30,8 @@ export function replyText(status: number, reason: string, detail?: string): stri
  * sees `connection reset` instead of the 400 or 431 already written.
  */
 export function lingerClose(socket: Duplex): void {
-  if (socket.destroyed) return;
+  if (socket.destroyed || lingering.has(socket)) return;
+  lingering.add(socket);
   // Nothing more is parsed from this connection: whatever follows is dropped, never a new request.
   socket.removeAllListeners('data');
   let read = 0;
