@@ -1,5 +1,4 @@
 // The gateway's configuration, validated with zod. Also the allowlist file and its companion. Small I/O only.
-import { readFile } from 'node:fs/promises';
 import { isIPv4 } from 'node:net';
 import { z } from 'zod';
 import { mergeSources, type Allowlist } from './policy/allowlist.js';
@@ -7,6 +6,7 @@ import { PRESET_NAMES, type PresetName } from './policy/presets.js';
 import { parseRuleFile, type RulesResult } from './policy/rules.js';
 import type { Upstream } from './dns/upstream.js';
 import { DNS_PORT, GATEWAY_ALLOWLIST_PATH, PROXY_PORT } from './endpoints.js';
+import { readOnce, type FileRead } from './watch-file.js';
 
 export interface ProxyLimits {
   /** Upstream TCP connect timeout. */
@@ -135,24 +135,23 @@ export function resolvConfUpstreams(content: string): string[] {
 
 /** Read the allowlist file; a missing file is an empty list (it may be created later). */
 export async function readRuleFile(path: string): Promise<RulesResult> {
-  let content: string;
-  try {
-    content = await readFile(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { ok: true, rules: [] };
-    return { ok: false, errors: [`${path}: ${(err as Error).message}`] };
-  }
-  return parseRuleFile(content, path);
+  return rulesOf(await readOnce(path), path);
 }
 
-/** Build the merged allowlist from the configuration and the file's current content. */
-export async function loadAllowlist(cfg: GatewayConfig): Promise<Allowlist> {
+/** The rules of the file as read: none when it does not exist; a file that cannot be read is an error. */
+export function rulesOf(r: FileRead, path: string): RulesResult {
+  if ('bytes' in r) return parseRuleFile(r.bytes.toString('utf8'), path);
+  return 'missing' in r ? { ok: true, rules: [] } : { ok: false, errors: [`${path}: ${r.error.message}`] };
+}
+
+/** Build the merged allowlist from the configuration and the file's content (`file`: as read once already). */
+export async function loadAllowlist(cfg: GatewayConfig, file?: FileRead): Promise<Allowlist> {
   const r = mergeSources({
     defaults: cfg.defaults,
     preset: cfg.preset,
     env: cfg.envAllowed,
     flags: cfg.allow,
-    file: await readRuleFile(cfg.allowlistPath),
+    file: rulesOf(file ?? (await readOnce(cfg.allowlistPath)), cfg.allowlistPath),
   });
   if (!r.ok) throw new ConfigError(r.errors);
   return r.allowlist;

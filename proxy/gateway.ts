@@ -1,7 +1,7 @@
 // Wiring: configuration → firewall → DNS and proxy servers; live reload; graceful stop.
 import { networkInterfaces } from 'node:os';
 import { isReachable, notOwnAddress } from './address.js';
-import { watchFile } from './watch-file.js';
+import { readOnce, watchFile, type FileRead } from './watch-file.js';
 import { createAudit, type Audit } from './audit.js';
 import { loadAllowlist, writeEffective, ConfigError, type GatewayConfig } from './config.js';
 import { Resolver, type OnResolved } from './dns/resolver.js';
@@ -44,7 +44,9 @@ const OWN_ADDRESSES_TTL_MS = 1_000;
 
 /** `report` gets what the operator should see and the gateway survives (the entry point sends it to stderr). */
 export async function startGateway(cfg: GatewayConfig, report: Report, makeFirewall?: FirewallFactory): Promise<Gateway> {
-  let allowlist = await loadAllowlist(cfg);
+  // The file is read once here: what the watcher measures changes from is what was loaded.
+  const initial = await readOnce(cfg.allowlistPath);
+  let allowlist = await loadAllowlist(cfg, initial);
   const pool = poolFor(cfg);
   if (pool && !pool.ok) throw new ConfigError([pool.error]);
   const inject = cfg.inject ? loadInject(cfg.inject) : undefined;
@@ -136,10 +138,13 @@ export async function startGateway(cfg: GatewayConfig, report: Report, makeFirew
   });
 
   let reloading: Promise<boolean> = Promise.resolve(true);
-  async function reloadOnce(): Promise<boolean> {
+  /** Reload from `file` as the watcher read it, or (SIGHUP) as read now. */
+  async function reloadOnce(file?: FileRead): Promise<boolean> {
     let next: Allowlist;
+    const read = file ?? (await readOnce(cfg.allowlistPath));
+    watch.loaded(read);
     try {
-      next = await loadAllowlist(cfg);
+      next = await loadAllowlist(cfg, read);
     } catch (err) {
       const errors = err instanceof ConfigError ? err.errors : [(err as Error).message];
       audit.write({ event: 'reload', ok: false, rules: allowlist.rules.length, added: [], removed: [], errors });
@@ -170,14 +175,18 @@ export async function startGateway(cfg: GatewayConfig, report: Report, makeFirew
     });
     return true;
   }
-  const reload = () => (reloading = reloading.then(reloadOnce, reloadOnce));
+  const reload = (file?: FileRead) =>
+    (reloading = reloading.then(
+      () => reloadOnce(file),
+      () => reloadOnce(file),
+    ));
 
-  const stopWatching = watchFile(cfg.allowlistPath, () => void reload());
+  const watch = watchFile(cfg.allowlistPath, (r) => void reload(r), { initial });
 
   let stopping: Promise<void> | undefined;
   const stop = (signal?: string) =>
     (stopping ??= (async () => {
-      stopWatching();
+      watch.stop();
       await Promise.all([dnsServer.close(), proxyServer.close(), transparent?.close()]);
       await firewall?.stop();
       audit.write({ event: 'stop', signal });

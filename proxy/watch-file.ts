@@ -3,7 +3,10 @@
 // creation); a 1 s poll backs it up where events are not delivered (some bind mounts and network file
 // systems). Both only ask "did the content change?": the checks run one at a time and compare a hash of
 // the bytes, so an edit seen by the watcher and by the poll, or a rename that rewrote the same bytes,
-// is one reload (or none), never two. (SIGHUP is the way to reload without a change.)
+// is one reload (or none), never two. (SIGHUP is the way to reload without a change.) `onChange` gets
+// the very bytes that were hashed, and the reload parses those: a file caught half-written by one read
+// and whole by the next is loaded as read, then reloaded once whole (ATTACK16: a reload that read the
+// file again could load a torn copy while the watcher, having hashed the whole one, saw no change after).
 import { watch, type FSWatcher } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
@@ -16,29 +19,51 @@ export interface WatchOptions {
   debounceMs?: number;
 }
 
-/** What the file holds now: a hash of its bytes, or "missing". */
-async function signature(path: string): Promise<string> {
-  const bytes = await readFile(path).catch(() => undefined);
-  return bytes ? createHash('sha256').update(bytes).digest('hex') : 'missing';
+/** A file as read once: its bytes, missing, or why it could not be read. */
+export type FileRead = { bytes: Buffer } | { missing: true } | { error: Error };
+
+/** Read `path` once. */
+export async function readOnce(path: string): Promise<FileRead> {
+  try {
+    return { bytes: await readFile(path) };
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ENOENT' ? { missing: true } : { error: err as Error };
+  }
 }
 
-/** Call `onChange` when the file's content changes (created and removed included). Returns stop(). */
-export function watchFile(path: string, onChange: () => void, opts: WatchOptions = {}): () => void {
+/** What a read found: a hash of the bytes, "missing", or the error's code. */
+function signature(r: FileRead): string {
+  if ('bytes' in r) return createHash('sha256').update(r.bytes).digest('hex');
+  return 'missing' in r ? 'missing' : `error ${(r.error as NodeJS.ErrnoException).code ?? r.error.message}`;
+}
+
+export interface FileWatch {
+  stop(): void;
+  /** What is in force now was loaded from `r` (a reload the watcher did not start): changes count from it. */
+  loaded(r: FileRead): void;
+}
+
+/**
+ * Call `onChange` with what the file holds whenever that changes (created and removed included).
+ * `initial`: what is in force at the start (otherwise the first read is).
+ */
+export function watchFile(path: string, onChange: (r: FileRead) => void, opts: WatchOptions & { initial?: FileRead } = {}): FileWatch {
   const pollMs = opts.pollMs ?? 1000;
   const debounceMs = opts.debounceMs ?? 50;
-  let last: string | undefined;
+  let last: string | undefined = opts.initial && signature(opts.initial);
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   // One check at a time: two overlapping checks would both see the old signature and both fire.
   let checking: Promise<void> = Promise.resolve();
   const check = () =>
     (checking = checking.then(async () => {
-      const sig = await signature(path);
+      const r = await readOnce(path);
       if (stopped) return;
+      const sig = signature(r);
       const first = last === undefined;
       const changed = sig !== last;
       last = sig;
-      if (!first && changed) onChange();
+      if (!first && changed) onChange(r);
     }));
   const debounced = () => {
     clearTimeout(timer);
@@ -56,10 +81,13 @@ export function watchFile(path: string, onChange: () => void, opts: WatchOptions
   }
   const poll = setInterval(() => void check(), pollMs);
   poll.unref();
-  return () => {
-    stopped = true;
-    watcher?.close();
-    clearInterval(poll);
-    clearTimeout(timer);
+  return {
+    stop: () => {
+      stopped = true;
+      watcher?.close();
+      clearInterval(poll);
+      clearTimeout(timer);
+    },
+    loaded: (r) => void (last = signature(r)),
   };
 }

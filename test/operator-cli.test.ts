@@ -79,8 +79,8 @@ t.test('the allowlist watcher: one call per change of content, however it arrive
   writeFileSync(file, 'a.example\n');
   let calls = 0;
   // A fast poll (100 ms) so the watcher and the poll both see each change.
-  const stop = watchFile(file, () => calls++, { pollMs: 100, debounceMs: 50 });
-  t.teardown(stop);
+  const watch = watchFile(file, () => calls++, { pollMs: 100, debounceMs: 50 });
+  t.teardown(watch.stop);
   const settle = () => new Promise((r) => setTimeout(r, 600));
   await settle();
   t.equal(calls, 0, 'nothing at the start');

@@ -108,7 +108,9 @@ export class Resolver {
       ttl = Math.min(maxTtl, Math.max(minTtl, r.ttl));
       result = r.ips.length ? { status: 'ok', ips: r.ips, ttl } : { status: 'nodata', ttl };
     }
-    this.store(name, result, ttl);
+    // Kept only for a name still allowed: an answer that lands after a reload removed the name (its
+    // entry already forgotten) would otherwise be served, unasked, once the name is allowed again (ATTACK16).
+    if (!this.opts.allowed || this.opts.allowed(name)) this.store(name, result, ttl);
     return result;
   }
 

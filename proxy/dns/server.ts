@@ -4,6 +4,7 @@ import net, { type AddressInfo } from 'node:net';
 import type { Allowlist } from '../policy/allowlist.js';
 import type { Audit, AuditEvent } from '../audit.js';
 import { LiveList } from '../live-list.js';
+import { serveTcp } from './tcp.js';
 import type { Resolver } from './resolver.js';
 import type { Assignment } from '../transparent/pool.js';
 import type { Report } from '../report.js';
@@ -122,42 +123,7 @@ export async function startDnsServer(host: string, port: number, opts: DnsServer
   const sockets = new LiveList<net.Socket>();
   const tcp = net.createServer({ allowHalfOpen: true }, (s) => {
     s.on('close', sockets.add(s));
-    s.on('error', () => s.destroy());
-    s.setTimeout(TCP_IDLE_MS, () => s.destroy());
-    let buf: Buffer = Buffer.alloc(0);
-    let pending = 0;
-    let ended = false;
-    const maybeEnd = () => ended && pending === 0 && s.end();
-    s.on('data', (chunk: Buffer) => {
-      buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
-      while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
-        const msg = buf.subarray(2, 2 + buf.readUInt16BE(0));
-        buf = buf.subarray(2 + msg.length);
-        if (pending >= MAX_TCP_PIPELINE) return void s.destroy();
-        pending++;
-        respond(msg, s.remoteAddress ?? '').then(
-          (out) => {
-            pending--;
-            if (out && s.writable) {
-              const len = Buffer.alloc(2);
-              len.writeUInt16BE(out.length);
-              s.write(Buffer.concat([len, out]));
-            }
-            maybeEnd();
-          },
-          (err: Error) => {
-            fail(err);
-            s.destroy();
-          },
-        );
-      }
-    });
-    s.on('end', () => {
-      ended = true;
-      if (buf.length)
-        s.destroy(); // a message cut short
-      else maybeEnd();
-    });
+    serveTcp(s, MAX_QUERY_BYTES, (msg) => respond(msg, s.remoteAddress ?? ''), fail);
   });
   tcp.maxConnections = opts.maxTcpConnections ?? 256;
 
@@ -172,8 +138,6 @@ export async function startDnsServer(host: string, port: number, opts: DnsServer
   };
 }
 
-const TCP_IDLE_MS = 10_000;
-const MAX_TCP_PIPELINE = 32;
 const MAX_QUERY_BYTES = 4096;
 
 /** Check a message's header before parsing: 'ok', 'drop' (never answer), or a ready FORMERR/NOTIMP reply. */
