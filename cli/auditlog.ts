@@ -3,7 +3,7 @@
 // large: every reader streams it in chunks (memory bounded by a chunk and the longest line), or tails it
 // from its current end. Nothing here reads a file whole. Pure but for the file reads.
 import { open, stat, type FileHandle } from 'node:fs/promises';
-import { printableDeep } from './printable.js';
+import { noSpaces, printableDeep } from './printable.js';
 import { parseLine, type AuditLine } from './audit-line.js';
 
 /** --since: a duration (90s, 10m, 2h, 1d) before now, or an ISO time. Returns epoch ms or throws. */
@@ -32,7 +32,18 @@ const COLOURS = { red: '\x1b[31m', green: '\x1b[32m', yellow: '\x1b[33m', dim: '
 export function formatLine(raw: AuditLine, colour: boolean): string {
   // Every string the sandbox could have chosen (names, hosts, methods, details …) is escaped before it is
   // laid out, so no field can move the cursor, end the line or reorder it on the terminal.
-  const e = printableDeep(raw);
+  const printed = printableDeep(raw);
+  // A value the sandbox chose as one name (a DNS name, a host, a method, the names of a flood) is shown as
+  // one token, its spaces escaped: padded with spaces, it could show a line of its own (ATTACK18).
+  const one = (v: unknown) => (typeof v === 'string' ? noSpaces(v) : v);
+  const e = {
+    ...printed,
+    name: one(printed.name),
+    host: one(printed.host),
+    method: one(printed.method),
+    ...(Array.isArray(printed.sample) ? { sample: printed.sample.map(one) } : {}),
+    ...(Array.isArray(printed.answers) ? { answers: printed.answers.map(one) } : {}),
+  } as typeof printed;
   const c = (k: keyof typeof COLOURS, s: string) => (colour ? `${COLOURS[k]}${s}${COLOURS.reset}` : s);
   const time = (e.time ?? '').replace('T', ' ').replace(/\.\d+Z$/, 'Z');
   const decision =
@@ -142,6 +153,59 @@ export async function* fileLines(file: string): AsyncGenerator<string> {
   }
 }
 
+interface OpenFile {
+  fh: FileHandle;
+  ino: number;
+  mtimeMs: number;
+}
+
+/**
+ * The log's files (the rotated ones, oldest first, then the live one if `live`), all opened before any
+ * is read, as one consistent set: a rotation that renamed them while they were being opened opens them
+ * again (a few times at most). Read from the handles, each is then read once and none is missed,
+ * whatever is renamed meanwhile (ATTACK18: names listed once and opened one after another missed the
+ * file a rotation moved up).
+ */
+async function openLog(path: string, live: boolean): Promise<OpenFile[]> {
+  for (let attempt = 1; ; attempt++) {
+    const names = (await logFiles(path)).filter((f) => live || f !== path);
+    const set: OpenFile[] = [];
+    for (const f of names) {
+      const fh = await open(f, 'r').catch(() => undefined);
+      if (!fh) continue;
+      const s = await fh.stat();
+      set.push({ fh, ino: s.ino, mtimeMs: s.mtimeMs });
+    }
+    const now = await Promise.all(
+      names.map((f) =>
+        stat(f).then(
+          (s) => s.ino,
+          () => undefined,
+        ),
+      ),
+    );
+    if (attempt === 5 || (set.length === names.length && set.every((o, i) => o.ino === now[i]))) return set;
+    await Promise.all(set.map((o) => o.fh.close()));
+  }
+}
+
+/**
+ * Every line of the log, oldest first (`openLog`), streamed. `live`: the live file too; `skipIno`: a file
+ * read elsewhere (the live file a `Tail` holds); `sinceMs`: files last written before then are skipped.
+ */
+export async function* logLines(path: string, o: { live: boolean; skipIno?: number; sinceMs?: number }): AsyncGenerator<string> {
+  const set = await openLog(path, o.live);
+  try {
+    for (const f of set) {
+      if (f.ino === o.skipIno) continue;
+      if (o.sinceMs !== undefined && f.mtimeMs < o.sinceMs) continue; // nothing in it is recent enough
+      yield* linesOf(f.fh, { offset: 0 });
+    }
+  } finally {
+    await Promise.all(set.map((f) => f.fh.close()));
+  }
+}
+
 /**
  * Follows the live log like `tail -F`: holds the file open, reads what was appended since the last poll,
  * and across a rotation finishes the renamed file (and any rotated after it) before opening the new one.
@@ -235,12 +299,15 @@ export function countLine(counts: DecisionCounts, line: string): void {
   const of = e.event === 'repeat' || e.event === 'suppressed' ? e.of : undefined;
   const event = of ?? e.event;
   const n = of ? (e.count ?? 0) : 1;
-  const byEvent = (counts[event] ??= {});
+  // Objects without a prototype: an event or decision named `__proto__` is just a key (ATTACK18).
+  const byEvent = (counts[event] ??= Object.create(null) as Record<string, number>);
   byEvent[e.decision] = (byEvent[e.decision] ?? 0) + n;
 }
 
+export const noCounts = (): DecisionCounts => Object.create(null) as DecisionCounts;
+
 export function countDecisions(lines: Iterable<string>): DecisionCounts {
-  const counts: DecisionCounts = {};
+  const counts = noCounts();
   for (const l of lines) countLine(counts, l);
   return counts;
 }
@@ -250,15 +317,13 @@ export function countDecisions(lines: Iterable<string>): DecisionCounts {
  * of the last `start` line (the gateway's current run), or null.
  */
 export async function scanLog(path: string): Promise<{ decisions: DecisionCounts; startedAt: string | null }> {
-  const decisions: DecisionCounts = {};
+  const decisions = noCounts();
   let startedAt: string | null = null;
-  for (const f of await logFiles(path)) {
-    for await (const l of fileLines(f)) {
-      countLine(decisions, l);
-      if (!l.includes('"start"')) continue;
-      const e = parseLine(l);
-      if (e?.event === 'start' && e.time) startedAt = e.time;
-    }
+  for await (const l of logLines(path, { live: true })) {
+    countLine(decisions, l);
+    if (!l.includes('"start"')) continue;
+    const e = parseLine(l);
+    if (e?.event === 'start' && e.time) startedAt = e.time;
   }
   return { decisions, startedAt };
 }
@@ -268,11 +333,9 @@ export async function scanLog(path: string): Promise<{ decisions: DecisionCounts
  * text is skipped before it is parsed (a cheap pre-filter); `sinceMs`: only events from then on.
  */
 export async function* logEvents(path: string, o: { has?: string; sinceMs?: number } = {}): AsyncGenerator<AuditLine> {
-  for (const f of await logFiles(path)) {
-    for await (const l of fileLines(f)) {
-      if (o.has && !l.includes(o.has)) continue;
-      const e = parseLine(l);
-      if (e && matches(e, { sinceMs: o.sinceMs })) yield e;
-    }
+  for await (const l of logLines(path, { live: true })) {
+    if (o.has && !l.includes(o.has)) continue;
+    const e = parseLine(l);
+    if (e && matches(e, { sinceMs: o.sinceMs })) yield e;
   }
 }

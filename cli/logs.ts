@@ -1,8 +1,7 @@
 // `codex-egress logs`: the gateway's audit log, pretty (colour on a TTY) or as the JSON lines themselves.
 import { parse, intOption } from './args.js';
 import { EXIT, WORKDIR_HELP, workdirOptions, projectFrom, sinceOption, out, err } from './common.js';
-import { stat } from 'node:fs/promises';
-import { Tail, fileLines, logFiles, matches, formatLine, type Filter } from './auditlog.js';
+import { Tail, logLines, matches, formatLine, type Filter } from './auditlog.js';
 import { parseLine } from './audit-line.js';
 import { printableJson, printable } from './printable.js';
 import { summariseLog, summaryLines } from './logs-summary.js';
@@ -71,13 +70,7 @@ export async function logsCommand(argv: string[]): Promise<number> {
   // The live file is opened first, so a rotation while the history is read neither loses nor repeats it.
   const tail = await Tail.atStart(paths.auditLog);
   try {
-    for (const f of await logFiles(paths.auditLog)) {
-      if (f === paths.auditLog) continue;
-      const s = await stat(f).catch(() => undefined);
-      if (!s || s.ino === tail.inode) continue;
-      if (filter.sinceMs !== undefined && s.mtimeMs < filter.sinceMs) continue; // nothing in it is recent enough
-      for await (const l of fileLines(f)) print(l);
-    }
+    for await (const l of logLines(paths.auditLog, { live: false, skipIno: tail.inode, sinceMs: filter.sinceMs })) print(l);
     for await (const l of tail.poll()) print(l);
     release();
     if (printed === 0 && !v.follow)

@@ -7,9 +7,10 @@
  * Everything that is not a visible character: C0 controls, DEL, C1 controls (NEL and the 8-bit CSI among
  * them), format characters (bidi embeddings/overrides/isolates U+202A–202E and U+2066–2069, marks U+200E/F
  * and U+061C, zero-width characters, soft hyphen, BOM, tag characters), line and paragraph separators
- * (U+2028/2029), surrogates, private-use and unassigned code points.
+ * (U+2028/2029), surrogates, private-use and unassigned code points; and every space but the ASCII one
+ * (a no-break space or an ideographic one looks like it, or like nothing).
  */
-const HIDDEN = /[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}]/u;
+const HIDDEN = /[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}]|(?! )\p{Zs}/u;
 const HIDDEN_OR_BACKSLASH = new RegExp(`${HIDDEN.source}|\\\\`, 'gu');
 
 const hex = (n: number, width: number) => n.toString(16).toUpperCase().padStart(width, '0');
@@ -26,11 +27,28 @@ export function printable(s: string): string {
   });
 }
 
+/**
+ * A name, host or other single value the sandbox chose, made printable as one token: its spaces are
+ * escaped too (`\x20`), so it cannot pad itself to the terminal's width and show a line of its own
+ * (ATTACK18: a DNS name with spaces in it printed what looked like a second, forged audit line).
+ */
+export function token(s: string): string {
+  return noSpaces(printable(s));
+}
+
+/** Text already made printable, its spaces escaped as well (`token`). */
+export const noSpaces = (printed: string): string => printed.replace(/ /g, '\\x20');
+
+/** Values nested deeper than this are shown as "…" (a line nested 20,000 deep would exhaust the stack). */
+const MAX_DEPTH = 32;
+
 /** Every string in a parsed JSON value (keys too) made printable; numbers, booleans and null unchanged. */
-export function printableDeep<T>(v: T): T {
+export function printableDeep<T>(v: T, depth = 0): T {
   if (typeof v === 'string') return printable(v) as T;
-  if (Array.isArray(v)) return v.map(printableDeep) as T;
-  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [printable(k), printableDeep(x)])) as T;
+  if (v && typeof v === 'object' && depth >= MAX_DEPTH) return '…' as T;
+  if (Array.isArray(v)) return v.map((x) => printableDeep(x, depth + 1)) as T;
+  if (v && typeof v === 'object')
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [printable(k), printableDeep(x, depth + 1)])) as T;
   return v;
 }
 

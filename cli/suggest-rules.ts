@@ -22,6 +22,13 @@ export interface Asked {
   clients: Set<string>;
 }
 
+/** `host:port` read apart (the port: undefined if there is none that reads as one). */
+function splitHostPort(text: string): [string, number | undefined] {
+  const i = text.lastIndexOf(':');
+  const port = i === -1 ? NaN : Number(text.slice(i + 1));
+  return Number.isInteger(port) && port > 0 && port < 65536 ? [text.slice(0, i), port] : [text, undefined];
+}
+
 /** Collects refused names from audit lines (`repeat` and `suppressed` summaries included). */
 export class DeniedNames {
   readonly asked = new Map<string, Asked>();
@@ -33,16 +40,21 @@ export class DeniedNames {
     if (of !== 'dns' && of !== 'connect' && of !== 'http') return;
     if (e.event === 'suppressed') {
       // Only its first names are known (each counted once); the rest of its count is not attributable.
-      for (const n of Array.isArray(e.sample) ? e.sample : []) this.note(String(n), undefined, 1, e.client);
+      for (const n of Array.isArray(e.sample) ? e.sample : []) {
+        // A proxy sample is `host:port` (proxy/audit-summary.ts): the name and the port are read apart.
+        const [raw, port] = of === 'dns' ? [String(n), undefined] : splitHostPort(String(n));
+        this.note(raw, port, 1, e.client);
+      }
       return;
     }
     if (!this.opts.anyReason && !LEARNABLE.has(String(e.reason))) return;
     const n = e.event === 'repeat' ? Number(e.count) || 0 : 1;
     const raw = of === 'dns' ? e.name : e.host;
-    const port = of === 'dns' ? undefined : Number(e.port);
-    this.note(String(raw ?? ''), port === 443 || port === 80 || !port ? undefined : port, n, e.client);
+    this.note(String(raw ?? ''), of === 'dns' ? undefined : Number(e.port), n, e.client);
   }
-  private note(raw: string, port: number | undefined, count: number, client: unknown): void {
+  /** `port`: as asked (80 and 443, the ports a name's rule allows without one, are not kept). */
+  private note(raw: string, asked: number | undefined, count: number, client: unknown): void {
+    const port = asked === 443 || asked === 80 || !asked ? undefined : asked;
     const n = normalizeName(raw.replace(/\.$/, ''));
     if (!n.ok) return;
     const key = port ? `${n.name}:${port}` : n.name;

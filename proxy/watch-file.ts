@@ -7,8 +7,8 @@
 // the very bytes that were hashed, and the reload parses those: a file caught half-written by one read
 // and whole by the next is loaded as read, then reloaded once whole (ATTACK16: a reload that read the
 // file again could load a torn copy while the watcher, having hashed the whole one, saw no change after).
-import { watch, type FSWatcher } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { constants, watch, type FSWatcher } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { dirname, basename } from 'node:path';
 
@@ -22,12 +22,28 @@ export interface WatchOptions {
 /** A file as read once: its bytes, missing, or why it could not be read. */
 export type FileRead = { bytes: Buffer } | { missing: true } | { error: Error };
 
-/** Read `path` once. */
+/** The largest allowlist file read (a rule is a line of at most a few hundred bytes). */
+export const MAX_FILE_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Read `path` once, never blocking: it must be a regular file (a FIFO put in its place would block the
+ * read, and every check after it, for good; a device could be read without end: ATTACK17) of at most
+ * MAX_FILE_BYTES. Anything else is an error, and the rules in force stay.
+ */
 export async function readOnce(path: string): Promise<FileRead> {
+  let fh: FileHandle | undefined;
   try {
-    return { bytes: await readFile(path) };
+    fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    const st = await fh.stat();
+    if (!st.isFile()) return { error: new Error(`${path} is not a regular file`) };
+    if (st.size > MAX_FILE_BYTES) return { error: new Error(`${path} is larger than ${MAX_FILE_BYTES} bytes`) };
+    const bytes = await fh.readFile();
+    if (bytes.length > MAX_FILE_BYTES) return { error: new Error(`${path} is larger than ${MAX_FILE_BYTES} bytes`) };
+    return { bytes };
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'ENOENT' ? { missing: true } : { error: err as Error };
+  } finally {
+    await fh?.close();
   }
 }
 

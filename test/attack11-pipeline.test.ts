@@ -200,7 +200,7 @@ t.test('an upgrade pipelined behind an unanswered request closes the connection 
   t.notOk(o.seen.slice(seen).includes('GET /ws'), 'the upgrade never reached the origin');
   t.match(
     lines(from).find((e) => e.event === 'http' && e.decision === 'deny'),
-    { reason: 'bad-request', detail: /an upgrade to http:\/\/a\.test:\d+\/ws pipelined behind requests/, status: undefined },
+    { reason: 'bad-request', detail: /an upgrade to "http:\/\/a\.test:\d+\/ws" pipelined behind requests/, status: undefined },
   );
   await until(() => g.proxy.connections().length === 0);
   t.equal(g.proxy.connections().length, 0);

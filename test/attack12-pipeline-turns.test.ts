@@ -115,7 +115,7 @@ t.test('F2/F3/F4: a CONNECT pipelined behind an unanswered request, or after a r
     );
     t.match(
       ls.find((e) => e.method === 'CONNECT'),
-      { decision: 'deny', reason: 'bad-request', detail: /a CONNECT to a\.test:\d+ pipelined behind/ },
+      { decision: 'deny', reason: 'bad-request', detail: /a CONNECT to "a\.test:\d+" pipelined behind/ },
       `${what}: its line`,
     );
     s.destroy();

@@ -254,7 +254,7 @@ t.test('keep-alive: plain requests first, then CONNECT on the same connection', 
         method: 'CONNECT',
         decision: 'deny',
         reason: 'bad-request',
-        detail: /a CONNECT to denied\.test:443 pipelined behind/,
+        detail: /a CONNECT to "denied\.test:443" pipelined behind/,
       },
     ],
   );

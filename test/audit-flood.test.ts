@@ -107,13 +107,13 @@ t.test('CONNECT and plain-HTTP targets with control and C1 bytes are printed esc
   const hasHidden = (e: AuditLine) => Object.values(e).some((v) => typeof v === 'string' && /[\x00-\x1f\x7f-\x9f]/.test(v));
   const hostile = lines().filter((e) => (e.event === 'connect' || e.event === 'http') && hasHidden(e));
   t.ok(
-    hostile.length >= 2,
-    `lines with sandbox-chosen control bytes reached the audit log (${hostile.length}: the Host header in "detail")`,
+    hostile.length >= 1,
+    `lines with sandbox-chosen control bytes reached the audit log (${hostile.length}: the Host header in "detail", quoted)`,
   );
   const human = await logsCommand([]);
   t.notMatch(human.stdout, HIDDEN, 'printed without any hidden character');
-  t.match(human.stdout, 'host-mismatch (Host: allowed.test\\x9B\\x85â\\x80®)', 'the Host header, escaped');
-  t.match(human.stdout, 'host-mismatch (Host: a\\x09b)');
+  t.match(human.stdout, 'host-mismatch (Host: "allowed.test\\x9B\\x85â\\x80®")', 'the Host header, quoted and escaped');
+  t.match(human.stdout, 'host-mismatch (Host: "a\\\\tb")');
 
   const json = await logsCommand(['--json']);
   t.notMatch(json.stdout, HIDDEN);

@@ -6,6 +6,7 @@ import { admit, type AdmitDeps } from './admit.js';
 import { checkRequestHead } from './framing.js';
 import type { Forward, RequestAudit } from './forward.js';
 import { hostHeaderMatches, parseAbsoluteUrl } from './target.js';
+import { quoted } from '../quoted.js';
 
 /** What the checks of an absolute-form request read from it: from http.Server's request, or from head.ts. */
 export interface AbsoluteRequest {
@@ -70,7 +71,7 @@ export async function admitAbsolute(
   const base = { event: 'http', client, host: a.decision.host, port: t.port, ip: a.ip, method, rule: a.decision.rule } as const;
   if (!hostHeaderMatches(req.host, a.decision.host, t.port)) {
     a.done();
-    log({ ...base, decision: 'deny', reason: 'host-mismatch', status: 403, detail: `Host: ${String(req.host).slice(0, 255)}` });
+    log({ ...base, decision: 'deny', reason: 'host-mismatch', status: 403, detail: `Host: ${quoted(req.host)}` });
     return void refuse(403, 'host-mismatch', 'the Host header must name the URL host');
   }
   return { conn: a.conn, done: a.done, ip: a.ip, port: t.port, method, path: t.path, headers: head.headers, audit: base };

@@ -12,6 +12,7 @@
 import type { Carries } from '../policy/allowlist.js';
 import { parseClientHello } from './clienthello.js';
 import { spellsName } from './target.js';
+import { quoted } from '../quoted.js';
 
 export type FirstBytesReason = 'sni-mismatch' | 'tls-required' | 'protocol-not-allowed';
 
@@ -273,7 +274,10 @@ export class FirstBytes {
     const h = parseClientHello(body);
     if (h.status === 'invalid') return this.reject('sni-mismatch', h.detail);
     if (h.sni === undefined || !spellsName(h.sni, this.host)) {
-      return this.reject('sni-mismatch', `${this.hellos ? 'second ' : ''}SNI ${JSON.stringify(h.sni ?? null)} is not ${this.host}`);
+      return this.reject(
+        'sni-mismatch',
+        `${this.hellos ? 'second ' : ''}SNI ${h.sni === undefined ? 'null' : quoted(h.sni)} is not ${this.host}`,
+      );
     }
     this.helloExpected = false;
     this.hellos++;

@@ -11,7 +11,7 @@ import { ERROR_STATUS, type ClosedBy, type RevokeReason } from '../reasons.js';
 import { revokedRefusal } from './admit.js';
 import { checkResponseHead } from './framing.js';
 import { stillAllowed, type Connection } from './registry.js';
-import { lingerClose, rawReply, refuseResponse } from './reply.js';
+import { LINGER_BYTES, lingerClose, rawReply, refuseResponse } from './reply.js';
 
 export type RequestAudit = Extract<AuditEvent, { event: 'connect' | 'http' }>;
 /** How a forwarded request ended: what its audit line says besides the request's own fields. */
@@ -223,6 +223,9 @@ export function forwardRequest(deps: ForwardDeps, req: http.IncomingMessage, res
   req.pipe(up);
 }
 
+/** What a client may send after its upgrade request before the 101 (kept for the origin). */
+const MAX_EARLY_BYTES = 64 * 1024;
+
 /** A WebSocket upgrade: the origin's 101 (checked) makes it a two-way stream, audited like a tunnel. */
 export function forwardUpgrade(deps: ForwardDeps, socket: net.Socket, head: Buffer, f: Forward): void {
   const started = Date.now();
@@ -264,7 +267,8 @@ export function forwardUpgrade(deps: ForwardDeps, socket: net.Socket, head: Buff
   };
   /** A client that stops sending before the 101 has left: a WebSocket needs both ways. */
   const clientLeft = () => {
-    if (open || answered) return;
+    // A refusal's answer under way goes on to a client that stopped sending (its line comes at its end).
+    if (open || answered || refusedWith !== undefined) return;
     up.destroy();
     upSocket?.destroy();
     log({ decision: 'allow', reason: 'allowed', detail: 'the client closed before the upstream answered' });
@@ -276,6 +280,30 @@ export function forwardUpgrade(deps: ForwardDeps, socket: net.Socket, head: Buff
   };
   f.conn.onClose = (why) => (open ? end(why) : revoked());
   socket.on('error', () => end('error'));
+  // What the client sends before the 101 is kept for the origin (bounded: a WebSocket client waits for
+  // the 101); while a refusal's answer is under way it is dropped, bounded too. It was read and dropped
+  // without bound for as long as the origin took (ATTACK17).
+  const early: Buffer[] = [];
+  let earlyBytes = 0;
+  const onEarly = (chunk: Buffer) => {
+    earlyBytes += chunk.length;
+    if (refusedWith !== undefined) {
+      if (earlyBytes <= LINGER_BYTES) return;
+      log({
+        decision: 'allow',
+        reason: 'allowed',
+        status: refusedWith,
+        detail: `the client sent more than ${LINGER_BYTES} bytes during the answer: cut`,
+      });
+      return void socket.destroy();
+    }
+    if (earlyBytes <= MAX_EARLY_BYTES) return void early.push(chunk);
+    up.destroy();
+    const detail = `more than ${MAX_EARLY_BYTES} bytes sent before the upgrade was answered`;
+    if (!answered) log({ decision: 'deny', reason: 'bad-request', status: 400, detail });
+    rawReply(socket, 400, 'bad-request', detail);
+  };
+  socket.on('data', onEarly);
   socket.once('close', () => {
     // Before its answer was over: the client left (an answer under way keeps its status).
     if (refusedWith !== undefined) log({ decision: 'allow', reason: 'allowed', status: refusedWith });
@@ -318,7 +346,9 @@ export function forwardUpgrade(deps: ForwardDeps, socket: net.Socket, head: Buff
     for (let i = 0; i < h.headers.length; i += 2) headText += `${h.headers[i]}: ${h.headers[i + 1]}\r\n`;
     socket.write(`${headText}\r\n`);
     if (uhead.length) socket.write(uhead);
+    socket.removeListener('data', onEarly);
     if (head.length) usock.write(head);
+    for (const chunk of early) usock.write(chunk);
     usock.on('error', () => end('error'));
     usock.on('end', () => (endedBy ??= 'upstream'));
     usock.on('close', () => {

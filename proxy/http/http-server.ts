@@ -11,6 +11,8 @@ import type { Report } from '../report.js';
 import type { HttpTunnel } from './connect.js';
 import { inFlight, type RequestAudit } from './forward.js';
 import {
+  closing,
+  closingOn,
   drop,
   held,
   inTurn,
@@ -26,6 +28,7 @@ import {
 import { wantsClose } from './framing.js';
 import { LINGER_BYTES, lingerAfterAnswers, lingerClose, rawReply, refuseResponse } from './reply.js';
 import { parseAbsoluteUrl, parseAuthority } from './target.js';
+import { quoted } from '../quoted.js';
 
 /** A node:http server that never listens itself: the proxy gives it its connections. */
 export function handedServer(limits: ProxyLimits): http.Server {
@@ -209,6 +212,7 @@ export function refusals(log: (e: RequestAudit) => void, tunnelOf: (socket: Dupl
     // (`close` with a tab after it; with `keep-alive` beside it in HTTP/1.0). Its answer then closes the
     // connection, and nothing after it is handled (pipeline.ts).
     if (res.shouldKeepAlive && wantsClose(req.rawHeaders)) res.shouldKeepAlive = false;
+    if (!res.shouldKeepAlive) closing(req);
     return inTurn(
       req,
       res,
@@ -224,8 +228,17 @@ export function refusals(log: (e: RequestAudit) => void, tunnelOf: (socket: Dupl
    * (its line says so), before anything is dialled; true when it was.
    */
   const outOfTurn = (req: http.IncomingMessage, socket: Duplex): boolean => {
+    // After a request that closes the connection (in a spelling node:http's parser missed, or it would
+    // not have read this one): not a request, dropped as what follows a close is (ATTACK17). The answers
+    // before it are written, then the connection closes, lingering.
+    if (closingOn(socket)) {
+      socket.pause();
+      lingerAfterAnswers(socket);
+      whenAnswered(socket, () => lingerClose(socket));
+      return true;
+    }
     if (!unanswered(socket) && !refusedOn(socket)) return false;
-    const what = `${req.method === 'CONNECT' ? 'a CONNECT' : 'an upgrade'} to ${String(req.url).slice(0, 255)}`;
+    const what = `${req.method === 'CONNECT' ? 'a CONNECT' : 'an upgrade'} to ${quoted(req.url)}`;
     auditRefusal(
       socket,
       undefined,

@@ -17,6 +17,7 @@ import { guarded, handedServer, handToHttp, refusals, scopeConnections } from '.
 import { revokedDetail, stillAllowed, type Registry } from './registry.js';
 import { rawReply, refuseResponse } from './reply.js';
 import { hostHeaderMatches } from './target.js';
+import { quoted } from '../quoted.js';
 
 export interface InTunnelDeps {
   allowlist: () => Allowlist;
@@ -138,11 +139,7 @@ function tunnelRequest(
   const head = checkRequestHead(method, req.httpVersion, req.rawHeaders, upgrade);
   if (!head.ok) return no(400, 'bad-request', head.detail);
   if (!hostHeaderMatches(req.headers.host, tunnel.host, tunnel.port, true)) {
-    return no(
-      403,
-      'host-mismatch',
-      `Host ${JSON.stringify(String(req.headers.host).slice(0, 255))} is not the tunnel's host ${tunnel.host}`,
-    );
+    return no(403, 'host-mismatch', `Host ${quoted(req.headers.host)} is not the tunnel's host ${tunnel.host}`);
   }
   if (!stillAllowed(tunnel.conn, deps.allowlist)) return no(403, 'policy-reload', revokedDetail(tunnel.conn));
   let headers = head.headers;

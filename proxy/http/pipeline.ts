@@ -39,6 +39,8 @@ interface Pipeline {
   onRelease?: () => void;
   /** The number of the first request whose answer closed the connection (node:http's own close); Infinity: none. */
   closedAt: number;
+  /** A request asked for the connection to close after its answer (`closing`). */
+  closing?: boolean;
   /** Told once no answer is pending (`whenAnswered`). */
   onAnswered?: () => void;
 }
@@ -246,3 +248,11 @@ export function whenAnswered(socket: Duplex, fn: () => void): void {
   if (p.open === 0) return fn();
   p.onAnswered = fn;
 }
+
+/** `req` closes its connection after its answer: nothing the client sends after it is a request. */
+export function closing(req: http.IncomingMessage): void {
+  pipelineOf(req.socket).closing = true;
+}
+
+/** Whether a request on `socket` asked for the connection to close after its answer. */
+export const closingOn = (socket: Duplex): boolean => pipelines.get(socket)?.closing ?? false;

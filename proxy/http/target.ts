@@ -1,4 +1,5 @@
 // Read where a proxy request wants to go: a CONNECT authority or an absolute-form URL. No I/O.
+import { quoted } from '../quoted.js';
 
 export type Target = { ok: true; host: string; port: number } | { ok: false; detail: string };
 
@@ -14,7 +15,7 @@ function port(text: string): number | undefined {
 export function parseAuthority(authority: string): Target {
   const m = /^(\[[^\]]*\]|[^:[\]]+):([^:]*)$/.exec(authority);
   const p = m && port(m[2]!);
-  if (!m || p === undefined || p === null) return { ok: false, detail: `bad CONNECT target ${JSON.stringify(authority.slice(0, 300))}` };
+  if (!m || p === undefined || p === null) return { ok: false, detail: `bad CONNECT target ${quoted(authority, 300)}` };
   return { ok: true, host: m[1]!, port: p };
 }
 

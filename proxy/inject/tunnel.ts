@@ -5,6 +5,7 @@
 import tls from 'node:tls';
 import type net from 'node:net';
 import type { Audit } from '../audit.js';
+import { quoted } from '../quoted.js';
 import type { ClosedBy } from '../reasons.js';
 import type { HttpTunnel } from '../http/connect.js';
 import { whenRefused } from '../http/pipeline.js';
@@ -137,7 +138,7 @@ export function intercept(
         ...base,
         decision: 'deny',
         reason: 'sni-mismatch',
-        detail: `SNI ${JSON.stringify(String(sni).slice(0, 255))} is not ${tunnel.host}`,
+        detail: `SNI ${quoted(sni)} is not ${tunnel.host}`,
       });
       return end('sni-mismatch');
     }
