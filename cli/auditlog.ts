@@ -2,7 +2,8 @@
 // The log rotates (audit.jsonl, then audit.jsonl.1 … .N, .1 the newest: proxy/audit-file.ts) and can be
 // large: every reader streams it in chunks (memory bounded by a chunk and the longest line), or tails it
 // from its current end. Nothing here reads a file whole. Pure but for the file reads.
-import { open, stat, type FileHandle } from 'node:fs/promises';
+import { open, readdir, stat, type FileHandle } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
 import { noSpaces, printableDeep } from './printable.js';
 import { parseLine, type AuditLine } from './audit-line.js';
 
@@ -85,16 +86,19 @@ export function formatLine(raw: AuditLine, colour: boolean): string {
   return `${c('dim', time)} ${decision} ${what}${why}`;
 }
 
-/** The log's files that exist, oldest first: audit.jsonl.N … audit.jsonl.1, then audit.jsonl. */
+/**
+ * The log's files that exist, oldest first: audit.jsonl.N … audit.jsonl.1, then audit.jsonl. Read from
+ * the directory, not probed one number after another: a rotation renames one file at a time, and a
+ * number missing for that moment would end the list there (ATTACK19).
+ */
 export async function logFiles(path: string): Promise<string[]> {
-  const rotated: string[] = [];
-  for (let n = 1; n <= 1000; n++) {
-    const f = `${path}.${n}`;
-    if (!(await stat(f).catch(() => undefined))) break;
-    rotated.push(f);
-  }
-  const live = (await stat(path).catch(() => undefined)) ? [path] : [];
-  return [...rotated.reverse(), ...live];
+  const base = basename(path);
+  const entries = await readdir(dirname(path)).catch(() => [] as string[]);
+  const numbers = entries
+    .filter((f) => f.startsWith(`${base}.`) && /^[1-9][0-9]{0,3}$/.test(f.slice(base.length + 1)))
+    .map((f) => Number(f.slice(base.length + 1)))
+    .sort((a, b) => b - a);
+  return [...numbers.map((n) => `${path}.${n}`), ...(entries.includes(base) ? [path] : [])];
 }
 
 const CHUNK = 256 * 1024;
@@ -184,7 +188,10 @@ async function openLog(path: string, live: boolean): Promise<OpenFile[]> {
         ),
       ),
     );
-    if (attempt === 5 || (set.length === names.length && set.every((o, i) => o.ino === now[i]))) return set;
+    // Consistent: the same names listed again, each still the file opened under it.
+    const again = (await logFiles(path)).filter((f) => live || f !== path);
+    const same = again.length === names.length && again.every((f, i) => f === names[i]);
+    if (attempt === 5 || (same && set.length === names.length && set.every((o, i) => o.ino === now[i]))) return set;
     await Promise.all(set.map((o) => o.fh.close()));
   }
 }

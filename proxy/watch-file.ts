@@ -8,7 +8,7 @@
 // and whole by the next is loaded as read, then reloaded once whole (ATTACK16: a reload that read the
 // file again could load a torn copy while the watcher, having hashed the whole one, saw no change after).
 import { constants, watch, type FSWatcher } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
+import { lstat, open, type FileHandle } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { dirname, basename } from 'node:path';
 
@@ -41,7 +41,14 @@ export async function readOnce(path: string): Promise<FileRead> {
     if (bytes.length > MAX_FILE_BYTES) return { error: new Error(`${path} is larger than ${MAX_FILE_BYTES} bytes`) };
     return { bytes };
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'ENOENT' ? { missing: true } : { error: err as Error };
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return { error: err as Error };
+    // Missing only if nothing is at the path: a symlink whose target is gone is an error, not "no rules"
+    // (that would drop the file's deny rules: ATTACK19).
+    const there = await lstat(path).then(
+      () => true,
+      () => false,
+    );
+    return there ? { error: new Error(`${path} is a link to a file that does not exist`) } : { missing: true };
   } finally {
     await fh?.close();
   }

@@ -298,6 +298,10 @@ export function forwardUpgrade(deps: ForwardDeps, socket: net.Socket, head: Buff
       return void socket.destroy();
     }
     if (earlyBytes <= MAX_EARLY_BYTES) return void early.push(chunk);
+    // Refused here: the upstream request's end is no failure of its own (its 'error' would cut the
+    // lingering close, and the 400 with it).
+    up.removeAllListeners('error');
+    up.on('error', () => undefined);
     up.destroy();
     const detail = `more than ${MAX_EARLY_BYTES} bytes sent before the upgrade was answered`;
     if (!answered) log({ decision: 'deny', reason: 'bad-request', status: 400, detail });

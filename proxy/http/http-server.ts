@@ -233,6 +233,14 @@ export function refusals(log: (e: RequestAudit) => void, tunnelOf: (socket: Dupl
     // before it are written, then the connection closes, lingering.
     if (closingOn(socket)) {
       socket.pause();
+      // node:http let go of the socket for the upgrade: the answers still to be written on it wait for
+      // 'drain' events the server no longer passes on, and its error handler is gone (ATTACK19).
+      const served = socket as Duplex & { _httpMessage?: http.ServerResponse | null };
+      socket.on('drain', () => {
+        const res = served._httpMessage;
+        if (res && !res.writableFinished) res.emit('drain');
+      });
+      socket.on('error', () => socket.destroy());
       lingerAfterAnswers(socket);
       whenAnswered(socket, () => lingerClose(socket));
       return true;
