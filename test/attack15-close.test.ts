@@ -12,22 +12,19 @@
 //   the connection never closed, every later byte read and dropped at full speed (300 MiB in 2 s).
 // - F4 (low): bytes after a closing request were read without bound while its answer was slow.
 import http from 'node:http';
-import net from 'node:net';
 import t from 'tap';
 import type { AuditEvent } from '../proxy/audit.js';
 import { LINGER_BYTES } from '../proxy/http/reply.js';
-import { connectTunnel, startInproc, type Inproc } from './harness/inproc.js';
+import { answers, blast, openClient, portClient as onPort, sleep, until, type Where } from './harness/clients.js';
+import { gatewayFor, type Inproc } from './harness/inproc.js';
 
 const F = (e: AuditEvent) => e as unknown as Record<string, unknown>;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const until = async (f: () => boolean, ms = 3000) => {
-  for (let i = 0; i < ms / 20 && !f(); i++) await sleep(20);
-};
 
 /** An origin that keeps the requests it got. `/slow…` is answered after 1.5 s; `/nolen…` without a length. */
 let seen: string[] = [];
 let server: http.Server;
 let g: Inproc;
+let close: (() => Promise<void>) | undefined;
 let port = 0;
 t.before(async () => {
   server = http.createServer((req, res) => {
@@ -43,46 +40,19 @@ t.before(async () => {
       else answer();
     });
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  port = (server.address() as net.AddressInfo).port;
-  g = await startInproc({ zone: { 'a.test': { a: ['127.0.0.1'] } }, rules: [] });
-  g.setRules([`a.test:${port}`]);
+  ({ g, port, close } = await gatewayFor(server));
 });
-t.teardown(async () => {
-  await g?.close();
-  server.closeAllConnections();
-  server.close();
-});
+t.teardown(() => close?.());
 const hp = () => `a.test:${port}`;
-const answers = (text: string) => [...text.matchAll(/answer (\S+)/g)].map((m) => m[1]);
 const httpLines = (from: number) =>
   g.audit.events
     .slice(from)
     .map(F)
     .filter((e) => e.event === 'http');
 
-interface Conn {
-  s: net.Socket;
-  got: () => string;
-  ended: Promise<void>;
-}
-function portClient(): Conn {
-  const s = net.connect({ port: g.proxy.address.port, host: '127.0.0.1', allowHalfOpen: true });
-  let got = '';
-  s.on('error', () => undefined);
-  s.on('data', (d: Buffer) => (got += d.toString('latin1')));
-  const ended = new Promise<void>((r) => {
-    s.once('end', () => r());
-    s.once('close', () => r());
-  });
-  return { s, got: () => got, ended };
-}
-async function tunnelClient(): Promise<Conn> {
-  const tc = await connectTunnel(g.proxy.address.port, 'a.test', port);
-  return { s: tc.s, got: () => tc.data, ended: tc.closed };
-}
-const open = (where: 'tunnel' | 'proxy port') => (where === 'tunnel' ? tunnelClient() : Promise.resolve(portClient()));
-const target = (where: 'tunnel' | 'proxy port', path: string) => (where === 'tunnel' ? path : `http://${hp()}${path}`);
+const portClient = () => onPort(g.proxy.address.port);
+const open = (where: Where) => openClient(where, g.proxy.address.port, 'a.test', port);
+const target = (where: Where, path: string) => (where === 'tunnel' ? path : `http://${hp()}${path}`);
 
 t.test('F1: nothing pipelined after an answer node:http closes the connection after is handled', async (t) => {
   for (const where of ['tunnel', 'proxy port'] as const) {
@@ -182,16 +152,6 @@ t.test('F2: every spelling of close the gateway honours stops the connection aft
   }
   t.same(g.reports, []);
 });
-
-/** Write junk for `ms` as fast as the connection takes it; the bytes that left the client. */
-async function blast(s: net.Socket, ms: number, cap = 64 * 1024 * 1024): Promise<number> {
-  const chunk = Buffer.alloc(256 * 1024, 'x');
-  const end = Date.now() + ms;
-  while (Date.now() < end && !s.destroyed && s.bytesWritten < cap) {
-    if (!s.write(chunk)) await Promise.race([new Promise((r) => s.once('drain', r)), sleep(100)]);
-  }
-  return s.bytesWritten;
-}
 
 t.test('F3: a chunked request whose trailer says Connection: close: the connection closes after its answer', async (t) => {
   for (const where of ['tunnel', 'proxy port'] as const) {

@@ -9,16 +9,14 @@ import http from 'node:http';
 import net from 'node:net';
 import t from 'tap';
 import type { AuditEvent } from '../proxy/audit.js';
-import { connectTunnel, startInproc, type Inproc } from './harness/inproc.js';
+import { answers, openClient, sleep, until, type Where } from './harness/clients.js';
+import { gatewayFor, type Inproc } from './harness/inproc.js';
 
 const F = (e: AuditEvent) => e as unknown as Record<string, unknown>;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const until = async (f: () => boolean, ms = 3000) => {
-  for (let i = 0; i < ms / 20 && !f(); i++) await sleep(20);
-};
 let seen: string[] = [];
 let server: http.Server;
 let g: Inproc;
+let close: (() => Promise<void>) | undefined;
 let port = 0;
 t.before(async () => {
   server = http.createServer((req, res) => {
@@ -34,35 +32,11 @@ t.before(async () => {
     seen.push(`UPGRADE ${req.url}`);
     s.end('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  port = (server.address() as net.AddressInfo).port;
-  g = await startInproc({ zone: { 'a.test': { a: ['127.0.0.1'] } }, rules: [] });
-  g.setRules([`a.test:${port}`]);
+  ({ g, port, close } = await gatewayFor(server));
 });
-t.teardown(async () => {
-  await g?.close();
-  server.closeAllConnections();
-  server.close();
-});
+t.teardown(() => close?.());
 const hp = () => `a.test:${port}`;
-const answers = (text: string) => [...text.matchAll(/answer (\S+)/g)].map((m) => m[1]);
-
-type Where = 'tunnel' | 'proxy port';
-async function open(where: Where) {
-  if (where === 'tunnel') {
-    const tc = await connectTunnel(g.proxy.address.port, 'a.test', port);
-    return { s: tc.s, got: () => tc.data, ended: tc.closed };
-  }
-  const s = net.connect({ port: g.proxy.address.port, host: '127.0.0.1', allowHalfOpen: true });
-  let got = '';
-  s.on('error', () => undefined);
-  s.on('data', (d: Buffer) => (got += d.toString('latin1')));
-  const ended = new Promise<void>((r) => {
-    s.once('end', () => r());
-    s.once('close', () => r());
-  });
-  return { s, got: () => got, ended };
-}
+const open = (where: Where) => openClient(where, g.proxy.address.port, 'a.test', port);
 
 // Finding: a closing request node:http's parser does not see as closing (the gateway does: `close` then a
 // tab; `keep-alive, close` in HTTP/1.0), followed by an upgrade or CONNECT: the upgrade is parsed while

@@ -8,8 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { parseConfig, defaultConfig } from '../proxy/config.js';
-import { startGateway, type Firewall } from '../proxy/gateway.js';
+import { startFileGateway } from './harness/file-gateway.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -19,29 +18,7 @@ t.test('a FIFO at the allowlist path for a moment: later edits of the file still
   const file = join(dir, 'allowed_domains.txt');
   const parked = join(dir, 'parked.fifo');
   writeFileSync(file, 'a.test\n');
-  const fw: Firewall = {
-    onResolved: (() => undefined) as unknown as Firewall['onResolved'],
-    onReload: () => Promise.resolve(),
-    status: () => ({ up: true }),
-    stop: () => Promise.resolve(),
-  };
-  const cfg = parseConfig({
-    ...defaultConfig(),
-    listen: '127.0.0.1',
-    dnsPort: 0,
-    proxyPort: 0,
-    upstreams: ['127.0.0.1:9'],
-    allowlistPath: file,
-    defaults: false,
-    envAllowed: undefined,
-    auditLog: join(dir, 'audit.log'),
-    firewall: true,
-  });
-  const g = await startGateway(
-    cfg,
-    () => undefined,
-    async () => fw,
-  );
+  const g = await startFileGateway(file);
   let unblocked = false;
   const unblock = () => {
     if (unblocked) return;

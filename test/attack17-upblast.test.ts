@@ -4,10 +4,11 @@
 // (more is refused with 400) and dropped during a refusal up to LINGER_BYTES (proxy/http/forward.ts).
 import net from 'node:net';
 import t from 'tap';
-import { startInproc, type Inproc } from './harness/inproc.js';
+import { blast, sleep, upgradeHead } from './harness/clients.js';
+import { gatewayFor, type Inproc } from './harness/inproc.js';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 let g: Inproc;
+let close: (() => Promise<void>) | undefined;
 let origin: net.Server;
 let port = 0;
 let mode: 'silent' | 'refuse-slow' = 'silent';
@@ -25,32 +26,16 @@ t.before(async () => {
       }
     });
   });
-  await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
-  port = (origin.address() as net.AddressInfo).port;
-  g = await startInproc({ zone: { 'a.test': { a: ['127.0.0.1'] } }, rules: [`a.test:${port}`] });
+  ({ g, port, close } = await gatewayFor(origin));
 });
-t.teardown(async () => {
-  await g?.close();
-  origin?.close();
-});
-async function blast(s: net.Socket, ms: number, cap = 256 * 1024 * 1024): Promise<number> {
-  const chunk = Buffer.alloc(256 * 1024, 'x');
-  const end = Date.now() + ms;
-  while (Date.now() < end && !s.destroyed && s.bytesWritten < cap) {
-    if (!s.write(chunk)) await Promise.race([new Promise((r) => s.once('drain', r)), sleep(100)]);
-  }
-  return s.bytesWritten;
-}
+t.teardown(() => close?.());
 for (const m of ['silent', 'refuse-slow'] as const) {
   t.test(`upgrade then junk, origin ${m}: the gateway does not read it without bound`, async (t) => {
     mode = m;
     const s = net.connect(g.proxy.address.port, '127.0.0.1');
     s.on('error', () => undefined);
     await new Promise((r) => s.once('connect', r));
-    s.write(
-      `GET http://a.test:${port}/ws HTTP/1.1\r\nHost: a.test:${port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
-        'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
-    );
+    s.write(upgradeHead(`http://a.test:${port}/ws`, `a.test:${port}`));
     await sleep(300);
     const before = process.memoryUsage();
     const n = await blast(s, 2000);

@@ -4,12 +4,13 @@
 import net from 'node:net';
 import t from 'tap';
 import type { AuditEvent } from '../proxy/audit.js';
-import { connectTunnel, startInproc, type Inproc } from './harness/inproc.js';
+import { sendUpgrade, sleep, type Where } from './harness/clients.js';
+import { gatewayFor, type Inproc } from './harness/inproc.js';
 
 const F = (e: AuditEvent) => e as unknown as Record<string, unknown>;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const BODY = 'no websocket here';
 let g: Inproc;
+let close: (() => Promise<void>) | undefined;
 let origin: net.Server;
 let port = 0;
 let delayMs = 0;
@@ -22,30 +23,10 @@ t.before(async () => {
       setTimeout(() => s.end(BODY), delayMs);
     });
   });
-  await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
-  port = (origin.address() as net.AddressInfo).port;
-  g = await startInproc({ zone: { 'a.test': { a: ['127.0.0.1'] } }, rules: [`a.test:${port}`] });
+  ({ g, port, close } = await gatewayFor(origin));
 });
-t.teardown(async () => {
-  await g?.close();
-  origin?.close();
-});
-const upgrade = (target: string) =>
-  `GET ${target} HTTP/1.1\r\nHost: a.test:${port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
-  'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n';
-async function send(where: 'proxy port' | 'tunnel') {
-  if (where === 'tunnel') {
-    const tc = await connectTunnel(g.proxy.address.port, 'a.test', port);
-    tc.s.write(upgrade('/ws'));
-    return { s: tc.s, got: () => tc.data };
-  }
-  const s = net.connect({ port: g.proxy.address.port, host: '127.0.0.1', allowHalfOpen: true });
-  s.on('error', () => undefined);
-  let got = '';
-  s.on('data', (d: Buffer) => (got += d.toString('latin1')));
-  s.write(upgrade(`http://a.test:${port}/ws`));
-  return { s, got: () => got };
-}
+t.teardown(() => close?.());
+const send = (where: Where) => sendUpgrade(where, g.proxy.address.port, 'a.test', port);
 const lines = (from: number) =>
   g.audit.events
     .slice(from)

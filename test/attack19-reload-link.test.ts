@@ -6,8 +6,7 @@ import { mkdtempSync, rmSync, symlinkSync, writeFileSync, mkdirSync, unlinkSync,
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { parseConfig, defaultConfig } from '../proxy/config.js';
-import { startGateway, type Firewall } from '../proxy/gateway.js';
+import { startFileGateway } from './harness/file-gateway.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -19,30 +18,7 @@ for (const kind of ['dangling link (finding)', 'link to a directory (control)', 
     const real = join(dir, 'real.txt');
     writeFileSync(real, '!bad.a.test\n');
     symlinkSync(real, file);
-    const fw: Firewall = {
-      onResolved: (() => undefined) as unknown as Firewall['onResolved'],
-      onReload: () => Promise.resolve(),
-      status: () => ({ up: true }),
-      stop: () => Promise.resolve(),
-    };
-    const cfg = parseConfig({
-      ...defaultConfig(),
-      listen: '127.0.0.1',
-      dnsPort: 0,
-      proxyPort: 0,
-      upstreams: ['127.0.0.1:9'],
-      allowlistPath: file,
-      allow: ['.a.test'],
-      defaults: false,
-      envAllowed: undefined,
-      auditLog: join(dir, 'audit.log'),
-      firewall: true,
-    });
-    const g = await startGateway(
-      cfg,
-      () => undefined,
-      async () => fw,
-    );
+    const g = await startFileGateway(file, ['.a.test']);
     t.teardown(() => g.stop());
     const rules = () => g.allowlist().rules.map((r) => r.text);
     t.same(rules(), ['.a.test', '!bad.a.test']);

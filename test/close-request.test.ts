@@ -10,14 +10,11 @@ import net from 'node:net';
 import t from 'tap';
 import type { AuditEvent } from '../proxy/audit.js';
 import { SENTINEL } from '../proxy/inject/credentials.js';
-import { connectTunnel, startInproc, type Inproc } from './harness/inproc.js';
+import { answers, portClient as onPort, sleep, tunnelClient as inTunnel, until } from './harness/clients.js';
+import { startInproc, type Inproc } from './harness/inproc.js';
 import { startInjected } from './harness/injected.js';
 
 const F = (e: AuditEvent) => e as unknown as Record<string, unknown>;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const until = async (f: () => boolean, ms = 3000) => {
-  for (let i = 0; i < ms / 20 && !f(); i++) await sleep(20);
-};
 
 /** An origin that keeps the requests it got; a path with `slow` is answered after 150 ms. */
 async function origin() {
@@ -55,29 +52,8 @@ t.teardown(async () => {
 });
 const lines = (from: number) => g.audit.events.slice(from).map(F);
 
-interface Conn {
-  s: net.Socket;
-  got: () => string;
-  /** The gateway's FIN or close. */
-  ended: Promise<void>;
-}
-function portClient(): Conn {
-  const s = net.connect({ port: g.proxy.address.port, host: '127.0.0.1', allowHalfOpen: true });
-  let got = '';
-  s.on('error', () => undefined);
-  s.on('data', (d: Buffer) => (got += d.toString('latin1')));
-  const ended = new Promise<void>((r) => {
-    s.once('end', () => r());
-    s.once('close', () => r());
-  });
-  return { s, got: () => got, ended };
-}
-async function tunnelClient(): Promise<Conn> {
-  const tc = await connectTunnel(g.proxy.address.port, 'a.test', o.port);
-  return { s: tc.s, got: () => tc.data, ended: tc.closed };
-}
-const answers = (text: string) => [...text.matchAll(/answer (\S+)/g)].map((m) => m[1]);
-
+const portClient = () => onPort(g.proxy.address.port);
+const tunnelClient = () => inTunnel(g.proxy.address.port, 'a.test', o.port);
 const hp = () => `a.test:${o.port}`;
 const CASES: Array<{ name: string; tunnel: boolean; bytes: () => string; path: string; method: string }> = [
   {

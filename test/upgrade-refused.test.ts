@@ -6,15 +6,16 @@
 import net from 'node:net';
 import t from 'tap';
 import type { AuditEvent } from '../proxy/audit.js';
-import { connectTunnel, startInproc, type Inproc } from './harness/inproc.js';
+import { sendUpgrade, sleep, type Where } from './harness/clients.js';
+import { gatewayFor, type Inproc } from './harness/inproc.js';
 
 const F = (e: AuditEvent) => e as unknown as Record<string, unknown>;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** How the origin answers the next upgrade. */
 let mode: 'full' | 'partial' | 'abort' | 'none' = 'full';
 const BODY = 'no websocket here';
 let g: Inproc;
+let close: (() => Promise<void>) | undefined;
 let origin: net.Server;
 let port = 0;
 t.before(async () => {
@@ -30,33 +31,11 @@ t.before(async () => {
       }
     });
   });
-  await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
-  port = (origin.address() as net.AddressInfo).port;
-  g = await startInproc({ zone: { 'a.test': { a: ['127.0.0.1'] } }, rules: [`a.test:${port}`] });
+  ({ g, port, close } = await gatewayFor(origin));
 });
-t.teardown(async () => {
-  await g?.close();
-  origin?.close();
-});
+t.teardown(() => close?.());
 
-const upgrade = (target: string) =>
-  `GET ${target} HTTP/1.1\r\nHost: a.test:${port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
-  'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n';
-
-/** A client that sent the upgrade, on the proxy port or inside a tunnel; what it got so far. */
-async function send(where: 'proxy port' | 'tunnel'): Promise<{ s: net.Socket; got: () => string }> {
-  if (where === 'tunnel') {
-    const tc = await connectTunnel(g.proxy.address.port, 'a.test', port);
-    tc.s.write(upgrade('/ws'));
-    return { s: tc.s, got: () => tc.data };
-  }
-  const s = net.connect(g.proxy.address.port, '127.0.0.1');
-  s.on('error', () => undefined);
-  let got = '';
-  s.on('data', (d: Buffer) => (got += d.toString('latin1')));
-  s.write(upgrade(`http://a.test:${port}/ws`));
-  return { s, got: () => got };
-}
+const send = (where: Where) => sendUpgrade(where, g.proxy.address.port, 'a.test', port);
 /** The upgrade's line (the http event). */
 const lineOf = (from: number) =>
   g.audit.events

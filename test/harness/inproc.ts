@@ -326,3 +326,22 @@ export function connectTunnel(proxyPort: number, host: string, port: number, tim
     setTimeout(() => reject(new Error('no answer to the CONNECT')), timeoutMs).unref();
   });
 }
+
+/**
+ * A gateway in front of `origin` (listened on 127.0.0.1, an ephemeral port): `a.test` resolves to it
+ * and is allowed on that port. `close` stops both (the origin's open connections too).
+ */
+export async function gatewayFor(origin: net.Server, name = 'a.test'): Promise<{ g: Inproc; port: number; close(): Promise<void> }> {
+  await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
+  const port = (origin.address() as AddressInfo).port;
+  const g = await startInproc({ zone: { [name]: { a: ['127.0.0.1'] } }, rules: [`${name}:${port}`] });
+  return {
+    g,
+    port,
+    async close() {
+      await g.close();
+      (origin as Partial<http.Server>).closeAllConnections?.();
+      origin.close();
+    },
+  };
+}
