@@ -2,6 +2,7 @@
 // The log rotates (audit.jsonl, then audit.jsonl.1 … .N, .1 the newest: proxy/audit-file.ts) and can be
 // large: every reader streams it in chunks (memory bounded by a chunk and the longest line), or tails it
 // from its current end. Nothing here reads a file whole. Pure but for the file reads.
+import { constants } from 'node:fs';
 import { open, readdir, stat, type FileHandle } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { noSpaces, printableDeep } from './printable.js';
@@ -93,12 +94,26 @@ export function formatLine(raw: AuditLine, colour: boolean): string {
  */
 export async function logFiles(path: string): Promise<string[]> {
   const base = basename(path);
-  const entries = await readdir(dirname(path)).catch(() => [] as string[]);
+  // Regular files only (a link, a pipe or a directory of that name is not the log's).
+  const entries = (await readdir(dirname(path), { withFileTypes: true }).catch(() => [])).filter((d) => d.isFile()).map((d) => d.name);
   const numbers = entries
     .filter((f) => f.startsWith(`${base}.`) && /^[1-9][0-9]{0,3}$/.test(f.slice(base.length + 1)))
     .map((f) => Number(f.slice(base.length + 1)))
     .sort((a, b) => b - a);
   return [...numbers.map((n) => `${path}.${n}`), ...(entries.includes(base) ? [path] : [])];
+}
+
+/**
+ * A file of the log opened for reading, or undefined: only a regular file, never through a link, and
+ * without blocking (a named pipe or a directory put in the log's directory would otherwise hang or end
+ * every reader; a link would print another file as log lines: ATTACK20).
+ */
+async function openRegular(path: string): Promise<FileHandle | undefined> {
+  const fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW).catch(() => undefined);
+  if (!fh) return undefined;
+  if ((await fh.stat().catch(() => undefined))?.isFile()) return fh;
+  await fh.close();
+  return undefined;
 }
 
 const CHUNK = 256 * 1024;
@@ -148,7 +163,7 @@ export async function* linesOf(fh: FileHandle, at: { offset: number }): AsyncGen
 
 /** Every line of one file, streamed. */
 export async function* fileLines(file: string): AsyncGenerator<string> {
-  const fh = await open(file, 'r').catch(() => undefined);
+  const fh = await openRegular(file);
   if (!fh) return;
   try {
     yield* linesOf(fh, { offset: 0 });
@@ -175,7 +190,7 @@ async function openLog(path: string, live: boolean): Promise<OpenFile[]> {
     const names = (await logFiles(path)).filter((f) => live || f !== path);
     const set: OpenFile[] = [];
     for (const f of names) {
-      const fh = await open(f, 'r').catch(() => undefined);
+      const fh = await openRegular(f);
       if (!fh) continue;
       const s = await fh.stat();
       set.push({ fh, ino: s.ino, mtimeMs: s.mtimeMs });
@@ -286,7 +301,7 @@ export class Tail {
   }
 
   private async openLive(): Promise<void> {
-    const fh = await open(this.path, 'r').catch(() => undefined);
+    const fh = await openRegular(this.path);
     if (!fh) return;
     this.fh = fh;
     this.ino = (await fh.stat()).ino;

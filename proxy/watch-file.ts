@@ -8,7 +8,7 @@
 // and whole by the next is loaded as read, then reloaded once whole (ATTACK16: a reload that read the
 // file again could load a torn copy while the watcher, having hashed the whole one, saw no change after).
 import { constants, watch, type FSWatcher } from 'node:fs';
-import { lstat, open, type FileHandle } from 'node:fs/promises';
+import { lstat, open, stat, type FileHandle } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { dirname, basename } from 'node:path';
 
@@ -42,13 +42,19 @@ export async function readOnce(path: string): Promise<FileRead> {
     return { bytes };
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return { error: err as Error };
-    // Missing only if nothing is at the path: a symlink whose target is gone is an error, not "no rules"
-    // (that would drop the file's deny rules: ATTACK19).
-    const there = await lstat(path).then(
-      () => true,
+    // Missing only if nothing is at the path and its directory is there: a link whose target is gone
+    // (at the file or a directory above it) is an error, not "no rules", which would drop the file's deny
+    // rules (ATTACK19, ATTACK20).
+    const atPath = await lstat(path).then(
+      () => 'something',
+      (e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? 'nothing' : 'unknown'),
+    );
+    if (atPath !== 'nothing') return { error: new Error(`${path} cannot be read (a link to nothing?)`) };
+    const dirThere = await stat(dirname(path)).then(
+      (st) => st.isDirectory(),
       () => false,
     );
-    return there ? { error: new Error(`${path} is a link to a file that does not exist`) } : { missing: true };
+    return dirThere ? { missing: true } : { error: new Error(`${dirname(path)} is not a directory that exists`) };
   } finally {
     await fh?.close();
   }

@@ -194,7 +194,19 @@ export function forwardRequest(deps: ForwardDeps, req: http.IncomingMessage, res
     if (!res.writableFinished) up.destroy();
     finish();
   });
-  up.setTimeout(deps.idleTimeoutMs, () => fail(504, 'upstream-error', `no answer from the upstream for ${deps.idleTimeoutMs} ms`));
+  up.setTimeout(deps.idleTimeoutMs, () => {
+    const ms = deps.idleTimeoutMs;
+    if (!res.headersSent) return fail(504, 'upstream-error', `no answer from the upstream for ${ms} ms`);
+    // The origin is waiting for a client that reads nothing: the client's doing, not the origin's (as on
+    // the fast path, plain.ts; ATTACK20).
+    if (client.writableNeedDrain || res.writableNeedDrain) {
+      if (logged || bodyBad) return;
+      outcome = { decision: 'allow', reason: 'allowed', detail: `the client read nothing of the answer for ${ms} ms` };
+      up.destroy();
+      return void res.destroy();
+    }
+    fail(502, 'upstream-error', `no data from the upstream for ${ms} ms`);
+  });
   up.on('error', (err) => fail(502, 'upstream-error', err.message));
   up.on('upgrade', (_r, socket: Duplex) => {
     socket.destroy();
