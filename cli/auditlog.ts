@@ -186,8 +186,9 @@ interface OpenFile {
  * file a rotation moved up).
  */
 async function openLog(path: string, live: boolean): Promise<OpenFile[]> {
+  const list = async () => (await logFiles(path)).filter((f) => live || f !== path);
   for (let attempt = 1; ; attempt++) {
-    const names = (await logFiles(path)).filter((f) => live || f !== path);
+    const names = await list();
     const set: OpenFile[] = [];
     for (const f of names) {
       const fh = await openRegular(f);
@@ -204,7 +205,7 @@ async function openLog(path: string, live: boolean): Promise<OpenFile[]> {
       ),
     );
     // Consistent: the same names listed again, each still the file opened under it.
-    const again = (await logFiles(path)).filter((f) => live || f !== path);
+    const again = await list();
     const same = again.length === names.length && again.every((f, i) => f === names[i]);
     if (attempt === 5 || (same && set.length === names.length && set.every((o, i) => o.ino === now[i]))) return set;
     await Promise.all(set.map((o) => o.fh.close()));
@@ -326,7 +327,7 @@ export function countLine(counts: DecisionCounts, line: string): void {
   byEvent[e.decision] = (byEvent[e.decision] ?? 0) + n;
 }
 
-export const noCounts = (): DecisionCounts => Object.create(null) as DecisionCounts;
+const noCounts = (): DecisionCounts => Object.create(null) as DecisionCounts;
 
 export function countDecisions(lines: Iterable<string>): DecisionCounts {
   const counts = noCounts();

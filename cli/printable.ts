@@ -28,15 +28,11 @@ export function printable(s: string): string {
 }
 
 /**
- * A name, host or other single value the sandbox chose, made printable as one token: its spaces are
- * escaped too (`\x20`), so it cannot pad itself to the terminal's width and show a line of its own
- * (ATTACK18: a DNS name with spaces in it printed what looked like a second, forged audit line).
+ * Text already made printable, its spaces escaped as well (`\x20`): a name, host or other single value
+ * the sandbox chose then prints as one token, and cannot pad itself to the terminal's width and show a
+ * line of its own (ATTACK18: a DNS name with spaces in it printed what looked like a second, forged
+ * audit line).
  */
-export function token(s: string): string {
-  return noSpaces(printable(s));
-}
-
-/** Text already made printable, its spaces escaped as well (`token`). */
 export const noSpaces = (printed: string): string => printed.replace(/ /g, '\\x20');
 
 /** Values nested deeper than this are shown as "…" (a line nested 20,000 deep would exhaust the stack). */

@@ -11,35 +11,20 @@
 // - F3 (medium): a chunked request whose trailer says Connection: close: its answer said keep-alive and
 //   the connection never closed, every later byte read and dropped at full speed (300 MiB in 2 s).
 // - F4 (low): bytes after a closing request were read without bound while its answer was slow.
-import http from 'node:http';
 import t from 'tap';
 import type { AuditEvent } from '../proxy/audit.js';
 import { LINGER_BYTES } from '../proxy/http/reply.js';
 import { answers, blast, openClient, portClient as onPort, sleep, until, type Where } from './harness/clients.js';
-import { gatewayFor, type Inproc } from './harness/inproc.js';
+import { answeringServer, gatewayFor, type Inproc } from './harness/inproc.js';
 
 const F = (e: AuditEvent) => e as unknown as Record<string, unknown>;
 
-/** An origin that keeps the requests it got. `/slow…` is answered after 1.5 s; `/nolen…` without a length. */
-let seen: string[] = [];
-let server: http.Server;
+/** The origin: `/slow…` is answered after 1500 ms, `/nolen…` without a length (harness/inproc.ts). */
+const { server, seen } = answeringServer(1500);
 let g: Inproc;
 let close: (() => Promise<void>) | undefined;
 let port = 0;
 t.before(async () => {
-  server = http.createServer((req, res) => {
-    seen.push(`${req.method} ${req.url}`);
-    req.resume();
-    req.on('end', () => {
-      if (req.url?.startsWith('/nolen')) {
-        res.write(`answer ${req.url}\n`);
-        return void res.end();
-      }
-      const answer = () => res.end(`answer ${req.url}\n`);
-      if (req.url?.startsWith('/slow')) setTimeout(answer, 1500);
-      else answer();
-    });
-  });
   ({ g, port, close } = await gatewayFor(server));
 });
 t.teardown(() => close?.());
@@ -57,7 +42,7 @@ const target = (where: Where, path: string) => (where === 'tunnel' ? path : `htt
 t.test('F1: nothing pipelined after an answer node:http closes the connection after is handled', async (t) => {
   for (const where of ['tunnel', 'proxy port'] as const) {
     const from = g.audit.events.length;
-    seen = [];
+    seen.length = 0;
     const c = await open(where);
     const req = (p: string, m = 'GET') => `${m} ${target(where, p)} HTTP/1.0\r\nHost: ${hp()}\r\nConnection: keep-alive\r\n\r\n`;
     c.s.write(req('/nolen-one') + req('/two', 'DELETE'));
@@ -73,7 +58,7 @@ t.test('F1: nothing pipelined after an answer node:http closes the connection af
   }
   // /healthz answered to an HTTP/1.0 keep-alive client (no length): the same.
   const from = g.audit.events.length;
-  seen = [];
+  seen.length = 0;
   const c = portClient();
   c.s.write(
     `GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\nDELETE http://${hp()}/two HTTP/1.0\r\nHost: ${hp()}\r\nConnection: keep-alive\r\n\r\n`,
@@ -136,7 +121,7 @@ const SPELLINGS: Array<{ name: string; where: 'tunnel' | 'proxy port'; bytes: ()
 t.test('F2: every spelling of close the gateway honours stops the connection after that answer', async (t) => {
   for (const c of SPELLINGS) {
     const from = g.audit.events.length;
-    seen = [];
+    seen.length = 0;
     const conn = await open(c.where);
     conn.s.write(c.bytes());
     await Promise.race([conn.ended, sleep(1500)]);

@@ -5,33 +5,18 @@
 // answer arrives. F2: an upgrade or CONNECT after a close node:http's parser missed (`close` + tab,
 // HTTP/1.0 `keep-alive, close`) was taken as out of turn and cut the connection, losing that answer
 // (and, in one write, its line); now it is dropped like any bytes after a close (http-server.ts outOfTurn).
-import http from 'node:http';
-import net from 'node:net';
 import t from 'tap';
 import type { AuditEvent } from '../proxy/audit.js';
 import { answers, openClient, sleep, until, type Where } from './harness/clients.js';
-import { gatewayFor, type Inproc } from './harness/inproc.js';
+import { answeringServer, gatewayFor, type Inproc } from './harness/inproc.js';
 
 const F = (e: AuditEvent) => e as unknown as Record<string, unknown>;
-let seen: string[] = [];
-let server: http.Server;
+/** The origin: `/slow…` is answered after 600 ms, `/nolen…` without a length (harness/inproc.ts). */
+const { server, seen } = answeringServer(600);
 let g: Inproc;
 let close: (() => Promise<void>) | undefined;
 let port = 0;
 t.before(async () => {
-  server = http.createServer((req, res) => {
-    seen.push(`${req.method} ${req.url}`);
-    req.resume();
-    req.on('end', () => {
-      const answer = () => res.end(`answer ${req.url}\n`);
-      if (req.url?.startsWith('/slow')) setTimeout(answer, 600);
-      else answer();
-    });
-  });
-  server.on('upgrade', (req, s: net.Socket) => {
-    seen.push(`UPGRADE ${req.url}`);
-    s.end('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
-  });
   ({ g, port, close } = await gatewayFor(server));
 });
 t.teardown(() => close?.());
@@ -87,7 +72,7 @@ for (const where of ['proxy port', 'tunnel'] as const) {
     for (const [fn, first] of Object.entries(FIRSTS)) {
       for (const [sn, second] of Object.entries(SECONDS)) {
         for (const split of [false, true]) {
-          seen = [];
+          seen.length = 0;
           const from = g.audit.events.length;
           const c = await open(where);
           if (split) {
@@ -129,7 +114,7 @@ for (const where of ['proxy port', 'tunnel'] as const) {
       `GET ${u('/slow-close')} HTTP/1.0\r\nHost: ${hp()}\r\n\r\n`,
       `POST ${u('/slow-close')} HTTP/1.1\r\nHost: ${hp()}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nConnection: close\r\n\r\n`,
     ]) {
-      seen = [];
+      seen.length = 0;
       const c = await open(where);
       let bytes = '';
       for (let i = 0; i < 10; i++) bytes += `POST ${u(`/k${i}`)} HTTP/1.1\r\nHost: ${hp()}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`;
@@ -147,7 +132,7 @@ for (const where of ['proxy port', 'tunnel'] as const) {
   });
   t.test(`reload mid-answer of a closing request (${where})`, async (t) => {
     const u = (p: string) => (where === 'tunnel' ? p : `http://${hp()}${p}`);
-    seen = [];
+    seen.length = 0;
     const from = g.audit.events.length;
     const c = await open(where);
     c.s.write(`GET ${u('/slow-one')} HTTP/1.0\r\nHost: ${hp()}\r\n\r\nDELETE ${u('/evil')} HTTP/1.1\r\nHost: ${hp()}\r\n\r\n`);

@@ -5,26 +5,19 @@
 // gateway cut the connection: the closing request itself was never forwarded, answered or logged.
 // Also: a request refused on the proxy port before its checks (pipelined after a refusal, an upgrade out
 // of turn) is logged with the host it asked for, not "".
-import http from 'node:http';
 import net from 'node:net';
 import t from 'tap';
 import type { AuditEvent } from '../proxy/audit.js';
 import { SENTINEL } from '../proxy/inject/credentials.js';
 import { answers, portClient as onPort, sleep, tunnelClient as inTunnel, until } from './harness/clients.js';
-import { startInproc, type Inproc } from './harness/inproc.js';
+import { answeringServer, startInproc, type Inproc } from './harness/inproc.js';
 import { startInjected } from './harness/injected.js';
 
 const F = (e: AuditEvent) => e as unknown as Record<string, unknown>;
 
 /** An origin that keeps the requests it got; a path with `slow` is answered after 150 ms. */
 async function origin() {
-  const seen: string[] = [];
-  const server = http.createServer((req, res) => {
-    seen.push(`${req.method} ${req.url}`);
-    req.resume();
-    const answer = () => res.end(`answer ${req.url}\n`);
-    req.on('end', () => (req.url?.includes('slow') ? setTimeout(answer, 150) : answer()));
-  });
+  const { server, seen } = answeringServer(150);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return {
     port: (server.address() as net.AddressInfo).port,

@@ -112,6 +112,16 @@ export function handToHttp(server: http.Server, socket: net.Socket, read: Buffer
   if (!held(socket)) socket.resume();
 }
 
+/**
+ * Nothing more is read from `socket` as requests: once every answer on it is over it closes, lingering,
+ * whether or not node:http closes it itself (it does not when a chunked request's trailer asked for the
+ * close, nor once it let go of the socket for an upgrade).
+ */
+function closeOnceAnswered(socket: Duplex): void {
+  lingerAfterAnswers(socket);
+  whenAnswered(socket, () => lingerClose(socket));
+}
+
 /** Bytes the parser dropped on a connection after a request that closes it (`dropAfterClose`). */
 const droppedAfterClose = new WeakMap<Duplex, number>();
 
@@ -176,19 +186,16 @@ export function refusals(log: (e: RequestAudit) => void, tunnelOf: (socket: Dupl
     cutAll(socket, `the parser refused what the client sent next (${detail})`);
   };
   /**
-   * The parser read bytes after a request that closes the connection: dropped. Once every answer is
-   * over the connection closes, lingering, whether or not node:http closes it itself (it does not when
-   * a chunked request's trailer asked for the close: its answer said keep-alive). Past LINGER_BYTES
-   * dropped (a client streaming while its answer is slow) it is cut, as a lingering close is.
+   * The parser read bytes after a request that closes the connection: dropped, and the connection closes
+   * once its answers are over (`closeOnceAnswered`). Past LINGER_BYTES dropped (a client streaming while
+   * its answer is slow) it is cut, as a lingering close is.
    */
   function dropAfterClose(socket: Duplex, err: NodeJS.ErrnoException & { rawPacket?: Buffer }): void {
     const before = droppedAfterClose.get(socket);
     const total = (before ?? 0) + (err.rawPacket?.length ?? 0);
     droppedAfterClose.set(socket, total);
     if (total > LINGER_BYTES) return cutAll(socket, `more than ${LINGER_BYTES} bytes were sent after a request that closes the connection`);
-    if (before !== undefined) return;
-    lingerAfterAnswers(socket);
-    whenAnswered(socket, () => lingerClose(socket));
+    if (before === undefined) closeOnceAnswered(socket);
   }
   /** `Expect` other than 100-continue (Node would answer 417 itself, unaudited). */
   const expectation = (req: http.IncomingMessage, res: http.ServerResponse) => {
@@ -241,8 +248,7 @@ export function refusals(log: (e: RequestAudit) => void, tunnelOf: (socket: Dupl
         if (res && !res.writableFinished) res.emit('drain');
       });
       socket.on('error', () => socket.destroy());
-      lingerAfterAnswers(socket);
-      whenAnswered(socket, () => lingerClose(socket));
+      closeOnceAnswered(socket);
       return true;
     }
     if (!unanswered(socket) && !refusedOn(socket)) return false;

@@ -345,3 +345,30 @@ export async function gatewayFor(origin: net.Server, name = 'a.test'): Promise<{
     },
   };
 }
+
+/**
+ * An HTTP origin (not listening yet) that keeps what it got in `seen` (`METHOD url`; `UPGRADE url` for an
+ * upgrade, answered 101) and answers `answer <url>`: a path with `slow` in it after `slowMs`, one that
+ * starts with `/nolen` without a length.
+ */
+export function answeringServer(slowMs: number): { server: http.Server; seen: string[] } {
+  const seen: string[] = [];
+  const server = http.createServer((req, res) => {
+    seen.push(`${req.method} ${req.url}`);
+    req.resume();
+    req.on('end', () => {
+      if (req.url?.startsWith('/nolen')) {
+        res.write(`answer ${req.url}\n`);
+        return void res.end();
+      }
+      const answer = () => res.end(`answer ${req.url}\n`);
+      if (req.url?.includes('slow')) setTimeout(answer, slowMs);
+      else answer();
+    });
+  });
+  server.on('upgrade', (req: http.IncomingMessage, s: net.Socket) => {
+    seen.push(`UPGRADE ${req.url}`);
+    s.end('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+  });
+  return { server, seen };
+}
